@@ -1,0 +1,327 @@
+"""Run configuration: nested dataclasses, YAML load, dotted overrides, validation.
+
+A YAML file mirrors the dataclasses below (`gcpo: {num_generations: 8}`); the command
+line adds `gcpo.num_generations=4` style overrides on top. Every key is checked: an
+unknown one fails with the valid keys of its section, an out-of-range value fails with
+how to fix it. Field comments are the documentation (`gcpo-lite train --help` and the
+README's option table are generated from them).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value or key a user has to fix; the message says how."""
+
+
+@dataclass
+class ModelConfig:
+    name: Optional[str] = None  # registry short name, hub id or local path; None = the embedded tiny model
+    revision: Optional[str] = None  # hub revision (branch, tag or commit)
+    quantize: bool = True  # load the base in 4-bit NF4 via bitsandbytes (--no-quantize loads bf16/fp32)
+    bnb_4bit_quant_type: str = "nf4"  # nf4 or fp4
+    bnb_4bit_use_double_quant: bool = True  # quantize the quantization constants too (~0.4 bit/param saved)
+    compute_dtype: str = "auto"  # bfloat16 | float16 | float32 | auto (bf16 on GPUs that have it, else fp32)
+    gradient_checkpointing: bool = True  # recompute activations in backward: less memory, ~30% more time
+    trust_remote_code: bool = False  # run model code shipped with a hub repo; off unless you trust it
+    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16  # adapter rank
+    alpha: int = 32  # scaling numerator: the update is (alpha / r) * B @ A
+    dropout: float = 0.0  # dropout on the adapter input
+    target_modules: list = field(default_factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])  # every attention and MLP projection
+
+
+@dataclass
+class DataConfig:
+    dataset: Optional[str] = None  # built-in task name, hub id or local file (.jsonl/.json/.csv/.parquet); None = built-in `addition`
+    train_split: str = "train"  # split to train on
+    eval_split: Optional[str] = "test"  # held-out split for eval_accuracy (None: carve eval_size rows off train)
+    prompt_field: Optional[str] = None  # column with the question (None: the preset's or `prompt`)
+    answer_field: Optional[str] = None  # column with the final answer (None: the preset's or `answer`)
+    solution_field: Optional[str] = None  # column with the worked reference solution used as gold (None: the preset's or `solution`)
+    system_prompt: Optional[str] = None  # system message put before every question (None: the task's own)
+    max_prompt_length: int = 512  # prompts longer than this many tokens are dropped, and the drops counted
+    eval_size: int = 200  # held-out prompts used for eval_accuracy
+    shuffle: bool = True  # shuffle the training prompts (seeded by train.seed)
+
+
+@dataclass
+class RewardConfig:
+    verifier: str = "auto"  # auto (the task's own) | math | math_verify
+    format_weight: float = 0.0  # weight of the format reward (answer in \boxed{} or the task's answer format); 0 = off
+    last_number_fallback: bool = True  # math verifier: take the last number when no \boxed{} / #### / "the answer is"
+
+
+@dataclass
+class GCPOConfig:
+    num_generations: int = 8  # G, completions sampled per prompt (>= 2)
+    temperature: float = 1.0  # sampling temperature; the training log-probs use the same one
+    top_p: float = 1.0  # nucleus sampling mass
+    max_completion_length: int = 256  # tokens per completion, EOS included
+    gold_injection: str = "all_wrong"  # all_wrong (GCPO) | never (plain GRPO) | always
+    gold_overflow: str = "truncate"  # gold longer than max_completion_length: truncate | skip
+    scale_rewards: str = "group"  # divide advantages by the std of: group | batch | none
+    importance_sampling_level: str = "sequence"  # sequence (GSPO ratio, geometric mean per completion) | token
+    epsilon_low: Optional[float] = None  # lower clip; None = 3e-4 (sequence) or 0.2 (token)
+    epsilon_high: Optional[float] = None  # upper clip; None = 4e-4 (sequence) or 0.28 (token)
+    beta: float = 0.0  # KL weight (k3 estimator) against the base model with the adapter disabled; 0 = no KL
+    loss_type: str = "seq_mean_token_mean"  # seq_mean_token_mean | token_mean (DAPO) | dr_grpo
+    num_iterations: int = 1  # policy updates per rollout batch
+    suppress_tokens: Optional[list] = None  # token ids never sampled and masked out of training log-probs; None = pad (when it differs from EOS)
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/gcpo"  # run directory: adapter, config.yaml, metrics.jsonl
+    max_steps: int = 200  # optimizer steps (one rollout batch each when num_iterations = 1)
+    max_minutes: Optional[float] = None  # stop after this much wall time, even before max_steps
+    batch_size: int = 64  # completions per step = prompts per step x num_generations
+    learning_rate: float = 1e-5  # AdamW learning rate on the LoRA weights
+    weight_decay: float = 0.0  # AdamW weight decay
+    adam_beta1: float = 0.9  # AdamW beta1
+    adam_beta2: float = 0.99  # AdamW beta2
+    warmup_steps: int = 0  # linear warmup steps
+    lr_scheduler: str = "constant"  # constant | linear | cosine (after warmup)
+    max_grad_norm: float = 1.0  # gradient clipping; 0 = off
+    seed: int = 0  # seeds torch, python and the data order
+    eval_steps: int = 25  # held-out eval every N steps (0 = only at the end)
+    eval_temperature: float = 0.0  # 0 = greedy held-out eval
+    generation_batch_size: Optional[int] = None  # sequences per generate call; None = the whole step
+    micro_batch_size: Optional[int] = None  # sequences per forward/backward; None = the whole step
+    kernels: str = "auto"  # log-prob / loss kernels: auto | native | reference (env GCPO_LITE_KERNELS overrides)
+    logits_chunk_size: Optional[int] = None  # tokens per lm_head chunk in the loss; None = the kernel's default
+    save_steps: int = 0  # checkpoint every N steps (0 = only at the end)
+    log_completions: int = 2  # sampled completions written to completions.jsonl per step
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_threads: Optional[int] = None  # torch CPU threads; None = torch's default
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    gcpo: GCPOConfig = field(default_factory=GCPOConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        validate(self)
+
+    @property
+    def prompts_per_step(self) -> int:
+        return self.train.batch_size // self.gcpo.num_generations
+
+    def resolved_epsilons(self) -> tuple[float, float]:
+        """(epsilon_low, epsilon_high) with the per-level defaults filled in."""
+        seq = self.gcpo.importance_sampling_level == "sequence"
+        low = self.gcpo.epsilon_low if self.gcpo.epsilon_low is not None else (3e-4 if seq else 0.2)
+        high = self.gcpo.epsilon_high if self.gcpo.epsilon_high is not None else (4e-4 if seq else 0.28)
+        return low, high
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {
+    ("model", "bnb_4bit_quant_type"): ("nf4", "fp4"),
+    ("model", "compute_dtype"): ("auto", "bfloat16", "float16", "float32"),
+    ("model", "attn_implementation"): ("sdpa", "eager", "flash_attention_2"),
+    ("reward", "verifier"): ("auto", "math", "math_verify"),
+    ("gcpo", "gold_injection"): ("all_wrong", "never", "always"),
+    ("gcpo", "gold_overflow"): ("truncate", "skip"),
+    ("gcpo", "scale_rewards"): ("group", "batch", "none"),
+    ("gcpo", "importance_sampling_level"): ("sequence", "token"),
+    ("gcpo", "loss_type"): ("seq_mean_token_mean", "token_mean", "dr_grpo"),
+    ("train", "lr_scheduler"): ("constant", "linear", "cosine"),
+    ("train", "kernels"): ("auto", "native", "reference"),
+}
+
+
+def validate(cfg: Config) -> None:
+    """Raise ConfigError naming the key, the bad value and how to fix it."""
+    for (section, key), allowed in CHOICES.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            raise ConfigError(f"{section}.{key}={value!r} is not one of {list(allowed)}; "
+                              f"set e.g. {section}.{key}={allowed[0]}")
+    g, t = cfg.gcpo, cfg.train
+    if g.num_generations < 2:
+        raise ConfigError(f"gcpo.num_generations={g.num_generations}: a group needs at least 2 completions "
+                          "to have a contrast; use gcpo.num_generations=8 (or at least 2)")
+    if t.batch_size < 1 or t.batch_size % g.num_generations:
+        lo = max(g.num_generations, t.batch_size // g.num_generations * g.num_generations)
+        raise ConfigError(f"train.batch_size={t.batch_size} must be a positive multiple of gcpo.num_generations="
+                          f"{g.num_generations} (whole groups per step); use train.batch_size={lo} "
+                          f"or {lo + g.num_generations}")
+    for key in ("epsilon_low", "epsilon_high"):
+        v = getattr(g, key)
+        if v is not None and v < 0:
+            raise ConfigError(f"gcpo.{key}={v} is negative; clip ranges are >= 0 (sequence level: ~3e-4, token: ~0.2)")
+    if g.beta < 0:
+        raise ConfigError(f"gcpo.beta={g.beta} is negative; use 0 (no KL) or a small positive weight like 0.04")
+    positive = {("gcpo", "temperature"): g.temperature, ("gcpo", "max_completion_length"): g.max_completion_length,
+                ("gcpo", "num_iterations"): g.num_iterations, ("train", "learning_rate"): t.learning_rate,
+                ("lora", "r"): cfg.lora.r, ("data", "max_prompt_length"): cfg.data.max_prompt_length}
+    for (section, key), v in positive.items():
+        if not v > 0:
+            raise ConfigError(f"{section}.{key}={v} must be > 0")
+    if not 0 < g.top_p <= 1:
+        raise ConfigError(f"gcpo.top_p={g.top_p} must be in (0, 1]; 1.0 disables nucleus sampling")
+    if t.max_steps < 0:
+        raise ConfigError(f"train.max_steps={t.max_steps} must be >= 0")
+    for key in ("generation_batch_size", "micro_batch_size", "logits_chunk_size", "num_threads"):
+        v = getattr(t, key)
+        if v is not None and v < 1:
+            raise ConfigError(f"train.{key}={v} must be >= 1, or null to let gcpo-lite choose")
+    if t.eval_temperature < 0:
+        raise ConfigError(f"train.eval_temperature={t.eval_temperature} must be >= 0 (0 = greedy)")
+
+
+# ---------------------------------------------------------------- loading and overrides
+
+def _sections() -> dict[str, type]:
+    return {f.name: f.type if isinstance(f.type, type) else globals()[f.type] for f in dataclasses.fields(Config)}
+
+
+def _field_types(section_cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(section_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(section_cls)}
+
+
+def _unknown_key(where: str, key: str, valid: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown config key {where}{key!r}.{hint} Valid keys: {', '.join(sorted(valid))}")
+
+
+def _coerce(value: Any, typ: Any, name: str) -> Any:
+    """Turn a YAML / command-line value into the field's type, or fail saying what was expected."""
+    origin = typing.get_origin(typ)
+    args = [a for a in typing.get_args(typ) if a is not type(None)]
+    optional = origin is typing.Union and type(None) in typing.get_args(typ)
+    if optional and (value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~"))):
+        return None
+    base = args[0] if optional else typ
+    if isinstance(value, str) and base is not str:
+        parsed = yaml.safe_load(value) if value.strip() else value
+        value = parsed
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if base is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if base is str:
+            return str(value)
+        if base is list or typing.get_origin(base) is list:
+            if isinstance(value, (list, tuple)):
+                return list(value)
+            raise TypeError
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    tname = getattr(base, "__name__", str(base))
+    raise ConfigError(f"{name}={value!r} should be a {tname}{' or null' if optional else ''}")
+
+
+def from_dict(data: dict | None) -> Config:
+    """Build and validate a Config from a nested dict (as YAML gives it)."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config file must be a mapping of sections, got {type(data).__name__}")
+    sections = _sections()
+    kwargs = {}
+    for name, body in data.items():
+        if name not in sections:
+            raise _unknown_key("section ", name, list(sections))
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise ConfigError(f"section {name!r} must be a mapping of keys, got {body!r}")
+        types = _field_types(sections[name])
+        values = {}
+        for key, value in body.items():
+            if key not in types:
+                raise _unknown_key(f"{name}.", key, list(types))
+            values[key] = _coerce(value, types[key], f"{name}.{key}")
+        kwargs[name] = sections[name](**values)
+    return Config(**kwargs)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `section.key=value` strings to a nested dict (values parsed as YAML)."""
+    data = {k: dict(v or {}) for k, v in (data or {}).items()}
+    sections = _sections()
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value (e.g. gcpo.num_generations=4)")
+        dotted, raw = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        if len(parts) != 2:
+            raise ConfigError(f"override {dotted!r} must name section.key, e.g. train.learning_rate=1e-5; "
+                              f"sections: {', '.join(sections)}")
+        section, key = parts
+        if section not in sections:
+            raise _unknown_key("section ", section, list(sections))
+        types = _field_types(sections[section])
+        if key not in types:
+            raise _unknown_key(f"{section}.", key, list(types))
+        data.setdefault(section, {})[key] = yaml.safe_load(raw) if raw.strip() else ""
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read YAML (if any), apply dotted overrides, validate."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} not found; configs ship in configs/ (e.g. configs/tiny_addition_cpu.yaml)")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
+    return from_dict(apply_overrides(data, overrides or []))
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def describe_options() -> list[tuple[str, str, str]]:
+    """(dotted key, default, comment) for every option, read from the comments above.
+
+    Used by `gcpo-lite train --help` and to check the README documents every option."""
+    import inspect
+    import re
+    rows = []
+    for name, cls in _sections().items():
+        body = inspect.getsource(cls)
+        for f in dataclasses.fields(cls):
+            m = re.search(rf"^\s+{f.name}: [^#]*#\s*(.*)$", body, re.M)  # [^#] spans multi-line defaults
+            comment = m.group(1) if m else ""
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((f"{name}.{f.name}", repr(default), comment))
+    return rows

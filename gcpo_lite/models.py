@@ -1,0 +1,262 @@
+"""Model names, the embedded tiny model, and 4-bit NF4 + LoRA loading.
+
+`--model` is a registry short name (qwen2.5-1.5b), a hub id (Qwen/Qwen2.5-1.5B-Instruct) or a
+local directory. With no name, the embedded default: a tiny random Qwen2 model with a BPE
+tokenizer trained on the built-in task's text, created on first use and cached.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .config import Config, ConfigError, LoraConfig, ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    hub_id: str
+    family: str  # qwen2 | llama | r1_distill: how prompts and gold solutions are formatted
+    note: str
+
+
+REGISTRY: dict[str, RegistryEntry] = {
+    "qwen2.5-0.5b": RegistryEntry("Qwen/Qwen2.5-0.5B-Instruct", "qwen2", "0.5B instruct"),
+    "qwen2.5-1.5b": RegistryEntry("Qwen/Qwen2.5-1.5B-Instruct", "qwen2", "1.5B instruct, the 8 GB GPU default"),
+    "qwen2.5-3b": RegistryEntry("Qwen/Qwen2.5-3B-Instruct", "qwen2", "3B instruct"),
+    "qwen2.5-7b": RegistryEntry("Qwen/Qwen2.5-7B-Instruct", "qwen2", "7B instruct"),
+    "qwen2.5-math-1.5b": RegistryEntry("Qwen/Qwen2.5-Math-1.5B-Instruct", "qwen2", "math-tuned 1.5B instruct"),
+    "deepseek-r1-distill-qwen-1.5b": RegistryEntry("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "r1_distill",
+                                                   "R1 reasoning traces distilled into Qwen2.5-Math-1.5B"),
+    "llama-3.2-1b": RegistryEntry("meta-llama/Llama-3.2-1B-Instruct", "llama", "1B instruct (gated on the Hub)"),
+    "llama-3.2-3b": RegistryEntry("meta-llama/Llama-3.2-3B-Instruct", "llama", "3B instruct (gated on the Hub)"),
+}
+
+EMBEDDED_NAME = "embedded-tiny-qwen2"
+EMBEDDED_VERSION = "v2"  # bump when the embedded architecture or tokenizer changes
+EMBEDDED_ARCH = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                     num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=True)
+CHAT_TEMPLATE = (  # Qwen2's ChatML layout, without the default system message
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+class ModelNameError(ConfigError):
+    pass
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    source: str  # what from_pretrained gets: hub id or local directory
+    family: str
+    display: str  # how the run reports it
+    embedded: bool = False
+
+
+def resolve_model(name: Optional[str]) -> ResolvedModel:
+    """Map --model to something from_pretrained can load; unknown short names suggest close ones."""
+    if name is None or name == EMBEDDED_NAME:
+        return ResolvedModel(str(embedded_model_dir()), "qwen2", EMBEDDED_NAME, embedded=True)
+    key = name.lower()
+    if key in REGISTRY:
+        e = REGISTRY[key]
+        return ResolvedModel(e.hub_id, e.family, f"{key} ({e.hub_id})")
+    if Path(name).expanduser().exists():
+        path = str(Path(name).expanduser())
+        return ResolvedModel(path, _family_from_config(path), path)
+    if "/" in name:
+        return ResolvedModel(name, "r1_distill" if "r1-distill" in key else
+                             "llama" if "llama" in key else "qwen2", name)
+    close = difflib.get_close_matches(key, list(REGISTRY), n=3, cutoff=0.4)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise ModelNameError(f"unknown model {name!r}: not a registry name, a hub id (owner/name) or an existing "
+                         f"path.{hint} Registry: {', '.join(REGISTRY)}")
+
+
+def _family_from_config(path: str) -> str:
+    try:
+        cfg = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return "qwen2"
+    name = (cfg.get("_name_or_path") or "").lower()
+    if "r1-distill" in name:
+        return "r1_distill"
+    return "llama" if cfg.get("model_type") == "llama" else "qwen2"
+
+
+# ---------------------------------------------------------------- the embedded tiny model
+
+def cache_root() -> Path:
+    return Path(os.environ.get("GCPO_LITE_CACHE", Path.home() / ".cache" / "gcpo-lite"))
+
+
+def embedded_model_dir() -> Path:
+    return cache_root() / f"{EMBEDDED_NAME}-{EMBEDDED_VERSION}"
+
+
+def build_tiny_tokenizer(corpus: list[str]):
+    """A byte-level BPE with Qwen2's pre-tokenizer (digits split one by one) and ChatML specials.
+
+    Reloads through AutoTokenizer as Qwen2Tokenizer."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer, PreTrainedTokenizerFast  # noqa: F401 (import checks availability)
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    # Only the characters the task uses: a small vocab keeps random sampling near the answer space, which
+    # is what lets the demo learn within minutes (a 256-byte alphabet made it ~10x slower to start).
+    trainer = trainers.BpeTrainer(vocab_size=48, special_tokens=specials, show_progress=False)
+    chat = ["<|im_start|>user\n", "<|im_end|>\n", "<|im_start|>assistant\n", "user", "assistant", "system"]
+    tok.train_from_iterator(corpus + chat * 50, trainer=trainer)
+    return tok
+
+
+def create_embedded_model(directory: Path, seed: int = 0) -> Path:
+    """Write the tiny random Qwen2 model and its tokenizer to `directory` (atomically)."""
+    import tempfile
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    from .tasks import DEFAULT_TASK, TASKS
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".", dir=directory.parent))
+    raw = build_tiny_tokenizer(TASKS[DEFAULT_TASK].corpus())
+    fast = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   unk_token=None, bos_token=None)
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(tmp)
+    # Make AutoTokenizer load it as Qwen2's own tokenizer class.
+    tcfg_path = tmp / "tokenizer_config.json"
+    tcfg = json.loads(tcfg_path.read_text())
+    tcfg["tokenizer_class"] = "Qwen2Tokenizer"
+    tcfg_path.write_text(json.dumps(tcfg, indent=2))
+    config = Qwen2Config(vocab_size=raw.get_vocab_size(), **EMBEDDED_ARCH,
+                         bos_token_id=None, eos_token_id=raw.token_to_id("<|im_end|>"),
+                         pad_token_id=raw.token_to_id("<|endoftext|>"), use_cache=True)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config)
+    model.save_pretrained(tmp, safe_serialization=True)
+    try:
+        os.replace(tmp, directory)
+    except OSError:  # another process created it first: keep theirs
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def ensure_embedded_model() -> Path:
+    d = embedded_model_dir()
+    if not (d / "config.json").is_file():
+        log.info("creating the embedded tiny model in %s (once)", d)
+        create_embedded_model(d)
+    return d
+
+
+# ---------------------------------------------------------------- loading
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but this torch sees no CUDA device; use train.device=cpu")
+    return dev
+
+
+def compute_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype:
+    if cfg.compute_dtype != "auto":
+        return getattr(torch, cfg.compute_dtype)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_tokenizer(source: str, cfg: ModelConfig):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token  # padding is masked everywhere; it only needs an id
+    return tok
+
+
+def load_base_model(source: str, cfg: ModelConfig, device: torch.device):
+    """The frozen base: 4-bit NF4 (double quant, compute dtype) when cfg.quantize, else full precision."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    dtype = compute_dtype(cfg, device)
+    kwargs = dict(revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, dtype=dtype,
+                  attn_implementation=cfg.attn_implementation)
+    if cfg.quantize:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=cfg.bnb_4bit_use_double_quant, bnb_4bit_compute_dtype=dtype)
+        kwargs["device_map"] = {"": device.index if device.type == "cuda" and device.index is not None
+                                else (0 if device.type == "cuda" else "cpu")}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as e:
+        raise ModelNameError(f"could not load model {source!r}: {e}. Check the name, your network or "
+                             "HF_HUB_OFFLINE, or pass a local directory") from None
+    if not cfg.quantize:
+        model.to(device)
+    else:
+        _keep_cpu_4bit_trainable(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _keep_cpu_4bit_trainable(model) -> None:
+    """bitsandbytes 0.50 repacks CPU 4-bit weights for AVX512-BF16 inference the first time a layer runs in
+    eval mode, and its training path cannot read the repacked layout (backward fails after the first
+    rollout). Rollouts run in eval mode, so keep the trainable layout."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def add_lora(model, lora: LoraConfig, gradient_checkpointing: bool):
+    """Wrap the frozen base with trainable LoRA adapters (peft)."""
+    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+    present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [m for m in lora.target_modules if m not in present]
+    if missing:
+        raise ConfigError(f"lora.target_modules {missing} are not modules of this model; its projections are "
+                          f"{sorted(m for m in present if m.endswith('proj'))}")
+    if gradient_checkpointing:
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False  # no KV cache while training; generation turns it back on
+    peft_cfg = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                              target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(model, peft_cfg)
+
+
+def load_policy(cfg: Config, device: torch.device):
+    """(peft model, tokenizer, ResolvedModel) for a run."""
+    resolved = resolve_model(cfg.model.name)
+    if resolved.embedded:
+        ensure_embedded_model()
+    tokenizer = load_tokenizer(resolved.source, cfg.model)
+    base = load_base_model(resolved.source, cfg.model, device)
+    model = add_lora(base, cfg.lora, cfg.model.gradient_checkpointing)
+    return model, tokenizer, resolved
+
+
+def decoder_and_head(model):
+    """(decoder returning last hidden states, lm_head module) of a peft-wrapped causal LM."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()

@@ -1,0 +1,67 @@
+"""Prompt and gold-completion token ids, through the tokenizer's chat template.
+
+A gold completion is the reference solution written the way the policy would answer: the
+chat template's assistant turn, cut after its first EOS token, exactly like a sampled
+completion that stopped.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from .tasks import Example
+
+
+def _messages(example: Example) -> list[dict]:
+    msgs = [{"role": "system", "content": example.system}] if example.system else []
+    return msgs + [{"role": "user", "content": example.prompt}]
+
+
+def prompt_ids(tokenizer, example: Example) -> list[int]:
+    """Token ids of the prompt, ending where the assistant's answer starts."""
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(_messages(example), add_generation_prompt=True, tokenize=False)
+        return tokenizer(text, add_special_tokens=False).input_ids
+    return tokenizer(example.prompt, add_special_tokens=True).input_ids
+
+
+def completion_ids_for_text(tokenizer, example: Example, text: str, eos_ids: set[int]) -> list[int]:
+    """Ids of `text` as the assistant's completion of `example`'s prompt, ending in one EOS id."""
+    eos = next(iter(sorted(eos_ids)))
+    if getattr(tokenizer, "chat_template", None):
+        msgs = _messages(example)
+        prompt = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        full = tokenizer.apply_chat_template(msgs + [{"role": "assistant", "content": text}], tokenize=False)
+        if full.startswith(prompt):
+            ids = tokenizer(full[len(prompt):], add_special_tokens=False).input_ids
+            for i, t in enumerate(ids):
+                if t in eos_ids:
+                    return ids[:i + 1]
+            return ids + [eos]
+    return tokenizer(text, add_special_tokens=False).input_ids + [eos]
+
+
+def eos_token_ids(tokenizer, model=None) -> set[int]:
+    """Every id that ends a completion: the tokenizer's EOS plus the model's generation-config EOS ids."""
+    ids: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    gen = getattr(model, "generation_config", None) if model is not None else None
+    extra = getattr(gen, "eos_token_id", None)
+    if isinstance(extra, int):
+        ids.add(extra)
+    elif extra:
+        ids.update(int(i) for i in extra)
+    if not ids:
+        raise ValueError("the tokenizer has no EOS token; set tokenizer.eos_token before training")
+    return ids
+
+
+def suppressed_ids(tokenizer, eos_ids: set[int], configured: Optional[list]) -> list[int]:
+    """Ids that are never sampled and are masked out of training log-probs.
+
+    Default: the pad token when it is not also an EOS id. A token banned while sampling but
+    allowed in training would have negative advantages push probability onto it."""
+    if configured is not None:
+        return sorted(int(i) for i in configured)
+    pad = tokenizer.pad_token_id
+    return [int(pad)] if pad is not None and pad not in eos_ids else []

@@ -1,0 +1,64 @@
+"""Built-in tasks: generated offline, with reference solutions and an exact verifier.
+
+`addition` is the embedded default: two-digit addition, "47+38=" -> "85". A constant answer
+passes at most ~1% of prompts (the sums spread over 20..198), so accuracy measures learning.
+Train and held-out prompts come from disjoint (a, b) pairs.
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+
+@dataclass
+class Example:
+    """One prompt of a dataset. `solution` is the worked reference (gold), when the data has one."""
+    prompt: str  # the question, before the chat template
+    answer: str  # the final answer the verifier compares against
+    solution: Optional[str] = None  # reference solution text, ending in the answer
+    system: Optional[str] = None  # optional system message
+
+
+@dataclass
+class Task:
+    name: str
+    description: str
+    make_splits: Callable[[int], tuple[list[Example], list[Example]]]  # seed -> (train, test)
+    verify: Callable[[str, Example], float]  # completion text, example -> 1.0 / 0.0
+    corpus: Callable[[], list[str]]  # texts the embedded tokenizer is trained on
+
+
+_INT = re.compile(r"-?\d+")
+
+
+def verify_last_integer(completion: str, example: Example) -> float:
+    """1.0 when the last integer in the completion equals the answer, else 0.0."""
+    found = _INT.findall(completion)
+    return 1.0 if found and found[-1].lstrip("+") == example.answer.strip() else 0.0
+
+
+def _addition_splits(seed: int, test_size: int = 500) -> tuple[list[Example], list[Example]]:
+    pairs = [(a, b) for a in range(10, 100) for b in range(10, 100)]  # 8100 prompts
+    random.Random(seed).shuffle(pairs)
+    examples = [Example(prompt=f"{a}+{b}=", answer=str(a + b), solution=str(a + b)) for a, b in pairs]
+    return examples[test_size:], examples[:test_size]
+
+
+def _addition_corpus() -> list[str]:
+    rng = random.Random(1234)
+    return [f"{rng.randint(0, 99)}+{rng.randint(0, 99)}={rng.randint(0, 198)}" for _ in range(2000)]
+
+
+TASKS: dict[str, Task] = {
+    "addition": Task(
+        name="addition",
+        description="two-digit addition (a+b=, a, b in 10..99); 7600 train / 500 held-out prompts",
+        make_splits=_addition_splits,
+        verify=verify_last_integer,
+        corpus=_addition_corpus,
+    ),
+}
+
+DEFAULT_TASK = "addition"

@@ -1,0 +1,338 @@
+"""The GCPO loop: rollout -> reward -> gold injection -> advantages -> loss -> step -> log.
+
+Departures from plain GRPO (each a config option, see config.py):
+- gold injection: a group with no correct sample gets the reference solution in place of
+  its worst sample (lowest reward, then lowest mean log-prob), so it still has a contrast;
+- sequence-level importance ratios (GSPO) with tight clip ranges by default;
+- no KL term by default (beta = 0); with beta > 0 the reference is the base with the adapter off;
+- groups whose advantages are all zero are not forwarded at all when beta = 0 (they carry no gradient).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from . import kernels
+from .advantages import choose_gold_slot, group_advantages, group_stats, should_inject
+from .config import Config, save_config
+from .data import dataset_name, load_examples
+from .logprobs import completion_logprobs
+from .loss import gcpo_loss
+from .models import load_policy, pick_device
+from .prompts import completion_ids_for_text, eos_token_ids, prompt_ids, suppressed_ids
+from .rewards import RewardModel, resolve_verifier
+from .rollout import pad_batch, sample_completions
+from .scheduler import make_plan
+from .tasks import Example
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Gold:
+    ids: Optional[list[int]]  # completion ids ending in EOS; None when unusable
+    reward: float = 0.0
+    status: str = "ok"  # ok | truncated | skipped_overflow | failed_verification | missing
+
+
+@dataclass
+class StepBatch:
+    """One step's rollouts, B = prompts x G rows grouped contiguously."""
+    examples: list[Example]
+    prompts: list[list[int]]  # (B,) prompt ids
+    completions: list[list[int]]  # (B,) completion ids (gold rows replaced)
+    rewards: torch.Tensor  # (B,)
+    advantages: torch.Tensor  # (B,)
+    is_gold: torch.Tensor  # (B,) bool
+    metrics: dict = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, *, echo: Callable[[str], None] = print, progress: bool = True):
+        self.cfg, self.echo, self.progress = cfg, echo, progress
+        t = cfg.train
+        random.seed(t.seed)
+        torch.manual_seed(t.seed)
+        if t.num_threads:
+            torch.set_num_threads(t.num_threads)
+        self.device = pick_device(t.device)
+        self.kernel_backend = kernels.set_backend(t.kernels)
+        self.model, self.tokenizer, self.resolved = load_policy(cfg, self.device)
+        self.train_examples, self.eval_examples = load_examples(cfg.data, t.seed)
+        self.verifier_name = dataset_name(cfg.data)
+        self.rewards = RewardModel(resolve_verifier(cfg.reward.verifier, self.verifier_name),
+                                   cfg.reward.format_weight)
+        self.eos_ids = eos_token_ids(self.tokenizer, self.model)
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        self.suppress = suppressed_ids(self.tokenizer, self.eos_ids, cfg.gcpo.suppress_tokens)
+        self.suppress_t = torch.tensor(self.suppress, dtype=torch.long, device=self.device)
+        self.plan = make_plan(cfg)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay,
+                                           betas=(t.adam_beta1, t.adam_beta2))
+        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.out_dir = Path(t.output_dir)
+        self.step = 0
+        self._cursor = 0  # position in train_examples
+        self._epoch = 0
+        self._prompt_cache: dict[int, list[int]] = {}
+        self._gold_cache: dict[int, Gold] = {}
+
+    # ------------------------------------------------------------ helpers
+    def _lr_factor(self, step: int) -> float:
+        t = self.cfg.train
+        if step < t.warmup_steps:
+            return (step + 1) / (t.warmup_steps + 1)
+        if t.lr_scheduler == "constant":
+            return 1.0
+        frac = (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps)
+        frac = min(max(frac, 0.0), 1.0)
+        return 1.0 - frac if t.lr_scheduler == "linear" else 0.5 * (1 + math.cos(math.pi * frac))
+
+    def _prompt(self, ex: Example) -> list[int]:
+        key = id(ex)
+        if key not in self._prompt_cache:
+            self._prompt_cache[key] = prompt_ids(self.tokenizer, ex)
+        return self._prompt_cache[key]
+
+    def _gold(self, ex: Example) -> Gold:
+        key = id(ex)
+        if key in self._gold_cache:
+            return self._gold_cache[key]
+        if not ex.solution:
+            gold = Gold(None, status="missing")
+        else:
+            ids = completion_ids_for_text(self.tokenizer, ex, ex.solution, self.eos_ids)
+            status = "ok"
+            limit = self.cfg.gcpo.max_completion_length
+            if len(ids) > limit:
+                if self.cfg.gcpo.gold_overflow == "skip":
+                    gold = Gold(None, status="skipped_overflow")
+                    self._gold_cache[key] = gold
+                    return gold
+                ids, status = ids[:limit], "truncated"
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            reward, ok = self.rewards.score(text, ex)
+            gold = Gold(ids, reward, status) if ok else Gold(None, reward, "failed_verification")
+        self._gold_cache[key] = gold
+        return gold
+
+    def next_examples(self, n: int) -> list[Example]:
+        out = []
+        while len(out) < n:
+            if self._cursor >= len(self.train_examples):
+                self._cursor, self._epoch = 0, self._epoch + 1
+                if self.cfg.data.shuffle:
+                    random.Random(self.cfg.train.seed + self._epoch).shuffle(self.train_examples)
+            out.append(self.train_examples[self._cursor])
+            self._cursor += 1
+        return out
+
+    # ------------------------------------------------------------ rollout
+    def generate(self, prompts: list[list[int]], temperature: float, max_new_tokens: int):
+        """Completions for `prompts`, in generation batches of plan.generation_batch_size."""
+        g = self.cfg.gcpo
+        completions, mean_lp = [], []
+        size = self.plan.generation_batch_size
+        for i in range(0, len(prompts), size):
+            out = sample_completions(self.model, prompts[i:i + size], max_new_tokens=max_new_tokens,
+                                     temperature=temperature, top_p=g.top_p, eos_ids=self.eos_ids,
+                                     pad_id=self.pad_id, suppress_ids=self.suppress)
+            completions += out.completions
+            mean_lp += out.mean_logprobs
+        return completions, mean_lp
+
+    def rollout(self, examples: list[Example]) -> StepBatch:
+        g = self.cfg.gcpo
+        G = g.num_generations
+        prompts = [self._prompt(ex) for ex in examples for _ in range(G)]
+        completions, mean_lp = self.generate(prompts, g.temperature, g.max_completion_length)
+        texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
+        scored = [self.rewards.score(text, examples[i // G]) for i, text in enumerate(texts)]
+        rewards = [r for r, _ in scored]
+        correct = [c for _, c in scored]
+        sampled_correct = torch.tensor(correct)
+        is_gold = [False] * len(prompts)
+        gold_status: dict[str, int] = {}
+        injected = 0
+        for gi, ex in enumerate(examples):
+            rows = slice(gi * G, (gi + 1) * G)
+            if not should_inject(g.gold_injection, correct[rows], bool(ex.solution)):
+                continue
+            gold = self._gold(ex)
+            gold_status[gold.status] = gold_status.get(gold.status, 0) + 1
+            if gold.ids is None:
+                continue
+            slot = gi * G + choose_gold_slot(rewards[rows], mean_lp[rows])
+            completions[slot], rewards[slot], is_gold[slot] = list(gold.ids), gold.reward, True
+            injected += 1
+        reward_t = torch.tensor(rewards, dtype=torch.float32)
+        adv = group_advantages(reward_t, G, g.scale_rewards)
+        stats = group_stats(sampled_correct, adv, G)
+        lengths = [len(c) for c, gold in zip(completions, is_gold) if not gold]
+        metrics = {
+            "reward_mean": reward_t.mean().item(),
+            "reward_std": reward_t.std().item() if len(rewards) > 1 else 0.0,
+            "accuracy": sampled_correct.float().mean().item(),  # sampled completions only, gold excluded
+            "gold_injected_frac": injected / len(examples),
+            "all_correct_frac": stats.all_correct_frac,
+            "all_wrong_frac": stats.all_wrong_frac,
+            "zero_advantage_groups": stats.zero_advantage_groups,
+            "completion_length_mean": sum(lengths) / max(1, len(lengths)),
+            "completion_length_max": max(lengths, default=0),
+            "truncated_frac": sum(1 for c in completions if c and c[-1] not in self.eos_ids) / len(completions),
+            "reward_errors": self.rewards.errors,
+        }
+        for status in ("truncated", "skipped_overflow", "failed_verification", "missing"):
+            metrics[f"gold_{status}"] = gold_status.get(status, 0)
+        return StepBatch(examples, prompts, completions, reward_t, adv, torch.tensor(is_gold), metrics)
+
+    # ------------------------------------------------------------ update
+    def _logps(self, rows, grad: bool):
+        with torch.set_grad_enabled(grad):
+            return completion_logprobs(self.model, rows, temperature=self.cfg.gcpo.temperature,
+                                       suppress_ids=self.suppress_t, chunk_size=self.plan.logits_chunk_size)
+
+    def _ref_logps(self, rows):
+        with torch.no_grad(), self.model.disable_adapter():
+            return completion_logprobs(self.model, rows, temperature=self.cfg.gcpo.temperature,
+                                       suppress_ids=self.suppress_t, chunk_size=self.plan.logits_chunk_size)
+
+    def update(self, batch: StepBatch) -> dict:
+        """num_iterations optimizer steps on the batch; returns loss metrics."""
+        g = self.cfg.gcpo
+        G = g.num_generations
+        adv_groups = batch.advantages.view(-1, G)
+        keep_group = (adv_groups.abs() > 1e-8).any(dim=1) if g.beta == 0 else torch.ones(len(adv_groups), dtype=torch.bool)
+        rows = [i for i in range(len(batch.prompts)) if keep_group[i // G]]
+        out = {"skipped_groups": int((~keep_group).sum().item()), "loss": 0.0, "clip_ratio": 0.0, "kl": 0.0,
+               "grad_norm": 0.0, "trained_rows": len(rows)}
+        if not rows:
+            return out
+        eps_low, eps_high = self.cfg.resolved_epsilons()
+        micro = self.plan.micro_batch_size
+        chunks = [rows[i:i + micro] for i in range(0, len(rows), micro)]
+        padded = [pad_batch([batch.prompts[i] for i in c], [batch.completions[i] for i in c], self.pad_id,
+                            self.device) for c in chunks]
+        total_tokens = sum(int(p.completion_mask.sum()) for p in padded)
+        old = ref = None
+        if g.num_iterations > 1:
+            old = [self._logps(p, grad=False) for p in padded]
+        if g.beta > 0:
+            ref = [self._ref_logps(p) for p in padded]
+        self.model.train()
+        loss_sum, clip_sum, kl_sum, gnorm = 0.0, 0.0, 0.0, 0.0
+        for _ in range(g.num_iterations):
+            self.optimizer.zero_grad(set_to_none=True)
+            for k, (c, p) in enumerate(zip(chunks, padded)):
+                lp = self._logps(p, grad=True)  # (b, T)
+                loss, m = gcpo_loss(lp, lp.detach() if old is None else old[k],
+                                    batch.advantages[c].to(self.device), p.completion_mask,
+                                    ref_per_token_logps=None if ref is None else ref[k],
+                                    importance_sampling_level=g.importance_sampling_level,
+                                    epsilon_low=eps_low, epsilon_high=eps_high, beta=g.beta,
+                                    loss_type=g.loss_type, max_completion_length=g.max_completion_length)
+                # micro-batch share of the whole step's normalizer (rows, or tokens for token_mean)
+                share = (int(p.completion_mask.sum()) / max(1, total_tokens) if g.loss_type == "token_mean"
+                         else len(c) / len(rows))
+                (loss * share).backward()
+                loss_sum += loss.item() * share
+                clip_sum += m["clip_ratio"].item() * share
+                kl_sum += m["kl"].item() * share
+            params = [q for q in self.model.parameters() if q.requires_grad]
+            if self.cfg.train.max_grad_norm > 0:
+                gnorm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.train.max_grad_norm))
+            self.optimizer.step()
+            self.lr_schedule.step()
+        n = g.num_iterations
+        out.update(loss=loss_sum / n, clip_ratio=clip_sum / n, kl=kl_sum / n, grad_norm=gnorm)
+        return out
+
+    # ------------------------------------------------------------ eval
+    def evaluate(self, examples: Optional[list[Example]] = None) -> float:
+        """Held-out accuracy at train.eval_temperature (greedy by default), one completion per prompt."""
+        examples = self.eval_examples if examples is None else examples
+        if not examples:
+            return float("nan")
+        prompts = [self._prompt(ex) for ex in examples]
+        completions, _ = self.generate(prompts, self.cfg.train.eval_temperature, self.cfg.gcpo.max_completion_length)
+        texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
+        return sum(self.rewards.correct(t, ex) for t, ex in zip(texts, examples)) / len(examples)
+
+    # ------------------------------------------------------------ loop
+    def _write_samples(self, fh, batch: StepBatch) -> None:
+        n = self.cfg.train.log_completions
+        if n <= 0:
+            return
+        G = self.cfg.gcpo.num_generations
+        for i in range(0, min(len(batch.completions), n * G), G):  # first sample of the first n groups
+            ex = batch.examples[i // G]
+            fh.write(json.dumps({"step": self.step, "prompt": ex.prompt, "answer": ex.answer,
+                                 "completion": self.tokenizer.decode(batch.completions[i], skip_special_tokens=True),
+                                 "reward": float(batch.rewards[i]), "gold": bool(batch.is_gold[i])}) + "\n")
+
+    def train(self) -> dict:
+        cfg, t = self.cfg, self.cfg.train
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, self.out_dir / "config.yaml")
+        metrics_path = self.out_dir / "metrics.jsonl"
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=t.max_steps, desc="gcpo", unit="step", dynamic_ncols=True)
+        start = time.time()
+        last: dict = {}
+        with open(metrics_path, "a") as mf, open(self.out_dir / "completions.jsonl", "a") as cf:
+            if t.eval_steps and self.step == 0:
+                acc = self.evaluate()
+                last = {"step": 0, "eval_accuracy": acc}
+                mf.write(json.dumps(last) + "\n")
+                mf.flush()
+            while self.step < t.max_steps:
+                if t.max_minutes is not None and (time.time() - start) / 60 >= t.max_minutes:
+                    self.echo(f"stopping at step {self.step}: train.max_minutes={t.max_minutes} reached")
+                    break
+                t0 = time.time()
+                batch = self.rollout(self.next_examples(cfg.prompts_per_step))
+                t1 = time.time()
+                upd = self.update(batch)
+                self.step += 1
+                t2 = time.time()
+                tokens = sum(len(c) for c in batch.completions)
+                row = {"step": self.step, **batch.metrics, **upd, "lr": self.lr_schedule.get_last_lr()[0],
+                       "rollout_s": t1 - t0, "update_s": t2 - t1, "tokens_per_s": tokens / max(1e-9, t2 - t0),
+                       "elapsed_s": time.time() - start}
+                is_last = self.step >= t.max_steps
+                if (t.eval_steps and self.step % t.eval_steps == 0) or is_last:
+                    row["eval_accuracy"] = self.evaluate()
+                mf.write(json.dumps(row) + "\n")
+                mf.flush()
+                self._write_samples(cf, batch)
+                last = row
+                if bar is not None:
+                    bar.update(1)
+                    post = {"reward": f"{row['reward_mean']:.2f}", "acc": f"{row['accuracy']:.2f}",
+                            "gold": f"{row['gold_injected_frac']:.2f}"}
+                    if "eval_accuracy" in row:
+                        post["eval"] = f"{row['eval_accuracy']:.2f}"
+                    bar.set_postfix(post, refresh=False)
+        if bar is not None:
+            bar.close()
+        if "eval_accuracy" not in last:
+            last["eval_accuracy"] = self.evaluate()
+            with open(metrics_path, "a") as mf:
+                mf.write(json.dumps({"step": self.step, "eval_accuracy": last["eval_accuracy"]}) + "\n")
+        self.save_adapter(self.out_dir / "adapter")
+        return last
+
+    def save_adapter(self, path: Path) -> None:
+        self.model.save_pretrained(str(path), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(path))
