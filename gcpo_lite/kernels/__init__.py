@@ -1,0 +1,135 @@
+"""Log-prob and loss kernels behind one API; the backend is chosen once per process.
+
+Backends: `reference` (plain PyTorch: kernels/reference.py is the specification; kernels/chunked.py
+is its chunked training path) and `native` (the compiled ops in csrc/, see kernels/_ext.py and
+docs/KERNELS.md). `auto` uses native when it loads and otherwise falls back to the reference with
+one log line saying why. Select with `set_backend()` (the trainer passes train.kernels) or the
+environment variable GCPO_LITE_KERNELS, which wins when set.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from . import _ext, chunked, reference
+
+BACKENDS = ("auto", "native", "reference")
+log = logging.getLogger("gcpo_lite.kernels")
+
+
+def _validated(name: str, source: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"kernel backend must be one of {BACKENDS}, got {name!r} (from {source})")
+    return name
+
+
+_requested = _validated(os.environ.get("GCPO_LITE_KERNELS", "auto"), "GCPO_LITE_KERNELS")
+_fallbacks_logged: set[str] = set()
+
+
+def set_backend(name: str) -> str:
+    """Select the backend (`auto|native|reference`); GCPO_LITE_KERNELS, when set, wins. Returns the live one."""
+    global _requested
+    _validated(name, "set_backend")
+    env = os.environ.get("GCPO_LITE_KERNELS")
+    _requested = _validated(env, "GCPO_LITE_KERNELS") if env else name
+    return active_backend()
+
+
+def requested_backend() -> str:
+    return _requested
+
+
+def active_backend(compile_if_needed: bool = True) -> str:
+    """The backend calls go to now (for CPU tensors). May JIT-compile the extension on first call,
+    unless compile_if_needed=False, in which case an untried build reports as `reference`."""
+    if _requested == "reference":
+        return "reference"
+    if not compile_if_needed and not _ext._state["tried"]:
+        return "reference"
+    if _requested == "native":
+        _ext.require()
+        return "native"
+    return "native" if _ext.available() else "reference"
+
+
+def _fallback(reason: str) -> bool:
+    if reason not in _fallbacks_logged:
+        _fallbacks_logged.add(reason)
+        log.warning("gcpo-lite kernels: using the PyTorch reference: %s "
+                    "(set GCPO_LITE_KERNELS=reference to silence, `gcpo-lite doctor` for details)", reason)
+    return False
+
+
+def _use_native(t: Tensor) -> bool:
+    """Route one call: native when requested/available for t's device, else reference."""
+    if _requested == "reference":
+        return False
+    if _requested == "native":
+        _ext.require(t.device)
+        return True
+    if not _ext.available():
+        return _fallback(_ext.why_unavailable())
+    if t.device.type == "cuda" and not _ext.has_cuda():
+        return _fallback("the native extension was built without CUDA kernels")
+    if t.device.type not in ("cpu", "cuda"):
+        return _fallback(f"no native kernels for device {t.device.type}")
+    return True
+
+
+def _native():
+    from . import ops  # registers autograd and fake kernels; import only once the ops are loaded
+    return ops
+
+
+def token_logprobs(logits: Tensor, ids: Tensor, temperature: float = 1.0,
+                   suppress_ids: Optional[Tensor] = None, inplace_backward: bool = False) -> Tensor:
+    """logits (N, V), ids (N,) -> float32 (N,) log-probs at temperature; differentiable in logits.
+
+    inplace_backward (native only): the backward writes the gradient into `logits`' own buffer, so no
+    (N, V) tensor is allocated; only for logits nobody else reads after the forward."""
+    if _use_native(logits):
+        return _native().token_logprobs(logits, ids, temperature, suppress_ids, inplace_backward)
+    return reference.token_logprobs(logits, ids, temperature, suppress_ids)
+
+
+def token_logprobs_from_hidden(hidden: Tensor, weight: Tensor, ids: Tensor, temperature: float = 1.0,
+                               chunk_size: Optional[int] = None,
+                               suppress_ids: Optional[Tensor] = None) -> Tensor:
+    """hidden (N, H), lm_head weight (V, H), ids (N,) -> float32 (N,); differentiable in hidden.
+
+    Chunked in both backends: at most chunk_size x V logits exist at any time (default from
+    chunked.default_chunk_size, ~256 MiB of logits)."""
+    if _use_native(hidden):
+        return _native().token_logprobs_from_hidden(hidden, weight, ids, temperature, chunk_size, suppress_ids)
+    return chunked.token_logprobs_from_hidden(hidden, weight, ids, temperature, chunk_size, suppress_ids)
+
+
+def gcpo_loss(per_token_logps: Tensor, old_per_token_logps: Tensor, advantages: Tensor,
+              completion_mask: Tensor, **kwargs) -> tuple[Tensor, dict[str, Tensor]]:
+    """See reference.gcpo_loss. The native loss differentiates per_token_logps only; when another
+    input requires grad the reference runs instead, so gradients are never silently dropped."""
+    others = (old_per_token_logps, advantages, kwargs.get("ref_per_token_logps"))
+    if any(t is not None and t.requires_grad for t in others) or not _use_native(per_token_logps):
+        return reference.gcpo_loss(per_token_logps, old_per_token_logps, advantages, completion_mask, **kwargs)
+    return _native().gcpo_loss(per_token_logps, old_per_token_logps, advantages, completion_mask, **kwargs)
+
+
+def gcpo_loss_from_hidden(hidden: Tensor, weight: Tensor, ids: Tensor, old_per_token_logps: Tensor,
+                          advantages: Tensor, completion_mask: Tensor, *, temperature: float = 1.0,
+                          chunk_size: Optional[int] = None, suppress_ids: Optional[Tensor] = None,
+                          **loss_kwargs) -> tuple[Tensor, dict[str, Tensor]]:
+    """hidden (B, T, H), weight (V, H), ids (B, T) -> gcpo_loss of their log-probs: the trainer's default path.
+
+    Backward: the loss kernel's d loss / d logps (B, T) feeds one chunked pass that writes each
+    chunk's logits gradient in place and multiplies by the weight; no (N, V) tensor exists."""
+    logps = token_logprobs_from_hidden(hidden, weight, ids, temperature, chunk_size, suppress_ids)  # (B, T)
+    return gcpo_loss(logps, old_per_token_logps, advantages, completion_mask, **loss_kwargs)
+
+
+__all__ = ["BACKENDS", "set_backend", "requested_backend", "active_backend", "token_logprobs",
+           "token_logprobs_from_hidden", "gcpo_loss", "gcpo_loss_from_hidden", "reference", "chunked"]

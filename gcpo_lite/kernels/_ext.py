@@ -1,0 +1,197 @@
+"""Loads the compiled ops (`torch.ops.gcpo_lite.*`) once per process and records why when it can't.
+
+Order: a prebuilt `gcpo_lite._C` (setup.py with `--no-build-isolation`), else a ninja JIT build of
+csrc/ into a cache dir (first use only: a visible message, then cached; ~1 min on 2 cores). An
+extension must be compiled against the torch it runs with, which is why a build-isolated
+`pip install -e .` compiles nothing.
+
+Environment:
+  GCPO_LITE_NO_JIT=1      never compile at runtime (use only a prebuilt extension)
+  GCPO_LITE_DEBUG=1       compile with -O0 -g
+  GCPO_LITE_PORTABLE=1    no -march=native (for a build dir shared between different CPUs)
+  GCPO_LITE_EXT_DIR=path  JIT build/cache dir (default ~/.cache/gcpo-lite/ext/<torch>-<device>)
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+log = logging.getLogger("gcpo_lite.kernels")
+
+REBUILD_HINT = ("rebuild with `gcpo-lite build-ext` (JIT, cached) or "
+                "`pip install -e . --no-build-isolation` (ahead of time), then check `gcpo-lite doctor`")
+CSRC = Path(__file__).resolve().parents[2] / "csrc"
+
+_state: dict = {"tried": False, "ok": False, "why": "not loaded yet", "source": None, "cuda": False,
+                "build_dir": None}
+
+
+def _sources(with_cuda: bool) -> list[str]:
+    srcs = [CSRC / "gcpo_ops.cpp", *sorted((CSRC / "cpu").glob("*.cpp"))]
+    if with_cuda:
+        srcs += sorted((CSRC / "cuda").glob("*.cu"))
+    return [str(s) for s in srcs]
+
+
+def cuda_build_possible() -> tuple[bool, str]:
+    """True when torch has CUDA and an nvcc of the same major version is installed."""
+    if torch.version.cuda is None:
+        return False, f"torch {torch.__version__} is a CPU build"
+    from torch.utils.cpp_extension import CUDA_HOME
+    nvcc = Path(CUDA_HOME or "", "bin", "nvcc")
+    if not CUDA_HOME or not nvcc.exists():
+        return False, "no nvcc found (set CUDA_HOME)"
+    out = subprocess.run([str(nvcc), "--version"], capture_output=True, text=True).stdout
+    major = torch.version.cuda.split(".")[0]
+    if f"release {major}." not in out:
+        return False, f"nvcc at {nvcc} does not match torch's CUDA {torch.version.cuda}"
+    return True, ""
+
+
+def compile_flags(debug: bool) -> tuple[list[str], list[str], list[str]]:
+    """(cxx flags, nvcc flags, link flags); shared with setup.py."""
+    opt = ["-O0", "-g"] if debug else ["-O3"]
+    march = [] if os.environ.get("GCPO_LITE_PORTABLE") else ["-march=native"]
+    cxx = [*opt, *march, "-fopenmp"]  # torch adds -std=c++20
+    nvcc = ["-O0", "-g", "-G"] if debug else ["-O3", "-lineinfo"]
+    nvcc += ["--expt-relaxed-constexpr"]
+    return cxx, nvcc, ["-fopenmp"]
+
+
+def default_build_dir(with_cuda: bool) -> Path:
+    env = os.environ.get("GCPO_LITE_EXT_DIR")
+    if env:
+        return Path(env)
+    dev = f"cu{torch.version.cuda.replace('.', '')}" if with_cuda else "cpu"
+    tag = f"torch{torch.__version__.split('+')[0]}-{dev}-py{sys.version_info.major}{sys.version_info.minor}"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "gcpo-lite", "ext", tag)
+
+
+def _try_prebuilt() -> Optional[str]:
+    """Import gcpo_lite._C; returns None on success, else the reason."""
+    try:
+        import gcpo_lite._C  # noqa: F401  (registers torch.ops.gcpo_lite.*)
+        return None
+    except ImportError as e:  # absent, or built against another torch (undefined symbol)
+        return f"no prebuilt gcpo_lite._C ({str(e).splitlines()[0][:160]})"
+
+
+def _jit_build(verbose: bool) -> None:
+    from torch.utils.cpp_extension import load
+    with_cuda, why_not_cuda = cuda_build_possible()
+    debug = bool(os.environ.get("GCPO_LITE_DEBUG"))
+    cxx, nvcc, ld = compile_flags(debug)
+    srcs = _sources(with_cuda)
+    digest = hashlib.sha1(b"".join(Path(s).read_bytes() for s in srcs) + " ".join(cxx + nvcc).encode())
+    build_dir = default_build_dir(with_cuda)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    _state["build_dir"] = str(build_dir)
+    stamp = build_dir / "sources.sha1"
+    cached = stamp.exists() and stamp.read_text() == digest.hexdigest()
+    if not cached:
+        what = "C++/OpenMP" + (" + CUDA" if with_cuda else f" only ({why_not_cuda})")
+        print(f"gcpo-lite: compiling native kernels ({what}) into {build_dir}; first use only, "
+              f"about a minute on 2 cores ...", file=sys.stderr, flush=True)
+    t0 = time.time()
+    load(name="gcpo_lite_ops", sources=srcs, extra_cflags=cxx, extra_cuda_cflags=nvcc, extra_ldflags=ld,
+         extra_include_paths=[str(CSRC)], build_directory=str(build_dir), is_python_module=False,
+         verbose=verbose)
+    stamp.write_text(digest.hexdigest())
+    if not cached:
+        print(f"gcpo-lite: native kernels ready ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+    _state["cuda"] = with_cuda
+
+
+def load(verbose: bool = False) -> bool:
+    """Make torch.ops.gcpo_lite.* available; True on success. Tries once per process."""
+    if _state["tried"]:
+        return _state["ok"]
+    _state["tried"] = True
+    why_prebuilt = _try_prebuilt()
+    if why_prebuilt is None:
+        _state.update(ok=True, why="", source="prebuilt gcpo_lite._C",
+                      cuda=torch._C._dispatch_has_kernel_for_dispatch_key("gcpo_lite::token_logprobs_fwd", "CUDA"))
+        return True
+    if os.environ.get("GCPO_LITE_NO_JIT"):
+        _state["why"] = f"{why_prebuilt}; JIT disabled by GCPO_LITE_NO_JIT"
+        return False
+    if not CSRC.is_dir():
+        _state["why"] = f"{why_prebuilt}; C++ sources not found at {CSRC} (install from a source checkout)"
+        return False
+    if shutil.which("ninja") is None and not _ninja_module():
+        _state["why"] = f"{why_prebuilt}; ninja is not installed (pip install ninja)"
+        return False
+    try:
+        _jit_build(verbose)
+    except Exception as e:  # compiler missing, compile error, ...: keep the tail, which names the cause
+        lines = str(e).splitlines()
+        first_error = next((ln for ln in lines if "error" in ln.lower()), lines[-1] if lines else repr(e))
+        _state["why"] = f"JIT build failed: {first_error.strip()[:400]} (run `gcpo-lite build-ext` for the full log)"
+        return False
+    _state.update(ok=True, why="", source=f"JIT build in {_state['build_dir']}")
+    return True
+
+
+def _ninja_module() -> bool:
+    try:
+        import ninja  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def available() -> bool:
+    return load()
+
+
+def why_unavailable() -> str:
+    load()
+    return _state["why"]
+
+
+def has_cuda() -> bool:
+    """Whether the loaded extension has CUDA kernels."""
+    return load() and bool(_state["cuda"])
+
+
+def require(device: Optional[torch.device] = None) -> None:
+    """Raise with the rebuild command unless the native ops can run on `device`."""
+    if not load():
+        raise RuntimeError(f"gcpo-lite native kernels are unavailable: {_state['why']}; {REBUILD_HINT}")
+    if device is not None and device.type == "cuda" and not _state["cuda"]:
+        raise RuntimeError("gcpo-lite native kernels were built without CUDA "
+                           f"({cuda_build_possible()[1] or 'CPU-only build'}); {REBUILD_HINT}")
+
+
+def build(verbose: bool = True) -> str:
+    """Build (or load the cached build of) the extension; returns one status line. For `gcpo-lite build-ext`."""
+    ok = load(verbose=verbose)
+    if not ok:
+        return f"native kernels: NOT available: {_state['why']}"
+    return f"native kernels: OK ({_state['source']}; CUDA kernels: {'yes' if _state['cuda'] else 'no'})"
+
+
+def status() -> dict:
+    """What `gcpo-lite doctor` prints: the live backend and why; never compiles."""
+    from . import active_backend, requested_backend
+    if not _state["tried"] and os.environ.get("GCPO_LITE_NO_JIT") is None:
+        # Loading here may compile; doctor must stay fast, so report a cached/prebuilt build only.
+        prebuilt = _try_prebuilt() is None
+        cached = any(default_build_dir(c).joinpath("gcpo_lite_ops.so").exists() for c in (False, True))
+        if prebuilt or cached:
+            load()
+    live = active_backend(compile_if_needed=False)
+    return {"requested": requested_backend(), "live": live, "native_loaded": bool(_state["ok"]),
+            "why_not_native": _state["why"] if not _state["ok"] else "",
+            "source": _state["source"], "cuda_kernels": bool(_state["cuda"]),
+            "cuda_build_possible": cuda_build_possible()[0], "build_dir": _state["build_dir"]
+            or str(default_build_dir(cuda_build_possible()[0]))}
