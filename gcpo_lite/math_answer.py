@@ -1,0 +1,202 @@
+"""Final-answer extraction and normalization: plain string work, no sympy, no exceptions.
+
+`extract_answer(text)` finds what a completion (or a reference solution) gives as its final
+answer, in this order of trust:
+  1. the last well-formed `\\boxed{...}` / `\\fbox{...}` (nested braces allowed);
+  2. the last `#### x` line (GSM8K style);
+  3. the last "the (final) answer is x" / "Answer: x";
+  4. optionally, the last number in the text (`last_number_fallback`).
+When the text has a `</think>`, the part after it is searched first: the reasoning before it
+often contains trial answers that are not the final one.
+
+`normalize_answer(s)` strips what does not change the value (dollar signs, `\\text{}`
+wrappers, `\\left`/`\\right`, spacing commands, units, degrees, percent, thousands commas) so
+that cheap string and number comparisons settle most pairs before sympy is needed.
+"""
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+MAX_SCAN_CHARS = 200_000  # longer texts are cut to their tail: the final answer is at the end
+
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+
+
+def _match_brace(text: str, open_at: int) -> int:
+    """Index of the `}` closing the `{` at open_at, or -1. Escaped braces (`\\{`, `\\}`) do not count."""
+    depth = 0
+    i, n = open_at, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2  # skip the escaped character, e.g. \{ in \boxed{\{1,2\}}
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def last_boxed(text: str) -> Optional[str]:
+    """Content of the last well-formed \\boxed{...} (or `\\boxed x`); None when there is none.
+
+    A box left open (a completion cut at max length) is skipped for the one before it."""
+    starts = sorted(m.start() for cmd in _BOX_COMMANDS for m in re.finditer(re.escape(cmd), text))
+    for start in reversed(starts):
+        cmd = "\\boxed" if text.startswith("\\boxed", start) else "\\fbox"
+        i = start + len(cmd)
+        if i < len(text) and text[i].isalpha():
+            continue  # \boxedfoo: another command
+        while i < len(text) and text[i] == " ":
+            i += 1
+        if i < len(text) and text[i] == "{":
+            end = _match_brace(text, i)
+            if end != -1:
+                return text[i + 1:end]
+        elif i > start + len(cmd):  # `\boxed 5`: TeX takes one token
+            m = re.match(r"[^\s$]+", text[i:])
+            if m:
+                return m.group(0)
+    return None
+
+
+_HASHES = re.compile(r"####\s*([^\n]+)")
+_ANSWER_IS = re.compile(r"(?:final answer|the answer|answer)\s*(?:is|:)\s*:?\s*([^\n]{1,300})", re.I)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+")
+
+
+def _clean_sentence_answer(s: str) -> str:
+    """'$\\frac{1}{2}$.' -> '\\frac{1}{2}': drop math delimiters and a sentence-ending period."""
+    s = s.strip()
+    m = re.match(r"^\$+([^$]+)\$+", s)  # first $...$ span, when the sentence has one
+    if m:
+        s = m.group(1)
+    elif re.match(r"^\\\((.+?)\\\)", s):
+        s = re.match(r"^\\\((.+?)\\\)", s).group(1)
+    s = re.sub(r"[.\s]+$", "", s)
+    return s.strip()
+
+
+def _extract_from(text: str, last_number_fallback: bool) -> Optional[str]:
+    boxed = last_boxed(text)
+    if boxed is not None and boxed.strip():
+        return boxed.strip()
+    hashes = _HASHES.findall(text)
+    if hashes and hashes[-1].strip():
+        return hashes[-1].strip()
+    said = _ANSWER_IS.findall(text)
+    if said:
+        ans = _clean_sentence_answer(said[-1])
+        if ans:
+            return ans
+    if last_number_fallback:
+        numbers = _NUMBER.findall(text)
+        if numbers:
+            return numbers[-1].rstrip(",").replace(" ", "")
+    return None
+
+
+def extract_answer(text, last_number_fallback: bool = True) -> Optional[str]:
+    """The final answer stated in `text`, raw (not normalized); None when it states none."""
+    try:
+        if not isinstance(text, str) or not text:
+            return None
+        text = text[-MAX_SCAN_CHARS:]
+        if "</think>" in text:
+            after = text.rsplit("</think>", 1)[1]
+            found = _extract_from(after, last_number_fallback)
+            if found is not None:
+                return found
+        return _extract_from(text, last_number_fallback)
+    except Exception:  # never raise: a malformed completion simply has no answer
+        return None
+
+
+# ---------------------------------------------------------------- normalization
+
+_UNICODE = {
+    "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": "\\times ", "\u00b7": "\\cdot ", "\u22c5": "\\cdot ",
+    "\u00f7": "\\div ", "\u221a": "\\sqrt", "\u03c0": "\\pi ", "\u221e": "\\infty ", "\u00b2": "^2", "\u00b3": "^3",
+    "\u00b0": "", "\u2264": "\\le ", "\u2265": "\\ge ", "\u2260": "\\ne ", "\u222a": "\\cup ", "\u2229": "\\cap ",
+    "\uff0c": ",", "\u3002": ".", "\u00a0": " ", "\u2009": " ", "\u202f": " ",
+}
+_DROP = re.compile(r"(?<!\\)(?:\\left\b|\\right\b|\\big[lr]?\b|\\Big[lr]?\b|\\displaystyle\b|\\[,;:! ]|\\quad\b|\\qquad\b)|~")
+_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|boldsymbol|operatorname|mathnormal)\s*\{")
+_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ\b|\\degree\b|\bdegrees?\b")
+# Unit words dropped at the end of an answer ("12 cm^2", "5 dollars"); only multi-letter words,
+# so a trailing variable (x, m) is never taken for a unit.
+_UNITS = ("square units|sq units|units?|square feet|square inches|square meters|square centimeters|sq ft|"
+          "cubic feet|cubic inches|cubic meters|cubic centimeters|meters?|metres?|centimeters?|cm|mm|km|"
+          "kilometers?|inches|inch|feet|foot|ft|yards?|miles?|mph|miles per hour|km/h|hours?|hrs?|minutes?|"
+          "mins?|seconds?|secs?|days?|weeks?|months?|years?|dollars?|cents?|euros?|pounds?|grams?|kg|"
+          "kilograms?|liters?|litres?|ml|gallons?|ounces?|oz|lbs?|people|students|apples|marbles|points|"
+          "percent|per cent|ways|times")
+_UNIT_TAIL = re.compile(rf"(?<=[\d}}).\s])\s*(?:{_UNITS})\s*(?:\^\s*\{{?[23]\}}?)?\s*\.?$", re.I)
+_THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+
+
+def _unwrap_commands(s: str) -> str:
+    """\\text{abc} -> abc, keeping nested braces intact (\\text{\\{1\\}} -> \\{1\\})."""
+    for _ in range(50):  # bounded: each pass removes one wrapper
+        m = _WRAPPERS.search(s)
+        if not m:
+            break
+        open_at = m.end() - 1
+        end = _match_brace(s, open_at)
+        if end == -1:
+            s = s[:m.start()] + s[m.end():]
+            continue
+        s = s[:m.start()] + s[open_at + 1:end] + s[end + 1:]
+    return s
+
+
+def _strip_outer_math(s: str) -> str:
+    s = s.strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
+            s = s[len(left):len(s) - len(right)].strip()
+    return s
+
+
+def normalize_answer(s) -> str:
+    """Canonical text of an answer for comparison; '' for nothing usable. Never raises."""
+    try:
+        if s is None:
+            return ""
+        s = str(s)
+        for k, v in _UNICODE.items():
+            if k in s:
+                s = s.replace(k, v)
+        s = _strip_outer_math(s)
+        s = s.replace("\\$", "").replace("$", "")
+        s = re.sub(r"\\[dt]frac", r"\\frac", s)
+        s = s.replace("\\%", "").replace("%", "")
+        s = re.sub(r"\{,\}", ",", s)  # 1{,}000
+        s = _DROP.sub(" ", s)
+        s = _unwrap_commands(s)
+        s = _DEGREES.sub("", s)
+        s = re.sub(r"\\(?:mathrm|text)\b", "", s)
+        s = s.replace("\\le ", "\\leq ").replace("\\ge ", "\\geq ").replace("\\ne ", "\\neq ")
+        s = re.sub(r"\s+", " ", s).strip()
+        for _ in range(3):  # "12 square units." / "5 cm^2"
+            new = _UNIT_TAIL.sub("", s).strip()
+            if new == s:
+                break
+            s = new
+        s = re.sub(r"^(?:x|y|z|a|b|c|n|k|t|r)\s*\\in\s*", "", s)  # x \in [1,2] -> [1,2]
+        s = s.rstrip(".").strip()
+        if s.startswith("{") and s.endswith("}") and _match_brace(s, 0) == len(s) - 1:
+            s = s[1:-1].strip()  # {5} -> 5
+        compact = s.replace(" ", "")
+        if _THOUSANDS.match(compact):
+            s = compact.replace(",", "")
+        if re.fullmatch(r"-?\d+\.0+", s):
+            s = s.split(".")[0]  # 5.00 -> 5
+        return s
+    except Exception:
+        return ""

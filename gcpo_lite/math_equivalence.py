@@ -1,0 +1,349 @@
+"""Is a predicted final answer equal to the gold one? `math_equal(predicted, gold) -> bool`.
+
+Order of checks (cheapest first; most pairs never reach sympy):
+  1. normalize both (math_answer.normalize_answer); exact string match -> True;
+  2. multiple choice: a gold letter A-E ("(C)", "\\text{(C)}") is matched by letter;
+  3. structure: tuples / intervals (ordered, bracket types must agree), sets, unions and bare
+     comma lists (unordered), pmatrix vectors, `x = 5` -> 5, `a \\pm b` -> {a+b, a-b};
+  4. per element: plain numbers (ints exact; fractions, decimals, `\\frac{a}{b}` within a
+     relative tolerance of REL_TOL) and word answers are decided here, in this process;
+  5. anything else goes to sympy in a worker process (math_worker.py) with a hard time
+     limit: LaTeX is translated by math_latex.py, then numeric values are compared within
+     REL_TOL, expressions with free symbols at random points, then by simplify().
+A timeout, a parse failure or any exception scores False: a wrong "no" costs one reward, a
+hang costs the run.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import random
+import re
+from fractions import Fraction
+from typing import Callable, Optional
+
+from .math_answer import normalize_answer
+
+REL_TOL = 1e-6  # relative tolerance for non-integer numbers (0.333333 ~ 1/3; 3.14 !~ pi)
+MAX_SYMBOLIC_CHARS = 600  # longer answers are compared as strings only: nobody boxes a page of algebra
+DEFAULT_TIMEOUT_S = 3.0  # hard wall-clock limit of the sympy part of one comparison
+
+Scalar = Callable[[str, str], Optional[bool]]  # True / False / None (undecided)
+
+# ---------------------------------------------------------------- structure (string level)
+
+_OPEN = {"(": ")", "[": "]", "{": "}"}
+
+
+def split_top(s: str, seps=(",",)) -> list[str]:
+    """Split on separators outside any brackets; `\\{`/`\\}` count as brackets, `\\,` does not."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\" and i + 1 < len(s) and s[i + 1] in "{}":
+            depth += 1 if s[i + 1] == "{" else -1
+            i += 2
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif depth == 0:
+            sep = next((p for p in seps if s.startswith(p, i)), None)
+            if sep:
+                parts.append(s[start:i])
+                i += len(sep)
+                start = i
+                continue
+        i += 1
+    parts.append(s[start:])
+    return [p.strip() for p in parts]
+
+
+def _encloses(s: str) -> bool:
+    """True when the bracket opening s closes exactly at its end ((1,2) yes; (1)(2) no)."""
+    depth = 0
+    for i, c in enumerate(s):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth == 0 and i != len(s) - 1:
+                return False
+    return depth == 0
+
+
+_ASSIGN = re.compile(r"^(?:[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?|\\[a-zA-Z]+)\s*=\s*([^=<>]+)$")
+_MATRIX = re.compile(r"^\\begin\{[pbvBV]?matrix\}(.*)\\end\{[pbvBV]?matrix\}$", re.S)
+
+
+def structure(s: str, depth: int = 0):
+    """('scalar', s) | ('seq', open, close, items) | ('bag', items) | ('matrix', rows)."""
+    s = s.strip()
+    if depth > 20:
+        return ("scalar", s)
+    m = _MATRIX.match(s)
+    if m:
+        rows = [[structure(c, depth + 1) for c in split_top(r, ("&",))] for r in m.group(1).split("\\\\") if r.strip()]
+        return ("matrix", rows)
+    if "\\cup" in s:
+        parts = split_top(s, ("\\cup",))
+        if len(parts) > 1:
+            return ("bag", [structure(p, depth + 1) for p in parts])
+    if s.startswith("\\{") and s.endswith("\\}"):
+        return ("bag", [structure(p, depth + 1) for p in split_top(s[2:-2]) if p])
+    items = split_top(s, (",", ";", " or ", " and "))
+    if len(items) > 1:
+        return ("bag", [structure(p, depth + 1) for p in items if p])
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and _encloses(s):
+        inner = split_top(s[1:-1])
+        if len(inner) > 1:
+            return ("seq", s[0], s[-1], [structure(p, depth + 1) for p in inner])
+    m = _ASSIGN.match(s)
+    if m:
+        return structure(m.group(1), depth + 1)
+    if s.count("\\pm") == 1:
+        return ("bag", [("scalar", s.replace("\\pm", "+")), ("scalar", s.replace("\\pm", "-"))])
+    return ("scalar", s)
+
+
+def _all(verdicts) -> Optional[bool]:
+    verdicts = list(verdicts)
+    if any(v is False for v in verdicts):
+        return False
+    return True if all(v is True for v in verdicts) else None
+
+
+def _bag_equal(a: list, b: list, scalar: Scalar) -> Optional[bool]:
+    """Unordered match: a perfect matching of True pairs -> True; an unmatched row -> False."""
+    if len(a) != len(b):
+        return False
+    if len(a) > 12:  # pairwise matching is quadratic; such answers are compared in order
+        return _all(compare(x, y, scalar) for x, y in zip(a, b))
+    table = [[compare(x, y, scalar) for y in b] for x in a]
+    if any(all(v is False for v in row) for row in table):
+        return False
+    used = [False] * len(b)
+
+    def match(i: int) -> bool:  # backtracking; n <= 12
+        if i == len(a):
+            return True
+        for j in range(len(b)):
+            if not used[j] and table[i][j] is True:
+                used[j] = True
+                if match(i + 1):
+                    return True
+                used[j] = False
+        return False
+
+    return True if match(0) else None
+
+
+def compare(a, b, scalar: Scalar) -> Optional[bool]:
+    """Three-valued structural comparison of two `structure()` trees."""
+    if a[0] != b[0]:
+        if a[0] == "bag" or b[0] == "bag":  # "x=1" against "x=1, x=1"? no: sizes differ
+            return False
+        return False
+    kind = a[0]
+    if kind == "scalar":
+        return scalar(a[1], b[1])
+    if kind == "seq":
+        if a[1] != b[1] or a[2] != b[2] or len(a[3]) != len(b[3]):
+            return False
+        return _all(compare(x, y, scalar) for x, y in zip(a[3], b[3]))
+    if kind == "bag":
+        return _bag_equal(a[1], b[1], scalar)
+    if kind == "matrix":
+        if [len(r) for r in a[1]] != [len(r) for r in b[1]]:
+            return False
+        return _all(compare(x, y, scalar) for ra, rb in zip(a[1], b[1]) for x, y in zip(ra, rb))
+    return None
+
+
+# ---------------------------------------------------------------- cheap scalar checks
+
+_INT = re.compile(r"^[+-]?\d{1,400}$")
+_DEC = re.compile(r"^[+-]?(?:\d{1,400}\.\d{0,400}|\.\d{1,400})$")
+_SLASH = re.compile(r"^([+-]?\d{1,400})\s*/\s*(\d{1,400})$")
+_FRAC = re.compile(r"^([+-]?)\\frac\s*\{\s*([+-]?\d{1,400})\s*\}\s*\{\s*(\d{1,400})\s*\}$")
+_MATH_WORDS = {"sqrt", "frac", "pi", "infty", "sin", "cos", "tan", "sec", "csc", "cot", "log", "ln", "exp",
+               "cdot", "times", "div", "binom", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "inf"}
+
+
+def plain_number(s: str) -> Optional[tuple[Fraction, bool]]:
+    """(value, is_integer) for 12, -3.5, 3/4, \\frac{3}{4}, -\\frac{1}{2}; None for anything else."""
+    s = s.replace(" ", "")
+    if _INT.match(s):
+        return Fraction(int(s)), True
+    if _DEC.match(s):
+        return Fraction(s.rstrip(".") or "0"), False
+    m = _SLASH.match(s)
+    if m and int(m.group(2)) != 0:
+        return Fraction(int(m.group(1)), int(m.group(2))), False
+    m = _FRAC.match(s)
+    if m and int(m.group(3)) != 0:
+        value = Fraction(int(m.group(2)), int(m.group(3)))
+        return (-value if m.group(1) == "-" else value), False
+    return None
+
+
+def numbers_equal(a: tuple[Fraction, bool], b: tuple[Fraction, bool]) -> bool:
+    if a[0] == b[0]:
+        return True
+    if a[1] and b[1]:
+        return False  # integers are exact: 1000000 != 1000001
+    try:
+        return math.isclose(float(a[0]), float(b[0]), rel_tol=REL_TOL, abs_tol=1e-12)
+    except OverflowError:
+        return False
+
+
+def _is_words(s: str) -> bool:
+    """A word answer ("odd", "Monday", "no solution"), compared as text."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z '\-]*", s):
+        return False
+    return any(len(w) >= 3 and w.lower() not in _MATH_WORDS for w in re.findall(r"[A-Za-z]+", s))
+
+
+def fast_scalar(a: str, b: str) -> Optional[bool]:
+    """True/False when cheap checks decide the pair, else None (needs sympy)."""
+    if a.replace(" ", "") == b.replace(" ", ""):
+        return True
+    na, nb = plain_number(a), plain_number(b)
+    if na is not None and nb is not None:
+        return numbers_equal(na, nb)
+    if _is_words(a) or _is_words(b):
+        return a.replace(" ", "").lower() == b.replace(" ", "").lower()
+    return None
+
+
+_CHOICE = re.compile(r"^\(?\s*([A-E])\s*\)?$")
+_CHOICE_PREFIX = re.compile(r"^\(?\s*([A-E])\s*(?:\)|:|\.|$)")
+
+
+def choice_letter(gold: str) -> Optional[str]:
+    m = _CHOICE.match(gold.strip())
+    return m.group(1) if m else None
+
+
+# ---------------------------------------------------------------- sympy scalar check (worker side)
+
+def _close(x, y) -> bool:
+    return abs(x - y) <= REL_TOL * max(abs(x), abs(y)) + 1e-9
+
+
+def _random_points(symbols, n: int = 5, seed: int = 0):
+    rng = random.Random(seed)
+    for _ in range(n):
+        yield {s: rng.uniform(0.3, 2.7) * rng.choice((1, -1)) for s in symbols}
+
+
+def _numeric(expr, point=None):
+    import sympy as sp
+    value = expr.evalf(30, subs=point) if point else expr.evalf(30)
+    value = complex(value) if value.is_number and not value.has(sp.zoo, sp.nan, sp.oo, -sp.oo) else None
+    if value is None or not all(map(math.isfinite, (value.real, value.imag))):
+        return None
+    return value
+
+
+def exprs_equal(a, b) -> bool:
+    import sympy as sp
+    if a == b:
+        return True
+    symbols = (a - b).free_symbols
+    if not symbols:
+        if a.has(sp.oo, -sp.oo, sp.zoo) or b.has(sp.oo, -sp.oo, sp.zoo):
+            return sp.simplify(a - b) == 0 if not (a.is_infinite or b.is_infinite) else a == b
+        if a.is_Integer and b.is_Integer:
+            return False
+        va, vb = _numeric(a), _numeric(b)
+        return va is not None and vb is not None and _close(va, vb)
+    agree = 0
+    for point in _random_points(symbols):
+        va, vb = _numeric(a, point), _numeric(b, point)
+        if va is None or vb is None:
+            continue
+        if not _close(va, vb):
+            return False
+        agree += 1
+    if agree >= 3:  # equal at >= 3 random points: an identity for answer-sized expressions
+        return True
+    return sp.simplify(a - b) == 0
+
+
+def relations_equal(a, b) -> bool:
+    """x+y=3 ~ 3=y+x ~ 2x+2y=6; x>3 ~ 3<x. Equations match up to a nonzero factor."""
+    flip = {">": "<", ">=": "<="}
+    da = (a.rhs - a.lhs) if a.op in flip else (a.lhs - a.rhs)
+    db = (b.rhs - b.lhs) if b.op in flip else (b.lhs - b.rhs)
+    if flip.get(a.op, a.op) != flip.get(b.op, b.op):
+        return False
+    symbols = (da - db).free_symbols | da.free_symbols | db.free_symbols
+    if a.op != "=":  # inequalities: the same difference
+        return exprs_equal(da, db)
+    ratios = []
+    for point in _random_points(symbols):
+        va, vb = _numeric(da, point), _numeric(db, point)
+        if va is None or vb is None or abs(vb) < 1e-12:
+            continue
+        ratios.append(va / vb)
+    return len(ratios) >= 3 and abs(ratios[0]) > 1e-12 and all(_close(r, ratios[0]) for r in ratios)
+
+
+def sympy_scalar(a: str, b: str) -> Optional[bool]:
+    """Definitive scalar check: cheap paths, then sympy. Runs inside a worker process."""
+    fast = fast_scalar(a, b)
+    if fast is not None:
+        return fast
+    from .math_latex import ParseError, Relation, parse_latex
+    try:
+        ea, eb = parse_latex(a), parse_latex(b)
+    except (ParseError, RecursionError, ValueError, TypeError, ZeroDivisionError):
+        return False
+    if isinstance(ea, Relation) or isinstance(eb, Relation):
+        return isinstance(ea, Relation) and isinstance(eb, Relation) and relations_equal(ea, eb)
+    return exprs_equal(ea, eb)
+
+
+def symbolic_equal(pred: str, gold: str) -> bool:
+    """The worker's job: the whole comparison with sympy for undecided elements."""
+    try:
+        return compare(structure(pred), structure(gold), sympy_scalar) is True
+    except Exception:  # never raise: malformed input scores 0
+        return False
+
+
+# ---------------------------------------------------------------- the public function
+
+def _fast_verdict(p: str, g: str) -> Optional[bool]:
+    letter = choice_letter(g)
+    if letter:
+        m = _CHOICE_PREFIX.match(p.strip())
+        return bool(m) and m.group(1) == letter
+    return compare(structure(p), structure(g), fast_scalar)
+
+
+@functools.lru_cache(maxsize=65536)  # RL groups repeat answers; the verdict is a pure function of the pair
+def _cached_fast(p: str, g: str) -> Optional[bool]:
+    return _fast_verdict(p, g)
+
+
+def math_equal(predicted, gold, *, timeout_s: Optional[float] = None) -> bool:
+    """True when `predicted` and `gold` are the same answer. Never raises, never blocks past the limit."""
+    try:
+        if predicted is None or gold is None:
+            return False
+        p, g = normalize_answer(predicted), normalize_answer(gold)
+        if not p or not g:
+            return False
+        verdict = _cached_fast(p, g)
+        if verdict is not None:
+            return verdict
+        if len(p) > MAX_SYMBOLIC_CHARS or len(g) > MAX_SYMBOLIC_CHARS:
+            return False
+        from .math_worker import symbolic_equal_with_timeout
+        return symbolic_equal_with_timeout(p, g, DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
+    except Exception:
+        return False
