@@ -138,6 +138,8 @@ _UNITS = ("square units|sq units|units?|square feet|square inches|square meters|
           "percent|per cent|ways|times")
 _UNIT_TAIL = re.compile(rf"(?<=[\d}}).\s])\s*(?:{_UNITS})\s*(?:\^\s*\{{?[23]\}}?)?\s*\.?$", re.I)
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+# 3\frac{1}{2} is a mixed number in competition answers, not 3 * 1/2
+_MIXED = re.compile(r"(?<![\w.}^_])(\d+)\s*\\frac\s*\{(\d+)\}\s*\{(\d+)\}")
 
 
 def _unwrap_commands(s: str) -> str:
@@ -163,6 +165,31 @@ def _strip_outer_math(s: str) -> str:
     return s
 
 
+def _balanced(s: str) -> bool:
+    depth = 0
+    for i, c in enumerate(s):
+        if c == "\\" and i + 1 < len(s) and s[i + 1] in "{}":
+            continue
+        if c == "{" and (i == 0 or s[i - 1] != "\\"):
+            depth += 1
+        elif c == "}" and (i == 0 or s[i - 1] != "\\"):
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+def _strip_outer_braces(s: str) -> str:
+    """Remove k wrapping brace pairs in linear time (a deeply nested {{{...}}} must not cost O(n^2))."""
+    k = min(len(s) - len(s.lstrip("{")), len(s) - len(s.rstrip("}")))
+    while k > 0 and len(s) > 2 * k:
+        inner = s[k:-k]
+        if _balanced(inner) and not inner.endswith("\\"):
+            return inner.strip()
+        k = k - 1 if k < 4 else k // 2  # a `}` of the content closes early: try fewer layers
+    return s
+
+
 def normalize_answer(s) -> str:
     """Canonical text of an answer for comparison; '' for nothing usable. Never raises."""
     try:
@@ -175,6 +202,7 @@ def normalize_answer(s) -> str:
         s = _strip_outer_math(s)
         s = s.replace("\\$", "").replace("$", "")
         s = re.sub(r"\\[dt]frac", r"\\frac", s)
+        s = _MIXED.sub(r"(\1+\\frac{\2}{\3})", s)
         s = s.replace("\\%", "").replace("%", "")
         s = re.sub(r"\{,\}", ",", s)  # 1{,}000
         s = _DROP.sub(" ", s)
@@ -190,8 +218,7 @@ def normalize_answer(s) -> str:
             s = new
         s = re.sub(r"^(?:x|y|z|a|b|c|n|k|t|r)\s*\\in\s*", "", s)  # x \in [1,2] -> [1,2]
         s = s.rstrip(".").strip()
-        if s.startswith("{") and s.endswith("}") and _match_brace(s, 0) == len(s) - 1:
-            s = s[1:-1].strip()  # {5} -> 5
+        s = _strip_outer_braces(s)  # {5} -> 5, {{{7}}} -> 7
         compact = s.replace(" ", "")
         if _THOUSANDS.match(compact):
             s = compact.replace(",", "")

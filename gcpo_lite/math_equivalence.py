@@ -99,9 +99,6 @@ def structure(s: str, depth: int = 0):
         inner = split_top(s[1:-1])
         if len(inner) > 1:
             return ("seq", s[0], s[-1], [structure(p, depth + 1) for p in inner])
-    m = _ASSIGN.match(s)
-    if m:
-        return structure(m.group(1), depth + 1)
     if s.count("\\pm") == 1:
         return ("bag", [("scalar", s.replace("\\pm", "+")), ("scalar", s.replace("\\pm", "-"))])
     return ("scalar", s)
@@ -206,8 +203,25 @@ def _is_words(s: str) -> bool:
     return any(len(w) >= 3 and w.lower() not in _MATH_WORDS for w in re.findall(r"[A-Za-z]+", s))
 
 
+_RELATION = re.compile(r"=|<|>|\\[lg]eq?\b|\\neq?\b|\\[lg]t\b")
+
+
+def unassign(a: str, b: str) -> tuple[str, str]:
+    """`x = 5` against `5` compares 5 with 5; two equations (or one and an inequality) stay as they are."""
+    ma, mb = _ASSIGN.match(a), _ASSIGN.match(b)
+    if ma and mb:
+        lhs_a, lhs_b = a.split("=", 1)[0].strip(), b.split("=", 1)[0].strip()
+        return (ma.group(1).strip(), mb.group(1).strip()) if lhs_a == lhs_b else (a, b)
+    if ma and not _RELATION.search(b):
+        return ma.group(1).strip(), b
+    if mb and not _RELATION.search(a):
+        return a, mb.group(1).strip()
+    return a, b
+
+
 def fast_scalar(a: str, b: str) -> Optional[bool]:
     """True/False when cheap checks decide the pair, else None (needs sympy)."""
+    a, b = unassign(a, b)
     if a.replace(" ", "") == b.replace(" ", ""):
         return True
     na, nb = plain_number(a), plain_number(b)
@@ -297,6 +311,7 @@ def sympy_scalar(a: str, b: str) -> Optional[bool]:
     fast = fast_scalar(a, b)
     if fast is not None:
         return fast
+    a, b = unassign(a, b)
     from .math_latex import ParseError, Relation, parse_latex
     try:
         ea, eb = parse_latex(a), parse_latex(b)

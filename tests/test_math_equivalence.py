@@ -1,0 +1,55 @@
+"""math_equal on the project's answer-equivalence cases (tests/math_cases.py), plus math-verify agreement."""
+import pytest
+
+from gcpo_lite.math_equivalence import math_equal, plain_number, split_top, structure
+from gcpo_lite.rewards import math_equal as public_math_equal
+
+from math_cases import CASES
+
+
+def test_case_table_covers_every_format_both_ways():
+    assert len(CASES) >= 150
+    formats = {f for _, _, _, f in CASES}
+    assert formats >= {"exact", "normalize", "numeric", "fraction", "symbolic", "equation", "interval",
+                       "tuple", "set", "choice", "words"}
+    for fmt in formats:
+        verdicts = {e for _, _, e, f in CASES if f == fmt}
+        assert verdicts == {True, False}, f"{fmt} needs true and false pairs"
+
+
+@pytest.mark.parametrize("pred,gold,expected,fmt", CASES, ids=[f"{c[3]}:{c[0]}|{c[1]}" for c in CASES])
+def test_math_equal(pred, gold, expected, fmt):
+    assert public_math_equal(pred, gold) is expected
+
+
+def test_symmetric_on_numbers_and_symbols():
+    for a, b in [("0.5", "\\frac12"), ("2x+2", "2(x+1)"), ("(1,2]", "(1,2)"), ("\\sqrt{8}", "2\\sqrt2")]:
+        assert math_equal(a, b) == math_equal(b, a)
+
+
+def test_plain_number_and_structure_helpers():
+    assert plain_number("-\\frac{3}{4}")[0] == plain_number("-0.75")[0]
+    assert plain_number("x") is None
+    assert split_top("(1,2),\\{3,4\\},5") == ["(1,2)", "\\{3,4\\}", "5"]
+    assert structure("(1,2]")[0] == "seq"
+    assert structure("1, 2")[0] == "bag"
+
+
+def test_agreement_with_math_verify():
+    """Report (and bound) agreement with math-verify on our cases; skipped when it is not installed."""
+    mv = pytest.importorskip("math_verify")
+    agree = 0
+    disagreements = []
+    for pred, gold, expected, _ in CASES:
+        try:
+            theirs = bool(mv.verify(mv.parse(f"${gold}$", parsing_timeout=None),
+                                    mv.parse(f"${pred}$", parsing_timeout=None), timeout_seconds=None))
+        except Exception:
+            theirs = False
+        ours = math_equal(pred, gold)
+        agree += ours == theirs
+        if ours != theirs:
+            disagreements.append((pred, gold, ours, theirs))
+    rate = agree / len(CASES)
+    print(f"agreement with math-verify: {agree}/{len(CASES)} = {rate:.1%}; differing: {disagreements}")
+    assert rate >= 0.9, disagreements
