@@ -1,23 +1,94 @@
-"""Datasets -> lists of Example: built-in tasks, local files and hub datasets.
+"""Datasets -> lists of Example: built-in tasks, named hub presets, hub ids and local files.
 
 `load_examples(cfg.data, seed)` returns (train, eval). Built-in tasks need no network.
-Files and hub ids go through the `datasets` library with field mappings
-(prompt_field / answer_field / solution_field).
+Everything else goes through the `datasets` library:
+  - a preset name (gsm8k, math, math500, aime24, aime25, openr1) knows its hub id, config,
+    columns and how to get the final answer (GSM8K's `#### x`, MATH's last `\\boxed{}`);
+  - a hub id (`owner/name`, optionally `owner/name:config`) or a local dataset directory;
+  - a local .jsonl / .json / .csv / .parquet file.
+`--prompt-field / --answer-field / --solution-field` (data.*_field) override any mapping.
+`filter_by_prompt_length(examples, tokenizer, max_tokens)` drops over-long prompts and says how many.
 """
 from __future__ import annotations
 
+import logging
 import random
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
-from .config import ConfigError, DataConfig
+from .config import DataConfig
+from .math_answer import last_boxed
 from .tasks import DEFAULT_TASK, TASKS, Example
+
+log = logging.getLogger(__name__)
 
 FILE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
 class DataError(ValueError):
     """A dataset problem a user has to fix; the message says how."""
+
+
+# ---------------------------------------------------------------- presets
+
+def _gsm8k_answer(solution: str) -> Optional[str]:
+    m = re.search(r"####\s*(.+?)\s*$", solution.strip())
+    return m.group(1).replace(",", "").strip() if m else None
+
+
+def _gsm8k_solution(solution: str) -> str:
+    """Drop the calculator annotations (<<48/2=24>>) and the `#### x` line; gold.py adds a \\boxed{} ending."""
+    text = re.sub(r"<<[^<>]*>>", "", solution)
+    return re.sub(r"\n?####.*$", "", text.strip()).strip()
+
+
+def _openr1_solution(row: dict) -> Optional[str]:
+    """The first R1 trace that math-verify judged correct (the dataset's own labels), else the original solution."""
+    generations = row.get("generations") or []
+    verdicts = row.get("correctness_math_verify") or []
+    for text, ok in zip(generations, verdicts):
+        if ok and text:
+            return text
+    return row.get("solution")
+
+
+@dataclass(frozen=True)
+class Preset:
+    hub_id: str
+    config: Optional[str]  # the hub dataset's config (subset) name
+    prompt_field: str
+    answer_field: Optional[str]  # None: the answer is derived from the solution (answer_from)
+    solution_field: Optional[str]
+    splits: tuple  # ((our split name, hub split name), ...): benchmarks with one split map both to it
+    answer_from: str = "field"  # field | boxed (last \boxed{} of the solution) | gsm8k (after ####)
+    eval_only: bool = False  # a benchmark: training on it contaminates it
+    solution_fn: Optional[Callable[[dict], Optional[str]]] = None  # builds the gold solution from a row
+    note: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    "gsm8k": Preset("openai/gsm8k", "main", "question", None, "answer", (("train", "train"), ("test", "test")),
+                    answer_from="gsm8k", note="grade-school word problems; 7473 train / 1319 test"),
+    "math": Preset("DigitalLearningGmbH/MATH-lighteval", "default", "problem", None, "solution",
+                   (("train", "train"), ("test", "test")), answer_from="boxed",
+                   note="Hendrycks MATH, answers in \\boxed{}; 7500 train / 5000 test"),
+    "math500": Preset("HuggingFaceH4/MATH-500", None, "problem", "answer", "solution",
+                      (("train", "test"), ("test", "test")), eval_only=True,
+                      note="500-problem MATH test subset (eval only)"),
+    "aime24": Preset("HuggingFaceH4/aime_2024", None, "problem", "answer", "solution",
+                     (("train", "train"), ("test", "train")), eval_only=True, note="AIME 2024 I+II, 30 problems"),
+    "aime25": Preset("math-ai/aime25", None, "problem", "answer", None,
+                     (("train", "test"), ("test", "test")), eval_only=True,
+                     note="AIME 2025 I+II, 30 problems, no solutions"),
+    "openr1": Preset("open-r1/OpenR1-Math-220k", "default", "problem", "answer", "solution",
+                     (("train", "train"),), solution_fn=_openr1_solution,
+                     note="94k NuminaMath problems; gold = a verified DeepSeek-R1 trace (<think>...</think>)"),
+}
+ALIASES = {"math-500": "math500", "aime2024": "aime24", "aime_2024": "aime24", "aime2025": "aime25",
+           "aime_2025": "aime25", "openr1-math": "openr1", "openr1-math-220k": "openr1", "hendrycks_math": "math"}
+_BY_HUB_ID = {p.hub_id.lower(): name for name, p in PRESETS.items()}
 
 
 def dataset_name(cfg: DataConfig) -> str:
@@ -28,65 +99,184 @@ def is_builtin(cfg: DataConfig) -> bool:
     return dataset_name(cfg) in TASKS
 
 
-def _rows_to_examples(rows, cfg: DataConfig, source: str) -> list[Example]:
+def find_preset(name: str) -> Optional[Preset]:
+    """The preset for a preset name, alias or the preset's own hub id (openai/gsm8k gets gsm8k's mapping)."""
+    key = name.lower()
+    key = ALIASES.get(key, key)
+    if key in PRESETS:
+        return PRESETS[key]
+    return PRESETS[_BY_HUB_ID[key]] if key in _BY_HUB_ID else None
+
+
+# ---------------------------------------------------------------- rows -> examples
+
+def _columns_error(source: str, role: str, column: str, columns: list[str]) -> DataError:
+    return DataError(f"{source}: no column {column!r} for the {role}; available columns: {', '.join(columns)}. "
+                     f"Pass --{role}-field COLUMN (data.{role}_field=COLUMN)")
+
+
+def rows_to_examples(rows, cfg: DataConfig, source: str, preset: Optional[Preset] = None) -> list[Example]:
+    """Map a `datasets.Dataset` (or list of dicts with `column_names`) to Examples; rows without an answer are skipped."""
     columns = list(rows.column_names)
-    fields = {"prompt": cfg.prompt_field or "prompt", "answer": cfg.answer_field or "answer",
-              "solution": cfg.solution_field or "solution"}
-    for role in ("prompt", "answer"):
-        if fields[role] not in columns:
-            raise DataError(f"{source}: no column {fields[role]!r} for the {role}; available columns: "
-                            f"{', '.join(columns)}. Pass --{role}-field COLUMN (data.{role}_field=COLUMN)")
+    p = preset
+    prompt_col = cfg.prompt_field or (p.prompt_field if p else "prompt")
+    solution_col = cfg.solution_field or (p.solution_field if p else "solution")
+    answer_col = cfg.answer_field or (p.answer_field if p else "answer")
+    answer_from = "field" if cfg.answer_field or not p else p.answer_from
+    if prompt_col not in columns:
+        raise _columns_error(source, "prompt", prompt_col, columns)
+    if answer_from == "field" and (answer_col is None or answer_col not in columns):
+        raise _columns_error(source, "answer", answer_col or "answer", columns)
     if cfg.solution_field and cfg.solution_field not in columns:
-        raise DataError(f"{source}: no column {cfg.solution_field!r} for the solution; available columns: "
-                        f"{', '.join(columns)}")
-    has_solution = fields["solution"] in columns
-    return [Example(prompt=str(r[fields["prompt"]]), answer=str(r[fields["answer"]]),
-                    solution=(str(r[fields["solution"]]) if has_solution and r[fields["solution"]] is not None else None),
-                    system=cfg.system_prompt)
-            for r in rows]
+        raise _columns_error(source, "solution", cfg.solution_field, columns)
+    needs_solution = answer_from != "field"
+    if needs_solution and (solution_col is None or solution_col not in columns):
+        raise _columns_error(source, "solution", solution_col or "solution", columns)
+    has_solution = solution_col is not None and solution_col in columns
+    use_fn = p is not None and p.solution_fn is not None and not cfg.solution_field
+    examples, skipped = [], 0
+    for row in rows:
+        solution = p.solution_fn(row) if use_fn else (row[solution_col] if has_solution else None)
+        solution = None if solution is None else str(solution)
+        if answer_from == "gsm8k":
+            answer = _gsm8k_answer(solution or "")
+            solution = _gsm8k_solution(solution) if solution else None
+        elif answer_from == "boxed":
+            answer = last_boxed(solution or "")
+        else:
+            answer = row[answer_col]
+        if answer is None or str(answer).strip() == "":
+            skipped += 1
+            continue
+        examples.append(Example(prompt=str(row[prompt_col]), answer=str(answer).strip(), solution=solution,
+                                system=cfg.system_prompt))
+    if skipped:
+        log.warning("%s: skipped %d of %d rows with no final answer", source, skipped, skipped + len(examples))
+    return examples
 
 
-def _load_split(cfg: DataConfig, split: str):
+# ---------------------------------------------------------------- loading
+
+def _split_name(preset: Optional[Preset], split: str) -> str:
+    return dict(preset.splits).get(split, split) if preset else split
+
+
+def _hub_id_and_config(name: str, preset: Optional[Preset]) -> tuple[str, Optional[str]]:
+    if preset:
+        return preset.hub_id, preset.config
+    if ":" in name and not Path(name).exists():
+        hub_id, config = name.split(":", 1)  # owner/name:config
+        return hub_id, config or None
+    return name, None
+
+
+def _single_split(name: str) -> bool:
+    """A file or a saved single Dataset has no splits: eval rows are carved off train."""
+    path = Path(name).expanduser()
+    return path.suffix.lower() in FILE_FORMATS or (path / "dataset_info.json").is_file()
+
+
+def load_rows(cfg: DataConfig, split: str):
+    """The `datasets.Dataset` for one split of cfg.dataset (preset, hub id, local dir or file)."""
     import datasets
     name = dataset_name(cfg)
-    path = Path(name)
+    path = Path(name).expanduser()
     try:
         if path.suffix.lower() in FILE_FORMATS:
             if not path.is_file():
                 raise DataError(f"dataset file {name!r} not found")
             return datasets.load_dataset(FILE_FORMATS[path.suffix.lower()], data_files=str(path), split="train")
-        return datasets.load_dataset(name, split=split)
+        if path.is_dir() and (path / "dataset_info.json").is_file():  # Dataset.save_to_disk: one split
+            return datasets.load_from_disk(str(path))
+        if path.is_dir() and (path / "dataset_dict.json").is_file():  # DatasetDict.save_to_disk
+            saved = datasets.load_from_disk(str(path))
+            if split not in saved:
+                raise DataError(f"{name!r} has no split {split!r}; its splits: {', '.join(saved)}. "
+                                f"Set data.train_split / data.eval_split")
+            return saved[split]
+        preset = find_preset(name)
+        hub_id, config = _hub_id_and_config(name, preset)
+        return datasets.load_dataset(hub_id, config, split=_split_name(preset, split))
     except DataError:
         raise
     except Exception as e:  # network, unknown id, missing split: say which and how to fix
+        presets = ", ".join(PRESETS)
         raise DataError(f"could not load dataset {name!r} split {split!r}: {type(e).__name__}: {e}. "
-                        f"Use a built-in task ({', '.join(TASKS)}), a local .jsonl/.json/.csv/.parquet file, "
-                        "or a hub id reachable from this machine") from None
+                        f"Use a built-in task ({', '.join(TASKS)}), a preset ({presets}), a hub id "
+                        "(owner/name or owner/name:config) reachable from this machine (set HF_HUB_OFFLINE=1 "
+                        "to use only the local cache), or a local .jsonl/.json/.csv/.parquet file") from None
 
 
-def load_examples(cfg: DataConfig, seed: int) -> tuple[list[Example], list[Example]]:
-    """(train, eval) examples; eval is the held-out split, or eval_size rows carved off train."""
+def load_split(cfg: DataConfig, split: str) -> list[Example]:
+    """All examples of one split (no shuffling, no carving): what `gcpo-lite eval` scores."""
     name = dataset_name(cfg)
+    if name in TASKS:
+        train, test = TASKS[name].make_splits(0)
+        return train if split == cfg.train_split else test
+    return rows_to_examples(load_rows(cfg, split), cfg, name, find_preset(name))
+
+
+def load_examples(cfg: DataConfig, seed: int, tokenizer=None) -> tuple[list[Example], list[Example]]:
+    """(train, eval): eval is the held-out split, or eval_size rows carved off train when there is none.
+
+    With a tokenizer, prompts longer than cfg.max_prompt_length tokens are dropped from both
+    (the count is logged; call filter_by_prompt_length yourself to get it)."""
+    name = dataset_name(cfg)
+    preset = find_preset(name)
     if name in TASKS:
         train, held_out = TASKS[name].make_splits(seed)
     else:
-        train = _rows_to_examples(_load_split(cfg, cfg.train_split), cfg, name)
+        train = rows_to_examples(load_rows(cfg, cfg.train_split), cfg, name, preset)
         held_out: Optional[list[Example]] = None
-        if cfg.eval_split and not Path(name).suffix:
+        is_file = _single_split(name)
+        if preset and preset.eval_only:
+            log.warning("%s is a benchmark (%s); training on it contaminates its eval numbers", name, preset.note)
+            held_out = list(train)
+        elif cfg.eval_split and not is_file and _split_name(preset, cfg.eval_split) != _split_name(preset, cfg.train_split):
             try:
-                held_out = _rows_to_examples(_load_split(cfg, cfg.eval_split), cfg, name)
-            except DataError:
+                held_out = rows_to_examples(load_rows(cfg, cfg.eval_split), cfg, name, preset)
+            except DataError as e:
+                log.info("no %r split (%s); carving %d eval rows off train", cfg.eval_split, e, cfg.eval_size)
                 held_out = None
         if held_out is None:
-            rng = random.Random(seed)
             train = list(train)
-            rng.shuffle(train)
+            random.Random(seed).shuffle(train)
             held_out, train = train[:cfg.eval_size], train[cfg.eval_size:]
     if cfg.system_prompt:
         for ex in train + held_out:
             ex.system = cfg.system_prompt
+    if tokenizer is not None:
+        train, dropped_train = filter_by_prompt_length(train, tokenizer, cfg.max_prompt_length)
+        held_out, dropped_eval = filter_by_prompt_length(held_out, tokenizer, cfg.max_prompt_length)
+        if dropped_train or dropped_eval:
+            log.warning("dropped %d train and %d eval prompts longer than data.max_prompt_length=%d tokens",
+                        dropped_train, dropped_eval, cfg.max_prompt_length)
     if cfg.shuffle:
         random.Random(seed).shuffle(train)
     if not train:
-        raise DataError(f"dataset {name!r} has no training rows left (after carving {cfg.eval_size} for eval)")
+        raise DataError(f"dataset {name!r} has no training rows left (after carving {cfg.eval_size} for eval "
+                        f"and the max_prompt_length={cfg.max_prompt_length} filter)")
     return train, held_out[:cfg.eval_size]
+
+
+def filter_by_prompt_length(examples: list[Example], tokenizer, max_tokens: int,
+                            to_ids: Optional[Callable[[object, Example], list[int]]] = None
+                            ) -> tuple[list[Example], int]:
+    """(examples whose prompt has at most max_tokens tokens, number dropped).
+
+    to_ids(tokenizer, example) gives the prompt's ids; pass prompts.prompt_ids to count the
+    chat template too. The default counts the question (and system message) alone, batched."""
+    if not examples:
+        return [], 0
+    if to_ids is not None:
+        lengths = [len(to_ids(tokenizer, ex)) for ex in examples]
+    else:
+        texts = [((ex.system + "\n") if ex.system else "") + ex.prompt for ex in examples]
+        lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    kept = [ex for ex, n in zip(examples, lengths) if n <= max_tokens]
+    return kept, len(examples) - len(kept)
+
+
+def with_hub_id(name: str, hub_id: str) -> Preset:
+    """A copy of preset `name` reading from another hub id or local directory (mirrors, tests)."""
+    return replace(PRESETS[name], hub_id=hub_id)
