@@ -2,8 +2,61 @@
 
 The extension must be compiled against the torch it runs with. Under pip's default build
 isolation there is no torch in the build environment, so nothing is compiled here and the
-ops JIT-compile on first use (see gcpo_lite/kernels/_ext.py).
+ops JIT-compile on first use (see gcpo_lite/kernels/_ext.py, or run `gcpo-lite build-ext`).
+
+  pip install -e .                         # no compile; JIT on first use
+  pip install -e . --no-build-isolation    # compile gcpo_lite._C now against the installed torch
+  GCPO_LITE_DEBUG=1 pip install -e . --no-build-isolation   # -O0 -g (and -G for CUDA)
+  GCPO_LITE_SKIP_EXT=1 ...                 # never compile here
+
+CUDA sources are compiled only when the installed torch has CUDA and an nvcc of the same major
+version is found (CUDA_HOME); otherwise the C++/OpenMP CPU kernels alone.
 """
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
 from setuptools import setup
 
-setup()
+ROOT = Path(__file__).resolve().parent
+
+
+def _say(msg: str) -> None:
+    print(f"gcpo-lite setup: {msg}", file=sys.stderr)
+
+
+def _ext_helpers():
+    """gcpo_lite/kernels/_ext.py, loaded by path so the package (and its dependencies) is not imported."""
+    spec = importlib.util.spec_from_file_location("_gcpo_lite_ext", ROOT / "gcpo_lite" / "kernels" / "_ext.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def native_extension() -> dict:
+    if os.environ.get("GCPO_LITE_SKIP_EXT"):
+        _say("GCPO_LITE_SKIP_EXT set: not compiling the native kernels")
+        return {}
+    try:
+        import torch  # noqa: F401
+        from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
+    except ImportError:
+        _say("torch is not importable in this build environment (pip build isolation): not compiling; "
+             "the native kernels JIT-compile on first use, or run `gcpo-lite build-ext`")
+        return {}
+    ext = _ext_helpers()
+    with_cuda, why_not = ext.cuda_build_possible()
+    cxx, nvcc, ld = ext.compile_flags(bool(os.environ.get("GCPO_LITE_DEBUG")))
+    sources = [os.path.relpath(s, ROOT) for s in ext._sources(with_cuda)]
+    kwargs = dict(name="gcpo_lite._C", sources=sources, include_dirs=[str(ROOT / "csrc")], extra_link_args=ld)
+    if with_cuda:
+        _say("compiling gcpo_lite._C with C++/OpenMP and CUDA kernels")
+        module = CUDAExtension(**kwargs, extra_compile_args={"cxx": cxx, "nvcc": nvcc})
+    else:
+        _say(f"compiling gcpo_lite._C with C++/OpenMP kernels only ({why_not})")
+        module = CppExtension(**kwargs, extra_compile_args={"cxx": cxx})
+    return {"ext_modules": [module], "cmdclass": {"build_ext": BuildExtension.with_options(use_ninja=True)}}
+
+
+setup(**native_extension())
