@@ -1,0 +1,39 @@
+"""Gold formatting: a final \\boxed{} when missing, thinking tags for R1-distill, verification and failure counts."""
+from gcpo_lite.gold import GoldStats, checked_gold, gold_report, gold_solution_text, verify_gold
+from gcpo_lite.tasks import Example
+
+MATH = Example(prompt="Compute 1/2 + 1/4.", answer="\\frac{3}{4}", solution="We get $\\frac{2}{4}+\\frac14 = \\boxed{\\frac{3}{4}}$.")
+GSM = Example(prompt="Apples?", answer="72", solution="She sold 48/2 = 24 in May.\nSo 48+24 = 72 in total.")
+R1 = Example(prompt="1+1?", answer="2", solution="<think>\nOne plus one is two.\n</think>\n\nSo $1+1=\\boxed{2}$.")
+BARE = Example(prompt="AIME", answer="204", solution=None)
+
+
+def test_plain_models_get_the_solution_with_a_box():
+    assert gold_solution_text(MATH, "qwen2") == MATH.solution  # already boxed: unchanged
+    text = gold_solution_text(GSM, "qwen2")
+    assert text.startswith(GSM.solution) and text.endswith("The final answer is $\\boxed{72}$.")
+    assert gold_solution_text(R1, "llama") == "So $1+1=\\boxed{2}$."  # the written part of an R1 trace
+    assert gold_solution_text(BARE, "qwen2") == "The final answer is $\\boxed{204}$."
+
+
+def test_r1_distill_gets_thinking_tags():
+    text = gold_solution_text(GSM, "r1_distill")
+    assert text.startswith("<think>\n" + GSM.solution) and "</think>\n\nThe final answer is $\\boxed{72}$." in text
+    text = gold_solution_text(MATH, "r1_distill")
+    assert text.startswith("<think>\nWe get") and text.endswith("\\boxed{\\frac{3}{4}}$.")
+    assert gold_solution_text(R1, "r1_distill") == "<think>\nOne plus one is two.\n</think>\n\nSo $1+1=\\boxed{2}$."
+    # the R1-Distill template's generation prompt may already open the block
+    assert gold_solution_text(R1, "r1_distill", prompt_opens_think=True).startswith("One plus one")
+
+
+def test_gold_is_verified_and_failures_counted():
+    for ex in (MATH, GSM, R1, BARE):
+        for family in ("qwen2", "r1_distill"):
+            assert verify_gold(gold_solution_text(ex, family), ex), (ex, family)
+    wrong = Example(prompt="q", answer="5", solution="so the result is \\boxed{6}")
+    stats = GoldStats()
+    assert checked_gold(wrong, "qwen2", stats) is None
+    assert checked_gold(GSM, "qwen2", stats) is not None
+    assert (stats.checked, stats.failed, stats.failed_fraction) == (2, 1, 0.5)
+    report = gold_report([MATH, GSM, R1, BARE, wrong], "r1_distill")
+    assert (report.checked, report.failed) == (4, 1) and "1/4" in str(report)
