@@ -67,7 +67,8 @@ def last_boxed(text: str) -> Optional[str]:
 
 _HASHES = re.compile(r"####\s*([^\n]+)")
 _ANSWER_IS = re.compile(r"(?:final answer|the answer|answer)\s*(?:is|:)\s*:?\s*([^\n]{1,300})", re.I)
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+")
+# thousands groups (1,250), decimals, simple fractions (3/4); "1,2" is two numbers, not one
+_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|-?\d+(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+")
 
 
 def _clean_sentence_answer(s: str) -> str:
