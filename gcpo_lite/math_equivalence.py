@@ -136,11 +136,42 @@ def _bag_equal(a: list, b: list, scalar: Scalar) -> Optional[bool]:
     return True if match(0) else None
 
 
+_LESS = r"(<|\\lt\b|\\leq?\b|\\leqslant\b)"
+_GREATER = r"(>|\\gt\b|\\geq?\b|\\geqslant\b)"
+_VAR = r"[a-zA-Z](?:_\{?\w+\}?)?"
+_CHAIN = re.compile(rf"^([^<>=]+?)\s*{_LESS}\s*{_VAR}\s*{_LESS}\s*([^<>=]+)$")
+_ONE_SIDED = re.compile(rf"^{_VAR}\s*(?:{_LESS}|{_GREATER})\s*([^<>=]+)$")
+
+
+_STRICT = ("<", ">", "\\lt", "\\gt")
+
+
+def inequality_as_interval(s: str) -> Optional[str]:
+    """'x > 3' -> '(3, \\infty)', '1 \\le x < 2' -> '[1, 2)'; None for anything else."""
+    m = _CHAIN.match(s.strip())
+    if m:
+        lo, op1, op2, hi = m.groups()
+        left = "(" if op1 in _STRICT else "["
+        right = ")" if op2 in _STRICT else "]"
+        return f"{left}{lo.strip()}, {hi.strip()}{right}"
+    m = _ONE_SIDED.match(s.strip())
+    if m:
+        less, greater, bound = m.groups()
+        if less:
+            return "(-\\infty, " + bound.strip() + (")" if less in _STRICT else "]")
+        return ("(" if greater in _STRICT else "[") + bound.strip() + ", \\infty)"
+    return None
+
+
 def compare(a, b, scalar: Scalar) -> Optional[bool]:
     """Three-valued structural comparison of two `structure()` trees."""
     if a[0] != b[0]:
-        if a[0] == "bag" or b[0] == "bag":  # "x=1" against "x=1, x=1"? no: sizes differ
-            return False
+        if a[0] == "scalar" and b[0] == "seq":  # x > 3 against (3, \infty)
+            interval = inequality_as_interval(a[1])
+            return compare(structure(interval), b, scalar) if interval else False
+        if b[0] == "scalar" and a[0] == "seq":
+            interval = inequality_as_interval(b[1])
+            return compare(a, structure(interval), scalar) if interval else False
         return False
     kind = a[0]
     if kind == "scalar":

@@ -135,6 +135,9 @@ CASES = [
     ("x_1", "x_2", False, "symbolic"),
     ("10^{-2}", "\\frac{1}{100}", True, "symbolic"),
     ("\\frac{2^{100}}{2^{99}}", "2", True, "symbolic"),
+    ("10^6", "1,000,000", True, "symbolic"),
+    ("1.5 \\times 10^{3}", "1500", True, "symbolic"),
+    ("1.5 \\times 10^{3}", "150", False, "symbolic"),
     # ---- equations and relations
     ("x = 5", "5", True, "equation"),
     ("5", "x=5", True, "equation"),
@@ -159,6 +162,10 @@ CASES = [
     ("(-\\infty, 0) \\cup (1, \\infty)", "(1,\\infty)\\cup(-\\infty,0)", True, "interval"),
     ("(-\\infty, 0) \\cup (1, \\infty)", "(-\\infty,0]\\cup(1,\\infty)", False, "interval"),
     ("x \\in [2, 5]", "[2,5]", True, "interval"),
+    ("x > 3", "(3, \\infty)", True, "interval"),
+    ("x \\geq 3", "(3, \\infty)", False, "interval"),
+    ("1 \\le x < 2", "[1, 2)", True, "interval"),
+    ("x < -1 \\text{ or } x > 2", "(-\\infty,-1) \\cup (2,\\infty)", True, "interval"),
     # ---- tuples / points / vectors (ordered)
     ("(1, 2)", "(1,2)", True, "tuple"),
     ("(2, 1)", "(1,2)", False, "tuple"),
