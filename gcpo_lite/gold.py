@@ -28,6 +28,16 @@ def is_thinking_family(model_family: Optional[str]) -> bool:
     return family in THINKING_FAMILIES or "r1_distill" in family
 
 
+def prompt_opens_think(tokenizer) -> bool:
+    """True when the chat template's generation prompt ends inside `<think>` (newer R1-Distill templates)."""
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "1+1?"}], add_generation_prompt=True,
+                                             tokenize=False)
+    except Exception:  # no chat template: the completion starts from scratch
+        return False
+    return isinstance(text, str) and text.rstrip().endswith("<think>")
+
+
 def _split_think(text: str) -> tuple[Optional[str], str]:
     """(reasoning inside <think>...</think> or None, the text after it)."""
     if "</think>" not in text:

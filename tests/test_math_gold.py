@@ -37,3 +37,18 @@ def test_gold_is_verified_and_failures_counted():
     assert (stats.checked, stats.failed, stats.failed_fraction) == (2, 1, 0.5)
     report = gold_report([MATH, GSM, R1, BARE, wrong], "r1_distill")
     assert (report.checked, report.failed) == (4, 1) and "1/4" in str(report)
+
+
+class _Template:
+    def __init__(self, suffix):
+        self.suffix = suffix
+
+    def apply_chat_template(self, messages, add_generation_prompt, tokenize):
+        return "<｜User｜>" + messages[-1]["content"] + "<｜Assistant｜>" + self.suffix
+
+
+def test_prompt_opens_think():
+    from gcpo_lite.gold import prompt_opens_think
+    assert prompt_opens_think(_Template("<think>\n"))
+    assert not prompt_opens_think(_Template(""))
+    assert not prompt_opens_think(object())  # no chat template at all
