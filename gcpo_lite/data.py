@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from .config import DataConfig
+from .config import ConfigError, DataConfig
 from .math_answer import last_boxed
 from .tasks import DEFAULT_TASK, TASKS, Example
 
@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 FILE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
-class DataError(ValueError):
-    """A dataset problem a user has to fix; the message says how."""
+class DataError(ConfigError):
+    """A dataset problem a user has to fix; the message says how (the CLI prints it without a traceback)."""
 
 
 # ---------------------------------------------------------------- presets
@@ -123,6 +123,8 @@ def rows_to_examples(rows, cfg: DataConfig, source: str, preset: Optional[Preset
     solution_col = cfg.solution_field or (p.solution_field if p else "solution")
     answer_col = cfg.answer_field or (p.answer_field if p else "answer")
     answer_from = "field" if cfg.answer_field or not p else p.answer_from
+    if not p and not cfg.answer_field and answer_col not in columns and solution_col in columns:
+        answer_from = "boxed"  # hendrycks-style data: the final answer is the solution's last \boxed{}
     if prompt_col not in columns:
         raise _columns_error(source, "prompt", prompt_col, columns)
     if answer_from == "field" and (answer_col is None or answer_col not in columns):

@@ -81,16 +81,20 @@ class _Pool:
         self.timeouts = 0  # comparisons killed at the limit, for logs and tests
 
     def _acquire(self) -> _Worker:
-        try:
-            return self.idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self.lock:
-            if len(self.workers) < self.max_workers:
-                worker = _Worker()
-                self.workers.append(worker)
-                return worker
-        return self.idle.get()
+        while True:  # each busy worker frees up within the time limit (or is killed and replaced)
+            try:
+                return self.idle.get_nowait()
+            except queue.Empty:
+                pass
+            with self.lock:
+                if len(self.workers) < self.max_workers:
+                    worker = _Worker()
+                    self.workers.append(worker)
+                    return worker
+            try:
+                return self.idle.get(timeout=1.0)
+            except queue.Empty:
+                continue  # re-check: a worker may have been removed without a replacement
 
     def _replace(self, dead: _Worker):
         dead.kill()

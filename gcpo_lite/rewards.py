@@ -13,6 +13,7 @@ import logging
 import re
 from typing import Callable
 
+from .config import ConfigError
 from .math_answer import extract_answer
 from .math_equivalence import DEFAULT_TIMEOUT_S, math_equal
 from .tasks import TASKS, Example, verify_last_integer
@@ -80,9 +81,9 @@ def resolve_verifier(name: str, dataset: str, last_number_fallback: bool = True)
             return TASKS[dataset].verify
         name = "math"
     if name not in VERIFIERS:
-        raise ValueError(f"unknown verifier {name!r}; available: auto, {', '.join(sorted(VERIFIERS))}")
+        raise ConfigError(f"unknown verifier {name!r}; available: auto, {', '.join(sorted(VERIFIERS))}")
     if name == "math_verify" and not math_verify_available():
-        raise ValueError("reward.verifier=math_verify needs the math-verify package, which is not installed: "
+        raise ConfigError("reward.verifier=math_verify needs the math-verify package, which is not installed: "
                          "pip install math-verify (or set reward.verifier=math)")
     if name == "math" and not last_number_fallback:
         return functools.partial(verify_math, last_number_fallback=False)

@@ -179,3 +179,15 @@ def test_load_examples_applies_the_filter(tmp_path, caplog):
     train, held_out = load_examples(cfg, seed=0, tokenizer=WordTokenizer())
     assert all(len(e.prompt.split()) <= 3 for e in train + held_out)
     assert "dropped" in caplog.text and "max_prompt_length=3" in caplog.text
+
+
+def test_generic_hendrycks_style_data_takes_the_boxed_answer(tmp_path):
+    path = tmp_path / "math.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in MATH_ROWS))
+    train, held_out = load_examples(DataConfig(dataset=str(path), prompt_field="problem", eval_size=2), seed=0)
+    assert all(e.answer.startswith("\\frac{") and e.answer in e.solution for e in train + held_out)
+
+
+def test_data_errors_are_config_errors():
+    from gcpo_lite.config import ConfigError
+    assert issubclass(DataError, ConfigError)  # the CLI prints them without a traceback

@@ -53,3 +53,31 @@ def test_agreement_with_math_verify():
     rate = agree / len(CASES)
     print(f"agreement with math-verify: {agree}/{len(CASES)} = {rate:.1%}; differing: {disagreements}")
     assert rate >= 0.9, disagreements
+
+
+def test_verifier_registry(monkeypatch):
+    from gcpo_lite import rewards
+    from gcpo_lite.config import ConfigError
+    from gcpo_lite.tasks import Example
+    ex = Example(prompt="q", answer="\\frac{1}{2}")
+    assert set(rewards.VERIFIERS) >= {"math", "math_verify"}
+    assert rewards.resolve_verifier("auto", "gsm8k") is rewards.verify_math
+    assert rewards.resolve_verifier("auto", "gsm8k")("so \\boxed{0.5}", ex) == 1.0
+    assert rewards.resolve_verifier("math", "x", last_number_fallback=False)("it is 0.5", ex) == 0.0
+    assert rewards.resolve_verifier("math", "x")("it is 0.5", ex) == 1.0
+    with pytest.raises(ConfigError, match="unknown verifier"):
+        rewards.resolve_verifier("nope", "x")
+    monkeypatch.setattr(rewards, "math_verify_available", lambda: False)
+    with pytest.raises(ConfigError, match="pip install math-verify"):
+        rewards.resolve_verifier("math_verify", "x")
+    model = rewards.RewardModel(rewards.verify_math)
+    assert model.score("\\boxed{\\frac{2}{4}}", ex) == (1.0, True)
+
+
+def test_math_verify_verifier_in_workers():
+    pytest.importorskip("math_verify")
+    from gcpo_lite.rewards import verify_math_verify
+    from gcpo_lite.tasks import Example
+    ex = Example(prompt="q", answer="\\frac{1}{2}")
+    assert verify_math_verify("so $\\boxed{0.5}$", ex) == 1.0
+    assert verify_math_verify("so $\\boxed{0.4}$", ex) == 0.0
