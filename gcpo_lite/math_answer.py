@@ -206,6 +206,7 @@ def normalize_answer(s) -> str:
         s = _MIXED.sub(r"(\1+\\frac{\2}{\3})", s)
         s = s.replace("\\%", "").replace("%", "")
         s = re.sub(r"\{,\}", ",", s)  # 1{,}000
+        s = re.sub(r"(?<=\d)\\[,!;: ]\s*(?=\d{3}(?!\d))", "", s)  # 1\,000 (thin-space thousands)
         s = _DROP.sub(" ", s)
         s = _unwrap_commands(s)
         s = _DEGREES.sub("", s)
@@ -220,6 +221,8 @@ def normalize_answer(s) -> str:
         s = re.sub(r"^(?:x|y|z|a|b|c|n|k|t|r)\s*\\in\s*", "", s)  # x \in [1,2] -> [1,2]
         s = s.rstrip(".").strip()
         s = _strip_outer_braces(s)  # {5} -> 5, {{{7}}} -> 7
+        if re.fullmatch(r"-?\d{1,3}(?: \d{3})+", s):
+            s = s.replace(" ", "")  # 1 000 000
         compact = s.replace(" ", "")
         if _THOUSANDS.match(compact):
             s = compact.replace(",", "")

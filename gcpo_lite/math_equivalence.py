@@ -73,7 +73,9 @@ def _encloses(s: str) -> bool:
     return depth == 0
 
 
-_ASSIGN = re.compile(r"^(?:[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?|\\[a-zA-Z]+)\s*=\s*([^=<>]+)$")
+# `x = 5`, `x_1 = 5`, `\theta = ...`, `f(x) = ...`, `f^{-1}(x) = ...`: the left side names the answer
+_ASSIGN = re.compile(r"^(?:[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?(?:\^\{-1\})?(?:\([a-z]\))?|\\[a-zA-Z]+)"
+                     r"\s*=\s*([^=<>]+)$")
 _MATRIX = re.compile(r"^\\begin\{[pbvBV]?matrix\}(.*)\\end\{[pbvBV]?matrix\}$", re.S)
 
 

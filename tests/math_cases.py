@@ -21,6 +21,8 @@ CASES = [
     ("1,234,567", "1234567", True, "normalize"),
     ("1{,}000", "1000", True, "normalize"),
     ("1,000", "100", False, "normalize"),
+    ("1\\,000", "1000", True, "normalize"),
+    ("1 000 000", "1000000", True, "normalize"),
     ("50\\%", "50", True, "normalize"),
     ("50%", "50", True, "normalize"),
     ("45^\\circ", "45", True, "normalize"),
@@ -151,6 +153,9 @@ CASES = [
     ("x \\geq 3", "x \\ge 3", True, "equation"),
     ("x > 3", "x \\geq 3", False, "equation"),
     ("\\theta = \\frac{\\pi}{4}", "\\frac{\\pi}{4}", True, "equation"),
+    ("f(x) = 2x+1", "2x+1", True, "equation"),
+    ("f^{-1}(x) = \\frac{x-1}{2}", "\\frac{x-1}{2}", True, "equation"),
+    ("f(x) = 2x+1", "2x-1", False, "equation"),
     # ---- intervals (ordered; bracket types must agree) and unions
     ("(1, 2]", "(1,2]", True, "interval"),
     ("(1, 2]", "(1, 2)", False, "interval"),
