@@ -8,6 +8,8 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -31,31 +33,103 @@ at::Tensor checked_ids(const at::Tensor& ids, int64_t V, const char* op) {
 template <typename scalar_t>
 using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
+// Element v as fp32 (fp64 for double). bf16 through its bits, so the vocab loops stay vectorizable.
+template <typename scalar_t>
+GCPO_ALWAYS_INLINE acc_type<scalar_t> load_acc(const scalar_t* p, int64_t v) {
+  if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
+    const uint32_t u = uint32_t(p[v].x) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof(f));
+    return f;
+  } else {
+    return acc_type<scalar_t>(p[v]);
+  }
+}
+
+// p[v] = x rounded to scalar_t (bf16: round to nearest even on the bits, as c10::BFloat16 does for finite x).
+template <typename scalar_t>
+GCPO_ALWAYS_INLINE void store_acc(scalar_t* p, int64_t v, acc_type<scalar_t> x) {
+  if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
+    uint32_t u;
+    std::memcpy(&u, &x, sizeof(u));
+    p[v].x = uint16_t((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+  } else {
+    p[v] = scalar_t(x);
+  }
+}
+
+// The per-row vocab loops live in non-inlined functions, one loop nest each, with exp_vec/load_acc
+// force-inlined: that is what GCC 12 reliably vectorizes (otherwise 5-8x slower, checked with objdump).
+#if defined(__GNUC__)
+#define GCPO_NOINLINE __attribute__((noinline))
+#else
+#define GCPO_NOINLINE
+#endif
+
+// logsumexp over v of row[v] * scale (scale > 0) in two passes: max, then sum of exp(x - max); the
+// second pass re-reads the row from L2 (0.6 MB fp32 at V=151936).
+template <typename scalar_t>
+GCPO_NOINLINE acc_type<scalar_t> lse_row(const scalar_t* row, int64_t V, acc_type<scalar_t> scale) {
+  using acc_t = acc_type<scalar_t>;
+  acc_t m = -std::numeric_limits<acc_t>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int64_t v = 0; v < V; ++v) {
+    const acc_t x = load_acc(row, v);
+    m = x > m ? x : m;
+  }
+  const acc_t ms = m * scale;
+  acc_t s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t v = 0; v < V; ++v) s += exp_vec(load_acc(row, v) * scale - ms);
+  return ms + std::log(s);
+}
+
+// Same through the fp32 buffer `x` (V,) holding the scaled row, suppressed entries (if any) at -inf.
+template <typename scalar_t>
+GCPO_NOINLINE acc_type<scalar_t> lse_row_suppressed(const scalar_t* row, int64_t V, acc_type<scalar_t> scale, const int64_t* supp,
+                                      int64_t S, acc_type<scalar_t>* x) {
+  using acc_t = acc_type<scalar_t>;
+#pragma omp simd
+  for (int64_t v = 0; v < V; ++v) x[v] = load_acc(row, v) * scale;
+  for (int64_t k = 0; k < S; ++k) x[supp[k]] = -std::numeric_limits<acc_t>::infinity();
+  acc_t m = -std::numeric_limits<acc_t>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int64_t v = 0; v < V; ++v) m = x[v] > m ? x[v] : m;
+  acc_t s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t v = 0; v < V; ++v) s += exp_vec(x[v] - m);
+  return m + std::log(s);
+}
+
 // logits (N, V) with row stride `ld`, ids (N,), supp (S,) -> logp (N,), lse (N,) of logits*scale.
 template <typename scalar_t>
 void fwd_rows(const scalar_t* logits, int64_t ld, const int64_t* ids, const int64_t* supp, int64_t S,
               double scale_d, int64_t N, int64_t V, acc_type<scalar_t>* logp, acc_type<scalar_t>* lse) {
   using acc_t = acc_type<scalar_t>;
-  const acc_t scale = acc_t(scale_d), neg_inf = -std::numeric_limits<acc_t>::infinity();
-  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> buf(V);  // one scaled fp32 row per thread: 0.6 MB at V=151936, stays in L2
-    acc_t* x = buf.data();
+  const acc_t scale = acc_t(scale_d);
+  at::parallel_for(0, N, 1, [=](int64_t begin, int64_t end) {
+    // fp32/fp64 rows without suppressed ids reduce in place; 16-bit rows are widened once into a per-thread
+    // fp32 buffer first (GCC does not vectorize the max reduction over 16-bit loads).
+    constexpr bool wide = std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>;
+    const bool direct = wide && S == 0;
+    std::vector<acc_t> buf(direct ? 0 : V);
     for (int64_t i = begin; i < end; ++i) {
       const scalar_t* row = logits + i * ld;
-#pragma omp simd
-      for (int64_t v = 0; v < V; ++v) x[v] = acc_t(row[v]) * scale;
-      for (int64_t k = 0; k < S; ++k) x[supp[k]] = neg_inf;  // suppressed ids leave the softmax
-      acc_t m = neg_inf;
-#pragma omp simd reduction(max : m)
-      for (int64_t v = 0; v < V; ++v) m = x[v] > m ? x[v] : m;
-      acc_t s = 0;
-#pragma omp simd reduction(+ : s)
-      for (int64_t v = 0; v < V; ++v) s += exp_vec(x[v] - m);
-      const acc_t l = m + std::log(s);
+      const acc_t l = direct ? lse_row(row, V, scale) : lse_row_suppressed(row, V, scale, supp, S, buf.data());
+      bool banned = false;
+      for (int64_t k = 0; k < S; ++k) banned |= supp[k] == ids[i];
       lse[i] = l;
-      logp[i] = x[ids[i]] - l;
+      logp[i] = banned ? -std::numeric_limits<acc_t>::infinity() : load_acc(row, ids[i]) * scale - l;
     }
   });
+}
+
+// o[v] = -g * exp(row[v] * scale - l) for one row; `o` may equal `row`.
+template <typename scalar_t>
+GCPO_NOINLINE void grad_row(const scalar_t* row, scalar_t* o, int64_t V, acc_type<scalar_t> g, acc_type<scalar_t> l,
+              acc_type<scalar_t> scale) {
+#pragma omp simd
+  for (int64_t v = 0; v < V; ++v) store_acc(o, v, -g * exp_vec(load_acc(row, v) * scale - l));
 }
 
 // d logp_i / d logits_iv = scale * (onehot - softmax); rows with grad 0 get zeros. `out` may alias
@@ -66,20 +140,19 @@ void bwd_rows(const acc_type<scalar_t>* grad, const scalar_t* logits, int64_t ld
               int64_t V, scalar_t* out, int64_t ld_out) {
   using acc_t = acc_type<scalar_t>;
   const acc_t scale = acc_t(scale_d);
-  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, N, 1, [=](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const scalar_t* row = logits + i * ld;
       scalar_t* o = out + i * ld_out;
       const acc_t g = grad[i] * scale, l = lse[i];
       if (g == acc_t(0)) {
 #pragma omp simd
-        for (int64_t v = 0; v < V; ++v) o[v] = scalar_t(0);
+        for (int64_t v = 0; v < V; ++v) store_acc(o, v, acc_t(0));
         continue;
       }
       const int64_t id = ids[i];
-      const acc_t p_id = exp_vec(acc_t(row[id]) * scale - l);
-#pragma omp simd
-      for (int64_t v = 0; v < V; ++v) o[v] = scalar_t(-g * exp_vec(acc_t(row[v]) * scale - l));
+      const acc_t p_id = exp_vec(load_acc(row, id) * scale - l);
+      grad_row(row, o, V, g, l, scale);
       o[id] = scalar_t(g - g * p_id);
       for (int64_t k = 0; k < S; ++k) o[supp[k]] = scalar_t(0);  // index_fill(-inf) blocks the gradient
     }

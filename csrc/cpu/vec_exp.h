@@ -7,9 +7,16 @@
 #include <cstdint>
 #include <cstring>
 
+// Must inline into the vocab loops or they cannot vectorize (GCC 12 otherwise emits a call per element).
+#if defined(__GNUC__)
+#define GCPO_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define GCPO_ALWAYS_INLINE inline
+#endif
+
 namespace gcpo_lite {
 
-inline float exp_vec(float x) {
+GCPO_ALWAYS_INLINE float exp_vec(float x) {
   const float lo = -87.3365448f, hi = 88.3762626f;
   const float xc = x < lo ? lo : (x > hi ? hi : x);
   // n = round(x / ln2) with the 1.5*2^23 trick: the rounded integer lands in t's low mantissa bits.
@@ -32,6 +39,6 @@ inline float exp_vec(float x) {
   return x < lo ? 0.0f : er * scale;
 }
 
-inline double exp_vec(double x) { return std::exp(x); }  // float64 is for gradcheck, not speed
+GCPO_ALWAYS_INLINE double exp_vec(double x) { return std::exp(x); }  // float64 is for gradcheck, not speed
 
 }  // namespace gcpo_lite

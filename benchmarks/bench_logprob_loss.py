@@ -1,0 +1,263 @@
+"""Token log-probs + GCPO loss, forward + backward: native kernels vs eager PyTorch measured in the same run.
+
+  python benchmarks/bench_logprob_loss.py                     # N in {512, 2048, 8192}, fp32 + bf16, CPU
+  python benchmarks/bench_logprob_loss.py --quick             # N = 512 only
+  python benchmarks/bench_logprob_loss.py --write-md docs/BENCHMARKS.md   # also (re)write our section there
+
+Cases (V = 151936, H = 1536, temperature 0.9, loss_type token_mean, token-level ratios, beta 0.04):
+  eager-lsm      TRL-style: logits / T, log_softmax, gather, loss, backward        (baseline)
+  eager-lse      TRL-style: logits / T, gather - logsumexp, loss, backward         (baseline)
+  fused          native token_logprobs + native gcpo_loss, gradient in a new tensor
+  fused-inplace  same, gradient written over the logits buffer
+  hidden-eager   hidden @ W.T then eager-lsm (the full (N, V) logits exist)     (baseline for hidden)
+  hidden-chunked native chunked token_logprobs_from_hidden + loss (at most chunk x V logits)
+Each case runs in its own subprocess: peak extra memory = peak RSS (VmHWM, reset via clear_refs once
+the inputs exist) minus RSS with the inputs, on the first (cold) iteration; time = median of --repeat
+warm iterations. A case whose estimated need exceeds the free RAM is skipped and reported as such.
+Bandwidth: bytes the fused kernels must move (read logits twice, write the gradient once) over their
+time, against a large tensor copy (read + write) measured in this run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+V, H, TEMP, T_PER_SEQ = 151936, 1536, 0.9, 256
+LOSS_KW = dict(importance_sampling_level="token", epsilon_low=0.2, epsilon_high=0.28, beta=0.04,
+               loss_type="token_mean")
+CASES = ["eager-lsm", "eager-lse", "fused", "fused-inplace", "hidden-eager", "hidden-chunked"]
+SECTION = "## Log-prob + loss kernels (issue 3)"
+
+
+# ---- worker: one case in a fresh process ------------------------------------------------------------
+
+def _rss_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+
+
+def _inputs(case: str, n: int, dtype: torch.dtype):
+    g = torch.Generator().manual_seed(0)
+    B = max(1, n // T_PER_SEQ)
+    d = {"ids": torch.randint(0, V, (n,), generator=g),
+         "old": -torch.rand(B, n // B, generator=g) * 3, "adv": torch.randn(B, generator=g),
+         "ref": -torch.rand(B, n // B, generator=g) * 3, "mask": torch.ones(B, n // B, dtype=torch.bool)}
+    d["mask"][:, -7:] = False
+    if case.startswith("hidden"):
+        d["hidden"] = torch.randn(n, H, generator=g).to(dtype)
+        d["weight"] = (torch.randn(V, H, generator=g) * 0.02).to(dtype)
+    else:
+        d["logits"] = (torch.randn(n, V, generator=g) * 2).to(dtype)
+    return d
+
+
+def _step(case: str, d: dict, kernels, ref) -> None:
+    B, T = d["old"].shape
+    kw = dict(LOSS_KW, ref_per_token_logps=d["ref"])
+    if case in ("eager-lsm", "eager-lse", "hidden-eager"):
+        if case == "hidden-eager":
+            h = d["hidden"].requires_grad_()
+            logits = h @ d["weight"].t()  # (N, V)
+        else:
+            logits = d["logits"].requires_grad_()
+        x = logits.float() / TEMP  # (N, V) fp32
+        if case == "eager-lse":
+            logp = x.gather(-1, d["ids"][:, None]).squeeze(-1) - torch.logsumexp(x, dim=-1)
+        else:
+            logp = torch.log_softmax(x, dim=-1).gather(-1, d["ids"][:, None]).squeeze(-1)
+        loss, _ = ref.gcpo_loss(logp.view(B, T), d["old"], d["adv"], d["mask"], **kw)
+    elif case in ("fused", "fused-inplace"):
+        logits = d["logits"].requires_grad_()
+        logp = kernels.token_logprobs(logits, d["ids"], TEMP, inplace_backward=case == "fused-inplace")
+        loss, _ = kernels.gcpo_loss(logp.view(B, T), d["old"], d["adv"], d["mask"], **kw)
+    else:  # hidden-chunked
+        h = d["hidden"].requires_grad_()
+        logp = kernels.token_logprobs_from_hidden(h, d["weight"], d["ids"], TEMP)
+        loss, _ = kernels.gcpo_loss(logp.view(B, T), d["old"], d["adv"], d["mask"], **kw)
+    loss.backward()
+    for k in ("logits", "hidden"):
+        if k in d:
+            d[k].grad = None
+
+
+def worker(case: str, n: int, dtype_name: str, repeat: int) -> dict:
+    import gcpo_lite.kernels as kernels
+    from gcpo_lite.kernels import reference as ref
+    dtype = getattr(torch, dtype_name)
+    if not case.startswith("eager") and case != "hidden-eager":
+        assert kernels.set_backend("native") == "native"
+    d = _inputs(case, n, dtype)
+    base = _rss_bytes("VmRSS")
+    _reset_peak()
+    t0 = time.perf_counter()
+    _step(case, d, kernels, ref)
+    cold = time.perf_counter() - t0
+    peak = _rss_bytes("VmHWM") - base
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        _step(case, d, kernels, ref)
+        times.append(time.perf_counter() - t0)
+    return {"time_s": statistics.median(times) if times else cold, "peak_extra_bytes": max(peak, 0)}
+
+
+# ---- driver ---------------------------------------------------------------------------------------------
+
+def copy_bandwidth() -> float:
+    """bytes/s of a 1 GiB fp32 tensor copy (read + write counted)."""
+    src = torch.randn(2**28)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = min(_timed(lambda: dst.copy_(src)) for _ in range(5))
+    return 2 * src.numel() * 4 / best
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def need_bytes(case: str, n: int, elem: int) -> float:
+    """Rough peak (inputs + extras) to decide whether a case fits in RAM."""
+    nv = n * V
+    if case in ("eager-lsm", "eager-lse"):
+        return nv * elem + 4 * nv * 4
+    if case == "hidden-eager":
+        return nv * elem * 2 + 4 * nv * 4
+    if case in ("fused", "fused-inplace"):
+        return 2 * nv * elem
+    return 3 * 256 * 2**20 + V * H * elem
+
+
+def mem_available() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def run_case(case, n, dtype, repeat, timeout):
+    cmd = [sys.executable, __file__, "--worker", case, str(n), dtype, str(repeat)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout > {timeout}s"}
+    if p.returncode != 0:
+        tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or [f"rc {p.returncode}"]
+        return {"error": "killed (out of memory?)" if p.returncode in (-9, 137) else tail[0][:200]}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="512,2048,8192", help="comma-separated token counts N")
+    ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--repeat", type=int, default=2, help="warm iterations timed per case (median)")
+    ap.add_argument("--hidden-max-n", type=int, default=8192, help="skip hidden-* cases above this N (slow matmuls)")
+    ap.add_argument("--timeout", type=int, default=900)
+    ap.add_argument("--quick", action="store_true", help="N = 512, repeat 1")
+    ap.add_argument("--write-md", default=None, help="replace our section of this markdown file with the results")
+    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        case, n, dt, rep = a.worker
+        print(json.dumps(worker(case, int(n), dt, int(rep))))
+        return
+    if a.quick:
+        a.sizes, a.repeat = "512", 1
+    import gcpo_lite.kernels as kernels
+    print(kernels._ext.build(verbose=False), flush=True)
+    bw = copy_bandwidth()
+    print(f"copy bandwidth: {bw / 1e9:.1f} GB/s (read + write)", flush=True)
+    rows = []
+    for dt in a.dtypes.split(","):
+        elem = torch.empty((), dtype=getattr(torch, dt)).element_size()
+        for n in map(int, a.sizes.split(",")):
+            res = {}
+            for case in a.cases.split(","):
+                if case.startswith("hidden") and n > a.hidden_max_n:
+                    res[case] = {"error": f"skipped (--hidden-max-n {a.hidden_max_n})"}
+                elif need_bytes(case, n, elem) > 0.9 * mem_available():
+                    res[case] = {"error": f"skipped: needs ~{need_bytes(case, n, elem) / 2**30:.0f} GiB, "
+                                          f"{mem_available() / 2**30:.0f} GiB free"}
+                else:
+                    res[case] = run_case(case, n, dt, a.repeat, a.timeout)
+                print(f"{dt:9s} N={n:5d} {case:15s} {_fmt(res[case])}", flush=True)
+            rows.append((dt, n, res, elem))
+    table = render(rows, bw)
+    print("\n" + table)
+    if a.write_md:
+        write_section(Path(a.write_md), table, " ".join(sys.argv), bw)
+
+
+def _fmt(r):
+    if "error" in r:
+        return r["error"]
+    return f"{r['time_s'] * 1e3:9.1f} ms  peak extra {r['peak_extra_bytes'] / 2**20:8.0f} MiB"
+
+
+def _ratio(a, b, key):
+    if "error" in a or "error" in b or not b[key]:
+        return "n/a"
+    return f"{a[key] / b[key]:.2f}"
+
+
+def render(rows, bw) -> str:
+    out = ["| dtype | N | case | time ms | peak extra MiB | time / eager-lsm | mem / eager-lsm | GB/s (% of copy) |",
+           "|---|---|---|---|---|---|---|---|"]
+    for dt, n, res, elem in rows:
+        for case, r in res.items():
+            base = res.get("hidden-eager" if case.startswith("hidden") else "eager-lsm", {"error": ""})
+            if "error" in r:
+                out.append(f"| {dt} | {n} | {case} | {r['error']} | | | | |")
+                continue
+            gbs = ""
+            if case.startswith("fused"):
+                moved = 3 * n * V * elem  # fwd reads logits, bwd reads them and writes the gradient
+                gbs = f"{moved / r['time_s'] / 1e9:.1f} ({100 * moved / r['time_s'] / bw:.0f}%)"
+            ref_t = _ratio(r, base, "time_s") if case not in ("eager-lsm", "hidden-eager") else "1"
+            ref_m = _ratio(r, base, "peak_extra_bytes") if case not in ("eager-lsm", "hidden-eager") else "1"
+            out.append(f"| {dt} | {n} | {case} | {r['time_s'] * 1e3:.0f} | {r['peak_extra_bytes'] / 2**20:.0f} | "
+                       f"{ref_t} | {ref_m} | {gbs} |")
+    return "\n".join(out)
+
+
+def write_section(path: Path, table: str, cmd: str, bw: float) -> None:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    body = (f"{SECTION}\n\nMachine: {cpu}, {os.cpu_count()} cores, "
+            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, torch {torch.__version__}, "
+            f"copy bandwidth {bw / 1e9:.1f} GB/s.\nCommand: `{cmd}`\n\n{table}\n")
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start = text.find(SECTION)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + body
+    else:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + body + (text[end + 1:] if end >= 0 else "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
