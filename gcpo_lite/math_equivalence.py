@@ -32,9 +32,6 @@ Scalar = Callable[[str, str], Optional[bool]]  # True / False / None (undecided)
 
 # ---------------------------------------------------------------- structure (string level)
 
-_OPEN = {"(": ")", "[": "]", "{": "}"}
-
-
 def split_top(s: str, seps=(",",)) -> list[str]:
     """Split on separators outside any brackets; `\\{`/`\\}` count as brackets, `\\,` does not."""
     parts, depth, start, i = [], 0, 0, 0
@@ -113,29 +110,33 @@ def _all(verdicts) -> Optional[bool]:
     return True if all(v is True for v in verdicts) else None
 
 
+def _perfect_matching(table: list[list[Optional[bool]]]) -> bool:
+    """Is there a one-to-one assignment of rows to columns using True cells only? (Kuhn, O(n^3))"""
+    owner = [-1] * len(table)  # column -> row
+
+    def augment(i: int, seen: list[bool]) -> bool:
+        for j, ok in enumerate(table[i]):
+            if ok is True and not seen[j]:
+                seen[j] = True
+                if owner[j] == -1 or augment(owner[j], seen):
+                    owner[j] = i
+                    return True
+        return False
+
+    return all(augment(i, [False] * len(table)) for i in range(len(table)))
+
+
 def _bag_equal(a: list, b: list, scalar: Scalar) -> Optional[bool]:
-    """Unordered match: a perfect matching of True pairs -> True; an unmatched row -> False."""
+    """Unordered match: a perfect matching of True pairs -> True; impossible even with the undecided -> False."""
     if len(a) != len(b):
         return False
-    if len(a) > 12:  # pairwise matching is quadratic; such answers are compared in order
+    if len(a) > 12:  # pairwise comparison is quadratic in sympy calls; long lists are compared in order
         return _all(compare(x, y, scalar) for x, y in zip(a, b))
     table = [[compare(x, y, scalar) for y in b] for x in a]
-    if any(all(v is False for v in row) for row in table):
-        return False
-    used = [False] * len(b)
-
-    def match(i: int) -> bool:  # backtracking; n <= 12
-        if i == len(a):
-            return True
-        for j in range(len(b)):
-            if not used[j] and table[i][j] is True:
-                used[j] = True
-                if match(i + 1):
-                    return True
-                used[j] = False
-        return False
-
-    return True if match(0) else None
+    if _perfect_matching(table):
+        return True
+    optimistic = [[v is not False for v in row] for row in table]  # undecided cells counted as matches
+    return None if _perfect_matching(optimistic) else False
 
 
 _LESS = r"(<|\\lt\b|\\leq?\b|\\leqslant\b)"
@@ -321,22 +322,25 @@ def exprs_equal(a, b) -> bool:
 
 
 def relations_equal(a, b) -> bool:
-    """x+y=3 ~ 3=y+x ~ 2x+2y=6; x>3 ~ 3<x. Equations match up to a nonzero factor."""
+    """x+y=3 ~ 3=y+x ~ 2x+2y=6; x>3 ~ 3<x ~ 2x>6. Equations match up to a nonzero factor, inequalities
+    (after turning > into <) up to a positive one."""
     flip = {">": "<", ">=": "<="}
     da = (a.rhs - a.lhs) if a.op in flip else (a.lhs - a.rhs)
     db = (b.rhs - b.lhs) if b.op in flip else (b.lhs - b.rhs)
     if flip.get(a.op, a.op) != flip.get(b.op, b.op):
         return False
-    symbols = (da - db).free_symbols | da.free_symbols | db.free_symbols
-    if a.op != "=":  # inequalities: the same difference
-        return exprs_equal(da, db)
+    symbols = da.free_symbols | db.free_symbols
+    if not symbols:
+        return False  # two constant relations ("1 < 2") are not answers worth matching
     ratios = []
     for point in _random_points(symbols):
         va, vb = _numeric(da, point), _numeric(db, point)
         if va is None or vb is None or abs(vb) < 1e-12:
             continue
         ratios.append(va / vb)
-    return len(ratios) >= 3 and abs(ratios[0]) > 1e-12 and all(_close(r, ratios[0]) for r in ratios)
+    if len(ratios) < 3 or abs(ratios[0]) < 1e-12 or not all(_close(r, ratios[0]) for r in ratios):
+        return False
+    return a.op == "=" or (abs(ratios[0].imag) < 1e-12 and ratios[0].real > 0)  # x<3 ~ 2x<6, not -x<-3
 
 
 def sympy_scalar(a: str, b: str) -> Optional[bool]:

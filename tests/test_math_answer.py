@@ -68,6 +68,7 @@ ADVERSARIAL = [
     "x+" * 5000 + "1",  # 10,000-char expression
     "\\frac{1}{2}" * 1000,
     "1," * 5000,
+    ", ".join(["1"] * 11 + ["2"]),  # unordered matching must not backtrack factorially
     "a" * 10000,
 ]
 
