@@ -191,6 +191,23 @@ def _strip_outer_braces(s: str) -> str:
     return s
 
 
+_REPEATING = re.compile(r"^(-?)(\d*)\.(\d*)\\overline\{(\d{1,50})\}$")
+_NUMBER_THEN_WORDS = re.compile(r"^(-?[\d.,/]*\d)\s+([A-Za-z]{3,}(?: [A-Za-z]{2,}){0,3})$")
+_NOT_UNITS = {"sqrt", "pi", "infty", "sin", "cos", "tan", "log", "ln", "exp", "and", "or", "mod", "pmod"}
+
+
+def _repeating_decimal(s: str) -> str:
+    """0.\\overline{3} -> \\frac{1}{3}, 1.2\\overline{45} -> \\frac{1367}{1110} (exact, no rounding)."""
+    m = _REPEATING.match(s)
+    if not m:
+        return s
+    sign, whole, fixed, period = m.groups()
+    whole, shift = int(whole or "0"), 10 ** len(fixed)
+    numerator = (int(fixed + period) - int(fixed or "0")) + whole * shift * (10 ** len(period) - 1)
+    denominator = shift * (10 ** len(period) - 1)
+    return f"{sign}\\frac{{{numerator}}}{{{denominator}}}"
+
+
 def normalize_answer(s) -> str:
     """Canonical text of an answer for comparison; '' for nothing usable. Never raises."""
     try:
@@ -219,6 +236,9 @@ def normalize_answer(s) -> str:
                 break
             s = new
         s = re.sub(r"^(?:x|y|z|a|b|c|n|k|t|r)\s*\\in\s*", "", s)  # x \in [1,2] -> [1,2]
+        m = _NUMBER_THEN_WORDS.match(s)  # "5 boxes": a count with its noun
+        if m and not set(m.group(2).lower().split()) & _NOT_UNITS:
+            s = m.group(1)
         s = s.rstrip(".").strip()
         s = _strip_outer_braces(s)  # {5} -> 5, {{{7}}} -> 7
         if re.fullmatch(r"-?\d{1,3}(?: \d{3})+", s):
@@ -226,6 +246,7 @@ def normalize_answer(s) -> str:
         compact = s.replace(" ", "")
         if _THOUSANDS.match(compact):
             s = compact.replace(",", "")
+        s = _repeating_decimal(s)
         if re.fullmatch(r"-?\d+\.0+", s):
             s = s.split(".")[0]  # 5.00 -> 5
         return s

@@ -37,6 +37,7 @@ _WORDS = sorted(["sqrt", "pi", "infty", "inf", *_FUNCS], key=len, reverse=True) 
 _RELOPS = {"=": "=", "<": "<", ">": ">", "\\lt": "<", "\\gt": ">", "\\leq": "<=", "\\geq": ">=", "\\le": "<=",
            "\\ge": ">=", "\\leqslant": "<=", "\\geqslant": ">=", "<=": "<=", ">=": ">=", "\\neq": "!=",
            "\\ne": "!=", "!=": "!="}
+_NOT_ATOMS = {"\\{", "\\}", "\\cup", "\\cap", "\\pm", "\\mp", "\\rfloor", "\\rceil"}  # closers, set operators
 _MUL = {"*", "\\cdot", "\\times", "\\ast"}
 _DIV = {"/", "\\div"}
 _TOKEN = re.compile(r"\s*(\d+\.?\d*|\.\d+|\\[a-zA-Z]+|\\.|\*\*|<=|>=|!=|[a-zA-Z]|[-+*/^_(){}\[\]|,!=<>'])")
@@ -107,7 +108,7 @@ class _Parser:
         if tok[0].isdigit() or tok[0] == "." or tok.isalpha() or tok in ("(", "{"):
             return True
         return tok.startswith("\\") and tok not in _RELOPS and tok not in _MUL and tok not in _DIV \
-            and tok not in ("\\{", "\\}", "\\cup", "\\cap", "\\pm", "\\mp")
+            and tok not in _NOT_ATOMS
 
     def product(self):
         value = self.unary()
@@ -228,7 +229,11 @@ class _Parser:
             return self.subscripted(name)
         if name in _FUNCS:
             return self.function(name)
-        if name in ("lvert", "rvert", "vert", "lfloor", "rfloor", "lceil", "rceil", "mid"):
+        if name in ("lfloor", "lceil"):
+            value = self.sum()
+            self.take("\\r" + name[1:])
+            return sp.floor(value) if name == "lfloor" else sp.ceiling(value)
+        if name in ("lvert", "rvert", "vert", "rfloor", "rceil", "mid"):
             raise ParseError(f"\\{name} is not supported")
         raise ParseError(f"unknown command \\{name}")
 
