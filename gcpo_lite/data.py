@@ -209,11 +209,13 @@ def load_rows(cfg: DataConfig, split: str):
                         "to use only the local cache), or a local .jsonl/.json/.csv/.parquet file") from None
 
 
-def load_split(cfg: DataConfig, split: str) -> list[Example]:
-    """All examples of one split (no shuffling, no carving): what `gcpo-lite eval` scores."""
+def load_split(cfg: DataConfig, split: str, seed: int = 0) -> list[Example]:
+    """All examples of one split (no shuffling, no carving): what `gcpo-lite eval` scores.
+
+    Built-in tasks generate their splits from `seed`: pass the training run's train.seed."""
     name = dataset_name(cfg)
     if name in TASKS:
-        train, test = TASKS[name].make_splits(0)
+        train, test = TASKS[name].make_splits(seed)
         return train if split == cfg.train_split else test
     return rows_to_examples(load_rows(cfg, split), cfg, name, find_preset(name))
 

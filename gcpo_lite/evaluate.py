@@ -46,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="math verifier: an answer must be boxed / after #### / 'the answer is'")
     p.add_argument("--no-quantize", action="store_true", help="load the base in bf16/fp32 instead of 4-bit NF4")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--seed", type=int, default=0,
+                   help="sampling seed; also the built-in task's split seed (use the run's train.seed)")
     p.add_argument("--output-dir", metavar="DIR", default="runs/eval", help="where summary.json and samples.jsonl go")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     data_cfg = DataConfig(dataset=args.dataset, prompt_field=args.prompt_field, answer_field=args.answer_field,
                           system_prompt=args.system_prompt)
     name = dataset_name(data_cfg)
-    examples = load_split(data_cfg, args.split)
+    examples = load_split(data_cfg, args.split, seed=args.seed)
     if args.limit is not None:
         examples = examples[:args.limit]
     if not examples:
