@@ -52,3 +52,18 @@ def test_prompt_opens_think():
     assert prompt_opens_think(_Template("<think>\n"))
     assert not prompt_opens_think(_Template(""))
     assert not prompt_opens_think(object())  # no chat template at all
+
+
+def test_gold_text_survives_the_chat_template(embedded_model_dir):
+    """gold text -> prompts.completion_ids_for_text (the trainer's path) -> decode -> still verifies."""
+    from transformers import AutoTokenizer
+
+    from gcpo_lite.prompts import completion_ids_for_text, eos_token_ids
+    tok = AutoTokenizer.from_pretrained(str(embedded_model_dir))
+    eos = eos_token_ids(tok)
+    for ex in (MATH, GSM, R1):
+        for family in ("qwen2", "r1_distill"):
+            text = gold_solution_text(ex, family)
+            ids = completion_ids_for_text(tok, ex, text, eos)
+            assert ids[-1] in eos
+            assert verify_gold(tok.decode(ids, skip_special_tokens=True), ex)
