@@ -54,16 +54,32 @@ def test_prompt_opens_think():
     assert not prompt_opens_think(object())  # no chat template at all
 
 
-def test_gold_text_survives_the_chat_template(embedded_model_dir):
-    """gold text -> prompts.completion_ids_for_text (the trainer's path) -> decode -> still verifies."""
-    from transformers import AutoTokenizer
+def _byte_level_chat_tokenizer():
+    """A small byte-level BPE (every byte representable, unlike the embedded model's 48-token vocab) with ChatML."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
 
+    from gcpo_lite.models import CHAT_TEMPLATE
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    raw.train_from_iterator([MATH.solution, GSM.solution, R1.solution] * 20, trainer=trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def test_gold_text_survives_the_chat_template():
+    """gold text -> prompts.completion_ids_for_text (the trainer's path) -> decode -> still verifies."""
     from gcpo_lite.prompts import completion_ids_for_text, eos_token_ids
-    tok = AutoTokenizer.from_pretrained(str(embedded_model_dir))
+    tok = _byte_level_chat_tokenizer()
     eos = eos_token_ids(tok)
-    for ex in (MATH, GSM, R1):
+    for ex in (MATH, GSM, R1, BARE):
         for family in ("qwen2", "r1_distill"):
             text = gold_solution_text(ex, family)
             ids = completion_ids_for_text(tok, ex, text, eos)
             assert ids[-1] in eos
-            assert verify_gold(tok.decode(ids, skip_special_tokens=True), ex)
+            decoded = tok.decode(ids, skip_special_tokens=True)
+            assert decoded.strip() == text.strip() and verify_gold(decoded, ex), (decoded, text)
