@@ -54,6 +54,11 @@ def _openr1_solution(row: dict) -> Optional[str]:
     return row.get("solution")
 
 
+def _openr1_has_answer(row: dict) -> bool:
+    """Proof problems carry a placeholder answer that no verifier can check."""
+    return str(row.get("answer") or "").strip().lower() not in ("", "proof", "notfound", "none")
+
+
 @dataclass(frozen=True)
 class Preset:
     hub_id: str
@@ -65,6 +70,7 @@ class Preset:
     answer_from: str = "field"  # field | boxed (last \boxed{} of the solution) | gsm8k (after ####)
     eval_only: bool = False  # a benchmark: training on it contaminates it
     solution_fn: Optional[Callable[[dict], Optional[str]]] = None  # builds the gold solution from a row
+    keep_row: Optional[Callable[[dict], bool]] = None  # rows it rejects are skipped (and counted)
     note: str = ""
 
 
@@ -83,7 +89,7 @@ PRESETS: dict[str, Preset] = {
                      (("train", "test"), ("test", "test")), eval_only=True,
                      note="AIME 2025 I+II, 30 problems, no solutions"),
     "openr1": Preset("open-r1/OpenR1-Math-220k", "default", "problem", "answer", "solution",
-                     (("train", "train"),), solution_fn=_openr1_solution,
+                     (("train", "train"),), solution_fn=_openr1_solution, keep_row=_openr1_has_answer,
                      note="94k NuminaMath problems; gold = a verified DeepSeek-R1 trace (<think>...</think>)"),
 }
 ALIASES = {"math-500": "math500", "aime2024": "aime24", "aime_2024": "aime24", "aime2025": "aime25",
@@ -138,6 +144,9 @@ def rows_to_examples(rows, cfg: DataConfig, source: str, preset: Optional[Preset
     use_fn = p is not None and p.solution_fn is not None and not cfg.solution_field
     examples, skipped = [], 0
     for row in rows:
+        if p is not None and p.keep_row is not None and not p.keep_row(row):
+            skipped += 1
+            continue
         solution = p.solution_fn(row) if use_fn else (row[solution_col] if has_solution else None)
         solution = None if solution is None else str(solution)
         if answer_from == "gsm8k":
@@ -153,7 +162,8 @@ def rows_to_examples(rows, cfg: DataConfig, source: str, preset: Optional[Preset
         examples.append(Example(prompt=str(row[prompt_col]), answer=str(answer).strip(), solution=solution,
                                 system=cfg.system_prompt))
     if skipped:
-        log.warning("%s: skipped %d of %d rows with no final answer", source, skipped, skipped + len(examples))
+        log.warning("%s: skipped %d of %d rows with no checkable final answer", source, skipped,
+                    skipped + len(examples))
     return examples
 
 

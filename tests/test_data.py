@@ -88,7 +88,9 @@ def test_openr1_gold_is_a_verified_r1_trace(mirror):
              "correctness_math_verify": [False, True]},
             {"problem": "2+2?", "solution": "Four: 4.", "answer": "4", "uuid": "b",
              "generations": ["<think>x</think> \\boxed{5}"], "correctness_math_verify": [False]}]
-    mirror("openr1", "default", {"train": rows * 5})
+    proof = {"problem": "Prove it.", "solution": "...", "answer": "proof", "uuid": "c", "generations": ["x"],
+             "correctness_math_verify": [True]}
+    mirror("openr1", "default", {"train": rows * 5 + [proof]})  # proofs have no checkable answer: skipped
     train, held_out = load_examples(DataConfig(dataset="openr1", eval_size=2), seed=0)  # no test split: carved
     assert len(train) == 8 and len(held_out) == 2
     by_prompt = {e.prompt: e for e in train + held_out}
