@@ -106,7 +106,11 @@ def is_builtin(cfg: DataConfig) -> bool:
 
 
 def find_preset(name: str) -> Optional[Preset]:
-    """The preset for a preset name, alias or the preset's own hub id (openai/gsm8k gets gsm8k's mapping)."""
+    """The preset for a preset name, alias or the preset's own hub id (openai/gsm8k gets gsm8k's mapping).
+
+    A local file or directory of that name wins: `./math` is read from disk, not the hub."""
+    if Path(name).expanduser().exists():
+        return None
     key = name.lower()
     key = ALIASES.get(key, key)
     if key in PRESETS:
