@@ -3,7 +3,8 @@
 `load_examples(cfg.data, seed)` returns (train, eval). Built-in tasks need no network.
 Everything else goes through the `datasets` library:
   - a preset name (gsm8k, math, math500, aime24, aime25, openr1) knows its hub id, config,
-    columns and how to get the final answer (GSM8K's `#### x`, MATH's last `\\boxed{}`);
+    columns and how to get the final answer (GSM8K's `#### x`, MATH's last `\\boxed{}`), and
+    appends MATH_INSTRUCTION ("... put your final answer within \\boxed{}") to each question;
   - a hub id (`owner/name`, optionally `owner/name:config`) or a local dataset directory;
   - a local .jsonl / .json / .csv / .parquet file.
 `--prompt-field / --answer-field / --solution-field` (data.*_field) override any mapping.
@@ -59,6 +60,11 @@ def _openr1_has_answer(row: dict) -> bool:
     return str(row.get("answer") or "").strip().lower() not in ("", "proof", "notfound", "none")
 
 
+# The instruction DeepSeek-R1, Qwen2.5-Math and OpenR1 use, in the user turn (R1-Distill models are told not
+# to use a system prompt): it asks for the final answer in the format the verifier reads first.
+MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
 @dataclass(frozen=True)
 class Preset:
     hub_id: str
@@ -71,6 +77,7 @@ class Preset:
     eval_only: bool = False  # a benchmark: training on it contaminates it
     solution_fn: Optional[Callable[[dict], Optional[str]]] = None  # builds the gold solution from a row
     keep_row: Optional[Callable[[dict], bool]] = None  # rows it rejects are skipped (and counted)
+    instruction: Optional[str] = None  # appended to every question (None: MATH_INSTRUCTION)
     note: str = ""
 
 
@@ -163,7 +170,10 @@ def rows_to_examples(rows, cfg: DataConfig, source: str, preset: Optional[Preset
         if answer is None or str(answer).strip() == "":
             skipped += 1
             continue
-        examples.append(Example(prompt=str(row[prompt_col]), answer=str(answer).strip(), solution=solution,
+        prompt = str(row[prompt_col])
+        if p is not None and not cfg.prompt_field:
+            prompt = f"{prompt.rstrip()}\n\n{p.instruction or MATH_INSTRUCTION}"
+        examples.append(Example(prompt=prompt, answer=str(answer).strip(), solution=solution,
                                 system=cfg.system_prompt))
     if skipped:
         log.warning("%s: skipped %d of %d rows with no checkable final answer", source, skipped,

@@ -57,6 +57,7 @@ def test_gsm8k_preset_through_the_hub_code_path(mirror):
     assert ex.answer == "1000"  # after ####, thousands comma removed
     assert "<<" not in ex.solution and "####" not in ex.solution  # calculator notes and #### line dropped
     assert ex.solution.endswith("1000 apples.")
+    assert ex.prompt == "Q999: how many?\n\n" + data.MATH_INSTRUCTION  # presets ask for a boxed answer
 
 
 def test_hub_id_of_a_preset_gets_its_mapping(mirror):
@@ -93,7 +94,7 @@ def test_openr1_gold_is_a_verified_r1_trace(mirror):
     mirror("openr1", "default", {"train": rows * 5 + [proof]})  # proofs have no checkable answer: skipped
     train, held_out = load_examples(DataConfig(dataset="openr1", eval_size=2), seed=0)  # no test split: carved
     assert len(train) == 8 and len(held_out) == 2
-    by_prompt = {e.prompt: e for e in train + held_out}
+    by_prompt = {e.prompt.split("\n")[0]: e for e in train + held_out}
     assert by_prompt["1+1?"].solution == "<think>1+1=2</think> \\boxed{2}"
     assert by_prompt["2+2?"].solution == "Four: 4."  # no verified trace: the original solution
 
