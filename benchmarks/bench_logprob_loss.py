@@ -10,7 +10,8 @@ Cases (V = 151936, H = 1536, temperature 0.9, loss_type token_mean, token-level 
   fused          native token_logprobs + native gcpo_loss, gradient in a new tensor
   fused-inplace  same, gradient written over the logits buffer
   hidden-eager   hidden @ W.T then eager-lsm (the full (N, V) logits exist)     (baseline for hidden)
-  hidden-chunked native chunked token_logprobs_from_hidden + loss (at most chunk x V logits)
+  hidden-chunked native chunked token_logprobs_from_hidden + loss (at most chunk x V logits; its
+                 peak extra = one chunk of logits + the (N, H) hidden gradient it returns)
 Each case runs in its own subprocess: peak extra memory = peak RSS (VmHWM, reset via clear_refs once
 the inputs exist) minus RSS with the inputs, on the first (cold) iteration; time = median of --repeat
 warm iterations. A case whose estimated need exceeds the free RAM is skipped and reported as such.
@@ -173,7 +174,9 @@ def main() -> None:
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--repeat", type=int, default=2, help="warm iterations timed per case (median)")
     ap.add_argument("--hidden-max-n", type=int, default=8192, help="skip hidden-* cases above this N (slow matmuls)")
-    ap.add_argument("--timeout", type=int, default=900)
+    ap.add_argument("--hidden-timed-max-n", type=int, default=2048,
+                    help="above this N, hidden-* cases run one (cold) iteration: time then includes first-touch")
+    ap.add_argument("--timeout", type=int, default=1200)
     ap.add_argument("--quick", action="store_true", help="N = 512, repeat 1")
     ap.add_argument("--write-md", default=None, help="replace our section of this markdown file with the results")
     ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
@@ -199,8 +202,9 @@ def main() -> None:
                 elif need_bytes(case, n, elem) > 0.9 * mem_available():
                     res[case] = {"error": f"skipped: needs ~{need_bytes(case, n, elem) / 2**30:.0f} GiB, "
                                           f"{mem_available() / 2**30:.0f} GiB free"}
-                else:
-                    res[case] = run_case(case, n, dt, a.repeat, a.timeout)
+                else:  # hidden cases above --hidden-timed-max-n: cold iteration only (minutes of matmul each)
+                    rep = 0 if case.startswith("hidden") and n > a.hidden_timed_max_n else a.repeat
+                    res[case] = run_case(case, n, dt, rep, a.timeout)
                 print(f"{dt:9s} N={n:5d} {case:15s} {_fmt(res[case])}", flush=True)
             rows.append((dt, n, res, elem))
     table = render(rows, bw)
