@@ -85,18 +85,35 @@ def _try_prebuilt() -> Optional[str]:
         return f"no prebuilt gcpo_lite._C ({str(e).splitlines()[0][:160]})"
 
 
+def _digest(srcs: list[str], flags: list[str]) -> str:
+    """Identifies a build: every source and header under csrc/, and the flags."""
+    files = sorted({*srcs, *map(str, CSRC.rglob("*.h")), *map(str, CSRC.rglob("*.cuh"))})
+    return hashlib.sha1(b"".join(Path(f).read_bytes() for f in files) + " ".join(flags).encode()).hexdigest()
+
+
+def _jit_plan() -> tuple[bool, str, list[str], tuple, Path, str]:
+    with_cuda, why_not_cuda = cuda_build_possible()
+    flags = compile_flags(bool(os.environ.get("GCPO_LITE_DEBUG")))
+    srcs = _sources(with_cuda)
+    return with_cuda, why_not_cuda, srcs, flags, default_build_dir(with_cuda), _digest(srcs, flags[0] + flags[1])
+
+
+def cached_build_is_current() -> bool:
+    """Whether a JIT build of the current sources exists (loading it then compiles nothing)."""
+    if not CSRC.is_dir():
+        return False
+    *_, build_dir, digest = _jit_plan()
+    stamp = build_dir / "sources.sha1"
+    return stamp.exists() and stamp.read_text() == digest and (build_dir / "gcpo_lite_ops.so").exists()
+
+
 def _jit_build(verbose: bool) -> None:
     from torch.utils.cpp_extension import load
-    with_cuda, why_not_cuda = cuda_build_possible()
-    debug = bool(os.environ.get("GCPO_LITE_DEBUG"))
-    cxx, nvcc, ld = compile_flags(debug)
-    srcs = _sources(with_cuda)
-    digest = hashlib.sha1(b"".join(Path(s).read_bytes() for s in srcs) + " ".join(cxx + nvcc).encode())
-    build_dir = default_build_dir(with_cuda)
+    with_cuda, why_not_cuda, srcs, (cxx, nvcc, ld), build_dir, digest = _jit_plan()
     build_dir.mkdir(parents=True, exist_ok=True)
     _state["build_dir"] = str(build_dir)
     stamp = build_dir / "sources.sha1"
-    cached = stamp.exists() and stamp.read_text() == digest.hexdigest()
+    cached = stamp.exists() and stamp.read_text() == digest
     if not cached:
         what = "C++/OpenMP" + (" + CUDA" if with_cuda else f" only ({why_not_cuda})")
         print(f"gcpo-lite: compiling native kernels ({what}) into {build_dir}; first use only, "
@@ -105,7 +122,7 @@ def _jit_build(verbose: bool) -> None:
     load(name="gcpo_lite_ops", sources=srcs, extra_cflags=cxx, extra_cuda_cflags=nvcc, extra_ldflags=ld,
          extra_include_paths=[str(CSRC)], build_directory=str(build_dir), is_python_module=False,
          verbose=verbose)
-    stamp.write_text(digest.hexdigest())
+    stamp.write_text(digest)
     if not cached:
         print(f"gcpo-lite: native kernels ready ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
     _state["cuda"] = with_cuda
@@ -183,15 +200,15 @@ def build(verbose: bool = True) -> str:
 def status() -> dict:
     """What `gcpo-lite doctor` prints: the live backend and why; never compiles."""
     from . import active_backend, requested_backend
-    if not _state["tried"] and os.environ.get("GCPO_LITE_NO_JIT") is None:
-        # Loading here may compile; doctor must stay fast, so report a cached/prebuilt build only.
-        prebuilt = _try_prebuilt() is None
-        cached = any(default_build_dir(c).joinpath("gcpo_lite_ops.so").exists() for c in (False, True))
-        if prebuilt or cached:
-            load()
+    if not _state["tried"] and (_try_prebuilt() is None or cached_build_is_current()):
+        load()  # doctor must stay fast: load a prebuilt or current cached build, never compile
     live = active_backend(compile_if_needed=False)
+    why = _state["why"] if not _state["ok"] else ""
+    if not _state["tried"]:
+        why = "not built yet for this torch; `gcpo-lite build-ext` compiles it (else the first kernel call does)"
+        if requested_backend() != "reference":
+            live = "native after the first-use build (reference if it fails)"
     return {"requested": requested_backend(), "live": live, "native_loaded": bool(_state["ok"]),
-            "why_not_native": _state["why"] if not _state["ok"] else "",
-            "source": _state["source"], "cuda_kernels": bool(_state["cuda"]),
-            "cuda_build_possible": cuda_build_possible()[0], "build_dir": _state["build_dir"]
-            or str(default_build_dir(cuda_build_possible()[0]))}
+            "why_not_native": why, "source": _state["source"], "cuda_kernels": bool(_state["cuda"]),
+            "cuda_build_possible": cuda_build_possible()[0],
+            "build_dir": _state["build_dir"] or str(default_build_dir(cuda_build_possible()[0]))}
