@@ -1,14 +1,43 @@
-"""Sizes of the work units of a step: generation batch, training micro-batch, logits chunk.
+"""Memory-aware plan of a step: generation batch, training micro-batch, logits chunk, group size.
 
-Fixed sizes from the config for now (whole step when unset); the memory-aware planner
-replaces `make_plan`'s body without changing the trainer's call.
+The budget is `scheduler.memory_budget` (e.g. 8GiB) when set, else the device's free memory
+(torch.cuda.mem_get_info) or, on CPU, the available system RAM, each plus what this process
+already holds. The planner takes the memory model (memory_model.py) and picks
+
+  generation_batch_size  the largest divisor of train.batch_size whose generation phase fits
+  micro_batch_size       the largest divisor of train.batch_size whose training phase fits with the
+                         smallest logits chunk (gradient accumulation over batch_size / micro keeps
+                         the effective batch)
+  logits_chunk_size      then the largest chunk up to the kernel's default (~256 MiB of logits) that fits
+  num_generations        with scheduler.auto_num_generations: the largest G in [min, max] dividing
+                         batch_size whose whole group fits one generate call (warns when G < 4)
+
+Each size is the largest that fits on its own and the phases never overlap, so more memory never
+gives a smaller size, and the same inputs always give the same plan. When even generation batch 1,
+micro-batch 1 and the smallest chunk do not fit, `InfeasiblePlanError` says what would fit.
+Sizes set explicitly in the config are kept (with a warning when they are predicted not to fit).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass, field
 from typing import Optional
 
-from .config import Config
+from . import memory_model as mm
+from .architectures import KNOWN, Architecture, resolve
+from .config import Config, ConfigError
+
+log = logging.getLogger(__name__)
+
+CHUNK_BUDGET_BYTES = 256 * 2**20  # kernels/chunked.py: the default chunk holds ~256 MiB of logits
+MIN_CHUNK = 16  # smallest logits chunk the planner uses (tokens)
+GOLD_MIN_GROUP = 4  # below this group size gold injection has little contrast to work with
+
+
+class InfeasiblePlanError(ConfigError):
+    """Even the smallest plan does not fit the budget; the message lists what would."""
 
 
 @dataclass
@@ -16,13 +45,257 @@ class Plan:
     generation_batch_size: int  # sequences per generate call
     micro_batch_size: int  # sequences per forward/backward
     logits_chunk_size: Optional[int]  # tokens per lm_head chunk in the loss (None = kernel default)
+    num_generations: Optional[int] = None  # G; chosen by the planner under auto_num_generations
+    gradient_accumulation_steps: int = 1  # micro-steps per optimizer step: ceil(batch_size / micro_batch_size)
+    predicted_peak_bytes: int = 0  # memory_model.estimate(...).peak_bytes for these sizes
+    budget_bytes: int = 0  # what the plan had to fit in
+    budget_source: str = ""  # where the budget came from
+    components: dict = field(default_factory=dict)  # component -> predicted bytes
+    peak_phase: str = ""  # generation | training
+    warnings: list = field(default_factory=list)  # human-readable notes (small G, explicit sizes over budget)
+    backoffs: list = field(default_factory=list)  # out-of-memory backoff events (oom.py) since the start
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def make_plan(cfg: Config) -> Plan:
-    step = cfg.train.batch_size
-    return Plan(generation_batch_size=cfg.train.generation_batch_size or step,
-                micro_batch_size=cfg.train.micro_batch_size or step,
-                logits_chunk_size=cfg.train.logits_chunk_size)
+# ---------------------------------------------------------------- budget
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
+          "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}
+
+
+def parse_bytes(text: str | int | float) -> int:
+    """'8GiB' -> 8589934592; GiB/MiB/KiB and bare G/M/K are binary, GB/MB/KB decimal, no unit = bytes."""
+    if isinstance(text, (int, float)):
+        return int(text)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ConfigError(f"memory size {text!r} not understood; write it like 8GiB, 7.5GB, 6000MiB or 512M")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def format_bytes(n: int | float) -> str:
+    return f"{n / 2**30:.2f} GiB" if abs(n) >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _process_rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def available_ram_bytes() -> int:
+    """MemAvailable from /proc/meminfo (Linux), else total physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def detect_budget(device: str, explicit: Optional[str] = None) -> tuple[int, str]:
+    """(budget bytes, where it came from). The budget counts the whole run, so what this process
+    already holds (a loaded model, the CUDA context) is added back to the free memory."""
+    if explicit is not None:
+        return parse_bytes(explicit), "memory budget given"
+    if device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError("planning for CUDA but this torch sees no GPU; pass a memory budget "
+                              "(scheduler.memory_budget=8GiB or --memory-budget 8GiB) or plan for the CPU")
+        dev = torch.device(device)
+        free, total = torch.cuda.mem_get_info(dev)
+        held = torch.cuda.memory_reserved(dev)
+        budget = min(total, free + held + mm.CUDA_RUNTIME_BYTES)
+        return budget, f"free GPU memory ({format_bytes(free)} of {format_bytes(total)}) + this process's"
+    avail = available_ram_bytes()
+    return avail + _process_rss_bytes(), f"available system RAM ({format_bytes(avail)}) + this process's"
+
+
+# ---------------------------------------------------------------- planning
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def chunk_candidates(arch: Architecture, shape: mm.RunShape) -> list[int]:
+    """Logits chunk sizes, ascending: powers of two from MIN_CHUNK up to the kernel's default chunk."""
+    default = max(MIN_CHUNK, CHUNK_BUDGET_BYTES // (arch.vocab_size * shape.bytes))
+    out, c = [], MIN_CHUNK
+    while c < default:
+        out.append(c)
+        c *= 2
+    return out + [default]
+
+
+def _phase_fits(arch, shape, budget, *, gen=None, micro=None, chunk=MIN_CHUNK) -> bool:
+    """Does the run fit with this phase's size (the other phase at its minimum)?"""
+    est = mm.estimate(arch, shape, gen or 1, micro or 1, chunk)
+    return est.peak_bytes <= budget
+
+
+def _largest(cands: list[int], ok) -> Optional[int]:
+    """Largest candidate for which ok() holds; ok is monotone (true up to some size)."""
+    best = None
+    for c in sorted(cands):
+        if not ok(c):
+            break
+        best = c
+    return best
+
+
+def plan_run(arch: Architecture, shape: mm.RunShape, *, batch_size: int, num_generations: int,
+             budget_bytes: int, budget_source: str = "", auto_num_generations: bool = False,
+             generation_range: tuple[int, int] = (2, 16), generation_batch_size: Optional[int] = None,
+             micro_batch_size: Optional[int] = None, logits_chunk_size: Optional[int] = None,
+             model_name: Optional[str] = None) -> Plan:
+    """Choose the sizes (see the module docstring); explicit sizes are kept as given."""
+    warnings: list[str] = []
+    floor = mm.estimate(arch, shape, 1, 1, MIN_CHUNK)
+    if floor.peak_bytes > budget_bytes:
+        raise InfeasiblePlanError(infeasible_message(arch, shape, budget_bytes, floor, model_name))
+
+    if auto_num_generations:
+        lo, hi = generation_range
+        groups = [G for G in range(hi, lo - 1, -1) if batch_size % G == 0]
+        if not groups:
+            raise ConfigError(f"no group size in [{lo}, {hi}] divides train.batch_size={batch_size}; "
+                              f"use a batch size that is a multiple of e.g. {hi} or {lo}")
+        fitting = [G for G in groups if _phase_fits(arch, shape, budget_bytes, gen=G)]
+        if not fitting:
+            G = groups[-1]
+            warnings.append(f"not even a group of G={G} fits one generate call; each group is generated in parts")
+        else:
+            G = fitting[0]
+        num_generations = G
+        if G < GOLD_MIN_GROUP:
+            warnings.append(f"num_generations={G} (< {GOLD_MIN_GROUP}): groups this small give gold injection "
+                            "and advantages little contrast; shorten completions or use a smaller model for G >= 4")
+
+    sizes = divisors(batch_size)
+    gen = generation_batch_size or _largest(sizes, lambda g: _phase_fits(arch, shape, budget_bytes, gen=g))
+    micro = micro_batch_size or _largest(sizes, lambda m: _phase_fits(arch, shape, budget_bytes, micro=m))
+    chunk = logits_chunk_size or _largest(
+        chunk_candidates(arch, shape), lambda c: _phase_fits(arch, shape, budget_bytes, micro=micro, chunk=c))
+    chunk = chunk or MIN_CHUNK
+    est = mm.estimate(arch, shape, gen, micro, chunk)
+    if est.peak_bytes > budget_bytes:  # only explicit sizes can get here
+        warnings.append(f"the configured sizes are predicted to need {format_bytes(est.peak_bytes)}, more than "
+                        f"the {format_bytes(budget_bytes)} budget; out-of-memory backoff will shrink them if needed")
+    return Plan(generation_batch_size=gen, micro_batch_size=micro, logits_chunk_size=chunk,
+                num_generations=num_generations, gradient_accumulation_steps=-(-batch_size // micro),
+                predicted_peak_bytes=est.peak_bytes, budget_bytes=budget_bytes, budget_source=budget_source,
+                components=dict(est.components), peak_phase=est.peak_phase, warnings=warnings)
+
+
+def infeasible_message(arch: Architecture, shape: mm.RunShape, budget: int, floor: mm.Estimate,
+                       model_name: Optional[str]) -> str:
+    """What does not fit, the biggest components, and concrete changes that would fit."""
+    top = sorted(((v, k) for k, v in floor.components.items() if v), reverse=True)[:4]
+    parts = ", ".join(f"{k} {format_bytes(v)}" for v, k in top)
+    fixes = []
+
+    def fits(s: mm.RunShape, a: Architecture = arch) -> bool:
+        return mm.estimate(a, s, 1, 1, MIN_CHUNK).peak_bytes <= budget
+
+    static = mm.estimate(arch, mm.with_changes(shape, completion_tokens=1, prompt_tokens=1), 1, 1, 1)
+    if static.peak_bytes <= budget:
+        C = shape.completion_tokens
+        best = _largest(list(range(16, C, 16)), lambda c: fits(mm.with_changes(shape, completion_tokens=c)))
+        if best:
+            fixes.append(f"shorter completions: gcpo.max_completion_length={best}")
+        if shape.prompt_tokens > 64:
+            best_p = _largest(list(range(64, shape.prompt_tokens, 32)),
+                              lambda p: fits(mm.with_changes(shape, prompt_tokens=p)))
+            if best_p:
+                fixes.append(f"shorter prompts: data.max_prompt_length={best_p}")
+    for r in (8, 4):
+        if r < shape.lora_r and fits(mm.with_changes(shape, lora_r=r)):
+            fixes.append(f"a lower rank: lora.r={r}")
+            break
+    if not shape.gradient_checkpointing and fits(mm.with_changes(shape, gradient_checkpointing=True)):
+        fixes.append("gradient checkpointing: model.gradient_checkpointing=true")
+    if shape.optimizer == "adamw" and fits(mm.with_changes(shape, optimizer="paged_adamw_8bit")):
+        fixes.append("8-bit optimizer state: optimizer paged_adamw_8bit")
+    if not shape.quantize and fits(mm.with_changes(shape, quantize=True)):
+        fixes.append("4-bit weights: model.quantize=true")
+    family = (model_name or "").lower().rsplit("-", 1)[0]
+    smaller = [n for n, (_, a) in KNOWN.items() if a.num_params() < arch.num_params() and fits(shape, a)]
+    if smaller:  # the largest that fits, from the same family first
+        smaller.sort(key=lambda n: (not n.startswith(family + "-"), -KNOWN[n][1].num_params()))
+        fixes.append(f"a smaller model: model.name={smaller[0]}")
+    fixes.append(f"more memory: at least {format_bytes(floor.peak_bytes)}")
+    what = model_name or "this model"
+    return (f"memory budget {format_bytes(budget)} is too small for {what} with {shape.prompt_tokens}-token prompts "
+            f"and {shape.completion_tokens}-token completions: even generation batch 1, micro-batch 1 and a "
+            f"{MIN_CHUNK}-token logits chunk need {format_bytes(floor.peak_bytes)} (largest: {parts}). "
+            f"To fit, change one of: " + "; ".join(fixes))
+
+
+# ---------------------------------------------------------------- from a Config
+
+def _scheduler_cfg(cfg: Config):
+    return getattr(cfg, "scheduler", None)
+
+
+def resolved_device(cfg: Config) -> str:
+    dev = cfg.train.device
+    if dev == "auto":
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return dev
+
+
+def resolved_compute_dtype(cfg: Config, device: str) -> str:
+    if cfg.model.compute_dtype != "auto":
+        return cfg.model.compute_dtype
+    if device.startswith("cuda"):
+        import torch
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
+
+
+def shape_from_config(cfg: Config, device: str, compute_dtype: Optional[str] = None,
+                      optimizer: Optional[str] = None) -> mm.RunShape:
+    sch = _scheduler_cfg(cfg)
+    return mm.RunShape(
+        prompt_tokens=cfg.data.max_prompt_length, completion_tokens=cfg.gcpo.max_completion_length,
+        lora_r=cfg.lora.r, lora_targets=tuple(cfg.lora.target_modules), lora_dropout=cfg.lora.dropout,
+        quantize=cfg.model.quantize, double_quant=cfg.model.bnb_4bit_use_double_quant,
+        compute_dtype=compute_dtype or resolved_compute_dtype(cfg, device),
+        gradient_checkpointing=cfg.model.gradient_checkpointing,
+        optimizer=optimizer or getattr(sch, "optimizer", None) or getattr(cfg.train, "optimizer", None) or "adamw",
+        top_p=cfg.gcpo.top_p, device="cuda" if device.startswith("cuda") else "cpu")
+
+
+def make_plan(cfg: Config, *, budget_bytes: Optional[int] = None, device: Optional[str] = None,
+              compute_dtype: Optional[str] = None) -> Plan:
+    """The plan the trainer runs with; writes a planner-chosen G back to cfg.gcpo.num_generations."""
+    device = device or resolved_device(cfg)
+    sch = _scheduler_cfg(cfg)
+    if budget_bytes is not None:
+        budget, source = budget_bytes, "memory budget given"
+    else:
+        budget, source = detect_budget(device, getattr(sch, "memory_budget", None))
+    auto = bool(getattr(sch, "auto_num_generations", False))
+    plan = plan_run(resolve(cfg.model.name), shape_from_config(cfg, device, compute_dtype),
+                    batch_size=cfg.train.batch_size, num_generations=cfg.gcpo.num_generations,
+                    budget_bytes=budget, budget_source=source, auto_num_generations=auto,
+                    generation_range=(getattr(sch, "min_num_generations", 2), getattr(sch, "max_num_generations", 16)),
+                    generation_batch_size=cfg.train.generation_batch_size,
+                    micro_batch_size=cfg.train.micro_batch_size, logits_chunk_size=cfg.train.logits_chunk_size,
+                    model_name=cfg.model.name)
+    if auto:
+        cfg.gcpo.num_generations = plan.num_generations
+    for w in plan.warnings:
+        log.warning("memory plan: %s", w)
+    return plan

@@ -1,0 +1,287 @@
+"""Memory model of a gcpo-lite run: bytes per component, for a given generation batch,
+training micro-batch and logits chunk size.
+
+A step has two phases that never overlap, so the peak is
+
+    runtime + static + max(generation, training) + allocator overhead (a fraction of the phase)
+
+  static      4-bit base weights with their quant state, unquantized embeddings / lm_head / norms,
+              LoRA parameters and optimizer state (alive the whole run)
+  generation  KV cache for g sequences of prompt + completion tokens, the prefill's per-layer
+              transient, the sampler's (g, V) working set, a dequantized weight tile
+  training    saved activations of m sequences (all layers, or layer inputs with gradient
+              checkpointing) + LoRA gradients + the larger of the log-prob working set (one chunk
+              of (chunk, V) logits) and one layer's backward (recomputed tensors + gradients)
+
+Counts follow the modules the trainer really runs (transformers Llama/Qwen2 blocks, peft LoRA
+with fp32 adapters, bitsandbytes Linear4bit, gcpo_lite.kernels log-probs); the coefficients that
+are not exact counts (transients, allocator slack) are calibrated by benchmarks/calibrate_memory.py
+and the results are in docs/BENCHMARKS.md. No torch import here: `gcpo-lite plan` stays fast.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from .architectures import Architecture
+
+GiB = 1024 ** 3
+MiB = 1024 ** 2
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+OPTIMIZERS = ("adamw", "paged_adamw_8bit")
+
+NF4_BLOCK = 64  # bitsandbytes 4-bit blocksize: one absmax per 64 weights
+NESTED_BLOCK = 256  # double quant: absmax quantized to 8 bit in blocks of 256
+BNB_8BIT_BLOCK = 2048  # 8-bit optimizer state blocksize
+BNB_8BIT_MIN_NUMEL = 4096  # smaller tensors keep 32-bit state
+
+CUDA_RUNTIME_BYTES = 512 * MiB  # CUDA context + cuBLAS workspaces + kernel images (not in the torch allocator)
+CPU_RUNTIME_BYTES = 480 * MiB  # python + torch + transformers + peft + bitsandbytes resident after import
+ALLOCATOR_SLACK = {"cuda": 0.10, "cpu": 0.05}  # fraction of the phase's memory lost to fragmentation / caching
+
+
+@dataclass(frozen=True)
+class RunShape:
+    """Everything besides the architecture and the three chosen sizes that decides memory."""
+    prompt_tokens: int = 512  # longest prompt (data.max_prompt_length)
+    completion_tokens: int = 256  # gcpo.max_completion_length
+    lora_r: int = 16  # adapter rank
+    lora_targets: tuple = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    lora_dropout: float = 0.0  # > 0 keeps a dropout mask and output per adapter input
+    quantize: bool = True  # 4-bit base linear layers
+    double_quant: bool = True  # bnb_4bit_use_double_quant
+    compute_dtype: str = "bfloat16"  # bfloat16 | float16 | float32 (resolved, not auto)
+    gradient_checkpointing: bool = True
+    optimizer: str = "adamw"  # adamw (fp32 states) | paged_adamw_8bit
+    top_p: float = 1.0  # < 1 adds a sort of the (g, V) logits to sampling
+    device: str = "cuda"  # cuda | cpu
+    grad_accumulation: bool = True  # OOM backoff keeps a second gradient buffer while accumulating
+
+    @property
+    def bytes(self) -> int:
+        return DTYPE_BYTES[self.compute_dtype]
+
+    @property
+    def seq_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class Estimate:
+    """Predicted bytes per component, grouped by phase; `peak_bytes` is what must fit the budget."""
+    components: dict = field(default_factory=dict)  # name -> bytes
+    phase_totals: dict = field(default_factory=dict)  # static | generation | training -> bytes
+    peak_bytes: int = 0  # runtime + static + max(generation, training) + allocator_overhead
+    peak_phase: str = ""  # generation | training
+
+
+# ---------------------------------------------------------------- static: weights and LoRA state
+
+def quantized_linear_bytes(numel: int, double_quant: bool) -> tuple[int, int]:
+    """(packed 4-bit data, quant state) bytes of one bnb Linear4bit weight with `numel` entries."""
+    data = (numel + 1) // 2  # two 4-bit codes per byte
+    blocks = -(-numel // NF4_BLOCK)
+    if double_quant:  # uint8 absmax per block + fp32 absmax per 256 blocks + 256-entry fp32 code
+        state = blocks + 4 * -(-blocks // NESTED_BLOCK) + 4 * 256
+    else:  # fp32 absmax per block
+        state = 4 * blocks
+    return data, state + 16 * 4  # + the 16-entry NF4 code
+
+
+def weight_bytes(arch: Architecture, shape: RunShape) -> dict[str, int]:
+    """Base model weights: {'weights_4bit': packed data + quant state, 'weights_unquantized': embeddings,
+    untied lm_head, norms, biases (compute dtype)}. Without quantization everything is in the second."""
+    b = shape.bytes
+    L, H = arch.num_layers, arch.hidden_size
+    linear_q, linear_full = 0, 0
+    for fin, fout in arch.linear_shapes().values():
+        if shape.quantize:
+            data, state = quantized_linear_bytes(fin * fout, shape.double_quant)
+            linear_q += L * (data + state)
+        else:
+            linear_full += L * fin * fout * b
+    embed = arch.vocab_size * H * b
+    head = 0 if arch.tie_word_embeddings else arch.vocab_size * H * b
+    norms = (2 * L + 1) * H * b
+    bias = L * (arch.q_dim + 2 * arch.kv_dim) * b if arch.qkv_bias else 0
+    return {"weights_4bit": linear_q, "weights_unquantized": embed + head + norms + bias + linear_full}
+
+
+def lora_numels(arch: Architecture, shape: RunShape) -> list[int]:
+    """Element counts of every LoRA tensor (A: (r, in), B: (out, r)) over all layers."""
+    out = []
+    for name, (fin, fout) in arch.linear_shapes().items():
+        if name in shape.lora_targets:
+            out += [shape.lora_r * fin, fout * shape.lora_r] * arch.num_layers
+    return out
+
+
+def lora_state_bytes(arch: Architecture, shape: RunShape) -> dict[str, int]:
+    """LoRA parameters (fp32: peft upcasts adapters) and optimizer state."""
+    numels = lora_numels(arch, shape)
+    params = 4 * sum(numels)
+    if shape.optimizer == "adamw":
+        opt = 8 * sum(numels)  # exp_avg + exp_avg_sq, fp32
+    elif shape.optimizer == "paged_adamw_8bit":
+        opt = 0
+        for n in numels:  # two uint8 states + an fp32 absmax per 2048-block each, small tensors stay fp32
+            opt += 2 * (n + 4 * -(-n // BNB_8BIT_BLOCK)) if n >= BNB_8BIT_MIN_NUMEL else 8 * n
+    else:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {shape.optimizer!r}")
+    return {"lora_params": params, "optimizer_state": opt}
+
+
+# ---------------------------------------------------------------- generation phase
+
+def kv_cache_bytes(arch: Architecture, shape: RunShape, gen_batch: int, tokens: int | None = None) -> int:
+    """layers x 2 (K, V) x kv_heads x head_dim x tokens x bytes, for gen_batch sequences."""
+    tokens = shape.seq_tokens if tokens is None else tokens
+    return arch.num_layers * 2 * arch.kv_dim * tokens * gen_batch * shape.bytes
+
+
+def layer_transient_bytes(arch: Architecture, shape: RunShape, tokens: int) -> int:
+    """No-grad forward of one decoder layer over `tokens` (batch x length): the live tensors at its
+    widest point (the MLP: residual + normed input + gate, up, act(gate), gate*up) plus attention."""
+    b = shape.bytes
+    H, I = arch.hidden_size, arch.intermediate_size
+    mlp = (2 * H + 4 * I) * b + 4 * H  # 4 * H: the RMSNorm's fp32 upcast
+    attn = (2 * H + 3 * arch.q_dim + 2 * arch.kv_dim) * b
+    return tokens * max(mlp, attn)
+
+
+def dequant_tile_bytes(arch: Architecture, shape: RunShape) -> int:
+    """bnb dequantizes a 4-bit weight to the compute dtype for matmuls with more than one row."""
+    if not shape.quantize:
+        return 0
+    return max(i * o for i, o in arch.linear_shapes().values()) * shape.bytes
+
+
+def sampling_bytes(arch: Architecture, shape: RunShape, gen_batch: int) -> int:
+    """Per decode step: last-position logits (g, V) in compute dtype, their fp32 copy, temperature-scaled
+    scores, softmax probs; top_p < 1 adds a sort (values fp32 + int64 indices) and a cumsum."""
+    per_row = arch.vocab_size * (shape.bytes + 3 * 4)
+    if shape.top_p < 1.0:
+        per_row += arch.vocab_size * (4 + 8 + 4 + 1)
+    return gen_batch * per_row
+
+
+def generation_bytes(arch: Architecture, shape: RunShape, gen_batch: int) -> dict[str, int]:
+    """Generation-phase components for gen_batch sequences per generate call.
+
+    The peak is at the last decode step (full KV cache) or at prefill, whichever is larger; the
+    components returned describe that moment. At prefill rollout.sample_completions takes the
+    logits of every prompt position, (g, P, V) in compute dtype, before keeping the last one."""
+    P, L = shape.prompt_tokens, arch.num_layers
+    full_kv = kv_cache_bytes(arch, shape, gen_batch)
+    kv_growth = full_kv // L  # DynamicCache concatenates per layer: one layer's old + new copy overlap
+    sample = sampling_bytes(arch, shape, gen_batch) + dequant_tile_bytes(arch, shape)
+    decode = {"kv_cache": full_kv + kv_growth, "generation_working": sample}
+    prefill_logits = gen_batch * P * arch.vocab_size * shape.bytes
+    prefill = {"kv_cache": kv_cache_bytes(arch, shape, gen_batch, tokens=P),
+               "generation_working": max(layer_transient_bytes(arch, shape, gen_batch * P),
+                                         prefill_logits + sample)}
+    return max(decode, prefill, key=lambda d: sum(d.values()))
+
+
+# ---------------------------------------------------------------- training phase
+
+def layer_activation_bytes_per_token(arch: Architecture, shape: RunShape) -> int:
+    """Bytes autograd saves per token in one decoder layer, counted with saved_tensors_hooks on the
+    modules the trainer runs (transformers Qwen2/Llama block, peft LoRA over frozen bnb Linear4bit,
+    SDPA). The frozen 4-bit matmuls and norm weights save no activations; the LoRA A matmuls save
+    their input, which peft first casts to the adapters' fp32 when the compute dtype is 16-bit."""
+    b, T = shape.bytes, shape.seq_tokens
+    H, I, q, kv = arch.hidden_size, arch.intermediate_size, arch.q_dim, arch.kv_dim
+    t = set(shape.lora_targets)
+    norms = 2 * (4 * H + 4)  # RMSNorm: fp32 input (or its fp32 copy) + rsqrt, before attention and MLP
+    mask = T * b  # the (B, 1, T, T) padding mask SDPA gets, materialized per layer
+    sdpa = (2 * q + 2 * q) * b + 4 * arch.num_heads  # q_rot, repeat_kv'd k and v, output; logsumexp
+    mlp = 3 * I * b  # gate, up, silu(gate)
+    lora = 4 * shape.lora_r * len(t)  # A outputs (fp32), saved by B
+    if b == 4:  # adapters read the block's own tensors: normed inputs and gate*up (o_proj's is SDPA's output)
+        lora += 4 * H * (bool(t & {"q_proj", "k_proj", "v_proj"}) + bool(t & {"gate_proj", "up_proj"}))
+        lora += 4 * I * ("down_proj" in t)
+    else:  # one fp32 copy of the input per adapter
+        widths = {"q_proj": H, "k_proj": H, "v_proj": H, "o_proj": q, "gate_proj": H, "up_proj": H, "down_proj": I}
+        lora += sum(4 * w for name, w in widths.items() if name in t)
+    if shape.lora_dropout > 0:  # dropout output (fp32) + mask per adapter input
+        lora += sum((4 + 1) * w for name, w in {"q_proj": H, "k_proj": H, "v_proj": H, "o_proj": q,
+                                                  "gate_proj": H, "up_proj": H, "down_proj": I}.items() if name in t)
+    return norms + mask + sdpa + mlp + lora
+
+
+def backward_transient_bytes_per_token(arch: Architecture, shape: RunShape) -> int:
+    """Gradient tensors alive while a layer runs backward (widest at the MLP: one I-sized grad
+    plus the fp32 residual-stream grads)."""
+    return arch.intermediate_size * shape.bytes + 2 * arch.hidden_size * 4
+
+
+def logits_bytes(arch: Architecture, shape: RunShape, micro_batch: int, chunk_tokens: int) -> int:
+    """Log-prob working set over the completion tokens of micro_batch sequences (N = m x C rows).
+
+    gcpo_lite.kernels computes log-probs chunk by chunk (kernels/chunked.py, and the native ops
+    alike): at most `chunk_tokens` rows of logits exist, as fp32 scores plus, for a 16-bit compute
+    dtype, the matmul output (forward) or the logits gradient (backward) in that dtype; backward
+    recomputes them per chunk. Besides the chunk: the (N, H) gradient of the hidden states and the
+    (N,) fp32 logsumexp / log-prob rows."""
+    N = micro_batch * shape.completion_tokens
+    b = shape.bytes
+    per_row = arch.vocab_size * (4 + (b if b != 4 else 0))
+    return min(N, chunk_tokens) * per_row + N * (arch.hidden_size * b + 8)
+
+
+def training_bytes(arch: Architecture, shape: RunShape, micro_batch: int, chunk_tokens: int) -> dict[str, int]:
+    """Training-phase components for micro_batch sequences of prompt + completion tokens.
+
+    activations     what the forward leaves saved: every layer's tensors, or with gradient
+                    checkpointing each layer's input; plus the final norm and the completion
+                    hidden states the log-prob kernel saves
+    logits          log-prob working set (one chunk), alive during the log-prob forward / backward
+    layer_backward  one layer's recomputed tensors (checkpointing) + its gradient transients,
+                    alive during the decoder backward, i.e. never together with `logits`
+    lora_grads      fp32 LoRA gradients (twice while OOM backoff keeps accumulated ones aside)
+    The phase needs activations + lora_grads + max(logits, layer_backward)."""
+    tokens = micro_batch * shape.seq_tokens
+    H, b = arch.hidden_size, shape.bytes
+    per_layer = layer_activation_bytes_per_token(arch, shape)
+    head = tokens * (4 * H + H * b) + micro_batch * shape.completion_tokens * H * b
+    if shape.gradient_checkpointing:
+        saved, backward = tokens * arch.num_layers * H * b, tokens * per_layer
+    else:
+        saved, backward = tokens * arch.num_layers * per_layer, 0
+    backward += tokens * backward_transient_bytes_per_token(arch, shape)
+    grads = 4 * sum(lora_numels(arch, shape)) * (2 if shape.grad_accumulation else 1)
+    return {"activations": saved + head, "logits": logits_bytes(arch, shape, micro_batch, chunk_tokens),
+            "layer_backward": backward, "lora_grads": grads}
+
+
+def training_phase_bytes(c: dict) -> int:
+    return c["activations"] + c["lora_grads"] + max(c["logits"], c["layer_backward"])
+
+
+# ---------------------------------------------------------------- the whole run
+
+def runtime_bytes(shape: RunShape) -> int:
+    return CUDA_RUNTIME_BYTES if shape.device.startswith("cuda") else CPU_RUNTIME_BYTES
+
+
+def estimate(arch: Architecture, shape: RunShape, gen_batch: int, micro_batch: int,
+             chunk_tokens: int) -> Estimate:
+    """Predicted peak for one step with these sizes; see the module docstring for the sum."""
+    comps: dict[str, int] = {"runtime": runtime_bytes(shape)}
+    comps.update(weight_bytes(arch, shape))
+    comps.update(lora_state_bytes(arch, shape))
+    comps.update(generation_bytes(arch, shape, gen_batch))
+    comps.update(training_bytes(arch, shape, micro_batch, chunk_tokens))
+    totals = {"static": comps["weights_4bit"] + comps["weights_unquantized"] + comps["lora_params"]
+              + comps["optimizer_state"],
+              "generation": comps["kv_cache"] + comps["generation_working"],
+              "training": training_phase_bytes(comps)}
+    peak_phase = "generation" if totals["generation"] >= totals["training"] else "training"
+    dynamic = max(totals["generation"], totals["training"])
+    comps["allocator_overhead"] = int(ALLOCATOR_SLACK["cuda" if shape.device.startswith("cuda") else "cpu"] * dynamic)
+    peak = comps["runtime"] + totals["static"] + dynamic + comps["allocator_overhead"]
+    return Estimate(components=comps, phase_totals=totals, peak_bytes=int(peak), peak_phase=peak_phase)
+
+
+def with_changes(shape: RunShape, **changes) -> RunShape:
+    return replace(shape, **changes)

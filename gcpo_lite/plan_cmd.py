@@ -1,0 +1,203 @@
+"""Plan a run's memory: what each component needs and the batch sizes that fit a budget.
+
+    gcpo-lite plan --model qwen2.5-1.5b --memory-budget 8GiB
+    gcpo-lite plan --model qwen2.5-1.5b --memory-budget 8GiB --num-generations auto --max-completion-length 1024
+    gcpo-lite plan --config configs/x.yaml --json
+
+Offline and without loading the model (registry architectures are built in; other models are
+read from a local config.json). Without --memory-budget the budget is this machine's free GPU
+memory, or its available RAM with --device cpu. Exits 2 with what to change when nothing fits.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import memory_model as mm
+from .architectures import KNOWN, resolve
+from .config import ConfigError, load_config
+from .scheduler import (InfeasiblePlanError, detect_budget, divisors, format_bytes, parse_bytes, plan_run,
+                        shape_from_config)
+
+COMPONENT_NOTES = {  # component -> (phase, what it is)
+    "runtime": ("always", "CUDA context + cuBLAS, or the Python/torch process"),
+    "weights_4bit": ("static", "NF4 linear weights + quant state"),
+    "weights_unquantized": ("static", "embeddings, untied lm_head, norms, biases"),
+    "lora_params": ("static", "LoRA A/B, fp32"),
+    "optimizer_state": ("static", "AdamW moments (fp32 or 8-bit)"),
+    "kv_cache": ("generation", "layers x 2 x kv_heads x head_dim x tokens x bytes"),
+    "generation_working": ("generation", "prefill logits / sampler buffers, dequant tile"),
+    "activations": ("training", "saved tensors (layer inputs with checkpointing)"),
+    "logits": ("training", "one log-prob chunk: (chunk, V) scores + hidden grad"),
+    "layer_backward": ("training", "one layer recomputed + its grads (not with logits)"),
+    "lora_grads": ("training", "fp32 LoRA grads (x2 while accumulating)"),
+    "allocator_overhead": ("always", "fragmentation / caching slack"),
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML config to plan for (defaults: gcpo-lite's)")
+    p.add_argument("--model", help="registry name (qwen2.5-1.5b, ...), hub id in the local cache, or a "
+                                   "directory / config.json (model.name)")
+    p.add_argument("--memory-budget", metavar="SIZE", help="e.g. 8GiB, 7.5GB, 6000MiB (default: free GPU "
+                                                           "memory, or available RAM with --device cpu)")
+    p.add_argument("--device", choices=("cuda", "cpu"), help="plan for a GPU (bf16 compute) or the CPU (fp32); "
+                   "default: cuda with --memory-budget, else this machine's")
+    p.add_argument("--num-generations", metavar="G|auto", help="group size, or auto: the largest G in "
+                   "[--min-num-generations, --max-num-generations] dividing the batch that fits")
+    p.add_argument("--min-num-generations", type=int, default=2, metavar="G")
+    p.add_argument("--max-num-generations", type=int, default=16, metavar="G")
+    p.add_argument("--max-completion-length", type=int, metavar="T", help="gcpo.max_completion_length")
+    p.add_argument("--max-prompt-length", type=int, metavar="T", help="data.max_prompt_length")
+    p.add_argument("--batch-size", type=int, metavar="N", help="completions per step (train.batch_size)")
+    p.add_argument("--lora-r", type=int, metavar="R", help="lora.r")
+    p.add_argument("--optimizer", choices=mm.OPTIMIZERS, default=None, help="adamw (fp32 state, default) or "
+                   "paged_adamw_8bit")
+    p.add_argument("--compute-dtype", choices=tuple(mm.DTYPE_BYTES), help="default: bfloat16 on cuda, "
+                   "float32 on cpu")
+    p.add_argument("--no-gradient-checkpointing", action="store_true")
+    p.add_argument("--no-quantize", action="store_true", help="plan for a bf16/fp32 base instead of 4-bit")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+
+
+def _overrides(args) -> list[str]:
+    out = list(args.overrides)
+    flags = {"model.name": args.model, "gcpo.max_completion_length": args.max_completion_length,
+             "data.max_prompt_length": args.max_prompt_length, "train.batch_size": args.batch_size,
+             "lora.r": args.lora_r, "model.compute_dtype": args.compute_dtype}
+    out += [f"{k}={v}" for k, v in flags.items() if v is not None]
+    if args.no_gradient_checkpointing:
+        out.append("model.gradient_checkpointing=false")
+    if args.no_quantize:
+        out.append("model.quantize=false")
+    return out
+
+
+def _group_size(args, overrides: list[str], cfg_path) -> tuple[list[str], bool]:
+    """(overrides with a valid placeholder G when auto, auto?)."""
+    g = args.num_generations
+    if g is None:
+        return overrides, False
+    if g != "auto":
+        try:
+            return overrides + [f"gcpo.num_generations={int(g)}"], False
+        except ValueError:
+            raise ConfigError(f"--num-generations {g!r}: give a number (e.g. 8) or auto") from None
+    batch = load_config(cfg_path, overrides).train.batch_size if args.batch_size is None else args.batch_size
+    ok = [d for d in divisors(batch) if args.min_num_generations <= d <= args.max_num_generations]
+    if not ok:
+        raise ConfigError(f"--num-generations auto: no G in [{args.min_num_generations}, "
+                          f"{args.max_num_generations}] divides the batch size {batch}; change --batch-size")
+    return overrides + [f"gcpo.num_generations={ok[0]}"], True
+
+
+def _device(args, cfg) -> str:
+    if args.device:
+        return args.device
+    if cfg.train.device != "auto":
+        return "cuda" if cfg.train.device.startswith("cuda") else "cpu"
+    if args.memory_budget or getattr(getattr(cfg, "scheduler", None), "memory_budget", None):
+        return "cuda"  # a budget given: planning for a GPU, possibly from another machine
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def build(args) -> dict:
+    """The plan as a dict (what --json prints); raises InfeasiblePlanError / ConfigError."""
+    overrides, auto = _group_size(args, _overrides(args), args.config)
+    cfg = load_config(args.config, overrides)
+    device = _device(args, cfg)
+    dtype = args.compute_dtype or (cfg.model.compute_dtype if cfg.model.compute_dtype != "auto" else
+                                   "bfloat16" if device == "cuda" else "float32")
+    budget_text = args.memory_budget or getattr(getattr(cfg, "scheduler", None), "memory_budget", None)
+    budget, source = (parse_bytes(budget_text), "memory budget given") if budget_text else detect_budget(device)
+    arch = resolve(cfg.model.name)
+    shape = shape_from_config(cfg, device, dtype, optimizer=args.optimizer)
+    plan = plan_run(arch, shape, batch_size=cfg.train.batch_size, num_generations=cfg.gcpo.num_generations,
+                    budget_bytes=budget, budget_source=source, auto_num_generations=auto,
+                    generation_range=(args.min_num_generations, args.max_num_generations),
+                    generation_batch_size=cfg.train.generation_batch_size,
+                    micro_batch_size=cfg.train.micro_batch_size, logits_chunk_size=cfg.train.logits_chunk_size,
+                    model_name=cfg.model.name)
+    est = mm.estimate(arch, shape, plan.generation_batch_size, plan.micro_batch_size, plan.logits_chunk_size)
+    name = cfg.model.name or "embedded tiny model"
+    hub = KNOWN.get((cfg.model.name or "").lower(), ((None,), None))[0][0]
+    return {
+        "model": name, "hub_id": hub, "device": device, "compute_dtype": dtype,
+        "budget_bytes": budget, "budget_source": source,
+        "num_generations": plan.num_generations, "num_generations_auto": auto,
+        "batch_size": cfg.train.batch_size,
+        "generation_batch_size": plan.generation_batch_size, "micro_batch_size": plan.micro_batch_size,
+        "gradient_accumulation_steps": plan.gradient_accumulation_steps,
+        "logits_chunk_size": plan.logits_chunk_size,
+        "predicted_peak_bytes": plan.predicted_peak_bytes, "peak_phase": plan.peak_phase,
+        "phase_totals": est.phase_totals, "components": plan.components, "warnings": plan.warnings,
+        "architecture": arch.to_dict(), "num_params": arch.num_params(),
+        "shape": {"prompt_tokens": shape.prompt_tokens, "completion_tokens": shape.completion_tokens,
+                  "lora_r": shape.lora_r, "lora_targets": list(shape.lora_targets), "optimizer": shape.optimizer,
+                  "gradient_checkpointing": shape.gradient_checkpointing, "quantize": shape.quantize},
+    }
+
+
+def render(d: dict) -> str:
+    gib = format_bytes
+    s = d["shape"]
+    a = d["architecture"]
+    head = f"{d['model']}" + (f" ({d['hub_id']})" if d["hub_id"] else "")
+    lines = [
+        f"memory plan: {head} on {d['device']}, {d['compute_dtype']} compute",
+        f"  {d['num_params'] / 1e9:.2f}B params, {a['num_layers']} layers, hidden {a['hidden_size']}, vocab "
+        f"{a['vocab_size']}; {s['prompt_tokens']}-token prompts + {s['completion_tokens']}-token completions; "
+        f"LoRA r={s['lora_r']} on {len(s['lora_targets'])} modules; {s['optimizer']}; gradient checkpointing "
+        f"{'on' if s['gradient_checkpointing'] else 'off'}; {'4-bit NF4' if s['quantize'] else 'unquantized'} base",
+        f"  budget {gib(d['budget_bytes'])} ({d['budget_source']})",
+        "",
+        f"  {'component':<20}{'predicted':>11}  {'phase':<11}what",
+    ]
+    for comp, value in d["components"].items():
+        phase, what = COMPONENT_NOTES.get(comp, ("", ""))
+        lines.append(f"  {comp:<20}{gib(value):>11}  {phase:<11}{what}")
+    t = d["phase_totals"]
+    lines += [
+        "",
+        f"  static {gib(t['static'])} + max(generation {gib(t['generation'])}, training {gib(t['training'])})"
+        f" + runtime and overhead",
+        f"  predicted peak {gib(d['predicted_peak_bytes'])} of {gib(d['budget_bytes'])} "
+        f"({100 * d['predicted_peak_bytes'] / d['budget_bytes']:.0f}%), during {d['peak_phase']}",
+        "",
+        f"  {'num_generations':<28}{d['num_generations']}" + ("  (auto)" if d["num_generations_auto"] else ""),
+        f"  {'generation_batch_size':<28}{d['generation_batch_size']} sequences per generate call",
+        f"  {'micro_batch_size':<28}{d['micro_batch_size']} sequences per forward/backward, "
+        f"{d['gradient_accumulation_steps']} accumulation steps for a batch of {d['batch_size']}",
+        f"  {'logits_chunk_size':<28}{d['logits_chunk_size']} tokens per log-prob chunk",
+    ]
+    lines += [f"  warning: {w}" for w in d["warnings"]]
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    try:
+        d = build(args)
+    except InfeasiblePlanError as e:
+        if args.json:
+            print(json.dumps({"feasible": False, "error": str(e)}))
+        print(f"gcpo-lite plan: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"feasible": True, **d}) if args.json else render(d))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="gcpo-lite plan", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    try:
+        return run(p.parse_args(argv))
+    except ConfigError as e:
+        print(f"gcpo-lite plan: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
