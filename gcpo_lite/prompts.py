@@ -31,7 +31,9 @@ def completion_ids_for_text(tokenizer, example: Example, text: str, eos_ids: set
         msgs = _messages(example)
         prompt = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
         full = tokenizer.apply_chat_template(msgs + [{"role": "assistant", "content": text}], tokenize=False)
-        if full.startswith(prompt):
+        # Use the template's rendering only when it keeps the text whole: some templates (R1-distill)
+        # strip the reasoning before </think> from assistant turns, which would silently drop the gold's.
+        if full.startswith(prompt) and text.strip() in full[len(prompt):]:
             ids = tokenizer(full[len(prompt):], add_special_tokens=False).input_ids
             for i, t in enumerate(ids):
                 if t in eos_ids:

@@ -23,7 +23,8 @@ import torch
 from . import kernels
 from .advantages import choose_gold_slot, group_advantages, group_stats, should_inject
 from .config import Config, save_config
-from .data import dataset_name, load_examples
+from .data import dataset_name, is_builtin, load_examples
+from .gold import gold_solution_text, prompt_opens_think
 from .logprobs import completion_logprobs
 from .loss import gcpo_loss
 from .models import load_policy, pick_device
@@ -66,10 +67,11 @@ class Trainer:
         self.device = pick_device(t.device)
         self.kernel_backend = kernels.set_backend(t.kernels)
         self.model, self.tokenizer, self.resolved = load_policy(cfg, self.device)
-        self.train_examples, self.eval_examples = load_examples(cfg.data, t.seed)
-        self.verifier_name = dataset_name(cfg.data)
-        self.rewards = RewardModel(resolve_verifier(cfg.reward.verifier, self.verifier_name),
-                                   cfg.reward.format_weight)
+        self.train_examples, self.eval_examples = load_examples(cfg.data, t.seed, tokenizer=self.tokenizer)
+        self.rewards = RewardModel(resolve_verifier(cfg.reward.verifier, dataset_name(cfg.data),
+                                                    cfg.reward.last_number_fallback), cfg.reward.format_weight)
+        self._builtin_task = is_builtin(cfg.data)
+        self._opens_think = prompt_opens_think(self.tokenizer)
         self.eos_ids = eos_token_ids(self.tokenizer, self.model)
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.suppress = suppressed_ids(self.tokenizer, self.eos_ids, cfg.gcpo.suppress_tokens)
@@ -110,18 +112,22 @@ class Trainer:
         if not ex.solution:
             gold = Gold(None, status="missing")
         else:
-            ids = completion_ids_for_text(self.tokenizer, ex, ex.solution, self.eos_ids)
-            status = "ok"
+            # Built-in tasks write solutions as the policy answers; dataset solutions get a final \boxed{}
+            # and, for R1-distill models, thinking tags (gold.py).
+            text = ex.solution if self._builtin_task else gold_solution_text(
+                ex, self.resolved.family, prompt_opens_think=self._opens_think)
+            ids = completion_ids_for_text(self.tokenizer, ex, text, self.eos_ids)
+            # Verify the whole solution as the policy would write it (what the tokenizer keeps of it).
+            reward, ok = self.rewards.score(self.tokenizer.decode(ids, skip_special_tokens=True), ex)
             limit = self.cfg.gcpo.max_completion_length
-            if len(ids) > limit:
-                if self.cfg.gcpo.gold_overflow == "skip":
-                    gold = Gold(None, status="skipped_overflow")
-                    self._gold_cache[key] = gold
-                    return gold
-                ids, status = ids[:limit], "truncated"
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            reward, ok = self.rewards.score(text, ex)
-            gold = Gold(ids, reward, status) if ok else Gold(None, reward, "failed_verification")
+            if not ok:
+                gold = Gold(None, reward, "failed_verification")
+            elif len(ids) <= limit:
+                gold = Gold(ids, reward)
+            elif self.cfg.gcpo.gold_overflow == "skip":
+                gold = Gold(None, reward, "skipped_overflow")
+            else:  # the first `limit` tokens of a verified solution, rewarded as the solution
+                gold = Gold(ids[:limit], reward, "truncated")
         self._gold_cache[key] = gold
         return gold
 
@@ -165,9 +171,9 @@ class Trainer:
         injected = 0
         for gi, ex in enumerate(examples):
             rows = slice(gi * G, (gi + 1) * G)
-            if not should_inject(g.gold_injection, correct[rows], bool(ex.solution)):
+            if not should_inject(g.gold_injection, correct[rows], True):
                 continue
-            gold = self._gold(ex)
+            gold = self._gold(ex)  # status "missing" when the example has no reference solution
             gold_status[gold.status] = gold_status.get(gold.status, 0) + 1
             if gold.ids is None:
                 continue

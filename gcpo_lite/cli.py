@@ -1,0 +1,67 @@
+"""`gcpo-lite` command line: train | eval | plan | export | plot | doctor | build-ext.
+
+Each subcommand lives in a module with `add_arguments(parser)` and `run(args) -> int`;
+COMMANDS maps names to modules, imported only when that command runs.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import warnings
+
+COMMANDS: dict[str, tuple[str, str]] = {  # name -> (module, one-line help)
+    "train": ("gcpo_lite.train_cmd", "train a LoRA adapter with GCPO (no arguments: the offline embedded demo)"),
+    "eval": ("gcpo_lite.evaluate", "score a model (+ adapter) on a dataset: accuracy (mean@k), pass@k, per-sample JSONL"),
+}
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter (progress bars for weight loading, deprecation notes) out of the run's output."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|transformers|peft|bitsandbytes)\b.*")
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    try:
+        import transformers
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except Exception:
+        pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gcpo-lite", description="Low-resource GCPO trainer for small reasoning LLMs.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip().splitlines()[0],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    quiet_libraries()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    from .config import ConfigError
+    try:
+        return int(args._module.run(args) or 0)
+    except ConfigError as e:  # a value the user has to change: no traceback, just what and how
+        print(f"gcpo-lite {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gcpo-lite {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+import pytest
+import yaml
+
+from gcpo_lite.config import Config, ConfigError, apply_overrides, describe_options, from_dict, load_config
+
+
+def test_defaults_validate_and_resolve_epsilons():
+    cfg = Config()
+    assert cfg.gcpo.num_generations == 8 and cfg.gcpo.gold_injection == "all_wrong"
+    assert cfg.resolved_epsilons() == (3e-4, 4e-4)
+    tok = from_dict({"gcpo": {"importance_sampling_level": "token"}})
+    assert tok.resolved_epsilons() == (0.2, 0.28)
+    explicit = from_dict({"gcpo": {"epsilon_low": 0.1, "epsilon_high": 0.3}})
+    assert explicit.resolved_epsilons() == (0.1, 0.3)
+
+
+def test_yaml_and_dotted_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"gcpo": {"num_generations": 4}, "train": {"batch_size": 16}}))
+    cfg = load_config(path, ["train.learning_rate=2e-4", "lora.target_modules=[q_proj,v_proj]",
+                             "model.name=qwen2.5-1.5b", "gcpo.epsilon_high=null"])
+    assert cfg.gcpo.num_generations == 4 and cfg.train.batch_size == 16
+    assert cfg.train.learning_rate == 2e-4
+    assert cfg.lora.target_modules == ["q_proj", "v_proj"]
+    assert cfg.model.name == "qwen2.5-1.5b" and cfg.gcpo.epsilon_high is None
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["gcpo.num_generation=4"], "Did you mean 'num_generations'"),
+    (["gcpoo.beta=1"], "unknown config key section 'gcpoo'"),
+    (["train.nope=1"], "Valid keys:"),
+    (["gcpo.num_generations=1"], "at least 2"),
+    (["train.batch_size=30"], "multiple of gcpo.num_generations=8"),
+    (["gcpo.epsilon_low=-0.1"], "negative"),
+    (["gcpo.epsilon_high=-1"], "negative"),
+    (["gcpo.beta=-0.5"], "negative"),
+    (["gcpo.loss_type=grpo"], "not one of"),
+    (["gcpo.scale_rewards=yes"], "not one of"),
+    (["gcpo.gold_injection=sometimes"], "not one of"),
+    (["gcpo.importance_sampling_level=seq"], "not one of"),
+    (["gcpo.top_p=1.5"], "top_p"),
+    (["gcpo.temperature=0"], "must be > 0"),
+    (["train.max_steps=-1"], ">= 0"),
+    (["train.micro_batch_size=0"], ">= 1"),
+    (["gcpo.num_generations=abc"], "should be a int"),
+    (["model.quantize=maybe"], "should be a bool"),
+    (["novalue"], "section.key=value"),
+    (["a.b.c=1"], "must name section.key"),
+])
+def test_validation_errors_say_how_to_fix(overrides, needle):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, overrides)
+    assert needle in str(e.value)
+
+
+def test_unknown_key_lists_valid_keys_in_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 0.1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert "train.'lr'" in str(e.value) or "'lr'" in str(e.value)
+    assert "learning_rate" in str(e.value)
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_every_option_is_documented():
+    rows = describe_options()
+    assert len(rows) > 40
+    undocumented = [k for k, _, comment in rows if not comment]
+    assert undocumented == []
+
+
+def test_overrides_do_not_mutate_input():
+    base = {"train": {"batch_size": 16}}
+    out = apply_overrides(base, ["train.batch_size=32"])
+    assert base["train"]["batch_size"] == 16 and out["train"]["batch_size"] == 32

@@ -1,0 +1,98 @@
+"""Gold injection inside Trainer.rollout, with the sampler replaced by fixed completions."""
+import pytest
+import torch
+
+from gcpo_lite.config import from_dict
+from gcpo_lite.tasks import Example
+from gcpo_lite.trainer import Trainer
+
+G = 4
+
+
+@pytest.fixture(scope="module")
+def trainer(embedded_model_dir, tmp_path_factory):
+    cfg = from_dict({"model": {"quantize": False, "gradient_checkpointing": False},
+                     "gcpo": {"num_generations": G, "max_completion_length": 6},
+                     "train": {"batch_size": 2 * G, "output_dir": str(tmp_path_factory.mktemp("run")),
+                               "learning_rate": 1e-3},
+                     "data": {"eval_size": 4}})
+    return Trainer(cfg, progress=False)
+
+
+def fixed_sampler(tr, texts, mean_logprobs):
+    ids = [tr.tokenizer(t, add_special_tokens=False).input_ids + [tr.tokenizer.eos_token_id] for t in texts]
+    return lambda prompts, temperature, max_new_tokens: (ids, list(mean_logprobs))
+
+
+def run(tr, monkeypatch, examples, texts, mean_lp=None, mode="all_wrong"):
+    monkeypatch.setattr(tr, "generate", fixed_sampler(tr, texts, mean_lp or [-1.0] * len(texts)))
+    monkeypatch.setattr(tr.cfg.gcpo, "gold_injection", mode)
+    tr._gold_cache.clear()
+    return tr.rollout(examples)
+
+
+def test_all_wrong_group_gets_gold_in_worst_slot(trainer, monkeypatch):
+    ex = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]
+    texts = ["41", "40", "43", "7", "20", "20", "3", "20"]
+    # group 1 all wrong: ties on reward, slot 2 has the lowest mean log-prob
+    batch = run(trainer, monkeypatch, ex, texts, [-1, -2, -5, -1.5, -1, -1, -1, -1])
+    assert batch.is_gold.tolist() == [False, False, True, False, False, False, False, False]
+    gold_text = trainer.tokenizer.decode(batch.completions[2], skip_special_tokens=True)
+    assert gold_text == "42"
+    assert batch.completions[2][-1] in trainer.eos_ids
+    assert batch.rewards.tolist() == [0, 0, 1, 0, 1, 1, 0, 1]
+    assert batch.metrics["gold_injected_frac"] == 0.5
+    assert batch.metrics["accuracy"] == 3 / 8  # sampled completions only: the gold row is not counted
+    assert batch.metrics["all_wrong_frac"] == 0.5
+    assert batch.advantages[:4].abs().sum() > 0  # the group now has a contrast
+
+
+def test_mixed_and_all_correct_groups_are_left_alone(trainer, monkeypatch):
+    ex = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]
+    batch = run(trainer, monkeypatch, ex, ["42", "1", "2", "3", "20", "20", "20", "20"])
+    assert not batch.is_gold.any()
+    assert batch.metrics["gold_injected_frac"] == 0.0
+    assert batch.advantages[4:].abs().sum() == 0  # all-correct group: no contrast, zero advantage
+    assert batch.metrics["all_correct_frac"] == 0.5
+
+
+def test_never_is_plain_grpo_and_always_injects_everywhere(trainer, monkeypatch):
+    ex = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]
+    texts = ["1", "2", "3", "4", "20", "20", "20", "20"]
+    assert not run(trainer, monkeypatch, ex, texts, mode="never").is_gold.any()
+    assert run(trainer, monkeypatch, ex, texts, mode="always").is_gold.sum() == 2
+
+
+def test_gold_that_fails_its_verifier_is_not_injected(trainer, monkeypatch):
+    ex = [Example("12+30=", "42", "the answer is 41"), Example("10+10=", "20", None)]
+    batch = run(trainer, monkeypatch, ex, ["1", "2", "3", "4", "5", "6", "7", "8"])
+    assert not batch.is_gold.any()
+    assert batch.metrics["gold_failed_verification"] == 1
+    assert batch.metrics["gold_missing"] == 1
+
+
+def test_overlong_gold_truncated_or_skipped(trainer, monkeypatch):
+    long_gold = "1" * 20 + " so 42"
+    ex = [Example("12+30=", "42", long_gold), Example("10+10=", "20", "20")]
+    texts = ["1", "2", "3", "4", "20", "1", "1", "1"]
+    batch = run(trainer, monkeypatch, ex, texts)
+    assert batch.metrics["gold_truncated"] == 1
+    monkeypatch.setattr(trainer.cfg.gcpo, "gold_overflow", "skip")
+    batch = run(trainer, monkeypatch, ex, texts)
+    assert batch.metrics["gold_skipped_overflow"] == 1 and not batch.is_gold.any()
+
+
+def test_reward_function_that_raises_scores_zero(trainer, monkeypatch):
+    calls = {"n": 0}
+
+    def broken(text, example):
+        calls["n"] += 1
+        if text == "99":  # the embedded tokenizer only spells digits and a few letters
+            raise RuntimeError("verifier crashed")
+        return 1.0 if text == example.answer else 0.0
+
+    monkeypatch.setattr(trainer.rewards, "verifier", broken)
+    ex = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]
+    batch = run(trainer, monkeypatch, ex, ["99", "42", "99", "1", "20", "99", "99", "99"])
+    assert batch.rewards.tolist() == [0, 1, 0, 0, 1, 0, 0, 0]
+    assert trainer.rewards.errors >= 5 and calls["n"] >= 8
