@@ -104,6 +104,8 @@ class TrainConfig:
     kernels: str = "auto"  # log-prob / loss kernels: auto | native | reference (env GCPO_LITE_KERNELS overrides)
     logits_chunk_size: Optional[int] = None  # tokens per lm_head chunk in the loss; None = the kernel's default
     save_steps: int = 0  # checkpoint every N steps (0 = only at the end)
+    save_total_limit: Optional[int] = 3  # checkpoints kept in RUN_DIR/checkpoints (oldest deleted first); None = all
+    report_to: str = "none"  # extra metric sinks: none | tensorboard | wandb | tensorboard,wandb (optional packages)
     log_completions: int = 2  # sampled completions written to completions.jsonl per step
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: Optional[int] = None  # torch CPU threads; None = torch's default
@@ -187,6 +189,14 @@ def validate(cfg: Config) -> None:
         v = getattr(t, key)
         if v is not None and v < 1:
             raise ConfigError(f"train.{key}={v} must be >= 1, or null to let gcpo-lite choose")
+    if t.save_steps < 0 or (t.save_total_limit is not None and t.save_total_limit < 1):
+        raise ConfigError(f"train.save_steps={t.save_steps} must be >= 0 and train.save_total_limit="
+                          f"{t.save_total_limit} >= 1 (or null to keep every checkpoint)")
+    sinks = [s.strip() for s in t.report_to.split(",") if s.strip()]
+    bad = [s for s in sinks if s not in ("none", "tensorboard", "wandb")]
+    if bad:
+        raise ConfigError(f"train.report_to={t.report_to!r}: unknown {bad}; use none, tensorboard, wandb or "
+                          "tensorboard,wandb")
     if t.eval_temperature < 0:
         raise ConfigError(f"train.eval_temperature={t.eval_temperature} must be >= 0 (0 = greedy)")
 

@@ -7,7 +7,7 @@ batch: prompts left-padded, completions right-padded.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
@@ -18,6 +18,7 @@ from torch import Tensor
 class SampleOutput:
     completions: list[list[int]]  # per sequence: sampled ids, ending in an EOS id unless truncated
     mean_logprobs: list[float]  # per sequence: mean log pi(token) at the sampling temperature
+    entropy_sums: list[float] = field(default_factory=list)  # per sequence: summed entropy (nats) of the sampling distributions of its tokens
 
 
 def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[Tensor, Tensor]:
@@ -69,6 +70,7 @@ def sample_completions(model, prompts: Sequence[Sequence[int]], *, max_new_token
     banned = torch.tensor(list(suppress_ids), dtype=torch.long, device=device)
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)  # (B, T)
     logp_sum = torch.zeros(B, device=device)
+    ent_sum = torch.zeros(B, device=device)  # (B,)
     length = torch.zeros(B, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     cache = DynamicCache()
@@ -92,6 +94,7 @@ def sample_completions(model, prompts: Sequence[Sequence[int]], *, max_new_token
             out[:, t] = nxt
             live = ~done
             logp_sum += torch.where(live, logprobs.gather(-1, nxt.unsqueeze(-1)).squeeze(-1), 0.0)
+            ent_sum += torch.where(live, torch.special.entr(logprobs.exp()).sum(-1), 0.0)  # entr(0) = 0
             length += live.long()
             done = done | torch.isin(nxt, eos)
             if bool(done.all()):
@@ -104,7 +107,7 @@ def sample_completions(model, prompts: Sequence[Sequence[int]], *, max_new_token
     lengths = length.tolist()
     rows = out.tolist()
     return SampleOutput(completions=[r[:n] for r, n in zip(rows, lengths)],
-                        mean_logprobs=(logp_sum / length.clamp(min=1)).tolist())
+                        mean_logprobs=(logp_sum / length.clamp(min=1)).tolist(), entropy_sums=ent_sum.tolist())
 
 
 @dataclass

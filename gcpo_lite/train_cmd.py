@@ -35,6 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, metavar="S", help="random seed (train.seed)")
     p.add_argument("--no-quantize", action="store_true", help="load the base in bf16/fp32 instead of 4-bit NF4")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per eval instead)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its latest checkpoint, with its "
+                   "config.yaml (flags and overrides still apply, e.g. train.max_steps=400 to extend it)")
+    p.add_argument("--save-steps", type=int, metavar="N", help="checkpoint every N steps (train.save_steps)")
+    p.add_argument("--report-to", metavar="SINKS", help="tensorboard, wandb or tensorboard,wandb (train.report_to; "
+                   "needs that package)")
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     p.epilog = _options_epilog()
 
@@ -44,21 +49,51 @@ def config_from_args(args: argparse.Namespace):
     flags = []
     for flag, key in (("model", "model.name"), ("dataset", "data.dataset"), ("prompt_field", "data.prompt_field"),
                       ("answer_field", "data.answer_field"), ("solution_field", "data.solution_field"),
-                      ("output_dir", "train.output_dir"), ("max_steps", "train.max_steps"), ("seed", "train.seed")):
+                      ("output_dir", "train.output_dir"), ("max_steps", "train.max_steps"), ("seed", "train.seed"),
+                      ("save_steps", "train.save_steps"), ("report_to", "train.report_to")):
         value = getattr(args, flag, None)
         if value is not None:
             flags.append(f"{key}={value}")
     if getattr(args, "no_quantize", False):
         flags.append("model.quantize=false")
+    if getattr(args, "resume", None):
+        return _resume_config(args, flags), False
     embedded = args.config is None and args.model is None and args.dataset is None
     if embedded:
         return from_dict(apply_overrides(EMBEDDED_DEFAULT, flags + list(args.overrides))), True
     return load_config(args.config, flags + list(args.overrides)), False
 
 
+def _resume_config(args: argparse.Namespace, flags: list[str]):
+    """The run's own config.yaml with flags / overrides on top; output_dir stays the run directory."""
+    import yaml
+    from pathlib import Path
+
+    from .config import ConfigError
+    run_dir = Path(args.resume)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"--resume {run_dir}: no config.yaml there; pass the run directory of a gcpo-lite train run")
+    if args.config or args.model or args.dataset:
+        raise ConfigError("--resume takes the run's config.yaml; drop --config/--model/--dataset "
+                          "(overrides like train.max_steps=N still apply)")
+    data = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    cfg = from_dict(apply_overrides(data, flags + list(args.overrides) + [f"train.output_dir={run_dir}"]))
+    old = from_dict(data).to_dict()
+    changed = [f"{sec}.{k}" for sec, body in cfg.to_dict().items() for k, v in body.items()
+               if old[sec][k] != v and f"{sec}.{k}" != "train.output_dir"]
+    exact_ok = {"train.max_steps", "train.max_minutes", "train.save_steps", "train.save_total_limit",
+                "train.report_to", "train.eval_steps"}
+    if any(c not in exact_ok for c in changed):
+        print(f"gcpo-lite: note: resuming with changed {', '.join(changed)}; metrics will not match an "
+              "uninterrupted run", flush=True)
+    return cfg
+
+
 def run(args: argparse.Namespace) -> int:
     cfg, embedded = config_from_args(args)
-    if embedded:
+    if getattr(args, "resume", None):
+        print(f"gcpo-lite: resuming {cfg.train.output_dir}", flush=True)
+    elif embedded:
         print("gcpo-lite: no --config/--model/--dataset given: training the embedded default "
               "(tiny random Qwen2, 4-bit NF4 + LoRA, built-in task 'addition', offline)", flush=True)
     else:
@@ -69,7 +104,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"model {trainer.resolved.display} on {trainer.device} | kernels: {trainer.kernel_backend} | "
           f"{cfg.prompts_per_step} prompts x {cfg.gcpo.num_generations} completions per step | "
           f"gold injection: {cfg.gcpo.gold_injection}", flush=True)
+    if getattr(args, "resume", None):
+        from .checkpoint import find_checkpoint, load_checkpoint, resume_note
+        path = find_checkpoint(args.resume)
+        print(resume_note(path), flush=True)
+        load_checkpoint(trainer, path)
     last = trainer.train()
+    if getattr(trainer, "interrupted", None):
+        print(f"stopped by {trainer.interrupted} after step {trainer.step}; continue with: "
+              f"gcpo-lite train --resume {cfg.train.output_dir}", flush=True)
+        return 130 if trainer.interrupted == "SIGINT" else 143
     acc = last.get("eval_accuracy")
     print(f"done: {trainer.step} steps, held-out accuracy {acc:.1%}" if acc is not None else f"done: {trainer.step} steps")
     print(f"run directory: {cfg.train.output_dir} (adapter/, config.yaml, metrics.jsonl, completions.jsonl)")

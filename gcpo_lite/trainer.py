@@ -147,6 +147,7 @@ class Trainer:
         """Completions for `prompts`, in generation batches of plan.generation_batch_size."""
         g = self.cfg.gcpo
         completions, mean_lp = [], []
+        self._entropy_sums: list[float] = []  # per sequence (rollout logs the per-token mean)
         size = self.plan.generation_batch_size
         for i in range(0, len(prompts), size):
             out = sample_completions(self.model, prompts[i:i + size], max_new_tokens=max_new_tokens,
@@ -154,6 +155,7 @@ class Trainer:
                                      pad_id=self.pad_id, suppress_ids=self.suppress)
             completions += out.completions
             mean_lp += out.mean_logprobs
+            self._entropy_sums += out.entropy_sums
         return completions, mean_lp
 
     def rollout(self, examples: list[Example]) -> StepBatch:
@@ -166,6 +168,7 @@ class Trainer:
         rewards = [r for r, _ in scored]
         correct = [c for _, c in scored]
         sampled_correct = torch.tensor(correct)
+        entropy = sum(getattr(self, "_entropy_sums", [])) / max(1, sum(len(c) for c in completions))
         is_gold = [False] * len(prompts)
         gold_status: dict[str, int] = {}
         injected = 0
@@ -194,6 +197,7 @@ class Trainer:
             "zero_advantage_groups": stats.zero_advantage_groups,
             "completion_length_mean": sum(lengths) / max(1, len(lengths)),
             "completion_length_max": max(lengths, default=0),
+            "entropy": entropy,  # mean per sampled token (nats), at the sampling temperature
             "truncated_frac": sum(1 for c in completions if c and c[-1] not in self.eos_ids) / len(completions),
             "reward_errors": self.rewards.errors,
         }
@@ -290,13 +294,15 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.out_dir / "config.yaml")
         metrics_path = self.out_dir / "metrics.jsonl"
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=t.max_steps, desc="gcpo", unit="step", dynamic_ncols=True)
+        from .checkpoint import Checkpointer
+        from .runlog import ProgressBar, Reporters, step_extras
+        (self.out_dir / "plan.json").write_text(json.dumps(self.plan.to_dict(), indent=1, default=str))
+        ckpt = Checkpointer(self)  # saves every train.save_steps, at the end, and on SIGINT/SIGTERM
+        sinks = Reporters(cfg, self.out_dir, resume_step=self.step)
+        bar = ProgressBar(t.max_steps, initial=self.step) if self.progress else None
         start = time.time()
         last: dict = {}
-        with open(metrics_path, "a") as mf, open(self.out_dir / "completions.jsonl", "a") as cf:
+        with ckpt.signals(), open(metrics_path, "a") as mf, open(self.out_dir / "completions.jsonl", "a") as cf:
             if t.eval_steps and self.step == 0:
                 acc = self.evaluate()
                 last = {"step": 0, "eval_accuracy": acc}
@@ -306,6 +312,7 @@ class Trainer:
                 if t.max_minutes is not None and (time.time() - start) / 60 >= t.max_minutes:
                     self.echo(f"stopping at step {self.step}: train.max_minutes={t.max_minutes} reached")
                     break
+                ckpt.begin_step()
                 t0 = time.time()
                 batch = self.rollout(self.next_examples(cfg.prompts_per_step))
                 t1 = time.time()
@@ -315,28 +322,33 @@ class Trainer:
                 tokens = sum(len(c) for c in batch.completions)
                 row = {"step": self.step, **batch.metrics, **upd, "lr": self.lr_schedule.get_last_lr()[0],
                        "rollout_s": t1 - t0, "update_s": t2 - t1, "tokens_per_s": tokens / max(1e-9, t2 - t0),
-                       "elapsed_s": time.time() - start}
+                       "elapsed_s": time.time() - start, **step_extras(self)}
                 is_last = self.step >= t.max_steps
                 if (t.eval_steps and self.step % t.eval_steps == 0) or is_last:
                     row["eval_accuracy"] = self.evaluate()
                 mf.write(json.dumps(row) + "\n")
                 mf.flush()
                 self._write_samples(cf, batch)
+                cf.flush()
+                sinks.log(row)
                 last = row
                 if bar is not None:
-                    bar.update(1)
-                    post = {"reward": f"{row['reward_mean']:.2f}", "acc": f"{row['accuracy']:.2f}",
-                            "gold": f"{row['gold_injected_frac']:.2f}"}
-                    if "eval_accuracy" in row:
-                        post["eval"] = f"{row['eval_accuracy']:.2f}"
-                    bar.set_postfix(post, refresh=False)
+                    bar.update(row)
+                if ckpt.end_step():  # True after SIGINT/SIGTERM: checkpoint written, stop here
+                    break
         if bar is not None:
             bar.close()
+        if ckpt.stop_requested:  # interrupted: resume with `gcpo-lite train --resume RUN_DIR`
+            sinks.close()
+            self.interrupted = ckpt.interrupted_by
+            return last
         if "eval_accuracy" not in last:
             last["eval_accuracy"] = self.evaluate()
             with open(metrics_path, "a") as mf:
                 mf.write(json.dumps({"step": self.step, "eval_accuracy": last["eval_accuracy"]}) + "\n")
         self.save_adapter(self.out_dir / "adapter")
+        ckpt.save_final()
+        sinks.close()
         return last
 
     def save_adapter(self, path: Path) -> None:

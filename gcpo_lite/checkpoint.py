@@ -1,0 +1,406 @@
+"""Checkpoints with exact resume: save every train.save_steps steps, at the end, and on Ctrl-C / SIGTERM.
+
+    RUN_DIR/checkpoints/
+      step-000010/
+        adapter/            adapter_model.safetensors + adapter_config.json (PEFT format)
+        trainer_state.pt    optimizer, LR schedule, RNG states, data position, step (loaded weights_only)
+        plan.json           the scheduler plan the run used (restored on resume: same batch splits, same RNG use)
+        metrics.jsonl       metrics.jsonl rows up to this step
+        state.json          step, epoch, cursor, time: for people and `gcpo-lite export`
+      latest                "step-000010", replaced atomically once that directory is complete
+
+A checkpoint is written into a temporary directory and renamed into place, then `latest` is replaced
+(temp file + os.replace), so a kill at any moment leaves `latest` naming a complete checkpoint. Only the
+last train.save_total_limit are kept.
+
+Exactness: every source of randomness the loop uses (python's, torch's CPU and CUDA generators, the
+per-epoch data shuffles) is captured at a step boundary, so a resumed run consumes the same random
+stream as an uninterrupted one and logs the same metrics. A signal that arrives before the step's first
+optimizer update abandons that step and saves the state it started from; one that arrives later lets the
+step finish, then saves. A second Ctrl-C quits at once, without saving.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .config import ConfigError
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+class StepInterrupted(BaseException):
+    """Raised by the signal handler inside a step that can still be abandoned (BaseException: no
+    `except Exception` in the loop may swallow it)."""
+
+
+# ---------------------------------------------------------------- locating checkpoints
+
+def checkpoints_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, directory) of the complete checkpoints, oldest first."""
+    root = checkpoints_dir(run_dir)
+    out = []
+    if root.is_dir():
+        for p in root.iterdir():
+            m = _STEP_DIR.match(p.name)
+            if m and p.is_dir() and (p / "trainer_state.pt").is_file():
+                out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
+    """The checkpoint `latest` names (else the newest complete one); None when there is none."""
+    root = checkpoints_dir(run_dir)
+    pointer = root / "latest"
+    if pointer.is_file():
+        path = root / pointer.read_text().strip()
+        if (path / "trainer_state.pt").is_file():
+            return path
+        log.warning("checkpoints/latest names %s, which is missing; using the newest complete checkpoint", path.name)
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def find_checkpoint(run_dir: str | Path, step: Optional[int] = None) -> Path:
+    """The checkpoint at `step` (None: the latest), or a ConfigError saying what exists."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run directory {str(run_dir)!r} does not exist")
+    found = list_checkpoints(run_dir)
+    if step is None:
+        path = latest_checkpoint(run_dir)
+        if path is None:
+            raise ConfigError(f"{run_dir} has no checkpoint (checkpoints/step-N/); a run writes them every "
+                              "train.save_steps steps, at the end, and on Ctrl-C/SIGTERM")
+        return path
+    for s, p in found:
+        if s == step:
+            return p
+    raise ConfigError(f"{run_dir} has no checkpoint at step {step}; available: {[s for s, _ in found] or 'none'}")
+
+
+# ---------------------------------------------------------------- state capture
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []}
+    np = sys.modules.get("numpy")
+    if np is not None:  # not used by the loop, but cheap; stored as plain tensors (weights_only-safe)
+        name, keys, pos, has_gauss, gauss = np.random.get_state()
+        state["numpy"] = [name, torch.from_numpy(keys.astype("int64")), int(pos), int(has_gauss), float(gauss)]
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np = sys.modules.get("numpy")
+    if np is not None and state.get("numpy"):
+        name, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype("uint32"), pos, has_gauss, gauss))
+
+
+def _base_order(trainer) -> list:
+    """The training examples in the order a fresh Trainer loads them (epoch 0), recorded once."""
+    base = getattr(trainer, "_ckpt_base_order", None)
+    if base is None:
+        if trainer._epoch != 0:
+            raise RuntimeError("checkpointing must start before the first epoch ends")
+        base = trainer._ckpt_base_order = list(trainer.train_examples)
+    return base
+
+
+def _fingerprint(examples) -> str:
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(f"{ex.prompt}\x00{ex.answer}\x01".encode())
+    return h.hexdigest()[:16]
+
+
+def _order_indices(trainer) -> torch.Tensor:
+    index = {id(ex): i for i, ex in enumerate(_base_order(trainer))}
+    return torch.tensor([index[id(ex)] for ex in trainer.train_examples], dtype=torch.int64)
+
+
+def trainer_state(trainer) -> dict:
+    """Everything but the adapter weights; plain containers and tensors, so weights_only loading works."""
+    return {"format": FORMAT, "step": trainer.step,
+            "optimizer": trainer.optimizer.state_dict(), "lr_schedule": trainer.lr_schedule.state_dict(),
+            "rng": _rng_state(),
+            "data": {"cursor": trainer._cursor, "epoch": trainer._epoch, "order": _order_indices(trainer),
+                     "fingerprint": _fingerprint(_base_order(trainer))},
+            "reward_errors": trainer.rewards.errors}
+
+
+# ---------------------------------------------------------------- writing
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _rows_up_to(path: Path, step: int) -> list[str]:
+    """JSONL lines whose `step` is <= step (a killed run may have logged past its last checkpoint)."""
+    if not path.is_file():
+        return []
+    keep = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:  # a line cut short by a kill
+            continue
+        if row.get("step", 0) <= step:
+            keep.append(line)
+    return keep
+
+
+def save_checkpoint(trainer, run_dir: Optional[Path] = None, state: Optional[dict] = None) -> Path:
+    """Write checkpoints/step-N atomically, point `latest` at it, prune to train.save_total_limit.
+
+    `state` (from trainer_state) may be given when it was captured earlier, e.g. at the start of an
+    abandoned step; the adapter and optimizer are then unchanged since that capture."""
+    run_dir = Path(run_dir or trainer.out_dir)
+    root = checkpoints_dir(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    state = state or trainer_state(trainer)
+    step = state["step"]
+    name = f"step-{step:06d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+    try:
+        trainer.model.save_pretrained(str(tmp / "adapter"), safe_serialization=True)
+        torch.save(state, tmp / "trainer_state.pt")
+        (tmp / "plan.json").write_text(json.dumps(trainer.plan.to_dict(), indent=1, default=str))
+        rows = _rows_up_to(run_dir / "metrics.jsonl", step)
+        (tmp / "metrics.jsonl").write_text("".join(r + "\n" for r in rows))
+        (tmp / "state.json").write_text(json.dumps({
+            "step": step, "epoch": state["data"]["epoch"], "cursor": state["data"]["cursor"],
+            "max_steps": trainer.cfg.train.max_steps, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "base_model": trainer.resolved.display}, indent=1))
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb+") as fh:
+                    os.fsync(fh.fileno())
+        final = root / name
+        if final.exists():  # re-saving a step (e.g. the end of a resumed run that had nothing to do)
+            old = root / f".old-{name}-{os.getpid()}"
+            os.rename(final, old)
+            os.rename(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
+        _fsync_dir(root)
+        _write_text_atomic(root / "latest", name + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _prune(run_dir, trainer.cfg.train.save_total_limit, keep=final)
+    log.debug("checkpoint %s written", final)
+    return final
+
+
+def _prune(run_dir: Path, limit: Optional[int], keep: Path) -> None:
+    if not limit or limit < 1:
+        return
+    found = list_checkpoints(run_dir)
+    for _, path in found[:-limit] if len(found) > limit else []:
+        if path != keep:
+            shutil.rmtree(path, ignore_errors=True)
+    for stale in checkpoints_dir(run_dir).glob(".tmp-step-*"):  # left by a kill during a save
+        if stale.is_dir() and time.time() - stale.stat().st_mtime > 60:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- loading
+
+def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> int:
+    """Restore a freshly constructed Trainer (same config) to the checkpoint; returns its step.
+
+    With restore_logs, the run directory's metrics.jsonl becomes the checkpoint's copy and
+    completions.jsonl loses rows logged after the checkpoint, so the resumed run appends cleanly."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
+    if state.get("format") != FORMAT:
+        raise ConfigError(f"{path} has checkpoint format {state.get('format')}, this gcpo-lite reads {FORMAT}")
+    data = state["data"]
+    base = _base_order(trainer)
+    if _fingerprint(base) != data["fingerprint"] or len(base) != len(data["order"]):
+        raise ConfigError(f"the training data differs from the data {path} was trained on (dataset, split, "
+                          "seed or max_prompt_length changed); resume with the run's own config.yaml")
+    weights = load_file(str(path / "adapter" / "adapter_model.safetensors"), device=str(trainer.device))
+    result = set_peft_model_state_dict(trainer.model, weights)
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise ConfigError(f"adapter in {path} does not fit this model (unexpected keys {unexpected[:3]}...)")
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.lr_schedule.load_state_dict(state["lr_schedule"])
+    trainer.train_examples[:] = [base[i] for i in data["order"].tolist()]
+    trainer._cursor, trainer._epoch = int(data["cursor"]), int(data["epoch"])
+    trainer.rewards.errors = int(state.get("reward_errors", 0))
+    trainer.step = int(state["step"])
+    plan_file = path / "plan.json"
+    if plan_file.is_file():  # same generation / micro-batch splits as before (they decide how the RNG is consumed)
+        saved = json.loads(plan_file.read_text())
+        changed = {k: (getattr(trainer.plan, k, None), v) for k, v in saved.items()
+                   if hasattr(trainer.plan, k) and getattr(trainer.plan, k) != v}
+        for k, v in saved.items():
+            if hasattr(trainer.plan, k):
+                setattr(trainer.plan, k, v)
+        sizes = {k: c for k, c in changed.items() if k.endswith("_size")}
+        if sizes:
+            log.info("resume keeps the checkpoint's plan %s (this machine's fresh plan would differ)",
+                     {k: v for k, (_, v) in sizes.items()})
+    if restore_logs:
+        run_dir = Path(trainer.out_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_text_atomic(run_dir / "metrics.jsonl", (path / "metrics.jsonl").read_text())
+        comp = run_dir / "completions.jsonl"
+        if comp.is_file():
+            _write_text_atomic(comp, "".join(r + "\n" for r in _rows_up_to(comp, trainer.step)))
+    _set_rng_state(state["rng"])  # last: nothing after this may draw random numbers before the loop
+    return trainer.step
+
+
+# ---------------------------------------------------------------- the loop's side
+
+class Checkpointer:
+    """Used by Trainer.train: periodic saves, and saves on SIGINT/SIGTERM at a step boundary.
+
+        ckpt = Checkpointer(trainer)
+        with ckpt.signals():
+            while ...:
+                ckpt.begin_step()
+                ... rollout, update (optimizer.step), log ...
+                if ckpt.end_step():
+                    break          # a stop was requested; the checkpoint is written
+        # StepInterrupted escapes signals() after the step-start state was saved
+    """
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.stop_requested = False
+        self.interrupted_by: Optional[str] = None
+        self.last_saved_step: Optional[int] = None
+        self._in_step = False
+        self._updated = False  # an optimizer step happened in this step: it can no longer be abandoned
+        self._start_state: Optional[dict] = None
+        self._start_order: Optional[list] = None
+        _base_order(trainer)
+        trainer.optimizer.register_step_pre_hook(self._on_optimizer_step)
+
+    def _on_optimizer_step(self, *_):
+        self._updated = True
+
+    # -------------------------------------------------------- steps
+    def begin_step(self) -> None:
+        t = self.trainer
+        self._start_state = {"step": t.step, "cursor": t._cursor, "epoch": t._epoch, "rng": _rng_state(),
+                             "errors": t.rewards.errors}
+        self._start_order = list(t.train_examples)  # next_examples reshuffles in place at an epoch boundary
+        self._updated = False
+        self._in_step = True
+
+    def end_step(self) -> bool:
+        """After the step's metrics are logged: save when due; True when the loop must stop."""
+        self._in_step = False
+        t = self.trainer
+        every = t.cfg.train.save_steps
+        if self.stop_requested or (every and t.step % every == 0):
+            self.save()
+        return self.stop_requested
+
+    def save(self) -> Path:
+        path = save_checkpoint(self.trainer)
+        self.last_saved_step = self.trainer.step
+        return path
+
+    def save_final(self) -> Optional[Path]:
+        """At the end of training (after the final eval), unless this step is already saved."""
+        if self.last_saved_step != self.trainer.step:
+            return self.save()
+        return None
+
+    def _rewind(self) -> None:
+        """Back to the state at begin_step (the adapter and optimizer have not changed since)."""
+        t, s = self.trainer, self._start_state
+        t.step, t._cursor, t._epoch, t.rewards.errors = s["step"], s["cursor"], s["epoch"], s["errors"]
+        t.train_examples[:] = self._start_order
+        _set_rng_state(s["rng"])
+        t.model.zero_grad(set_to_none=True)
+
+    # -------------------------------------------------------- signals
+    def _handler(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.stop_requested:  # second signal: quit now
+            raise KeyboardInterrupt
+        self.stop_requested, self.interrupted_by = True, name
+        if self._in_step and not self._updated:
+            raise StepInterrupted(name)
+        self.trainer.echo(f"\n{name}: finishing step {self.trainer.step + (1 if self._in_step else 0)}, then saving "
+                          "a checkpoint (send it again to quit without saving)")
+
+    @contextlib.contextmanager
+    def signals(self):
+        """Install the SIGINT/SIGTERM handlers (main thread only); on an abandoned step, save its start."""
+        installed = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                installed[sig] = signal.signal(sig, self._handler)
+        try:
+            yield self
+        except StepInterrupted as e:
+            self._in_step = False
+            self._rewind()
+            path = self.save()
+            self.trainer.echo(f"\n{e.args[0]}: stopped in step {self.trainer.step + 1} before its update; "
+                              f"saved the state after step {self.trainer.step} to {path}")
+        finally:
+            for sig, old in installed.items():
+                signal.signal(sig, old)
+
+
+def resume_note(path: Path) -> str:
+    state = json.loads((path / "state.json").read_text()) if (path / "state.json").is_file() else {}
+    return f"resuming from {path} (step {state.get('step', '?')}, epoch {state.get('epoch', '?')})"
