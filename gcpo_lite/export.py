@@ -1,0 +1,318 @@
+"""Export a run's adapter (PEFT format + tokenizer + model card), optionally merged, optionally pushed.
+
+    gcpo-lite export RUN_DIR --output-dir OUT [--checkpoint N] [--merge [--dtype bfloat16]]
+                     [--push-to-hub user/name [--private]]
+
+Without --merge, OUT is a PEFT adapter: `PeftModel.from_pretrained(base, OUT)` with plain transformers
+and peft. With --merge, OUT is a full model (safetensors, bf16 by default) that loads with
+`AutoModelForCausalLM.from_pretrained(OUT)` alone, and the adapter sits in OUT/adapter.
+
+The push uses huggingface_hub with the token from HF_TOKEN or `hf auth login`; the token is never
+printed or logged. A failed push (no token, no network, a name you cannot use) says why and leaves
+the local export as it is.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import torch
+import yaml
+
+from .config import ConfigError, from_dict
+
+log = logging.getLogger(__name__)
+
+PAPER = "GCPO: When Contrast Fails, Go Gold"
+ARXIV = "2510.07790"
+BIBTEX = """@misc{wu2025gcpo,
+  title         = {GCPO: When Contrast Fails, Go Gold},
+  author        = {Hao Wu and Wei Liu},
+  year          = {2025},
+  eprint        = {2510.07790},
+  archivePrefix = {arXiv},
+  primaryClass  = {cs.AI},
+  url           = {https://arxiv.org/abs/2510.07790}
+}"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a gcpo-lite train output directory")
+    p.add_argument("--output-dir", required=True, metavar="OUT", help="where to write the export")
+    p.add_argument("--checkpoint", type=int, metavar="N", help="export checkpoints/step-N instead of the final "
+                   "adapter (default: RUN_DIR/adapter, else the latest checkpoint)")
+    p.add_argument("--merge", action="store_true", help="merge the adapter into a full model (base dequantized)")
+    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"),
+                   help="dtype of the merged model (default bfloat16)")
+    p.add_argument("--merge-base", default="dequantized", choices=("dequantized", "original"),
+                   help="merge into the dequantized 4-bit weights the adapter was trained with (default, "
+                        "reproduces the trained policy) or into the original full-precision weights")
+    p.add_argument("--push-to-hub", metavar="USER/NAME", help="upload the export to this Hub repo")
+    p.add_argument("--private", action="store_true", help="create the Hub repo private")
+
+
+# ---------------------------------------------------------------- locating the run's pieces
+
+def run_config(run_dir: Path):
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} has no config.yaml; pass the directory `gcpo-lite train` wrote")
+    return from_dict(yaml.safe_load(path.read_text()) or {})
+
+
+def adapter_source(run_dir: Path, checkpoint: Optional[int] = None) -> Path:
+    from .checkpoint import find_checkpoint, list_checkpoints
+    if checkpoint is not None:
+        return find_checkpoint(run_dir, checkpoint) / "adapter"
+    if (run_dir / "adapter" / "adapter_config.json").is_file():
+        return run_dir / "adapter"
+    if list_checkpoints(run_dir):
+        return find_checkpoint(run_dir) / "adapter"
+    raise ConfigError(f"{run_dir} has neither adapter/ nor checkpoints/; the run saved no weights yet")
+
+
+def final_metrics(run_dir: Path, step: Optional[int] = None) -> dict:
+    """The last training row (up to `step`) plus the latest eval_accuracy, from metrics.jsonl."""
+    out: dict = {}
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return out
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if step is not None and row.get("step", 0) > step:
+            break
+        if "loss" in row:
+            out.update({k: v for k, v in row.items() if k != "eval_accuracy"})
+        if "eval_accuracy" in row:
+            out["eval_accuracy"], out["eval_step"] = row["eval_accuracy"], row.get("step")
+    return out
+
+
+# ---------------------------------------------------------------- model card
+
+CARD_METRICS = ("step", "reward_mean", "accuracy", "eval_accuracy", "gold_injected_frac", "all_wrong_frac",
+                "all_correct_frac", "completion_length_mean", "entropy", "loss")
+
+
+def model_card(cfg, resolved, metrics: dict, *, merged: bool, dtype: str, merge_base: str) -> str:
+    base = resolved.source if not resolved.embedded else resolved.display
+    tags = ["gcpo", "grpo", "reinforcement-learning", "lora", "qlora" if cfg.model.quantize else "peft", "gcpo-lite"]
+    front = {"base_model": base, "library_name": "transformers" if merged else "peft", "tags": tags}
+    kind = (f"a full model: the LoRA adapter merged into the base ({merge_base} weights), saved in {dtype}"
+            if merged else "a LoRA adapter in PEFT format")
+    load = (f"""```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+model = AutoModelForCausalLM.from_pretrained("REPO_OR_DIR")
+tokenizer = AutoTokenizer.from_pretrained("REPO_OR_DIR")
+```""" if merged else f"""```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from peft import PeftModel
+base = AutoModelForCausalLM.from_pretrained("{base}")
+model = PeftModel.from_pretrained(base, "REPO_OR_DIR")
+tokenizer = AutoTokenizer.from_pretrained("REPO_OR_DIR")
+```""")
+    g = cfg.gcpo
+    rows = "\n".join(f"| {k} | {metrics[k]:.4g} |" if isinstance(metrics[k], float) else f"| {k} | {metrics[k]} |"
+                     for k in CARD_METRICS if k in metrics)
+    return f"""---
+{yaml.safe_dump(front, sort_keys=False).strip()}
+---
+
+# {Path(str(cfg.train.output_dir)).name}: GCPO fine-tune of {base}
+
+This is {kind}, trained with gcpo-lite using **GCPO** (Group Contrastive
+Policy Optimization, [arXiv:{ARXIV}](https://arxiv.org/abs/{ARXIV})): GRPO-style group-relative
+advantages over {g.num_generations} sampled completions per prompt, where a group whose samples are all
+wrong gets the reference ("gold") solution in place of its worst sample (gold_injection={g.gold_injection}),
+with {g.importance_sampling_level}-level importance ratios and KL weight beta={g.beta}.
+The base model was {"loaded in 4-bit NF4 (bitsandbytes)" if cfg.model.quantize else "kept in full precision"}
+during training; LoRA rank {cfg.lora.r}, alpha {cfg.lora.alpha} on {", ".join(cfg.lora.target_modules)}.
+
+## Use
+
+{load}
+
+## Final metrics
+
+| metric | value |
+|---|---|
+{rows or "| (none logged) | |"}
+
+Training data: `{cfg.data.dataset or "addition (built-in)"}`; {cfg.train.max_steps} steps of
+{cfg.train.batch_size} completions. `accuracy` is over the sampled completions of the last step,
+`eval_accuracy` over held-out prompts at temperature {cfg.train.eval_temperature}.
+
+## Training config
+
+```yaml
+{yaml.safe_dump(cfg.to_dict(), sort_keys=False).strip()}
+```
+
+## Citation
+
+```bibtex
+{BIBTEX}
+```
+"""
+
+
+# ---------------------------------------------------------------- writing
+
+def _load_base(resolved, cfg, *, quantized: bool, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    kwargs = dict(revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code, dtype=dtype)
+    if quantized:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=cfg.model.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=cfg.model.bnb_4bit_use_double_quant, bnb_4bit_compute_dtype=dtype)
+        kwargs["device_map"] = {"": "cpu"}
+    return AutoModelForCausalLM.from_pretrained(resolved.source, **kwargs)
+
+
+def merge(adapter_dir: Path, cfg, resolved, out_dir: Path, *, dtype: str = "bfloat16",
+          merge_base: str = "dequantized") -> None:
+    """Write base + adapter as one full model in `dtype` (safetensors).
+
+    The adapter was trained against dequant(NF4(W)), not W: the trained policy is
+    dequant(NF4(W)) + (alpha/r) B A. "dequantized" rebuilds exactly that: it loads the base in 4-bit with
+    the run's quantization settings, dequantizes every 4-bit layer to float32 (model.dequantize()), adds the
+    LoRA delta in float32 and only then rounds to `dtype`, so the merged model computes what training
+    evaluated. peft's merge on a live 4-bit model would instead re-quantize W + delta and lose most of
+    the delta. "original" adds the delta to the full-precision W: the usual choice for a base trained
+    unquantized, and for a quantized one the merged model then differs from the trained policy by the
+    quantization error (which the adapter may partly have learned to offset). Runs without
+    quantization merge into W either way. Everything runs on the CPU, in float32 until the final cast.
+    """
+    from peft import PeftModel
+    quantized = cfg.model.quantize and merge_base == "dequantized"
+    base = _load_base(resolved, cfg, quantized=quantized, dtype=torch.float32)
+    if quantized:
+        base = base.dequantize()
+        base = base.to(torch.float32)
+        if hasattr(base.config, "quantization_config"):
+            del base.config.quantization_config
+        base.is_quantized = False
+    model = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    model = model.to(getattr(torch, dtype))
+    model.config.dtype = dtype
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+
+
+def export(run_dir: str | Path, out_dir: str | Path, *, checkpoint: Optional[int] = None, merged: bool = False,
+           dtype: str = "bfloat16", merge_base: str = "dequantized", echo=print) -> Path:
+    """Write the export into out_dir (replaced atomically) and return it."""
+    from .models import ensure_embedded_model, load_tokenizer, resolve_model
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    cfg = run_config(run_dir)
+    resolved = resolve_model(cfg.model.name)
+    if resolved.embedded:
+        ensure_embedded_model()
+    src = adapter_source(run_dir, checkpoint)
+    step = checkpoint if checkpoint is not None else None
+    if step is None and src.parent.parent.name == "checkpoints":
+        step = int(src.parent.name.split("-")[1])
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    adapter_out = tmp / "adapter" if merged else tmp
+    adapter_out.mkdir(parents=True)
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        shutil.copy2(src / name, adapter_out / name)
+    acfg_path = adapter_out / "adapter_config.json"
+    acfg = json.loads(acfg_path.read_text())
+    acfg["base_model_name_or_path"] = resolved.source  # hub id (or local path) the adapter goes on
+    acfg["revision"] = cfg.model.revision
+    acfg_path.write_text(json.dumps(acfg, indent=2))
+    tokenizer = load_tokenizer(resolved.source, cfg.model)
+    tokenizer.save_pretrained(str(tmp))
+    if merged:
+        echo(f"merging {src} into {resolved.display} ({merge_base} base, {dtype})")
+        merge(src, cfg, resolved, tmp, dtype=dtype, merge_base=merge_base)
+    card = model_card(cfg, resolved, final_metrics(run_dir, step), merged=merged, dtype=dtype, merge_base=merge_base)
+    (tmp / "README.md").write_text(card)
+    if merged:
+        (tmp / "adapter" / "README.md").write_text(model_card(cfg, resolved, final_metrics(run_dir, step),
+                                                              merged=False, dtype=dtype, merge_base=merge_base))
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        out_dir.rename(old)
+        tmp.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out_dir)
+    return out_dir
+
+
+# ---------------------------------------------------------------- the Hub
+
+class PushError(ConfigError):
+    """A push that failed for a reason the user can fix; the message never contains the token."""
+
+
+def _scrub(text: str, token: Optional[str]) -> str:
+    return text.replace(token, "***") if token else text
+
+
+def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False, token: Optional[str] = None) -> str:
+    """Create (or reuse) the model repo and upload the folder; returns the repo URL."""
+    from huggingface_hub import HfApi, get_token
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    token = token or get_token()  # HF_TOKEN, else the `hf auth login` cache
+    if not token:
+        raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login`; the export in "
+                        f"{folder} is complete, push it later with --push-to-hub or `hf upload`")
+    if repo_id.count("/") != 1:
+        raise PushError(f"--push-to-hub {repo_id!r}: use USER/NAME (or ORG/NAME)")
+    api = HfApi(token=token)
+    where = f"the export in {folder} is complete; fix this and push again"
+    try:
+        url = api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model",
+                          commit_message="gcpo-lite export")
+    except HfHubHTTPError as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        why = {401: "the token was rejected (expired or mistyped); set a valid HF_TOKEN or `hf auth login`",
+               403: f"this token may not write to {repo_id} (the name belongs to another user or org, or the "
+                    "token is read-only)",
+               409: f"{repo_id} exists and cannot be used (taken); choose another name"}.get(
+            status, f"the Hub answered {status}: {_scrub(str(e).splitlines()[0], token)}")
+        raise PushError(f"push to {repo_id} failed: {why}; {where}") from None
+    except OfflineModeIsEnabled:
+        raise PushError(f"push to {repo_id} failed: HF_HUB_OFFLINE is set; {where}") from None
+    except Exception as e:  # no network, DNS, TLS, timeouts
+        if isinstance(e, _network_errors()):
+            raise PushError(f"push to {repo_id} failed: could not reach the Hub ({type(e).__name__}: "
+                            f"{_scrub(str(e), token)}); {where}") from None
+        raise
+    return str(url)
+
+
+def _network_errors() -> tuple:
+    """Connection-level exception classes of whichever HTTP client this huggingface_hub uses."""
+    import importlib
+    errors: list = [OSError]
+    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = export(args.run_dir, args.output_dir, checkpoint=args.checkpoint, merged=args.merge, dtype=args.dtype,
+                 merge_base=args.merge_base)
+    kind = "merged model" if args.merge else "adapter"
+    print(f"exported the {kind} to {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
+    if args.push_to_hub:
+        url = push_to_hub(out, args.push_to_hub, private=args.private)
+        print(f"pushed to {url}")
+    return 0
