@@ -7,8 +7,8 @@ A step has two phases that never overlap, so the peak is
 
   static      4-bit base weights with their quant state, unquantized embeddings / lm_head / norms,
               LoRA parameters and optimizer state (alive the whole run)
-  generation  KV cache for g sequences of prompt + completion tokens, the prefill's per-layer
-              transient, the sampler's (g, V) working set, a dequantized weight tile
+  generation  KV cache for g sequences of prompt + completion tokens, the prefill's logits or
+              per-layer transient, the sampler's (g, V) working set, a dequantized weight tile
   training    saved activations of m sequences (all layers, or layer inputs with gradient
               checkpointing) + LoRA gradients + the larger of the log-prob working set (one chunk
               of (chunk, V) logits) and one layer's backward (recomputed tensors + gradients)
@@ -55,6 +55,7 @@ class RunShape:
     top_p: float = 1.0  # < 1 adds a sort of the (g, V) logits to sampling
     device: str = "cuda"  # cuda | cpu
     grad_accumulation: bool = True  # OOM backoff keeps a second gradient buffer while accumulating
+    prefill_all_logits: bool = True  # rollout.sample_completions' prefill returns (g, P, V) logits (not logits_to_keep=1)
 
     @property
     def bytes(self) -> int:
@@ -175,7 +176,7 @@ def generation_bytes(arch: Architecture, shape: RunShape, gen_batch: int) -> dic
     kv_growth = full_kv // L  # DynamicCache concatenates per layer: one layer's old + new copy overlap
     sample = sampling_bytes(arch, shape, gen_batch) + dequant_tile_bytes(arch, shape)
     decode = {"kv_cache": full_kv + kv_growth, "generation_working": sample}
-    prefill_logits = gen_batch * P * arch.vocab_size * shape.bytes
+    prefill_logits = gen_batch * (P if shape.prefill_all_logits else 1) * arch.vocab_size * shape.bytes
     prefill = {"kv_cache": kv_cache_bytes(arch, shape, gen_batch, tokens=P),
                "generation_working": max(layer_transient_bytes(arch, shape, gen_batch * P),
                                          prefill_logits + sample)}

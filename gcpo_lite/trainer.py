@@ -28,6 +28,7 @@ from .gold import gold_solution_text, prompt_opens_think
 from .logprobs import completion_logprobs
 from .loss import gcpo_loss
 from .models import load_policy, pick_device
+from .oom import OOMBackoff
 from .prompts import completion_ids_for_text, eos_token_ids, prompt_ids, suppressed_ids
 from .rewards import RewardModel, resolve_verifier
 from .rollout import pad_batch, sample_completions
@@ -77,6 +78,7 @@ class Trainer:
         self.suppress = suppressed_ids(self.tokenizer, self.eos_ids, cfg.gcpo.suppress_tokens)
         self.suppress_t = torch.tensor(self.suppress, dtype=torch.long, device=self.device)
         self.plan = make_plan(cfg)
+        self.backoff = OOMBackoff(self.plan)  # out-of-memory: halve the generation / micro-batch and redo
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay,
                                            betas=(t.adam_beta1, t.adam_beta2))
@@ -144,18 +146,18 @@ class Trainer:
 
     # ------------------------------------------------------------ rollout
     def generate(self, prompts: list[list[int]], temperature: float, max_new_tokens: int):
-        """Completions for `prompts`, in generation batches of plan.generation_batch_size."""
+        """Completions for `prompts`, in generation batches of plan.generation_batch_size (halved on OOM)."""
         g = self.cfg.gcpo
-        completions, mean_lp = [], []
-        self._entropy_sums: list[float] = []  # per sequence (rollout logs the per-token mean)
-        size = self.plan.generation_batch_size
-        for i in range(0, len(prompts), size):
-            out = sample_completions(self.model, prompts[i:i + size], max_new_tokens=max_new_tokens,
-                                     temperature=temperature, top_p=g.top_p, eos_ids=self.eos_ids,
-                                     pad_id=self.pad_id, suppress_ids=self.suppress)
-            completions += out.completions
-            mean_lp += out.mean_logprobs
-            self._entropy_sums += out.entropy_sums
+
+        def chunk(s: int, e: int):
+            return sample_completions(self.model, prompts[s:e], max_new_tokens=max_new_tokens,
+                                      temperature=temperature, top_p=g.top_p, eos_ids=self.eos_ids,
+                                      pad_id=self.pad_id, suppress_ids=self.suppress)
+
+        outs = self.backoff.map("generation", len(prompts), chunk)
+        completions = [c for o in outs for c in o.completions]
+        mean_lp = [x for o in outs for x in o.mean_logprobs]
+        self._entropy_sums: list[float] = [x for o in outs for x in o.entropy_sums]  # per sequence
         return completions, mean_lp
 
     def rollout(self, examples: list[Example]) -> StepBatch:
@@ -228,36 +230,54 @@ class Trainer:
         if not rows:
             return out
         eps_low, eps_high = self.cfg.resolved_epsilons()
-        micro = self.plan.micro_batch_size
-        chunks = [rows[i:i + micro] for i in range(0, len(rows), micro)]
-        padded = [pad_batch([batch.prompts[i] for i in c], [batch.completions[i] for i in c], self.pad_id,
-                            self.device) for c in chunks]
-        total_tokens = sum(int(p.completion_mask.sum()) for p in padded)
-        old = ref = None
-        if g.num_iterations > 1:
-            old = [self._logps(p, grad=False) for p in padded]
-        if g.beta > 0:
-            ref = [self._ref_logps(p) for p in padded]
+        # Micro-batches are slices rows[s:e] whose size the OOM backoff may halve mid-step, so the
+        # no-grad log-probs (old policy, reference) are kept per row and padded per slice.
+        lengths = [len(batch.completions[i]) for i in rows]  # completion tokens per row
+        total_tokens = sum(lengths)
+
+        def micro_rows(s: int, e: int):
+            idx = rows[s:e]
+            return idx, pad_batch([batch.prompts[i] for i in idx], [batch.completions[i] for i in idx],
+                                  self.pad_id, self.device)
+
+        def per_row(logps_fn) -> list:  # [(len_i,)] for every row, in micro-batches
+            def part(s: int, e: int):
+                lp = logps_fn(micro_rows(s, e)[1])  # (b, T)
+                return [lp[j, :n] for j, n in enumerate(lengths[s:e])]
+            return [t for chunk in self.backoff.map("logprobs", len(rows), part) for t in chunk]
+
+        def padded(values: list, s: int, e: int, width: int):  # (b, width), zero past each row's end
+            out = torch.zeros(e - s, width, device=self.device)
+            for j, v in enumerate(values[s:e]):
+                out[j, :len(v)] = v
+            return out
+
+        old = per_row(lambda p: self._logps(p, grad=False)) if g.num_iterations > 1 else None
+        ref = per_row(self._ref_logps) if g.beta > 0 else None
         self.model.train()
+        params = [q for q in self.model.parameters() if q.requires_grad]
+
+        def micro_step(s: int, e: int) -> tuple[float, float, float]:
+            idx, p = micro_rows(s, e)
+            width = p.completion_ids.shape[1]
+            lp = self._logps(p, grad=True)  # (b, T)
+            loss, m = gcpo_loss(lp, lp.detach() if old is None else padded(old, s, e, width),
+                                batch.advantages[idx].to(self.device), p.completion_mask,
+                                ref_per_token_logps=None if ref is None else padded(ref, s, e, width),
+                                importance_sampling_level=g.importance_sampling_level,
+                                epsilon_low=eps_low, epsilon_high=eps_high, beta=g.beta,
+                                loss_type=g.loss_type, max_completion_length=g.max_completion_length)
+            # micro-batch share of the whole step's normalizer (rows, or tokens for token_mean)
+            share = (sum(lengths[s:e]) / max(1, total_tokens) if g.loss_type == "token_mean"
+                     else len(idx) / len(rows))
+            (loss * share).backward()
+            return loss.item() * share, m["clip_ratio"].item() * share, m["kl"].item() * share
+
         loss_sum, clip_sum, kl_sum, gnorm = 0.0, 0.0, 0.0, 0.0
         for _ in range(g.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
-            for k, (c, p) in enumerate(zip(chunks, padded)):
-                lp = self._logps(p, grad=True)  # (b, T)
-                loss, m = gcpo_loss(lp, lp.detach() if old is None else old[k],
-                                    batch.advantages[c].to(self.device), p.completion_mask,
-                                    ref_per_token_logps=None if ref is None else ref[k],
-                                    importance_sampling_level=g.importance_sampling_level,
-                                    epsilon_low=eps_low, epsilon_high=eps_high, beta=g.beta,
-                                    loss_type=g.loss_type, max_completion_length=g.max_completion_length)
-                # micro-batch share of the whole step's normalizer (rows, or tokens for token_mean)
-                share = (int(p.completion_mask.sum()) / max(1, total_tokens) if g.loss_type == "token_mean"
-                         else len(c) / len(rows))
-                (loss * share).backward()
-                loss_sum += loss.item() * share
-                clip_sum += m["clip_ratio"].item() * share
-                kl_sum += m["kl"].item() * share
-            params = [q for q in self.model.parameters() if q.requires_grad]
+            for loss_part, clip_part, kl_part in self.backoff.accumulate(len(rows), micro_step, params):
+                loss_sum, clip_sum, kl_sum = loss_sum + loss_part, clip_sum + clip_part, kl_sum + kl_part
             if self.cfg.train.max_grad_norm > 0:
                 gnorm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.train.max_grad_norm))
             self.optimizer.step()
@@ -314,6 +334,7 @@ class Trainer:
                     break
                 ckpt.begin_step()
                 t0 = time.time()
+                self.backoff.step = self.step + 1  # OOM backoff events name the step they happened in
                 batch = self.rollout(self.next_examples(cfg.prompts_per_step))
                 t1 = time.time()
                 upd = self.update(batch)
@@ -322,7 +343,8 @@ class Trainer:
                 tokens = sum(len(c) for c in batch.completions)
                 row = {"step": self.step, **batch.metrics, **upd, "lr": self.lr_schedule.get_last_lr()[0],
                        "rollout_s": t1 - t0, "update_s": t2 - t1, "tokens_per_s": tokens / max(1e-9, t2 - t0),
-                       "elapsed_s": time.time() - start, **step_extras(self)}
+                       "elapsed_s": time.time() - start, **step_extras(self),
+                       "oom_backoffs": len(self.plan.backoffs)}
                 is_last = self.step >= t.max_steps
                 if (t.eval_steps and self.step % t.eval_steps == 0) or is_last:
                     row["eval_accuracy"] = self.evaluate()
