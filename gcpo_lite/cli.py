@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name -> (module, one-line help)
     "train": ("gcpo_lite.train_cmd", "train a LoRA adapter with GCPO (no arguments: the offline embedded demo)"),
     "eval": ("gcpo_lite.evaluate", "score a model (+ adapter) on a dataset: accuracy (mean@k), pass@k, per-sample JSONL"),
     "export": ("gcpo_lite.export", "write a run's adapter (PEFT) + tokenizer + model card; --merge for a full model; --push-to-hub"),
+    "plan": ("gcpo_lite.plan_cmd", "memory plan: per-component prediction and the batch sizes that fit a budget (offline)"),
 }
 
 
