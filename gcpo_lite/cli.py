@@ -16,6 +16,9 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name -> (module, one-line help)
     "train": ("gcpo_lite.train_cmd", "train a LoRA adapter with GCPO (no arguments: the offline embedded demo)"),
     "eval": ("gcpo_lite.evaluate", "score a model (+ adapter) on a dataset: accuracy (mean@k), pass@k, per-sample JSONL"),
     "export": ("gcpo_lite.export", "write a run's adapter (PEFT) + tokenizer + model card; --merge for a full model; --push-to-hub"),
+    "plot": ("gcpo_lite.plot", "PNG curves of a run: reward, accuracy, gold rate, loss, lengths (needs matplotlib)"),
+    "doctor": ("gcpo_lite.doctor", "check versions, CUDA/GPU memory, bitsandbytes, kernel backend, disk space"),
+    "build-ext": ("gcpo_lite.build_ext_cmd", "compile the native kernels now (JIT, cached) and say whether they load"),
     "plan": ("gcpo_lite.plan_cmd", "memory plan: per-component prediction and the batch sizes that fit a budget (offline)"),
 }
 
@@ -48,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["plan"]:  # offline and < 2 s: skip importing torch / transformers for the parser
+        from .plan_cmd import main as plan_main
+        return plan_main(args_in[1:])
     quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -125,8 +125,8 @@ def test_every_registry_model_plans_offline():
         assert p.predicted_peak_bytes <= 80 * GiB
 
 
-def _run_plan(*argv):
-    return subprocess.run([sys.executable, "-m", "gcpo_lite.plan_cmd", *argv], capture_output=True, text=True,
+def _run_plan(*argv):  # `gcpo-lite plan ...` as a user runs it
+    return subprocess.run([sys.executable, "-m", "gcpo_lite.cli", "plan", *argv], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
 
 
@@ -143,6 +143,8 @@ def test_plan_command_json_and_speed():
     assert d["predicted_peak_bytes"] <= 8 * GiB
     assert set(d["components"]) >= {"weights_4bit", "kv_cache", "activations", "logits", "optimizer_state"}
     assert elapsed < 2.0, f"gcpo-lite plan took {elapsed:.2f}s"
+    bad = _run_plan("--model", "qwen2.5-7b", "--memory-budget", "3GiB", "--json")
+    assert bad.returncode == 2 and json.loads(bad.stdout)["feasible"] is False and "too small" in bad.stderr
 
 
 def test_plan_command_table_and_refusal(capsys):
