@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from . import memory_model as mm
-from .architectures import KNOWN, Architecture, resolve
+from .architectures import KNOWN, Architecture, from_hf_config, resolve
 from .config import Config, ConfigError
 
 log = logging.getLogger(__name__)
@@ -278,16 +278,23 @@ def shape_from_config(cfg: Config, device: str, compute_dtype: Optional[str] = N
 
 
 def make_plan(cfg: Config, *, budget_bytes: Optional[int] = None, device: Optional[str] = None,
-              compute_dtype: Optional[str] = None) -> Plan:
-    """The plan the trainer runs with; writes a planner-chosen G back to cfg.gcpo.num_generations."""
+              compute_dtype: Optional[str] = None, model_config=None) -> Plan:
+    """The plan the trainer runs with; writes a planner-chosen G back to cfg.gcpo.num_generations.
+
+    model_config: the loaded model's config (a transformers config or its dict); without it the
+    architecture comes from the registry / a local config.json (architectures.resolve)."""
     device = device or resolved_device(cfg)
+    if model_config is not None:
+        arch = from_hf_config(model_config if isinstance(model_config, dict) else model_config.to_dict())
+    else:
+        arch = resolve(cfg.model.name)
     sch = _scheduler_cfg(cfg)
     if budget_bytes is not None:
         budget, source = budget_bytes, "memory budget given"
     else:
         budget, source = detect_budget(device, getattr(sch, "memory_budget", None))
     auto = bool(getattr(sch, "auto_num_generations", False))
-    plan = plan_run(resolve(cfg.model.name), shape_from_config(cfg, device, compute_dtype),
+    plan = plan_run(arch, shape_from_config(cfg, device, compute_dtype),
                     batch_size=cfg.train.batch_size, num_generations=cfg.gcpo.num_generations,
                     budget_bytes=budget, budget_source=source, auto_num_generations=auto,
                     generation_range=(getattr(sch, "min_num_generations", 2), getattr(sch, "max_num_generations", 16)),
