@@ -328,7 +328,7 @@ class Checkpointer:
         self._start_state: Optional[dict] = None
         self._start_order: Optional[list] = None
         _base_order(trainer)
-        trainer.optimizer.register_step_pre_hook(self._on_optimizer_step)
+        self._hook = trainer.optimizer.register_step_pre_hook(self._on_optimizer_step)
 
     def _on_optimizer_step(self, *_):
         self._updated = True
@@ -399,6 +399,7 @@ class Checkpointer:
         finally:
             for sig, old in installed.items():
                 signal.signal(sig, old)
+            self._hook.remove()
 
 
 def resume_note(path: Path) -> str:

@@ -137,6 +137,9 @@ def test_keeps_last_k_and_latest_is_atomic(embedded_model_dir, tmp_path):
     tr = make_trainer(tmp_path, max_steps=4, save_steps=1, save_total_limit=2)
     tr.train()
     assert [s for s, _ in ck.list_checkpoints(tmp_path)] == [3, 4]
+    row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])  # the logging extras
+    assert row["entropy"] > 0 and row["peak_memory_bytes"] > 0 and row["plan_micro_batch_size"] >= 1
+    assert json.loads((tmp_path / "plan.json").read_text())["generation_batch_size"] >= 1
     root = ck.checkpoints_dir(tmp_path)
     assert (root / "latest").read_text().strip() == "step-000004"
     files = {p.name for p in (root / "step-000004").iterdir()}
