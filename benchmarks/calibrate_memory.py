@@ -1,7 +1,7 @@
 """Calibrate gcpo_lite.memory_model against measured memory, per component.
 
     python benchmarks/calibrate_memory.py                    # CPU: tiny + mid random Qwen2 models (~2 min)
-    python benchmarks/calibrate_memory.py --device cuda      # GPU: torch.cuda.max_memory_allocated
+    python benchmarks/calibrate_memory.py --device cuda --sizes tiny,mid,qwen2.5-1.5b   # GPU: max_memory_allocated
     python benchmarks/calibrate_memory.py --sizes mid --json out.json
 
 Each model is a random Qwen2 written to a temp dir and loaded the way the trainer loads it
@@ -45,6 +45,10 @@ SIZES = {  # random Qwen2 models: architecture + run shape measured
     "mid": dict(arch=dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=8, num_attention_heads=16,
                           num_key_value_heads=4, vocab_size=151936),
                 prompt=128, completion=128, gen_batch=8, micro_batch=4, r=16, chunk=256),
+    # the issue's target, for GPUs: Qwen2.5-1.5B's shape (random weights), G=8, 512-token completions
+    "qwen2.5-1.5b": dict(arch=dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                                   num_attention_heads=12, num_key_value_heads=2, vocab_size=151936),
+                         prompt=256, completion=512, gen_batch=8, micro_batch=2, r=16, chunk=512, save_dtype="bfloat16"),
 }
 WARMUP_ARCH = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
                    num_key_value_heads=1, vocab_size=256)
@@ -250,19 +254,20 @@ def run_phases(model_dir: str, spec: dict, device, meter: Meter) -> dict:
 
 # ---------------------------------------------------------------- driver (parent process)
 
-def make_model_dir(arch: dict, root: Path) -> Path:
+def make_model_dir(arch: dict, root: Path, save_dtype: str = "float32") -> Path:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
     d = root / ("qwen2-" + "-".join(str(v) for v in arch.values()))
     if not (d / "config.json").is_file():
         torch.manual_seed(0)
-        Qwen2ForCausalLM(Qwen2Config(**arch, tie_word_embeddings=True, max_position_embeddings=4096)).save_pretrained(d)
+        model = Qwen2ForCausalLM(Qwen2Config(**arch, tie_word_embeddings=True, max_position_embeddings=4096))
+        model.to(getattr(torch, save_dtype)).save_pretrained(d)
     return d
 
 
 def run_size(name: str, device: str, compute_dtype: str, root: Path, threads: int | None) -> dict:
     spec = dict(SIZES[name], device=device, compute_dtype=compute_dtype, threads=threads)
-    spec["model_dir"] = str(make_model_dir(spec["arch"], root))
+    spec["model_dir"] = str(make_model_dir(spec["arch"], root, spec.get("save_dtype", "float32")))
     spec["warmup_dir"] = str(make_model_dir(WARMUP_ARCH, root))
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072",
                MALLOC_ARENA_MAX="1", PYTHONPATH=str(ROOT))
