@@ -36,7 +36,6 @@ def step_extras(trainer) -> dict:
     plan = trainer.plan
     for key in PLAN_KEYS:
         out[f"plan_{key}"] = getattr(plan, key, None)
-    out["plan_backoffs"] = len(getattr(plan, "backoffs", None) or [])
     return out
 
 
