@@ -303,6 +303,10 @@ def make_plan(cfg: Config, *, budget_bytes: Optional[int] = None, device: Option
                     model_name=cfg.model.name)
     if auto:
         cfg.gcpo.num_generations = plan.num_generations
+    log.info("memory plan: generation batch %d, micro-batch %d (x%d), logits chunk %s, G=%s; predicted peak %s "
+             "of %s (%s)", plan.generation_batch_size, plan.micro_batch_size, plan.gradient_accumulation_steps,
+             plan.logits_chunk_size, plan.num_generations, format_bytes(plan.predicted_peak_bytes),
+             format_bytes(plan.budget_bytes), plan.budget_source)
     for w in plan.warnings:
         log.warning("memory plan: %s", w)
     return plan
