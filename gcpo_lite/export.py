@@ -97,7 +97,7 @@ def final_metrics(run_dir: Path, step: Optional[int] = None) -> dict:
 
 # ---------------------------------------------------------------- model card
 
-CARD_METRICS = ("step", "reward_mean", "accuracy", "eval_accuracy", "gold_injected_frac", "all_wrong_frac",
+CARD_METRICS = ("step", "reward_mean", "accuracy", "eval_accuracy", "eval_step", "gold_injected_frac", "all_wrong_frac",
                 "all_correct_frac", "completion_length_mean", "entropy", "loss")
 
 
@@ -145,8 +145,8 @@ during training; LoRA rank {cfg.lora.r}, alpha {cfg.lora.alpha} on {", ".join(cf
 |---|---|
 {rows or "| (none logged) | |"}
 
-Training data: `{cfg.data.dataset or "addition (built-in)"}`; {cfg.train.max_steps} steps of
-{cfg.train.batch_size} completions. `accuracy` is over the sampled completions of the last step,
+Training data: `{cfg.data.dataset or "addition (built-in)"}`; {metrics.get("step", "?")} of {cfg.train.max_steps}
+planned steps, {cfg.train.batch_size} completions each. `accuracy` is over the sampled completions of the last step,
 `eval_accuracy` over held-out prompts at temperature {cfg.train.eval_temperature}.
 
 ## Training config
