@@ -52,3 +52,25 @@ def test_progress_bar_starts_at_the_resumed_step(rich):
     else:
         assert bar._tqdm.n == 5
     bar.close()
+
+
+def test_sampler_entropy_is_the_sampling_distributions_entropy():
+    import math
+    import torch
+    from gcpo_lite.rollout import sample_completions
+
+    class Fixed(torch.nn.Module):  # same logits at every position: [2, 1, 0, 0, ...] over 6 tokens
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids, **kw):
+            logits = torch.tensor([2.0, 1.0, 0.0, 0.0, 0.0, 0.0]).expand(*input_ids.shape, 6)
+            return types.SimpleNamespace(logits=logits)
+
+    out = sample_completions(Fixed(), [[1, 2], [3]], max_new_tokens=3, temperature=2.0, top_p=1.0,
+                             eos_ids={5}, pad_id=4, suppress_ids=[4])  # pad suppressed: 5 live tokens
+    p = torch.softmax(torch.tensor([2.0, 1.0, 0.0, 0.0, 0.0]) / 2.0, -1)
+    per_token = float(-(p * p.log()).sum())
+    for ids, total in zip(out.completions, out.entropy_sums):
+        assert math.isclose(total, per_token * len(ids), rel_tol=1e-5)
