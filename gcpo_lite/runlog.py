@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import resource
 import sys
 from pathlib import Path
 from typing import Optional
@@ -31,8 +30,12 @@ def step_extras(trainer) -> dict:
         out["peak_reserved_bytes"] = int(torch.cuda.max_memory_reserved(dev))
         torch.cuda.reset_peak_memory_stats(dev)
     else:  # the process's peak resident set (Linux reports KiB, macOS bytes); never goes down
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        out["peak_memory_bytes"] = int(rss if sys.platform == "darwin" else rss * 1024)
+        try:
+            import resource  # POSIX only
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            out["peak_memory_bytes"] = int(rss if sys.platform == "darwin" else rss * 1024)
+        except ImportError:
+            pass
     plan = trainer.plan
     for key in PLAN_KEYS:
         out[f"plan_{key}"] = getattr(plan, key, None)
