@@ -41,9 +41,9 @@ REGISTRY: dict[str, RegistryEntry] = {
 }
 
 EMBEDDED_NAME = "embedded-tiny-qwen2"
-EMBEDDED_VERSION = "v3"  # bump when the embedded architecture or tokenizer changes
+EMBEDDED_VERSION = "v4"  # bump when the embedded architecture or tokenizer changes
 EMBEDDED_ARCH = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                     num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=True)
+                     num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False)
 EMBEDDING_INIT_STD = 0.15
 CHAT_TEMPLATE = (  # Qwen2's ChatML layout, without the default system message
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -150,11 +150,14 @@ def create_embedded_model(directory: Path, seed: int = 0) -> Path:
                          pad_token_id=raw.token_to_id("<|endoftext|>"), use_cache=True)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
-    # The base stays frozen and the (tied) embedding doubles as the output layer: with the usual 0.02 init
-    # its rows are so short that no hidden state can make a confident prediction (max logit ~1), and LoRA
-    # alone could never learn the task. std 0.15 allows logits up to ~10 while starting near uniform.
+    # The base stays frozen, so the output layer's scale is fixed for good. With the usual 0.02 init its rows
+    # are so short that no hidden state (RMS-normed to norm ~8) reaches a logit above ~1, and LoRA could
+    # never make a confident prediction. std 0.15 allows logits up to ~10. The output layer is untied and
+    # independent of the input embedding, so the residual stream (dominated by the input token at init)
+    # does not make the random model copy its input with certainty: sampling starts near uniform.
     with torch.no_grad():
         model.get_input_embeddings().weight.normal_(0.0, EMBEDDING_INIT_STD)
+        model.get_output_embeddings().weight.normal_(0.0, EMBEDDING_INIT_STD)
     model.save_pretrained(tmp, safe_serialization=True)
     try:
         os.replace(tmp, directory)
