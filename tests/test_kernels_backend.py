@@ -101,3 +101,23 @@ def test_native_loss_defers_to_reference_when_old_logps_need_grad(restore):
     loss, _ = K.gcpo_loss(lp, old, torch.randn(2), torch.ones(2, 3), epsilon_low=0.2, epsilon_high=0.2)
     loss.backward()
     assert old.grad is not None
+
+
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_gcpo_loss_from_hidden_equals_composition(restore, backend):
+    K.set_backend(backend)
+    B, T, H, V = 2, 4, 8, 300
+    hidden, weight = torch.randn(B, T, H), torch.randn(V, H)
+    ids, old, adv = torch.randint(0, V, (B, T)), -torch.rand(B, T) * 5, torch.randn(B)
+    mask, supp = torch.ones(B, T), torch.tensor([7])
+    kw = dict(importance_sampling_level="sequence", epsilon_low=0.2, epsilon_high=0.28, loss_type="token_mean")
+    h1, h2 = hidden.clone().requires_grad_(), hidden.clone().requires_grad_()
+    loss1, m1 = K.gcpo_loss_from_hidden(h1, weight, ids, old, adv, mask, temperature=0.8, chunk_size=3,
+                                        suppress_ids=supp, **kw)
+    loss1.backward()
+    lp = reference.token_logprobs(h2.reshape(-1, H) @ weight.t(), ids.reshape(-1), 0.8, supp).view(B, T)
+    loss2, m2 = reference.gcpo_loss(lp, old, adv, mask, **kw)
+    loss2.backward()
+    torch.testing.assert_close(loss1, loss2, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(h1.grad, h2.grad, atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(m1["importance_ratio_mean"], m2["importance_ratio_mean"])
