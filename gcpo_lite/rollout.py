@@ -79,7 +79,8 @@ def sample_completions(model, prompts: Sequence[Sequence[int]], *, max_new_token
     try:
         for t in range(max_new_tokens):
             logits = model(input_ids=step_ids, attention_mask=mask, position_ids=position,
-                           past_key_values=cache, use_cache=True).logits[:, -1, :].float()  # (B, V)
+                           past_key_values=cache, use_cache=True,
+                           logits_to_keep=1).logits[:, -1, :].float()  # (B, V): prefill skips the prompt's logits
             if banned.numel():
                 logits.index_fill_(-1, banned, float("-inf"))
             if temperature > 0:

@@ -82,3 +82,10 @@ def test_overrides_do_not_mutate_input():
     base = {"train": {"batch_size": 16}}
     out = apply_overrides(base, ["train.batch_size=32"])
     assert base["train"]["batch_size"] == 16 and out["train"]["batch_size"] == 32
+
+
+def test_readme_documents_every_option():
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [key for key, _, _ in describe_options() if f"| `{key}` |" not in readme]
+    assert missing == [], f"README.md lacks rows for {missing}"
