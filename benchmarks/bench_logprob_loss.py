@@ -14,7 +14,7 @@ Cases (V = 151936, H = 1536, temperature 0.9, loss_type token_mean, token-level 
   hidden-chunked native chunked token_logprobs_from_hidden + loss (at most chunk x V logits; its
                  peak extra = one chunk of logits + the (N, H) hidden gradient it returns)
   liger          (CUDA, when liger_kernel imports) Liger-Kernel's Triton GRPO loss on (B, T+1, V) logits
-Each case runs in its own subprocess. CPU: peak extra memory = peak RSS (VmHWM, reset via clear_refs
+On CPU each case runs in its own subprocess (on CUDA in this process). CPU: peak extra memory = peak RSS (VmHWM, reset via clear_refs
 once the inputs exist) minus RSS with the inputs, on the first (cold) iteration. CUDA: peak minus
 current torch.cuda allocated bytes after the inputs. Time = median of --repeat warm iterations. A case whose estimated need exceeds the free RAM is skipped and reported as such.
 Bandwidth: bytes the fused kernels must move (read logits twice, write the gradient once) over their
@@ -57,20 +57,21 @@ def _reset_peak() -> None:
 
 
 def _inputs(case: str, n: int, dtype: torch.dtype, device: str):
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator(device=device).manual_seed(0)
     B = max(1, n // T_PER_SEQ)
-    d = {"ids": torch.randint(0, V, (n,), generator=g),
-         "old": -torch.rand(B, n // B, generator=g) * 3, "adv": torch.randn(B, generator=g),
-         "ref": -torch.rand(B, n // B, generator=g) * 3, "mask": torch.ones(B, n // B, dtype=torch.bool)}
+    kw = dict(generator=g, device=device)
+    d = {"ids": torch.randint(0, V, (n,), **kw), "old": -torch.rand(B, n // B, **kw) * 3,
+         "adv": torch.randn(B, **kw), "ref": -torch.rand(B, n // B, **kw) * 3,
+         "mask": torch.ones(B, n // B, dtype=torch.bool, device=device)}
     d["mask"][:, -7:] = False
     if case.startswith("hidden"):
-        d["hidden"] = torch.randn(n, H, generator=g).to(dtype)
-        d["weight"] = (torch.randn(V, H, generator=g) * 0.02).to(dtype)
+        d["hidden"] = torch.randn(n, H, **kw).to(dtype)
+        d["weight"] = (torch.randn(V, H, **kw) * 0.02).to(dtype)
     elif case == "liger":  # Liger drops the last position: logits (B, T + 1, V)
-        d["logits"] = (torch.randn(B, n // B + 1, V, generator=g) * 2).to(dtype)
+        d["logits"] = (torch.randn(B, n // B + 1, V, **kw) * 2).to(dtype)
     else:
-        d["logits"] = (torch.randn(n, V, generator=g) * 2).to(dtype)
-    return {k: v.to(device) for k, v in d.items()}
+        d["logits"] = (torch.randn(n, V, **kw) * 2).to(dtype)
+    return d
 
 
 def _step(case: str, d: dict, kernels, ref) -> None:
@@ -181,6 +182,13 @@ def mem_available(device: str) -> int:
 
 
 def run_case(case, n, dtype, repeat, timeout, device):
+    if device == "cuda":  # in process: CUDA peak stats reset per case, and no per-case start-up cost
+        try:
+            return worker(case, n, dtype, repeat, device)
+        except Exception as e:  # OOM or a failing third-party kernel: report it in the table
+            return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"}
+        finally:
+            torch.cuda.empty_cache()
     cmd = [sys.executable, __file__, "--worker", case, str(n), dtype, str(repeat), device]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
