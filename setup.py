@@ -8,6 +8,7 @@ ops JIT-compile on first use (see gcpo_lite/kernels/_ext.py, or run `gcpo-lite b
   pip install -e . --no-build-isolation    # compile gcpo_lite._C now against the installed torch
   GCPO_LITE_DEBUG=1 pip install -e . --no-build-isolation   # -O0 -g (and -G for CUDA)
   GCPO_LITE_SKIP_EXT=1 ...                 # never compile here
+  GCPO_LITE_PORTABLE=1 ...                 # no -march=native: for a wheel meant for other machines
 
 CUDA sources are compiled only when the installed torch has CUDA and an nvcc of the same major
 version is found (CUDA_HOME); otherwise the C++/OpenMP CPU kernels alone.

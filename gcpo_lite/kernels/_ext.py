@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -73,7 +74,18 @@ def default_build_dir(with_cuda: bool) -> Path:
         return Path(env)
     dev = f"cu{torch.version.cuda.replace('.', '')}" if with_cuda else "cpu"
     tag = f"torch{torch.__version__.split('+')[0]}-{dev}-py{sys.version_info.major}{sys.version_info.minor}"
+    if not os.environ.get("GCPO_LITE_PORTABLE"):
+        tag += f"-isa{_cpu_fingerprint()}"  # -march=native code must not be reused on another CPU (SIGILL)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "gcpo-lite", "ext", tag)
+
+
+def _cpu_fingerprint() -> str:
+    """Short hash of the CPU's feature flags (Linux), so -march=native builds are cached per ISA."""
+    try:
+        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = platform.machine()
+    return hashlib.sha1(flags.encode()).hexdigest()[:8]
 
 
 def _try_prebuilt() -> Optional[str]:
