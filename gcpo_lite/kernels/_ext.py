@@ -9,7 +9,7 @@ Environment:
   GCPO_LITE_NO_JIT=1      never compile at runtime (use only a prebuilt extension)
   GCPO_LITE_DEBUG=1       compile with -O0 -g
   GCPO_LITE_PORTABLE=1    no -march=native (for a build dir shared between different CPUs)
-  GCPO_LITE_EXT_DIR=path  JIT build/cache dir (default ~/.cache/gcpo-lite/ext/<torch>-<device>)
+  GCPO_LITE_EXT_DIR=path  JIT build/cache dir (default ~/.cache/gcpo-lite/ext/<torch>-<device>-<py>-isa<hash>)
 """
 from __future__ import annotations
 
