@@ -75,7 +75,8 @@ def _use_native(t: Tensor) -> bool:
     if not _ext.available():
         return _fallback(_ext.why_unavailable())
     if t.device.type == "cuda" and not _ext.has_cuda():
-        return _fallback("the native extension was built without CUDA kernels")
+        why = _ext.cuda_build_possible()[1] or "a prebuilt CPU-only gcpo_lite._C"
+        return _fallback(f"the native extension has no CUDA kernels ({why})")
     if t.device.type not in ("cpu", "cuda"):
         return _fallback(f"no native kernels for device {t.device.type}")
     return True

@@ -13,6 +13,7 @@ Environment:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -43,6 +44,7 @@ def _sources(with_cuda: bool) -> list[str]:
     return [str(s) for s in srcs]
 
 
+@functools.lru_cache(maxsize=None)
 def cuda_build_possible() -> tuple[bool, str]:
     """True when torch has CUDA and an nvcc of the same major version is installed."""
     if torch.version.cuda is None:
