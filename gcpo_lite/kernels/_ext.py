@@ -130,8 +130,9 @@ def _jit_build(verbose: bool) -> None:
     cached = stamp.exists() and stamp.read_text() == digest
     if not cached:
         what = "C++/OpenMP" + (" + CUDA" if with_cuda else f" only ({why_not_cuda})")
+        took = "a few minutes" if with_cuda else "about a minute on 2 cores"
         print(f"gcpo-lite: compiling native kernels ({what}) into {build_dir}; first use only, "
-              f"about a minute on 2 cores ...", file=sys.stderr, flush=True)
+              f"{took} ...", file=sys.stderr, flush=True)
     t0 = time.time()
     load(name="gcpo_lite_ops", sources=srcs, extra_cflags=cxx, extra_cuda_cflags=nvcc, extra_ldflags=ld,
          extra_include_paths=[str(CSRC)], build_directory=str(build_dir), is_python_module=False,
