@@ -248,7 +248,7 @@ def main() -> None:
     table = render(rows, bw) + "\n\n" + targets(rows)
     print("\n" + table)
     if a.write_md:
-        write_section(Path(a.write_md), table, " ".join(sys.argv), bw, a.device)
+        write_section(Path(a.write_md), table, "python " + " ".join(sys.argv), bw, a.device)
 
 
 def _liger_ok() -> bool:
