@@ -12,8 +12,9 @@ logprobs.completion_logprobs):
   weights / lora_params / optimizer_state   memory held after loading / wrapping / the first step
   generation    peak of one sample_completions call: g sequences, P prompt + C completion tokens
   activations   peak of forward + backward through the decoder (+ LoRA grads), checkpointing on and off
-  logits        peak of token_logprobs_from_hidden forward + backward over the completion tokens
-  train_step    peak of a whole micro-step (decoder + log-probs + backward)
+  logits_*      peak of token_logprobs_from_hidden forward + backward over the completion tokens, per
+                kernels backend (reference = PyTorch chunked; native = compiled ops, when built)
+  train_step    peak of a whole micro-step (decoder + log-probs + backward) on the live backend
 
 CPU measures resident memory: each size runs in a fresh process with glibc told to serve every
 allocation above 128 KiB by mmap (so a free really returns memory), the peak is VmHWM after
@@ -146,6 +147,7 @@ def run_phases(model_dir: str, spec: dict, device, meter: Meter) -> dict:
     from gcpo_lite import memory_model as mm
     from gcpo_lite.architectures import from_hf_config
     from gcpo_lite.config import LoraConfig, ModelConfig
+    from gcpo_lite import kernels
     from gcpo_lite.kernels import token_logprobs_from_hidden
     from gcpo_lite.logprobs import completion_logprobs
     from gcpo_lite.models import add_lora, decoder_and_head, load_base_model
@@ -213,14 +215,21 @@ def run_phases(model_dir: str, spec: dict, device, meter: Meter) -> dict:
     set_checkpointing(model, True)
 
     dtype = head.weight.dtype
-    h = torch.randn(m * C, spec["arch"]["hidden_size"], device=device, dtype=dtype, requires_grad=True)
+    live = kernels.active_backend()  # what the trainer would use ("auto")
+    backends = ["reference"] + (["native"] if live == "native" else [])
     tgt = rows.completion_ids.reshape(-1)
-    before = meter.mark()
-    lp = token_logprobs_from_hidden(h, head.weight, tgt, 1.0, chunk_size=spec["chunk"], suppress_ids=suppress)
-    lp.sum().backward()
-    del lp
-    measured["logits"] = meter.peak() - before
-    del h
+    for backend in backends:
+        kernels.set_backend(backend)
+        h = torch.randn(m * C, spec["arch"]["hidden_size"], device=device, dtype=dtype, requires_grad=True)
+        token_logprobs_from_hidden(h[:4], head.weight, tgt[:4], 1.0, chunk_size=2, suppress_ids=suppress).sum().backward()
+        h.grad = None  # (warm-up above: first-call allocations of the backend)
+        before = meter.mark()
+        lp = token_logprobs_from_hidden(h, head.weight, tgt, 1.0, chunk_size=spec["chunk"], suppress_ids=suppress)
+        lp.sum().backward()
+        del lp
+        measured[f"logits_{backend}"] = meter.peak() - before
+        del h
+    kernels.set_backend("auto")
 
     before = meter.mark()
     lp = completion_logprobs(model, rows, temperature=1.0, suppress_ids=suppress, chunk_size=spec["chunk"])
@@ -230,7 +239,7 @@ def run_phases(model_dir: str, spec: dict, device, meter: Meter) -> dict:
 
     arch = from_hf_config({**spec["arch"], "model_type": "qwen2", "tie_word_embeddings": True})
     shape = mm.RunShape(prompt_tokens=P, completion_tokens=C, lora_r=spec["r"], compute_dtype=str(dtype).split(".")[-1],
-                        device=device.type, grad_accumulation=False)
+                        device=device.type, grad_accumulation=False, logprob_backend=live)
     w = mm.weight_bytes(arch, shape)
     lora = mm.lora_state_bytes(arch, shape)
     gen = mm.generation_bytes(arch, shape, g)
@@ -244,12 +253,13 @@ def run_phases(model_dir: str, spec: dict, device, meter: Meter) -> dict:
         # decoder alone: saved activations + one layer's backward + LoRA grads (no log-prob kernel)
         "activations_gc": tr_gc["activations"] + tr_gc["layer_backward"] + tr_gc["lora_grads"],
         "activations_nogc": tr_nogc["activations"] + tr_nogc["layer_backward"] + tr_nogc["lora_grads"],
-        "logits": tr_gc["logits"],
+        **{f"logits_{b}": mm.logits_bytes(arch, mm.with_changes(shape, logprob_backend=b), m, spec["chunk"])
+           for b in backends},
         "train_step": mm.training_phase_bytes(tr_gc),
     }
     return {"predicted": predicted, "measured": measured, "exact": exact,
             "shape": {"prompt": P, "completion": C, "gen_batch": g, "micro_batch": m, "r": spec["r"],
-                      "dtype": str(dtype), "device": device.type, "arch": spec["arch"]}}
+                      "dtype": str(dtype), "device": device.type, "arch": spec["arch"], "kernels": live}}
 
 
 # ---------------------------------------------------------------- driver (parent process)

@@ -56,6 +56,7 @@ class RunShape:
     device: str = "cuda"  # cuda | cpu
     grad_accumulation: bool = True  # OOM backoff keeps a second gradient buffer while accumulating
     prefill_all_logits: bool = True  # rollout.sample_completions' prefill returns (g, P, V) logits (not logits_to_keep=1)
+    logprob_backend: str = "reference"  # gcpo_lite.kernels backend: native (compiled ops) | reference (PyTorch chunked)
 
     @property
     def bytes(self) -> int:
@@ -219,15 +220,15 @@ def backward_transient_bytes_per_token(arch: Architecture, shape: RunShape) -> i
 def logits_bytes(arch: Architecture, shape: RunShape, micro_batch: int, chunk_tokens: int) -> int:
     """Log-prob working set over the completion tokens of micro_batch sequences (N = m x C rows).
 
-    gcpo_lite.kernels computes log-probs chunk by chunk (kernels/chunked.py, and the native ops
-    alike): at most `chunk_tokens` rows of logits exist, as fp32 scores plus, for a 16-bit compute
-    dtype, the matmul output (forward) or the logits gradient (backward) in that dtype; backward
-    recomputes them per chunk. Besides the chunk: the (N, H) gradient of the hidden states and the
-    (N,) fp32 logsumexp / log-prob rows."""
+    gcpo_lite.kernels computes log-probs chunk by chunk and recomputes each chunk in backward, so at
+    most `chunk_tokens` rows of (chunk, V) logits exist. Bytes per logit, measured (benchmarks/
+    calibrate_memory.py): native ops keep only the matmul output in compute dtype (4 fp32, 2 bf16);
+    the PyTorch path (kernels/chunked.py) adds an fp32 copy and logsumexp's fp32 temporary (8 fp32,
+    12 bf16). Besides the chunk: the (N, H) hidden-state gradient and the (N,) fp32 lse / log-probs."""
     N = micro_batch * shape.completion_tokens
     b = shape.bytes
-    per_row = arch.vocab_size * (4 + (b if b != 4 else 0))
-    return min(N, chunk_tokens) * per_row + N * (arch.hidden_size * b + 8)
+    per_logit = b if shape.logprob_backend == "native" else 8 + (4 if b != 4 else 0)
+    return min(N, chunk_tokens) * arch.vocab_size * per_logit + N * (arch.hidden_size * b + 8)
 
 
 def training_bytes(arch: Architecture, shape: RunShape, micro_batch: int, chunk_tokens: int) -> dict[str, int]:

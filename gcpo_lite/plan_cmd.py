@@ -56,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "paged_adamw_8bit")
     p.add_argument("--compute-dtype", choices=tuple(mm.DTYPE_BYTES), help="default: bfloat16 on cuda, "
                    "float32 on cpu")
+    p.add_argument("--kernels", choices=("native", "reference"), help="log-prob kernels the run will use "
+                   "(train.kernels); default: reference unless the config says native (its chunks are smaller)")
     p.add_argument("--no-gradient-checkpointing", action="store_true")
     p.add_argument("--no-quantize", action="store_true", help="plan for a bf16/fp32 base instead of 4-bit")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -114,7 +116,8 @@ def build(args) -> dict:
     budget_text = args.memory_budget or getattr(getattr(cfg, "scheduler", None), "memory_budget", None)
     budget, source = (parse_bytes(budget_text), "memory budget given") if budget_text else detect_budget(device)
     arch = resolve(cfg.model.name)
-    shape = shape_from_config(cfg, device, dtype, optimizer=args.optimizer)
+    backend = args.kernels or (cfg.train.kernels if cfg.train.kernels != "auto" else "reference")
+    shape = shape_from_config(cfg, device, dtype, optimizer=args.optimizer, backend=backend)
     plan = plan_run(arch, shape, batch_size=cfg.train.batch_size, num_generations=cfg.gcpo.num_generations,
                     budget_bytes=budget, budget_source=source, auto_num_generations=auto,
                     generation_range=(args.min_num_generations, args.max_num_generations),
@@ -137,7 +140,8 @@ def build(args) -> dict:
         "architecture": arch.to_dict(), "num_params": arch.num_params(),
         "shape": {"prompt_tokens": shape.prompt_tokens, "completion_tokens": shape.completion_tokens,
                   "lora_r": shape.lora_r, "lora_targets": list(shape.lora_targets), "optimizer": shape.optimizer,
-                  "gradient_checkpointing": shape.gradient_checkpointing, "quantize": shape.quantize},
+                  "gradient_checkpointing": shape.gradient_checkpointing, "quantize": shape.quantize,
+                  "logprob_backend": shape.logprob_backend},
     }
 
 
@@ -151,7 +155,8 @@ def render(d: dict) -> str:
         f"  {d['num_params'] / 1e9:.2f}B params, {a['num_layers']} layers, hidden {a['hidden_size']}, vocab "
         f"{a['vocab_size']}; {s['prompt_tokens']}-token prompts + {s['completion_tokens']}-token completions; "
         f"LoRA r={s['lora_r']} on {len(s['lora_targets'])} modules; {s['optimizer']}; gradient checkpointing "
-        f"{'on' if s['gradient_checkpointing'] else 'off'}; {'4-bit NF4' if s['quantize'] else 'unquantized'} base",
+        f"{'on' if s['gradient_checkpointing'] else 'off'}; {'4-bit NF4' if s['quantize'] else 'unquantized'} base; "
+        f"{s['logprob_backend']} log-prob kernels",
         f"  budget {gib(d['budget_bytes'])} ({d['budget_source']})",
         "",
         f"  {'component':<20}{'predicted':>11}  {'phase':<11}what",

@@ -264,8 +264,24 @@ def resolved_compute_dtype(cfg: Config, device: str) -> str:
     return "float32"
 
 
+def logprob_backend(cfg: Config, device: str) -> str:
+    """The kernels backend the training log-probs will run on: train.kernels when explicit, else the
+    live one when gcpo_lite.kernels already tried the compiled ops (the trainer has), else `reference`
+    (conservative: its chunks take 3-6x the memory of the native ones)."""
+    if cfg.train.kernels in ("native", "reference"):
+        return cfg.train.kernels
+    try:
+        from . import kernels
+        live = kernels.active_backend(compile_if_needed=False)
+        if live == "native" and device.startswith("cuda") and not kernels._ext.has_cuda():
+            return "reference"
+        return live
+    except Exception:  # no torch / extension trouble: plan for the PyTorch path
+        return "reference"
+
+
 def shape_from_config(cfg: Config, device: str, compute_dtype: Optional[str] = None,
-                      optimizer: Optional[str] = None) -> mm.RunShape:
+                      optimizer: Optional[str] = None, backend: Optional[str] = None) -> mm.RunShape:
     sch = _scheduler_cfg(cfg)
     return mm.RunShape(
         prompt_tokens=cfg.data.max_prompt_length, completion_tokens=cfg.gcpo.max_completion_length,
@@ -274,7 +290,8 @@ def shape_from_config(cfg: Config, device: str, compute_dtype: Optional[str] = N
         compute_dtype=compute_dtype or resolved_compute_dtype(cfg, device),
         gradient_checkpointing=cfg.model.gradient_checkpointing,
         optimizer=optimizer or getattr(sch, "optimizer", None) or getattr(cfg.train, "optimizer", None) or "adamw",
-        top_p=cfg.gcpo.top_p, device="cuda" if device.startswith("cuda") else "cpu")
+        top_p=cfg.gcpo.top_p, device="cuda" if device.startswith("cuda") else "cpu",
+        logprob_backend=backend or logprob_backend(cfg, device))
 
 
 def make_plan(cfg: Config, *, budget_bytes: Optional[int] = None, device: Optional[str] = None,

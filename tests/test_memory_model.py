@@ -117,3 +117,16 @@ def test_layer_activations_match_autograd_saved_tensors(tiny_dirs, dtype):
     one_layer = _saved_bytes(tiny_dirs[2], dtype, B, T) - _saved_bytes(tiny_dirs[1], dtype, B, T)
     shape = mm.RunShape(prompt_tokens=T, completion_tokens=0, lora_r=8, compute_dtype=dtype)
     assert one_layer == B * T * mm.layer_activation_bytes_per_token(from_hf_config(TINY), shape)
+
+
+def test_logprob_chunk_bytes_per_backend():
+    """Bytes per logit of one chunk, as measured by benchmarks/calibrate_memory.py."""
+    arch = KNOWN["qwen2.5-1.5b"][1]
+    V, H = arch.vocab_size, arch.hidden_size
+    for dtype, native, reference in (("float32", 4, 8), ("bfloat16", 2, 12)):
+        shape = mm.RunShape(completion_tokens=512, compute_dtype=dtype)
+        rest = 512 * (H * shape.bytes + 8)  # hidden-state grad + lse / log-prob rows
+        for backend, per_logit in (("native", native), ("reference", reference)):
+            s = mm.with_changes(shape, logprob_backend=backend)
+            assert mm.logits_bytes(arch, s, 1, 256) == 256 * V * per_logit + rest
+            assert mm.logits_bytes(arch, s, 1, 4096) == 512 * V * per_logit + rest  # a chunk never exceeds N
