@@ -95,6 +95,8 @@ class OOMBackoff:
                 "or free memory on the device (see `gcpo-lite plan`)") from error
         new = max(1, old // 2)
         setattr(self.plan, size_name, new)
+        if size_name == "micro_batch_size" and getattr(self.plan, "gradient_accumulation_steps", 0):
+            self.plan.gradient_accumulation_steps = -(-self.plan.gradient_accumulation_steps * old // new)
         event = {"step": self.step, "phase": phase, "items": [start, end], "from": old, "to": new,
                  "error": str(error).splitlines()[0][:200], "time": time.time()}
         self.plan.backoffs.append(event)
