@@ -144,8 +144,6 @@ def child(spec: dict) -> dict:
 def run_phases(model_dir: str, spec: dict, device, meter: Meter) -> dict:
     import torch
 
-    from gcpo_lite import memory_model as mm
-    from gcpo_lite.architectures import from_hf_config
     from gcpo_lite.config import LoraConfig, ModelConfig
     from gcpo_lite import kernels
     from gcpo_lite.kernels import token_logprobs_from_hidden
@@ -237,15 +235,26 @@ def run_phases(model_dir: str, spec: dict, device, meter: Meter) -> dict:
     del lp
     measured["train_step"] = meter.peak() - before
 
-    arch = from_hf_config({**spec["arch"], "model_type": "qwen2", "tie_word_embeddings": True})
-    shape = mm.RunShape(prompt_tokens=P, completion_tokens=C, lora_r=spec["r"], compute_dtype=str(dtype).split(".")[-1],
-                        device=device.type, grad_accumulation=False, logprob_backend=live)
+    shape_info = {"prompt": P, "completion": C, "gen_batch": g, "micro_batch": m, "r": spec["r"], "chunk": spec["chunk"],
+                  "dtype": str(dtype), "device": device.type, "arch": spec["arch"], "kernels": live,
+                  "backends": backends}
+    return {"predicted": predict(shape_info), "measured": measured, "exact": exact, "shape": shape_info}
+
+
+def predict(info: dict) -> dict:
+    """The memory model's figure for every measured component of one calibration size."""
+    from gcpo_lite import memory_model as mm
+    from gcpo_lite.architectures import from_hf_config
+    P, C, g, m, chunk = info["prompt"], info["completion"], info["gen_batch"], info["micro_batch"], info["chunk"]
+    arch = from_hf_config({**info["arch"], "model_type": "qwen2", "tie_word_embeddings": True})
+    shape = mm.RunShape(prompt_tokens=P, completion_tokens=C, lora_r=info["r"], compute_dtype=info["dtype"].split(".")[-1],
+                        device=info["device"], grad_accumulation=False, logprob_backend=info["kernels"])
     w = mm.weight_bytes(arch, shape)
     lora = mm.lora_state_bytes(arch, shape)
     gen = mm.generation_bytes(arch, shape, g)
-    tr_gc = mm.training_bytes(arch, shape, m, spec["chunk"])
-    tr_nogc = mm.training_bytes(arch, mm.with_changes(shape, gradient_checkpointing=False), m, spec["chunk"])
-    predicted = {
+    tr_gc = mm.training_bytes(arch, shape, m, chunk)
+    tr_nogc = mm.training_bytes(arch, mm.with_changes(shape, gradient_checkpointing=False), m, chunk)
+    return {
         "runtime": mm.runtime_bytes(shape),
         "weights": w["weights_4bit"] + w["weights_unquantized"],
         "lora_params": lora["lora_params"], "optimizer_state": lora["optimizer_state"],
@@ -253,13 +262,12 @@ def run_phases(model_dir: str, spec: dict, device, meter: Meter) -> dict:
         # decoder alone: saved activations + one layer's backward + LoRA grads (no log-prob kernel)
         "activations_gc": tr_gc["activations"] + tr_gc["layer_backward"] + tr_gc["lora_grads"],
         "activations_nogc": tr_nogc["activations"] + tr_nogc["layer_backward"] + tr_nogc["lora_grads"],
-        **{f"logits_{b}": mm.logits_bytes(arch, mm.with_changes(shape, logprob_backend=b), m, spec["chunk"])
-           for b in backends},
+        **{f"logits_{b}": mm.logits_bytes(arch, mm.with_changes(shape, logprob_backend=b), m, chunk)
+           for b in info["backends"]},
         "train_step": mm.training_phase_bytes(tr_gc),
     }
-    return {"predicted": predicted, "measured": measured, "exact": exact,
-            "shape": {"prompt": P, "completion": C, "gen_batch": g, "micro_batch": m, "r": spec["r"],
-                      "dtype": str(dtype), "device": device.type, "arch": spec["arch"], "kernels": live}}
+
+
 
 
 # ---------------------------------------------------------------- driver (parent process)
@@ -319,10 +327,20 @@ def main() -> int:
     ap.add_argument("--compute-dtype", default=None, help="default: float32 on cpu, bfloat16 on cuda")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="write the raw results here")
+    ap.add_argument("--report", default=None, metavar="JSON", help="re-print a saved --json run against the "
+                    "current memory model (no measuring)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
+        return 0
+    if args.report:
+        for name, res in json.loads(Path(args.report).read_text()).items():
+            res["shape"].setdefault("chunk", SIZES[name]["chunk"])
+            res["shape"].setdefault("kernels", "native" if "logits_native" in res["measured"] else "reference")
+            res["shape"].setdefault("backends", [k[7:] for k in res["measured"] if k.startswith("logits_")])
+            res["predicted"] = predict(res["shape"])
+            print("\n".join(report(name, res)))
         return 0
     dtype = args.compute_dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
     results = {}

@@ -55,7 +55,7 @@ class RunShape:
     top_p: float = 1.0  # < 1 adds a sort of the (g, V) logits to sampling
     device: str = "cuda"  # cuda | cpu
     grad_accumulation: bool = True  # OOM backoff keeps a second gradient buffer while accumulating
-    prefill_all_logits: bool = True  # rollout.sample_completions' prefill returns (g, P, V) logits (not logits_to_keep=1)
+    prefill_all_logits: bool = False  # prefill returns (g, P, V) logits (rollout.sample_completions asks logits_to_keep=1)
     logprob_backend: str = "reference"  # gcpo_lite.kernels backend: native (compiled ops) | reference (PyTorch chunked)
 
     @property
@@ -158,9 +158,10 @@ def dequant_tile_bytes(arch: Architecture, shape: RunShape) -> int:
 
 
 def sampling_bytes(arch: Architecture, shape: RunShape, gen_batch: int) -> int:
-    """Per decode step: last-position logits (g, V) in compute dtype, their fp32 copy, temperature-scaled
-    scores, softmax probs; top_p < 1 adds a sort (values fp32 + int64 indices) and a cumsum."""
-    per_row = arch.vocab_size * (shape.bytes + 3 * 4)
+    """Per decode step (rollout.sample_completions): last-position logits (g, V) in compute dtype, their
+    fp32 copy, temperature-scaled scores, log-softmax, probs, and exp / entr for the entropy metric;
+    top_p < 1 adds a sort (values fp32 + int64 indices) and a cumsum."""
+    per_row = arch.vocab_size * (shape.bytes + 6 * 4)
     if shape.top_p < 1.0:
         per_row += arch.vocab_size * (4 + 8 + 4 + 1)
     return gen_batch * per_row
