@@ -46,8 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "default: cuda with --memory-budget, else this machine's")
     p.add_argument("--num-generations", metavar="G|auto", help="group size, or auto: the largest G in "
                    "[--min-num-generations, --max-num-generations] dividing the batch that fits")
-    p.add_argument("--min-num-generations", type=int, default=2, metavar="G")
-    p.add_argument("--max-num-generations", type=int, default=16, metavar="G")
+    p.add_argument("--min-num-generations", type=int, metavar="G", help="default: scheduler.min_num_generations (2)")
+    p.add_argument("--max-num-generations", type=int, metavar="G", help="default: scheduler.max_num_generations (16)")
     p.add_argument("--max-completion-length", type=int, metavar="T", help="gcpo.max_completion_length")
     p.add_argument("--max-prompt-length", type=int, metavar="T", help="data.max_prompt_length")
     p.add_argument("--batch-size", type=int, metavar="N", help="completions per step (train.batch_size)")
@@ -77,6 +77,12 @@ def _overrides(args) -> list[str]:
     return out
 
 
+def _group_range(args, sch) -> tuple[int, int]:
+    lo = args.min_num_generations or getattr(sch, "min_num_generations", 2)
+    hi = args.max_num_generations or getattr(sch, "max_num_generations", 16)
+    return lo, hi
+
+
 def _group_size(args, overrides: list[str], cfg_path) -> tuple[list[str], bool]:
     """(overrides with a valid placeholder G when auto, auto?)."""
     g = args.num_generations
@@ -87,11 +93,13 @@ def _group_size(args, overrides: list[str], cfg_path) -> tuple[list[str], bool]:
             return overrides + [f"gcpo.num_generations={int(g)}"], False
         except ValueError:
             raise ConfigError(f"--num-generations {g!r}: give a number (e.g. 8) or auto") from None
-    batch = load_config(cfg_path, overrides).train.batch_size if args.batch_size is None else args.batch_size
-    ok = [d for d in divisors(batch) if args.min_num_generations <= d <= args.max_num_generations]
+    base = load_config(cfg_path, [o for o in overrides if not o.startswith("train.batch_size=")])
+    batch = base.train.batch_size if args.batch_size is None else args.batch_size
+    lo, hi = _group_range(args, getattr(base, "scheduler", None))
+    ok = [d for d in divisors(batch) if lo <= d <= hi]
     if not ok:
-        raise ConfigError(f"--num-generations auto: no G in [{args.min_num_generations}, "
-                          f"{args.max_num_generations}] divides the batch size {batch}; change --batch-size")
+        raise ConfigError(f"--num-generations auto: no G in [{lo}, {hi}] divides the batch size {batch}; "
+                          "change --batch-size")
     return overrides + [f"gcpo.num_generations={ok[0]}"], True
 
 
@@ -110,6 +118,8 @@ def build(args) -> dict:
     """The plan as a dict (what --json prints); raises InfeasiblePlanError / ConfigError."""
     overrides, auto = _group_size(args, _overrides(args), args.config)
     cfg = load_config(args.config, overrides)
+    sch = getattr(cfg, "scheduler", None)  # the config's scheduler section (budget, auto G, range)
+    auto = auto or bool(getattr(sch, "auto_num_generations", False))
     device = _device(args, cfg)
     dtype = args.compute_dtype or (cfg.model.compute_dtype if cfg.model.compute_dtype != "auto" else
                                    "bfloat16" if device == "cuda" else "float32")
@@ -120,7 +130,7 @@ def build(args) -> dict:
     shape = shape_from_config(cfg, device, dtype, optimizer=args.optimizer, backend=backend)
     plan = plan_run(arch, shape, batch_size=cfg.train.batch_size, num_generations=cfg.gcpo.num_generations,
                     budget_bytes=budget, budget_source=source, auto_num_generations=auto,
-                    generation_range=(args.min_num_generations, args.max_num_generations),
+                    generation_range=_group_range(args, sch),
                     generation_batch_size=cfg.train.generation_batch_size,
                     micro_batch_size=cfg.train.micro_batch_size, logits_chunk_size=cfg.train.logits_chunk_size,
                     model_name=cfg.model.name)
