@@ -170,9 +170,9 @@ def sampling_bytes(arch: Architecture, shape: RunShape, gen_batch: int) -> int:
 def generation_bytes(arch: Architecture, shape: RunShape, gen_batch: int) -> dict[str, int]:
     """Generation-phase components for gen_batch sequences per generate call.
 
-    The peak is at the last decode step (full KV cache) or at prefill, whichever is larger; the
-    components returned describe that moment. At prefill rollout.sample_completions takes the
-    logits of every prompt position, (g, P, V) in compute dtype, before keeping the last one."""
+    The peak is at the last decode step (full KV cache) or at prefill (prompt-length layer
+    transient), whichever is larger; the components returned describe that moment. With
+    prefill_all_logits the prefill also holds (g, P, V) logits in compute dtype."""
     P, L = shape.prompt_tokens, arch.num_layers
     full_kv = kv_cache_bytes(arch, shape, gen_batch)
     kv_growth = full_kv // L  # DynamicCache concatenates per layer: one layer's old + new copy overlap
