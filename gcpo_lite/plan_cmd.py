@@ -160,9 +160,12 @@ def render(d: dict) -> str:
     s = d["shape"]
     a = d["architecture"]
     head = f"{d['model']}" + (f" ({d['hub_id']})" if d["hub_id"] else "")
+    n = d["num_params"]
+    params = f"{n / 1e9:.2f}B" if n >= 1e8 else f"{n / 1e6:.2f}M"
     lines = [
         f"memory plan: {head} on {d['device']}, {d['compute_dtype']} compute",
-        f"  {d['num_params'] / 1e9:.2f}B params, {a['num_layers']} layers, hidden {a['hidden_size']}, vocab "
+        f"  {params} params,"
+        f" {a['num_layers']} layers, hidden {a['hidden_size']}, vocab "
         f"{a['vocab_size']}; {s['prompt_tokens']}-token prompts + {s['completion_tokens']}-token completions; "
         f"LoRA r={s['lora_r']} on {len(s['lora_targets'])} modules; {s['optimizer']}; gradient checkpointing "
         f"{'on' if s['gradient_checkpointing'] else 'off'}; {'4-bit NF4' if s['quantize'] else 'unquantized'} base; "

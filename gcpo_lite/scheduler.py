@@ -186,7 +186,7 @@ def plan_run(arch: Architecture, shape: mm.RunShape, *, batch_size: int, num_gen
     micro = micro_batch_size or _largest(sizes, lambda m: _phase_fits(arch, shape, budget_bytes, micro=m))
     chunk = logits_chunk_size or _largest(
         chunk_candidates(arch, shape), lambda c: _phase_fits(arch, shape, budget_bytes, micro=micro, chunk=c))
-    chunk = chunk or MIN_CHUNK
+    chunk = min(chunk or MIN_CHUNK, max(MIN_CHUNK, micro * shape.completion_tokens))  # > m x C rows buys nothing
     est = mm.estimate(arch, shape, gen, micro, chunk)
     if est.peak_bytes > budget_bytes:  # only explicit sizes can get here
         warnings.append(f"the configured sizes are predicted to need {format_bytes(est.peak_bytes)}, more than "
