@@ -112,6 +112,15 @@ class TrainConfig:
 
 
 @dataclass
+class SchedulerConfig:
+    memory_budget: Optional[str] = None  # memory the run may use, e.g. 8GiB or 7.5GB; None = free GPU memory (CPU: available RAM); see `gcpo-lite plan`
+    auto_num_generations: bool = False  # let the planner set gcpo.num_generations: the largest G in [min_num_generations, max_num_generations] dividing train.batch_size whose group fits one generate call
+    min_num_generations: int = 2  # smallest G auto_num_generations may pick (below 4 it warns: gold injection needs a group to contrast)
+    max_num_generations: int = 16  # largest G auto_num_generations may pick
+    oom_backoff: bool = True  # on out-of-memory, halve the generation batch / micro-batch and redo the same work (no sample lost)
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -119,6 +128,7 @@ class Config:
     reward: RewardConfig = field(default_factory=RewardConfig)
     gcpo: GCPOConfig = field(default_factory=GCPOConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
     def __post_init__(self):
         validate(self)
@@ -197,8 +207,25 @@ def validate(cfg: Config) -> None:
     if bad:
         raise ConfigError(f"train.report_to={t.report_to!r}: unknown {bad}; use none, tensorboard, wandb or "
                           "tensorboard,wandb")
+    _validate_scheduler(cfg)
     if t.eval_temperature < 0:
         raise ConfigError(f"train.eval_temperature={t.eval_temperature} must be >= 0 (0 = greedy)")
+
+
+def _validate_scheduler(cfg: Config) -> None:
+    s = cfg.scheduler
+    if s.memory_budget is not None:
+        from .scheduler import parse_bytes  # late: scheduler imports this module
+        if parse_bytes(s.memory_budget) <= 0:
+            raise ConfigError(f"scheduler.memory_budget={s.memory_budget!r} must be positive, e.g. 8GiB")
+    if not 2 <= s.min_num_generations <= s.max_num_generations:
+        raise ConfigError(f"scheduler.min_num_generations={s.min_num_generations} and max_num_generations="
+                          f"{s.max_num_generations} must satisfy 2 <= min <= max; e.g. 2 and 16")
+    if s.auto_num_generations and not any(cfg.train.batch_size % g == 0 for g in
+                                          range(s.min_num_generations, s.max_num_generations + 1)):
+        raise ConfigError(f"scheduler.auto_num_generations: no G in [{s.min_num_generations}, "
+                          f"{s.max_num_generations}] divides train.batch_size={cfg.train.batch_size}; "
+                          "use a batch size that is a multiple of 8 or 16")
 
 
 # ---------------------------------------------------------------- loading and overrides

@@ -78,7 +78,7 @@ class Trainer:
         self.suppress = suppressed_ids(self.tokenizer, self.eos_ids, cfg.gcpo.suppress_tokens)
         self.suppress_t = torch.tensor(self.suppress, dtype=torch.long, device=self.device)
         self.plan = make_plan(cfg, model_config=self.model.config)
-        self.backoff = OOMBackoff(self.plan)  # out-of-memory: halve the generation / micro-batch and redo
+        self.backoff = OOMBackoff(self.plan, enabled=cfg.scheduler.oom_backoff)  # OOM: halve the size, redo
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay,
                                            betas=(t.adam_beta1, t.adam_beta2))

@@ -180,3 +180,20 @@ def test_unknown_model_error_says_what_to_pass():
         resolve("no-such/model-xyz")
     cfg = from_dict({"model": {"name": "qwen2.5-3b"}})
     assert make_plan(cfg, budget_bytes=24 * GiB, device="cuda", compute_dtype="bfloat16").generation_batch_size >= 1
+
+
+def test_scheduler_config_section():
+    cfg = from_dict({"model": {"name": "qwen2.5-1.5b"}, "gcpo": {"max_completion_length": 1024},
+                     "train": {"batch_size": 64},
+                     "scheduler": {"memory_budget": "6GiB", "auto_num_generations": True, "max_num_generations": 16}})
+    p = make_plan(cfg, device="cuda", compute_dtype="bfloat16")
+    assert p.budget_bytes == 6 * GiB and p.predicted_peak_bytes <= 6 * GiB
+    assert cfg.gcpo.num_generations == p.num_generations and 64 % p.num_generations == 0
+    assert cfg.prompts_per_step * p.num_generations == 64
+    with pytest.raises(ConfigError, match="min <= max"):
+        from_dict({"scheduler": {"min_num_generations": 8, "max_num_generations": 4}})
+    with pytest.raises(ConfigError, match="8GiB"):
+        from_dict({"scheduler": {"memory_budget": "lots"}})
+    with pytest.raises(ConfigError, match="divides train.batch_size"):
+        from_dict({"gcpo": {"num_generations": 7}, "train": {"batch_size": 7},
+                   "scheduler": {"auto_num_generations": True, "min_num_generations": 2, "max_num_generations": 6}})
