@@ -77,3 +77,14 @@ def test_backoff_run_matches_a_clean_run(embedded_model_dir, tmp_path, monkeypat
     # scale, so near-zero elements may move by ~1e-3 of the learning rate (1e-3 x 4 updates here).
     for p, q in zip(params, clean_params):
         torch.testing.assert_close(p, q, rtol=1e-3, atol=4e-6)
+
+
+def test_auto_group_size_in_the_trainer(embedded_model_dir, tmp_path):
+    cfg = from_dict({"model": {"gradient_checkpointing": False},
+                     "gcpo": {"num_generations": 2, "max_completion_length": 4}, "data": {"eval_size": 4},
+                     "train": {"batch_size": 8, "output_dir": str(tmp_path), "eval_steps": 0, "num_threads": 1},
+                     "scheduler": {"auto_num_generations": True, "min_num_generations": 2, "max_num_generations": 4}})
+    tr = Trainer(cfg, progress=False)
+    assert tr.plan.num_generations == 4 and cfg.gcpo.num_generations == 4 and cfg.prompts_per_step == 2
+    batch = tr.rollout(tr.next_examples(cfg.prompts_per_step))
+    assert len(batch.completions) == 8 and batch.advantages.view(-1, 4).shape == (2, 4)
