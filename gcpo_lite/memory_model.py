@@ -3,7 +3,7 @@ training micro-batch and logits chunk size.
 
 A step has two phases that never overlap, so the peak is
 
-    runtime + static + max(generation, training) + allocator overhead (a fraction of the phase)
+    runtime + static + max(generation, training) + allocator slack (a fraction of the larger phase)
 
   static      4-bit base weights with their quant state, unquantized embeddings / lm_head / norms,
               LoRA parameters and optimizer state (alive the whole run)
@@ -36,7 +36,9 @@ BNB_8BIT_MIN_NUMEL = 4096  # smaller tensors keep 32-bit state
 
 CUDA_RUNTIME_BYTES = 512 * MiB  # CUDA context + cuBLAS workspaces + kernel images (not in the torch allocator)
 CPU_RUNTIME_BYTES = 480 * MiB  # python + torch + transformers + peft + bitsandbytes resident after import
-ALLOCATOR_SLACK = {"cuda": 0.10, "cpu": 0.05}  # fraction of the phase's memory lost to fragmentation / caching
+# fraction of the larger phase lost to caching / fragmentation: CUDA's caching allocator rounds and splits
+# blocks; on CPU glibc keeps freed heap memory between phases (the embedded demo peaked at 2x its phase)
+ALLOCATOR_SLACK = {"cuda": 0.10, "cpu": 1.0}
 
 
 @dataclass(frozen=True)

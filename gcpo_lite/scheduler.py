@@ -295,11 +295,13 @@ def shape_from_config(cfg: Config, device: str, compute_dtype: Optional[str] = N
 
 
 def make_plan(cfg: Config, *, budget_bytes: Optional[int] = None, device: Optional[str] = None,
-              compute_dtype: Optional[str] = None, model_config=None) -> Plan:
+              compute_dtype: Optional[str] = None, model_config=None, prompt_tokens: Optional[int] = None) -> Plan:
     """The plan the trainer runs with; writes a planner-chosen G back to cfg.gcpo.num_generations.
 
     model_config: the loaded model's config (a transformers config or its dict); without it the
-    architecture comes from the registry / a local config.json (architectures.resolve)."""
+    architecture comes from the registry / a local config.json (architectures.resolve).
+    prompt_tokens: the longest prompt the run will see (the trainer measures its data); default
+    data.max_prompt_length, the most any prompt may have."""
     device = device or resolved_device(cfg)
     if model_config is not None:
         arch = from_hf_config(model_config if isinstance(model_config, dict) else model_config.to_dict())
@@ -311,7 +313,10 @@ def make_plan(cfg: Config, *, budget_bytes: Optional[int] = None, device: Option
     else:
         budget, source = detect_budget(device, getattr(sch, "memory_budget", None))
     auto = bool(getattr(sch, "auto_num_generations", False))
-    plan = plan_run(arch, shape_from_config(cfg, device, compute_dtype),
+    shape = shape_from_config(cfg, device, compute_dtype)
+    if prompt_tokens is not None:
+        shape = mm.with_changes(shape, prompt_tokens=max(1, min(prompt_tokens, shape.prompt_tokens)))
+    plan = plan_run(arch, shape,
                     batch_size=cfg.train.batch_size, num_generations=cfg.gcpo.num_generations,
                     budget_bytes=budget, budget_source=source, auto_num_generations=auto,
                     generation_range=(getattr(sch, "min_num_generations", 2), getattr(sch, "max_num_generations", 16)),

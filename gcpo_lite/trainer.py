@@ -77,7 +77,9 @@ class Trainer:
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.suppress = suppressed_ids(self.tokenizer, self.eos_ids, cfg.gcpo.suppress_tokens)
         self.suppress_t = torch.tensor(self.suppress, dtype=torch.long, device=self.device)
-        self.plan = make_plan(cfg, model_config=self.model.config)
+        longest_prompt = max((len(prompt_ids(self.tokenizer, ex)) for ex in self.train_examples + self.eval_examples),
+                             default=1)  # the memory plan sizes for the prompts this run really has
+        self.plan = make_plan(cfg, model_config=self.model.config, prompt_tokens=longest_prompt)
         self.backoff = OOMBackoff(self.plan, enabled=cfg.scheduler.oom_backoff)  # OOM: halve the size, redo
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay,
