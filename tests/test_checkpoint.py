@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from gcpo_lite import checkpoint as ck
 from gcpo_lite.config import ConfigError, from_dict
@@ -111,10 +112,12 @@ def test_killed_subprocess_resumes_exactly(embedded_model_dir, tmp_path):
     steps = 12
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
     Trainer(from_dict(overrides(ref_dir, max_steps=steps)), progress=False).train()
-    args = [f"{sec}.{k}={json.dumps(v)}" for sec, body in overrides(run_dir, max_steps=200).items()
-            for k, v in body.items()]
+    # a config file (not bare overrides), so the process starts from the same defaults as the reference
+    # run rather than from the embedded demo's preset
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(overrides(run_dir, max_steps=200)))
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    proc = subprocess.Popen([sys.executable, "-m", "gcpo_lite.cli", "train", "--no-progress", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "gcpo_lite.cli", "train", "--no-progress", "--config", str(config)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     metrics = run_dir / "metrics.jsonl"
     deadline = time.time() + 120
