@@ -89,3 +89,20 @@ def test_readme_documents_every_option():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     missing = [key for key, _, _ in describe_options() if f"| `{key}` |" not in readme]
     assert missing == [], f"README.md lacks rows for {missing}"
+
+
+def test_embedded_preset_matches_its_config_file():
+    from pathlib import Path
+    from gcpo_lite.presets import EMBEDDED_DEFAULT
+    path = Path(__file__).resolve().parents[1] / "configs" / "tiny_addition_cpu.yaml"
+    assert load_config(path).to_dict() == from_dict(EMBEDDED_DEFAULT).to_dict()
+
+
+def test_every_shipped_config_loads():
+    from pathlib import Path
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(configs) >= 2
+    for path in configs:
+        assert path.read_text().startswith("#"), f"{path.name} must open with a comment giving its command"
+        assert "gcpo-lite train --config" in path.read_text().split("\n\n")[0], path.name
+        load_config(path)
