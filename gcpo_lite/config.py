@@ -67,7 +67,7 @@ class RewardConfig:
 
 @dataclass
 class GCPOConfig:
-    num_generations: int = 8  # G, completions sampled per prompt (>= 2)
+    num_generations: int = 8  # G, completions sampled per prompt (>= 2); `auto` = the largest that fits memory (scheduler.auto_num_generations)
     temperature: float = 1.0  # sampling temperature; the training log-probs use the same one
     top_p: float = 1.0  # nucleus sampling mass
     max_completion_length: int = 256  # tokens per completion, EOS included
@@ -283,11 +283,30 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
     raise ConfigError(f"{name}={value!r} should be a {tname}{' or null' if optional else ''}")
 
 
+def _expand_auto_group_size(data: dict) -> dict:
+    """`gcpo.num_generations: auto` = scheduler.auto_num_generations, with a valid G until the planner picks.
+
+    The stand-in is the largest G in the scheduler's range that divides train.batch_size."""
+    gcpo = data.get("gcpo") if isinstance(data.get("gcpo"), dict) else None
+    if not gcpo or str(gcpo.get("num_generations")).lower() != "auto":
+        return data
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    sched = data.setdefault("scheduler", {}) or {}
+    data["scheduler"] = sched
+    sched["auto_num_generations"] = True
+    lo, hi = int(sched.get("min_num_generations", 2)), int(sched.get("max_num_generations", 16))
+    batch = int((data.get("train") or {}).get("batch_size", TrainConfig.batch_size))
+    fits = [g for g in range(max(2, lo), hi + 1) if batch % g == 0]
+    data["gcpo"]["num_generations"] = max(fits) if fits else max(2, lo)  # no fit: validation explains
+    return data
+
+
 def from_dict(data: dict | None) -> Config:
     """Build and validate a Config from a nested dict (as YAML gives it)."""
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError(f"a config file must be a mapping of sections, got {type(data).__name__}")
+    data = _expand_auto_group_size(data)
     sections = _sections()
     kwargs = {}
     for name, body in data.items():

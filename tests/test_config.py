@@ -106,3 +106,12 @@ def test_every_shipped_config_loads():
         assert path.read_text().startswith("#"), f"{path.name} must open with a comment giving its command"
         assert "gcpo-lite train --config" in path.read_text().split("\n\n")[0], path.name
         load_config(path)
+
+
+def test_num_generations_auto_turns_on_the_planner():
+    cfg = load_config(None, ["gcpo.num_generations=auto", "train.batch_size=48"])
+    assert cfg.scheduler.auto_num_generations is True
+    assert cfg.train.batch_size % cfg.gcpo.num_generations == 0 and cfg.gcpo.num_generations == 16
+    cfg = from_dict({"gcpo": {"num_generations": "auto"}, "scheduler": {"max_num_generations": 6},
+                     "train": {"batch_size": 64}})
+    assert cfg.gcpo.num_generations == 4 and cfg.scheduler.auto_num_generations
