@@ -6,7 +6,9 @@ Measured choices (SFT and GCPO sweeps on the embedded task, see docs/BENCHMARKS.
 - big steps: 256 prompts x 4 completions. Per-step cost grows less than linearly with the batch, and the
   noisy all-wrong phase learns far more per rollout with large batches (128 -> 1024 rollouts a step);
 - LoRA r=64 (full rank on the 64-wide projections) with alpha/r = 2: alpha/r = 1 learned several times slower;
-- lr 3e-3: 6e-3 and LoRA+ style higher lr for lora_B stalled.
+- lr 3e-3: 6e-3 and LoRA+ style higher lr for lora_B stalled;
+- kernels: reference. With a 48-token vocab the fused kernels save nothing, and their first-use build
+  (about a minute on 2 cores) would eat a fifth of the five-minute demo.
 """
 EMBEDDED_DEFAULT: dict = {
     "model": {"name": None, "quantize": True, "gradient_checkpointing": False},
@@ -14,5 +16,5 @@ EMBEDDED_DEFAULT: dict = {
     "data": {"dataset": "addition", "eval_size": 200},
     "gcpo": {"num_generations": 4, "temperature": 1.0, "max_completion_length": 5},
     "train": {"output_dir": "runs/embedded-addition", "max_steps": 1000, "max_minutes": 4.5,
-              "batch_size": 1024, "learning_rate": 3e-3, "eval_steps": 25},
+              "batch_size": 1024, "learning_rate": 3e-3, "eval_steps": 25, "kernels": "reference"},
 }
