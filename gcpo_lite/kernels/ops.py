@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import _ext
+from . import _ext, reference
 from .chunked import default_chunk_size
 
 _ext.require()
@@ -176,12 +176,7 @@ def gcpo_loss(per_token_logps: Tensor, old_per_token_logps: Tensor, advantages: 
               loss_type: str = "seq_mean_token_mean",
               max_completion_length: Optional[int] = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Same contract as reference.gcpo_loss; the gradient flows to per_token_logps only."""
-    if importance_sampling_level not in IS_LEVELS:
-        raise ValueError(f"importance_sampling_level must be one of {IS_LEVELS}, got {importance_sampling_level!r}")
-    if loss_type not in LOSS_TYPES:
-        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
-    if loss_type == "dr_grpo" and not max_completion_length:
-        raise ValueError("loss_type='dr_grpo' needs max_completion_length")
+    reference.check_loss_options(importance_sampling_level, loss_type, max_completion_length)
     if beta != 0.0 and ref_per_token_logps is None:
         raise ValueError("beta > 0 needs ref_per_token_logps")
     ref = ref_per_token_logps if beta != 0.0 else None

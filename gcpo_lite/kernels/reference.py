@@ -38,6 +38,17 @@ def token_logprobs_from_hidden(hidden: Tensor, weight: Tensor, ids: Tensor, temp
     return token_logprobs(hidden @ weight.t(), ids, temperature, suppress_ids)
 
 
+def check_loss_options(importance_sampling_level: str, loss_type: str,
+                       max_completion_length: Optional[int]) -> None:
+    """Raise ValueError for an option combination gcpo_loss (any backend) cannot compute."""
+    if importance_sampling_level not in IS_LEVELS:
+        raise ValueError(f"importance_sampling_level must be one of {IS_LEVELS}, got {importance_sampling_level!r}")
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+    if loss_type == "dr_grpo" and not max_completion_length:
+        raise ValueError("loss_type='dr_grpo' needs max_completion_length")
+
+
 def gcpo_loss(per_token_logps: Tensor, old_per_token_logps: Tensor, advantages: Tensor,
               completion_mask: Tensor, *, ref_per_token_logps: Optional[Tensor] = None,
               importance_sampling_level: str = "sequence", epsilon_low: float = 3e-4,
@@ -60,12 +71,7 @@ def gcpo_loss(per_token_logps: Tensor, old_per_token_logps: Tensor, advantages: 
     Returns (loss (), metrics) with detached scalar metrics: clip_ratio_low, clip_ratio_high,
     clip_ratio, kl, importance_ratio_mean.
     """
-    if importance_sampling_level not in IS_LEVELS:
-        raise ValueError(f"importance_sampling_level must be one of {IS_LEVELS}, got {importance_sampling_level!r}")
-    if loss_type not in LOSS_TYPES:
-        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
-    if loss_type == "dr_grpo" and not max_completion_length:
-        raise ValueError("loss_type='dr_grpo' needs max_completion_length")
+    check_loss_options(importance_sampling_level, loss_type, max_completion_length)
     mask = completion_mask.to(torch.float32)  # (B, T)
     lp = per_token_logps.float()  # (B, T)
     old = old_per_token_logps.float()  # (B, T)
