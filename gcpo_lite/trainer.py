@@ -91,6 +91,7 @@ class Trainer:
         self._epoch = 0
         self._prompt_cache: dict[int, list[int]] = {}
         self._gold_cache: dict[int, Gold] = {}
+        self._entropy_sums: list[float] = []  # per sequence of the last generate call
 
     # ------------------------------------------------------------ helpers
     def _lr_factor(self, step: int) -> float:
@@ -159,7 +160,7 @@ class Trainer:
         outs = self.backoff.map("generation", len(prompts), chunk)
         completions = [c for o in outs for c in o.completions]
         mean_lp = [x for o in outs for x in o.mean_logprobs]
-        self._entropy_sums: list[float] = [x for o in outs for x in o.entropy_sums]  # per sequence
+        self._entropy_sums = [x for o in outs for x in o.entropy_sums]
         return completions, mean_lp
 
     def rollout(self, examples: list[Example]) -> StepBatch:
@@ -172,7 +173,7 @@ class Trainer:
         rewards = [r for r, _ in scored]
         correct = [c for _, c in scored]
         sampled_correct = torch.tensor(correct)
-        entropy = sum(getattr(self, "_entropy_sums", [])) / max(1, sum(len(c) for c in completions))
+        entropy = sum(self._entropy_sums) / max(1, sum(len(c) for c in completions))
         is_gold = [False] * len(prompts)
         gold_status: dict[str, int] = {}
         injected = 0
