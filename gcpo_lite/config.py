@@ -297,7 +297,10 @@ def _expand_auto_group_size(data: dict) -> dict:
     lo, hi = int(sched.get("min_num_generations", 2)), int(sched.get("max_num_generations", 16))
     batch = int((data.get("train") or {}).get("batch_size", TrainConfig.batch_size))
     fits = [g for g in range(max(2, lo), hi + 1) if batch % g == 0]
-    data["gcpo"]["num_generations"] = max(fits) if fits else max(2, lo)  # no fit: validation explains
+    if not fits:
+        raise ConfigError(f"gcpo.num_generations=auto: no G in [{lo}, {hi}] (scheduler.min/max_num_generations) "
+                          f"divides train.batch_size={batch}; change the batch size or the range")
+    data["gcpo"]["num_generations"] = max(fits)
     return data
 
 

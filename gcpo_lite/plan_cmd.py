@@ -17,7 +17,7 @@ import sys
 from . import memory_model as mm
 from .architectures import KNOWN, resolve
 from .config import ConfigError, load_config
-from .scheduler import (InfeasiblePlanError, detect_budget, divisors, format_bytes, parse_bytes, plan_run,
+from .scheduler import (InfeasiblePlanError, detect_budget, format_bytes, parse_bytes, plan_run,
                         shape_from_config)
 
 COMPONENT_NOTES = {  # component -> (phase, what it is)
@@ -77,30 +77,21 @@ def _overrides(args) -> list[str]:
     return out
 
 
-def _group_range(args, sch) -> tuple[int, int]:
-    lo = args.min_num_generations or getattr(sch, "min_num_generations", 2)
-    hi = args.max_num_generations or getattr(sch, "max_num_generations", 16)
-    return lo, hi
-
-
-def _group_size(args, overrides: list[str], cfg_path) -> tuple[list[str], bool]:
-    """(overrides with a valid placeholder G when auto, auto?)."""
+def _group_overrides(args) -> list[str]:
+    """--num-generations / --min/--max-num-generations as config overrides; `auto` is handled by the config
+    (gcpo.num_generations: auto turns on scheduler.auto_num_generations with a valid stand-in G)."""
+    out = []
+    if args.min_num_generations:
+        out.append(f"scheduler.min_num_generations={args.min_num_generations}")
+    if args.max_num_generations:
+        out.append(f"scheduler.max_num_generations={args.max_num_generations}")
     g = args.num_generations
-    if g is None:
-        return overrides, False
-    if g != "auto":
+    if g is not None and g != "auto":
         try:
-            return overrides + [f"gcpo.num_generations={int(g)}"], False
+            int(g)
         except ValueError:
             raise ConfigError(f"--num-generations {g!r}: give a number (e.g. 8) or auto") from None
-    base = load_config(cfg_path, [o for o in overrides if not o.startswith("train.batch_size=")])
-    batch = base.train.batch_size if args.batch_size is None else args.batch_size
-    lo, hi = _group_range(args, getattr(base, "scheduler", None))
-    ok = [d for d in divisors(batch) if lo <= d <= hi]
-    if not ok:
-        raise ConfigError(f"--num-generations auto: no G in [{lo}, {hi}] divides the batch size {batch}; "
-                          "change --batch-size")
-    return overrides + [f"gcpo.num_generations={ok[0]}"], True
+    return out + ([] if g is None else [f"gcpo.num_generations={g}"])
 
 
 def _device(args, cfg) -> str:
@@ -116,10 +107,9 @@ def _device(args, cfg) -> str:
 
 def build(args) -> dict:
     """The plan as a dict (what --json prints); raises InfeasiblePlanError / ConfigError."""
-    overrides, auto = _group_size(args, _overrides(args), args.config)
-    cfg = load_config(args.config, overrides)
-    sch = getattr(cfg, "scheduler", None)  # the config's scheduler section (budget, auto G, range)
-    auto = auto or bool(getattr(sch, "auto_num_generations", False))
+    cfg = load_config(args.config, _overrides(args) + _group_overrides(args))
+    sch = cfg.scheduler  # budget, auto G and its range, after the command-line overrides
+    auto = sch.auto_num_generations
     device = _device(args, cfg)
     dtype = args.compute_dtype or (cfg.model.compute_dtype if cfg.model.compute_dtype != "auto" else
                                    "bfloat16" if device == "cuda" else "float32")
@@ -130,7 +120,7 @@ def build(args) -> dict:
     shape = shape_from_config(cfg, device, dtype, optimizer=args.optimizer, backend=backend)
     plan = plan_run(arch, shape, batch_size=cfg.train.batch_size, num_generations=cfg.gcpo.num_generations,
                     budget_bytes=budget, budget_source=source, auto_num_generations=auto,
-                    generation_range=_group_range(args, sch),
+                    generation_range=(sch.min_num_generations, sch.max_num_generations),
                     generation_batch_size=cfg.train.generation_batch_size,
                     micro_batch_size=cfg.train.micro_batch_size, logits_chunk_size=cfg.train.logits_chunk_size,
                     model_name=cfg.model.name)
