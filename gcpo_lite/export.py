@@ -10,13 +10,20 @@ and peft. With --merge, OUT is a full model (safetensors, bf16 by default) that 
 The push uses huggingface_hub with the token from HF_TOKEN or `hf auth login`; the token is never
 printed or logged. A failed push (no token, no network, a name you cannot use) says why and leaves
 the local export as it is.
+
+Export never deletes or overwrites anything it did not create: OUT must be new or empty; with
+--overwrite it may also be a previous export (recognised by its `.gcpo-lite-export` marker), which is
+replaced only after the new export is complete. OUT inside the run directory, or containing it, is
+refused, as is a file in the way.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import shutil
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -42,7 +49,12 @@ BIBTEX = """@misc{wu2025gcpo,
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a gcpo-lite train output directory")
-    p.add_argument("--output-dir", required=True, metavar="OUT", help="where to write the export")
+    p.add_argument("--output-dir", required=True, metavar="OUT",
+                   help="where to write the export: a new or empty directory outside RUN_DIR (a non-empty one "
+                        "is refused, nothing is ever deleted)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT when it holds a previous gcpo-lite export (its .gcpo-lite-export marker); "
+                        "any other non-empty directory is still refused")
     p.add_argument("--checkpoint", type=int, metavar="N", help="export checkpoints/step-N instead of the final "
                    "adapter (default: RUN_DIR/adapter, else the latest checkpoint)")
     p.add_argument("--merge", action="store_true", help="merge the adapter into a full model (base dequantized)")
@@ -205,11 +217,68 @@ def merge(adapter_dir: Path, cfg, resolved, out_dir: Path, *, dtype: str = "bflo
     model.save_pretrained(str(out_dir), safe_serialization=True)
 
 
+MARKER = ".gcpo-lite-export"  # written into every export; only a folder holding it may be replaced
+
+
+class ExportTargetError(ConfigError):
+    """--output-dir would overwrite or delete something export did not create."""
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def check_output_dir(run_dir: Path, out_dir: Path, *, overwrite: bool = False) -> None:
+    """Refuse an OUT that would overwrite or delete anything export did not create (before any work)."""
+    run_real, out_real = run_dir.resolve(), out_dir.resolve()
+    if _is_within(out_real, run_real):
+        raise ExportTargetError(f"--output-dir {out_dir} is inside the run directory {run_dir}; export writes "
+                                "next to the run, never into it: choose a directory outside it (e.g. out/adapter)")
+    if _is_within(run_real, out_real):
+        raise ExportTargetError(f"--output-dir {out_dir} contains the run directory {run_dir}; choose a new or "
+                                "empty directory outside it (e.g. out/adapter)")
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise ExportTargetError(f"--output-dir {out_dir} exists and is not a directory; remove or rename it "
+                                "yourself, or choose another path")
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if not (out_dir / MARKER).is_file():
+        raise ExportTargetError(f"--output-dir {out_dir} is a non-empty directory that is not a gcpo-lite export; "
+                                "choose a new or empty directory (export never deletes files it did not write)")
+    if not overwrite:
+        raise ExportTargetError(f"--output-dir {out_dir} holds a previous export; pass --overwrite to replace "
+                                "it, or choose a new directory")
+
+
+def _write_marker(folder: Path, run_dir: Path, step: Optional[int], merged: bool) -> None:
+    (folder / MARKER).write_text(json.dumps({"tool": "gcpo-lite export", "version": 1, "run_dir": str(run_dir.resolve()),
+                                             "checkpoint": step, "merged": merged,
+                                             "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+
+
+def _put_in_place(tmp: Path, out_dir: Path) -> None:
+    """Move the finished export to out_dir; a previous export there is set aside first, then removed."""
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not (out_dir / MARKER).is_file():  # checked before the work; re-checked now that we are about to move
+            raise ExportTargetError(f"--output-dir {out_dir} changed during the export and is no longer a previous "
+                                    f"export; the new export is in {tmp}")
+        old = out_dir.parent / f".{out_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+        out_dir.rename(old)
+        tmp.rename(out_dir)
+        shutil.rmtree(old)
+    else:
+        if out_dir.is_dir():
+            out_dir.rmdir()  # empty: nothing to lose
+        tmp.rename(out_dir)
+
+
 def export(run_dir: str | Path, out_dir: str | Path, *, checkpoint: Optional[int] = None, merged: bool = False,
-           dtype: str = "bfloat16", merge_base: str = "dequantized", echo=print) -> Path:
-    """Write the export into out_dir (replaced atomically) and return it."""
-    from .models import ensure_embedded_model, load_tokenizer, resolve_model
+           dtype: str = "bfloat16", merge_base: str = "dequantized", overwrite: bool = False, echo=print) -> Path:
+    """Write the export into out_dir and return it. out_dir must be new, empty, or (with overwrite) a
+    previous export; the new export is complete before anything at out_dir is touched."""
+    from .models import ensure_embedded_model, resolve_model
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    check_output_dir(run_dir, out_dir, overwrite=overwrite)
     cfg = run_config(run_dir)
     resolved = resolve_model(cfg.model.name)
     if resolved.embedded:
@@ -219,8 +288,22 @@ def export(run_dir: str | Path, out_dir: str | Path, *, checkpoint: Optional[int
     if step is None and src.parent.parent.name == "checkpoints":
         step = int(src.parent.name.split("-")[1])
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp"
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"  # ours alone: the pid is live while we write
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_export(tmp, src, run_dir, cfg, resolved, step, merged=merged, dtype=dtype, merge_base=merge_base,
+                      echo=echo)
+        _put_in_place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # only our own half-written folder
+        raise
+    return out_dir
+
+
+def _write_export(tmp: Path, src: Path, run_dir: Path, cfg, resolved, step: Optional[int], *, merged: bool,
+                  dtype: str, merge_base: str, echo) -> None:
+    """Everything an export holds, written into the fresh folder tmp."""
+    from .models import load_tokenizer
     adapter_out = tmp / "adapter" if merged else tmp
     adapter_out.mkdir(parents=True)
     for name in ("adapter_model.safetensors", "adapter_config.json"):
@@ -240,15 +323,7 @@ def export(run_dir: str | Path, out_dir: str | Path, *, checkpoint: Optional[int
     if merged:
         (tmp / "adapter" / "README.md").write_text(model_card(cfg, resolved, final_metrics(run_dir, step),
                                                               merged=False, dtype=dtype, merge_base=merge_base))
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out_dir)
-    return out_dir
+    _write_marker(tmp, run_dir, step, merged)
 
 
 # ---------------------------------------------------------------- the Hub
@@ -309,7 +384,7 @@ def _network_errors() -> tuple:
 
 def run(args: argparse.Namespace) -> int:
     out = export(args.run_dir, args.output_dir, checkpoint=args.checkpoint, merged=args.merge, dtype=args.dtype,
-                 merge_base=args.merge_base)
+                 merge_base=args.merge_base, overwrite=args.overwrite)
     kind = "merged model" if args.merge else "adapter"
     print(f"exported the {kind} to {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     if args.push_to_hub:

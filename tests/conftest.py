@@ -20,3 +20,19 @@ def _private_cache(tmp_path_factory):
 def embedded_model_dir(_private_cache):
     from gcpo_lite.models import ensure_embedded_model
     return ensure_embedded_model()
+
+
+@pytest.fixture(scope="session")
+def finished_run(embedded_model_dir, tmp_path_factory):
+    """A finished 2-step run of the embedded model with a checkpoint after each step (built once; copy it
+    with shutil.copytree before changing it)."""
+    from gcpo_lite.config import from_dict
+    from gcpo_lite.trainer import Trainer
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    cfg = from_dict({"model": {"gradient_checkpointing": False},
+                     "gcpo": {"num_generations": 4, "max_completion_length": 4}, "data": {"eval_size": 4},
+                     "train": {"batch_size": 8, "output_dir": str(run_dir), "learning_rate": 3e-2, "max_steps": 2,
+                               "eval_steps": 0, "save_steps": 1, "save_total_limit": None, "num_threads": 1,
+                               "kernels": "reference"}})
+    Trainer(cfg, progress=False).train()
+    return run_dir

@@ -1,0 +1,107 @@
+"""`gcpo-lite export` never deletes or overwrites what it did not create (issue: export wiped the run)."""
+import shutil
+
+import pytest
+
+from gcpo_lite.cli import main
+from gcpo_lite.export import MARKER
+
+
+def snapshot(root):
+    """{relative path: bytes} of every file under root."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def run(finished_run, tmp_path):
+    run_dir = tmp_path / "runs" / "mine"
+    shutil.copytree(finished_run, run_dir)
+    (tmp_path / "runs" / "sibling").mkdir()
+    (tmp_path / "runs" / "sibling" / "notes.txt").write_text("keep me")
+    return run_dir
+
+
+def export_cli(run_dir, out, *extra):
+    return main(["export", str(run_dir), "--output-dir", str(out), *extra])
+
+
+@pytest.mark.parametrize("where", ["run", "checkpoints", "parent", "grandparent"])
+def test_output_inside_or_around_the_run_is_refused(run, where, capsys):
+    out = {"run": run, "checkpoints": run / "checkpoints", "parent": run.parent,
+           "grandparent": run.parent.parent}[where]
+    before = snapshot(run.parent.parent)
+    assert export_cli(run, out, "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert "run directory" in err and "Traceback" not in err
+    assert snapshot(run.parent.parent) == before  # the run, its checkpoints and its siblings intact
+
+
+def test_symlink_into_the_run_is_refused(run, tmp_path, capsys):
+    link = tmp_path / "link"
+    link.symlink_to(run / "checkpoints")
+    before = snapshot(run)
+    assert export_cli(run, link) == 2
+    assert "run directory" in capsys.readouterr().err
+    assert snapshot(run) == before and link.is_symlink()
+
+
+def test_unrelated_nonempty_directory_is_refused_even_with_overwrite(run, tmp_path, capsys):
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "holiday.jpg").write_bytes(b"\xff\xd8 not really")
+    for extra in ((), ("--overwrite",)):
+        assert export_cli(run, out, *extra) == 2
+        assert "not a gcpo-lite export" in capsys.readouterr().err
+    assert snapshot(out) == {"holiday.jpg": b"\xff\xd8 not really"}
+
+
+def test_a_file_in_the_way_is_refused_not_moved(run, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.write_text("my file")
+    assert export_cli(run, out, "--overwrite") == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert out.read_text() == "my file"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_fresh_then_refused_then_overwritten(run, tmp_path, capsys):
+    out = tmp_path / "out" / "adapter"
+    assert export_cli(run, out) == 0
+    assert (out / MARKER).is_file() and (out / "adapter_model.safetensors").is_file()
+    first = snapshot(out)
+    assert export_cli(run, out) == 2  # a previous export: refused without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert snapshot(out) == first
+    assert export_cli(run, out, "--checkpoint", "1", "--overwrite") == 0
+    assert (out / MARKER).is_file()
+    assert snapshot(out)["adapter_model.safetensors"] != first["adapter_model.safetensors"]  # step 1, not final
+    assert sorted(p.name for p in out.parent.iterdir()) == ["adapter"]  # no temp or old folders left
+
+
+def test_empty_existing_directory_is_used(run, tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert export_cli(run, out) == 0
+    assert (out / MARKER).is_file()
+
+
+def test_failed_export_leaves_the_previous_one(run, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert export_cli(run, out) == 0
+    before = snapshot(out)
+    import gcpo_lite.export as ex
+
+    def broken(*a, **k):
+        raise RuntimeError("disk on fire")
+    monkeypatch.setattr(ex, "model_card", broken)
+    with pytest.raises(RuntimeError):
+        export_cli(run, out, "--overwrite")
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "runs"]
+
+
+def test_help_describes_the_promise(capsys):
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--overwrite" in text and "nothing is ever deleted" in text
