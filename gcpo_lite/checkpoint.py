@@ -70,35 +70,117 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
+def _pointer_target(run_dir: Path) -> Optional[str]:
+    """The directory name `latest` holds, or None when it is missing or not a step-N name."""
+    try:
+        name = (checkpoints_dir(run_dir) / "latest").read_bytes().decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return name if _STEP_DIR.match(name) else None
+
+
 def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
     """The checkpoint `latest` names (else the newest complete one); None when there is none."""
     root = checkpoints_dir(run_dir)
-    pointer = root / "latest"
-    if pointer.is_file():
-        path = root / pointer.read_text().strip()
-        if (path / "trainer_state.pt").is_file():
-            return path
-        log.warning("checkpoints/latest names %s, which is missing; using the newest complete checkpoint", path.name)
+    name = _pointer_target(Path(run_dir))
+    if name is not None and (root / name / "trainer_state.pt").is_file():
+        return root / name
+    if (root / "latest").exists():
+        log.warning("checkpoints/latest does not name a complete checkpoint; using the newest complete one")
     found = list_checkpoints(run_dir)
     return found[-1][1] if found else None
 
 
-def find_checkpoint(run_dir: str | Path, step: Optional[int] = None) -> Path:
-    """The checkpoint at `step` (None: the latest), or a ConfigError saying what exists."""
+REQUIRED_FILES = ("trainer_state.pt", "adapter/adapter_model.safetensors", "adapter/adapter_config.json",
+                  "plan.json", "metrics.jsonl")
+
+
+class UnsafeCheckpointError(ConfigError):
+    """torch.load(weights_only=True) refused a pickle in a checkpoint: it could run code when loaded."""
+
+
+def load_state_file(path: Path) -> dict:
+    """trainer_state.pt through the safe loader; an unsafe or unreadable file becomes a ConfigError."""
+    import pickle
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Unsupported" in str(e) or "global" in str(e).lower():
+            raise UnsafeCheckpointError(f"{path} was refused as unsafe: it holds Python objects that could run "
+                                        "code when loaded (not a file gcpo-lite wrote); use another checkpoint") from None
+        raise ConfigError(f"{path} is damaged ({type(e).__name__}: {str(e)[:120]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise ConfigError(f"{path} is damaged or truncated ({type(e).__name__}: {str(e)[:120]})") from None
+
+
+def checkpoint_problem(path: Path) -> Optional[str]:
+    """Why the checkpoint at path cannot be resumed from (missing or unloadable files), or None if intact."""
+    missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    try:
+        state = load_state_file(path / "trainer_state.pt")
+    except ConfigError as e:
+        return str(e)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        return f"trainer_state.pt has format {state.get('format') if isinstance(state, dict) else '?'}, " \
+               f"this gcpo-lite reads {FORMAT}"
+    try:
+        from safetensors.torch import load_file
+        load_file(str(path / "adapter" / "adapter_model.safetensors"))
+    except Exception as e:  # truncated or corrupt safetensors: several exception types across versions
+        return f"adapter/adapter_model.safetensors is damaged ({type(e).__name__}: {str(e)[:100]})"
+    for name in ("adapter/adapter_config.json", "plan.json"):
+        try:
+            json.loads((path / name).read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            return f"{name} is damaged ({e})"
+    return None
+
+
+def find_checkpoint(run_dir: str | Path, step: Optional[int] = None, echo=None) -> Path:
+    """The checkpoint at `step`, or (step None) the newest intact one; a ConfigError saying what exists.
+
+    Without a step, damaged checkpoints are skipped, newest first, each with one line saying why (to echo,
+    else the log); a ConfigError lists every problem when none is intact."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"run directory {str(run_dir)!r} does not exist")
-    found = list_checkpoints(run_dir)
-    if step is None:
-        path = latest_checkpoint(run_dir)
-        if path is None:
-            raise ConfigError(f"{run_dir} has no checkpoint (checkpoints/step-N/); a run writes them every "
-                              "train.save_steps steps, at the end, and on Ctrl-C/SIGTERM")
-        return path
-    for s, p in found:
-        if s == step:
-            return p
-    raise ConfigError(f"{run_dir} has no checkpoint at step {step}; available: {[s for s, _ in found] or 'none'}")
+    root = checkpoints_dir(run_dir)
+    steps = sorted(((int(m.group(1)), p) for p in (root.iterdir() if root.is_dir() else [])
+                    if (m := _STEP_DIR.match(p.name)) and p.is_dir()), reverse=True)
+    if step is not None:
+        for s, p in steps:
+            if s == step:
+                try:  # an unsafe pickle raises its own error; other damage is described below
+                    load_state_file(p / "trainer_state.pt")
+                except UnsafeCheckpointError:
+                    raise
+                except ConfigError:
+                    pass
+                problem = checkpoint_problem(p)
+                if problem:
+                    raise ConfigError(f"checkpoint {p} cannot be used: {problem}")
+                return p
+        raise ConfigError(f"{run_dir} has no checkpoint at step {step}; "
+                          f"available: {sorted(s for s, _ in steps) or 'none'}")
+    if not steps:
+        raise ConfigError(f"{run_dir} has no checkpoint (checkpoints/step-N/); a run writes them every "
+                          "train.save_steps steps, at the end, and on Ctrl-C/SIGTERM")
+    say = echo or log.warning
+    pointer = _pointer_target(run_dir)
+    if (root / "latest").exists() and pointer is None:
+        say("checkpoints/latest is unreadable; choosing the newest intact checkpoint instead")
+    problems = []
+    for _, path in steps:
+        problem = checkpoint_problem(path)
+        if problem is None:
+            if problems:
+                say(f"resuming from {path.name}, the newest intact checkpoint")
+            return path
+        problems.append(f"{path.name}: {problem}")
+        say(f"skipping checkpoint {path.name}: {problem}")
+    raise ConfigError(f"no intact checkpoint in {root}:\n  " + "\n  ".join(problems))
 
 
 # ---------------------------------------------------------------- state capture
@@ -261,7 +343,7 @@ def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> 
     from safetensors.torch import load_file
 
     path = Path(path)
-    state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
+    state = load_state_file(path / "trainer_state.pt")
     if state.get("format") != FORMAT:
         raise ConfigError(f"{path} has checkpoint format {state.get('format')}, this gcpo-lite reads {FORMAT}")
     data = state["data"]

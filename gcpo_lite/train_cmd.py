@@ -13,8 +13,15 @@ from .config import apply_overrides, describe_options, from_dict, load_config
 from .presets import EMBEDDED_DEFAULT
 
 
+RUN_DIR_NOTE = """\
+the run directory: one run writes it at a time (an exclusive lock, RUN_DIR/.lock, released when the
+process ends, however it ends); a second run into it fails at once. Without --resume, a directory that
+already holds a run (or any files) is refused unless --overwrite, which moves it aside to DIR.old-DATE.
+--resume continues from the newest intact checkpoint, skipping damaged ones with a line saying why."""
+
+
 def _options_epilog() -> str:
-    lines = ["config keys (set in YAML or as section.key=value overrides):"]
+    lines = [RUN_DIR_NOTE, "", "config keys (set in YAML or as section.key=value overrides):"]
     for key, default, comment in describe_options():
         lines.append(f"  {key} = {default}")
         lines += textwrap.wrap(comment, 88, initial_indent="      ", subsequent_indent="      ")
@@ -37,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per eval instead)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its latest checkpoint, with its "
                    "config.yaml (flags and overrides still apply, e.g. train.max_steps=400 to extend it)")
+    p.add_argument("--overwrite", action="store_true", help="train into an --output-dir that already holds a "
+                   "run or other files: its contents are first moved aside to DIR.old-DATE (never deleted)")
     p.add_argument("--save-steps", type=int, metavar="N", help="checkpoint every N steps (train.save_steps)")
     p.add_argument("--report-to", metavar="SINKS", help="tensorboard, wandb or tensorboard,wandb (train.report_to; "
                    "needs that package)")
@@ -91,6 +100,16 @@ def _resume_config(args: argparse.Namespace, flags: list[str]):
 
 def run(args: argparse.Namespace) -> int:
     cfg, embedded = config_from_args(args)
+    from .rundir import lock_run_dir, prepare_new_run, remove_stale_temporaries
+    if getattr(args, "resume", None):  # locked before anything loads: a second run fails at once
+        lock_run_dir(cfg.train.output_dir)
+        from .checkpoint import find_checkpoint
+        resume_from = find_checkpoint(args.resume, echo=lambda s: print(f"gcpo-lite: {s}", flush=True))
+    else:
+        prepare_new_run(cfg.train.output_dir, overwrite=getattr(args, "overwrite", False))
+    stale = remove_stale_temporaries(cfg.train.output_dir)
+    if stale:
+        print(f"gcpo-lite: removed {len(stale)} unfinished checkpoint folder(s) left by an interrupted run", flush=True)
     if getattr(args, "resume", None):
         print(f"gcpo-lite: resuming {cfg.train.output_dir}", flush=True)
     elif embedded:
@@ -105,10 +124,9 @@ def run(args: argparse.Namespace) -> int:
           f"{cfg.prompts_per_step} prompts x {cfg.gcpo.num_generations} completions per step | "
           f"gold injection: {cfg.gcpo.gold_injection}", flush=True)
     if getattr(args, "resume", None):
-        from .checkpoint import find_checkpoint, load_checkpoint, resume_note
-        path = find_checkpoint(args.resume)
-        print(resume_note(path), flush=True)
-        load_checkpoint(trainer, path)
+        from .checkpoint import load_checkpoint, resume_note
+        print(resume_note(resume_from), flush=True)
+        load_checkpoint(trainer, resume_from)
     last = trainer.train()
     if getattr(trainer, "interrupted", None):
         print(f"stopped by {trainer.interrupted} after step {trainer.step}; continue with: "

@@ -314,7 +314,8 @@ class Trainer:
 
     def train(self) -> dict:
         cfg, t = self.cfg, self.cfg.train
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        from .rundir import lock_run_dir
+        lock_run_dir(self.out_dir)  # re-entrant: the CLI already holds it; a second process fails here
         save_config(cfg, self.out_dir / "config.yaml")
         metrics_path = self.out_dir / "metrics.jsonl"
         from .checkpoint import Checkpointer

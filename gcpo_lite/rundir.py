@@ -1,0 +1,102 @@
+"""One run, one directory: an exclusive lock while a run writes it, and no silent reuse of an old run.
+
+    RUN_DIR/.lock   flock(LOCK_EX) held by the training process for its whole life; the OS drops it
+                    when that process ends, however it ends (kill -9 included). Holds the owner's pid.
+
+`lock_run_dir` is re-entrant within a process (the CLI takes the lock before loading the model, the
+trainer takes it again before writing). `prepare_new_run` refuses a directory that already holds a run
+unless asked to overwrite, and then moves the old run aside to RUN_DIR.old-DATE: nothing is deleted.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from pathlib import Path
+
+from .config import ConfigError
+
+LOCK_NAME = ".lock"
+RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "adapter", "completions.jsonl", "plan.json")
+_held: dict[Path, int] = {}  # resolved run dir -> fd of its lock file, for this process
+
+
+class RunDirError(ConfigError):
+    """The run directory is in use by another run, or already holds one."""
+
+
+def lock_run_dir(run_dir: str | Path) -> Path:
+    """Take RUN_DIR/.lock (creating the directory); a RunDirError at once when another process holds it."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = run_dir.resolve()
+    if key in _held:
+        return run_dir
+    fd = os.open(key / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunDirError(f"{run_dir} is in use by another gcpo-lite run (pid {owner}); two runs cannot share a "
+                          "run directory: wait for it to finish, or choose another --output-dir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held[key] = fd
+    return run_dir
+
+
+def unlock_run_dir(run_dir: str | Path) -> None:
+    fd = _held.pop(Path(run_dir).resolve(), None)
+    if fd is not None:
+        os.close(fd)  # closing the last descriptor releases the flock
+
+
+def run_contents(run_dir: Path) -> list[str]:
+    """Names in run_dir other than its lock file."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_NAME)
+
+
+def prepare_new_run(run_dir: str | Path, *, overwrite: bool = False, echo=print) -> Path:
+    """Lock run_dir for a new (not resumed) run. A directory holding anything is refused unless overwrite,
+    which moves it to a dated sibling first. Returns run_dir, locked."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"--output-dir {run_dir} is a file; choose a directory path")
+    lock_run_dir(run_dir)  # no one else is writing it from here on
+    found = run_contents(run_dir)
+    if not found:
+        return run_dir
+    is_run = any(name in RUN_FILES for name in found)
+    if not overwrite:
+        unlock_run_dir(run_dir)
+        what = "holds a gcpo-lite run" if is_run else f"is not empty ({', '.join(found[:3])}...)"
+        hint = f"continue it with `gcpo-lite train --resume {run_dir}`, " if is_run else ""
+        raise RunDirError(f"{run_dir} {what}; {hint}choose another --output-dir, or pass --overwrite to move it "
+                          f"aside to {run_dir.name}.old-DATE (nothing is deleted)")
+    aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while aside.exists():
+        aside, n = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}-{n}"), n + 1
+    old_fd = _held.pop(run_dir.resolve())
+    run_dir.rename(aside)  # our lock moves with it; keep holding it until the new directory is locked
+    lock_run_dir(run_dir)
+    os.close(old_fd)
+    echo(f"gcpo-lite: --overwrite: moved the previous contents of {run_dir} to {aside}")
+    return run_dir
+
+
+def remove_stale_temporaries(run_dir: str | Path) -> list[str]:
+    """Delete checkpoint temp folders a killed run left behind (the caller holds the run's lock, so no
+    save is in progress). Returns their names."""
+    root = Path(run_dir) / "checkpoints"
+    removed = []
+    if root.is_dir():
+        for stale in list(root.glob(".tmp-step-*")) + list(root.glob(".old-step-*")):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+                removed.append(stale.name)
+    return removed

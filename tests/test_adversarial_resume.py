@@ -1,0 +1,83 @@
+"""--resume survives a damaged newest checkpoint: it falls back to the newest intact one and says why."""
+import shutil
+
+import pytest
+import torch
+
+from gcpo_lite import checkpoint as ck
+from gcpo_lite.cli import main
+from gcpo_lite.config import ConfigError
+
+
+@pytest.fixture
+def run(finished_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    return run_dir
+
+
+def truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+DAMAGE = {
+    "truncated trainer_state.pt": lambda c: truncate(c / "trainer_state.pt"),
+    "truncated adapter": lambda c: truncate(c / "adapter" / "adapter_model.safetensors"),
+    "missing adapter folder": lambda c: shutil.rmtree(c / "adapter"),
+    "missing metrics.jsonl": lambda c: (c / "metrics.jsonl").unlink(),
+    "missing plan.json": lambda c: (c / "plan.json").unlink(),
+    "garbage plan.json": lambda c: (c / "plan.json").write_bytes(b"\x00\xff{"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_newest_checkpoint_falls_back(run, damage):
+    DAMAGE[damage](run / "checkpoints" / "step-000002")
+    said = []
+    path = ck.find_checkpoint(run, echo=said.append)
+    assert path.name == "step-000001"
+    assert any("skipping checkpoint step-000002" in s for s in said)
+    with pytest.raises(ConfigError, match="cannot be used"):  # asked for by number: an error, not a fallback
+        ck.find_checkpoint(run, 2)
+
+
+def test_garbage_latest_uses_the_newest_intact(run):
+    (run / "checkpoints" / "latest").write_bytes(b"\x8f\xff\x00garbage\n")
+    said = []
+    assert ck.find_checkpoint(run, echo=said.append).name == "step-000002"
+    assert any("latest is unreadable" in s for s in said)
+    assert ck.latest_checkpoint(run).name == "step-000002"
+
+
+def test_unsafe_pickle_is_refused_with_a_sentence(run):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+    torch.save({"format": 1, "payload": Evil()}, run / "checkpoints" / "step-000002" / "trainer_state.pt")
+    said = []
+    assert ck.find_checkpoint(run, echo=said.append).name == "step-000001"
+    assert any("refused as unsafe" in s for s in said)
+    with pytest.raises(ck.UnsafeCheckpointError, match="refused as unsafe"):
+        ck.find_checkpoint(run, 2)
+
+
+def test_nothing_intact_is_a_clean_error(run, capsys):
+    for step in (1, 2):
+        truncate(run / "checkpoints" / f"step-{step:06d}" / "trainer_state.pt")
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no intact checkpoint" in err and "step-000001" in err and "Traceback" not in err
+
+
+def test_cli_resume_falls_back_and_finishes(run, capsys):
+    DAMAGE["truncated trainer_state.pt"](run / "checkpoints" / "step-000002")
+    (run / "checkpoints" / ".tmp-step-000003-abc").mkdir()  # left by a kill during a save
+    assert main(["train", "--resume", str(run), "--no-progress", "train.max_steps=3"]) == 0
+    out = capsys.readouterr().out
+    assert "skipping checkpoint step-000002" in out and "resuming from" in out and "step-000001" in out
+    assert "removed 1 unfinished checkpoint folder" in out
+    assert not list((run / "checkpoints").glob(".tmp-step-*"))
+    steps = [line for line in (run / "metrics.jsonl").read_text().splitlines() if '"reward_mean"' in line]
+    assert len(steps) == 3  # steps 1 (kept), 2 and 3 (re-run): no duplicate, no gap
+    assert ck.find_checkpoint(run).name == "step-000003"
