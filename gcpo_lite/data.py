@@ -12,6 +12,7 @@ Everything else goes through the `datasets` library:
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -153,7 +154,7 @@ def rows_to_examples(rows, cfg: DataConfig, source: str, preset: Optional[Preset
         raise _columns_error(source, "solution", solution_col or "solution", columns)
     has_solution = solution_col is not None and solution_col in columns
     use_fn = p is not None and p.solution_fn is not None and not cfg.solution_field
-    examples, skipped = [], 0
+    examples, skipped, skipped_prompts = [], 0, 0
     for row in rows:
         if p is not None and p.keep_row is not None and not p.keep_row(row):
             skipped += 1
@@ -170,14 +171,20 @@ def rows_to_examples(rows, cfg: DataConfig, source: str, preset: Optional[Preset
         if answer is None or str(answer).strip() == "":
             skipped += 1
             continue
-        prompt = str(row[prompt_col])
+        prompt = row[prompt_col]
+        if prompt is None or str(prompt).strip() == "":  # a JSON null must not train as the text "None"
+            skipped_prompts += 1
+            continue
+        prompt = str(prompt)
         if p is not None and not cfg.prompt_field:
             prompt = f"{prompt.rstrip()}\n\n{p.instruction or MATH_INSTRUCTION}"
         examples.append(Example(prompt=prompt, answer=str(answer).strip(), solution=solution,
                                 system=cfg.system_prompt))
+    total = skipped + skipped_prompts + len(examples)
     if skipped:
-        log.warning("%s: skipped %d of %d rows with no checkable final answer", source, skipped,
-                    skipped + len(examples))
+        log.warning("%s: skipped %d of %d rows with no checkable final answer", source, skipped, total)
+    if skipped_prompts:
+        log.warning("%s: skipped %d of %d rows with a null or empty prompt", source, skipped_prompts, total)
     return examples
 
 
@@ -202,6 +209,48 @@ def _single_split(name: str) -> bool:
     return path.suffix.lower() in FILE_FORMATS or (path / "dataset_info.json").is_file()
 
 
+def _utf8_error(path: Path, lineno: int, line: bytes, e: UnicodeDecodeError) -> DataError:
+    return DataError(f"{path}: line {lineno} is not UTF-8 text (byte 0x{line[e.start]:02x} at column {e.start + 1}: "
+                     f"{e.reason}); re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")
+
+
+def check_data_file(path: Path) -> None:
+    """Empty files, non-UTF-8 bytes and invalid JSON lines fail here, naming the file and the line."""
+    suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty: a dataset file needs at least one row")
+    if suffix == ".parquet":
+        return  # binary: pyarrow reports its own errors
+    blank = True
+    with open(path, "rb") as f:
+        whole = f.read() if suffix == ".json" else None
+        lines = whole.splitlines(keepends=True) if whole is not None else f
+        for lineno, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _utf8_error(path, lineno, raw, e) from None
+            if not line.strip():
+                continue
+            blank = False
+            if suffix == ".jsonl":
+                try:
+                    row = json.loads(line)
+                except ValueError as e:
+                    raise DataError(f"{path}: line {lineno} is not valid JSON ({e.msg} at column {e.colno}): "
+                                    f"{line.strip()[:60]!r}; fix or remove that line") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}: line {lineno} is a JSON {type(row).__name__}, not an object "
+                                    '{"prompt": ..., "answer": ...}')
+    if blank:
+        raise DataError(f"{path} has no rows (only blank lines)")
+    if whole is not None:
+        try:
+            json.loads(whole)
+        except ValueError as e:
+            raise DataError(f"{path}: not valid JSON at line {e.lineno}, column {e.colno} ({e.msg})") from None
+
+
 def load_rows(cfg: DataConfig, split: str):
     """The `datasets.Dataset` for one split of cfg.dataset (preset, hub id, local dir or file)."""
     import datasets
@@ -211,6 +260,7 @@ def load_rows(cfg: DataConfig, split: str):
         if path.suffix.lower() in FILE_FORMATS:
             if not path.is_file():
                 raise DataError(f"dataset file {name!r} not found")
+            check_data_file(path)
             return datasets.load_dataset(FILE_FORMATS[path.suffix.lower()], data_files=str(path), split="train")
         if path.is_dir() and (path / "dataset_info.json").is_file():  # Dataset.save_to_disk: one split
             return datasets.load_from_disk(str(path))

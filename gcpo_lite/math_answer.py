@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-MAX_SCAN_CHARS = 200_000  # longer texts are cut to their tail: the final answer is at the end
+MAX_SCAN_CHARS = 100_000  # longer texts are cut to their tail: the final answer is at the end
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 
@@ -30,7 +30,7 @@ def _match_brace(text: str, open_at: int) -> int:
     while i < n:
         c = text[i]
         if c == "\\":
-            i += 2  # skip the escaped character, e.g. \{ in \boxed{\{1,2\}}
+            i += 2
             continue
         if c == "{":
             depth += 1
@@ -42,24 +42,49 @@ def _match_brace(text: str, open_at: int) -> int:
     return -1
 
 
+def _closing_braces(text: str) -> dict[int, int]:
+    """{index of each `{`: index of its closing `}`} in one pass; unclosed `{` are absent.
+
+    Escaped braces (`\\{`, `\\}`) do not count. Linear time, so a text of many unclosed boxes
+    costs one scan, not one per box."""
+    closing: dict[int, int] = {}
+    stack: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2  # skip the escaped character, e.g. \{ in \boxed{\{1,2\}}
+            continue
+        if c == "{":
+            stack.append(i)
+        elif c == "}" and stack:
+            closing[stack.pop()] = i
+        i += 1
+    return closing
+
+
+_BOX_START = re.compile(r"\\(?:boxed|fbox)(?![^\W\d_])")  # not \boxedfoo, another command
+_TEX_TOKEN = re.compile(r"[^\s$]+")
+
+
 def last_boxed(text: str) -> Optional[str]:
     """Content of the last well-formed \\boxed{...} (or `\\boxed x`); None when there is none.
 
-    A box left open (a completion cut at max length) is skipped for the one before it."""
-    starts = sorted(m.start() for cmd in _BOX_COMMANDS for m in re.finditer(re.escape(cmd), text))
-    for start in reversed(starts):
-        cmd = "\\boxed" if text.startswith("\\boxed", start) else "\\fbox"
-        i = start + len(cmd)
-        if i < len(text) and text[i].isalpha():
-            continue  # \boxedfoo: another command
+    A box left open (a completion cut at max length) is skipped for the one before it. Linear time."""
+    starts = [m.end() for m in _BOX_START.finditer(text)]
+    if not starts:
+        return None
+    closing = _closing_braces(text)
+    for after in reversed(starts):
+        i = after
         while i < len(text) and text[i] == " ":
             i += 1
         if i < len(text) and text[i] == "{":
-            end = _match_brace(text, i)
+            end = closing.get(i, -1)
             if end != -1:
                 return text[i + 1:end]
-        elif i > start + len(cmd):  # `\boxed 5`: TeX takes one token
-            m = re.match(r"[^\s$]+", text[i:])
+        elif i > after:  # `\\boxed 5`: TeX takes one token
+            m = _TEX_TOKEN.match(text, i)
             if m:
                 return m.group(0)
     return None
@@ -96,10 +121,31 @@ def _extract_from(text: str, last_number_fallback: bool) -> Optional[str]:
         if ans:
             return ans
     if last_number_fallback:
-        numbers = _NUMBER.findall(text)
-        if numbers:
-            return numbers[-1].rstrip(",").replace(" ", "")
+        return _last_number(text)
     return None
+
+
+NUMBER_WINDOW_CHARS = 2_000  # the last number is read from this much text before its last digit
+
+
+def _last_number(text: str) -> Optional[str]:
+    """The last number _NUMBER finds in text, read from a window ending at the last digit.
+
+    _NUMBER's thousands branch backtracks over a long `111,111,...` chain from every start position,
+    quadratic in the chain; the window bounds that to a constant, and starts at a non-number character
+    so no number is cut."""
+    end = len(text)
+    while end > 0 and not text[end - 1].isdigit():
+        end -= 1
+    if end == 0:
+        return None
+    start = max(0, end - NUMBER_WINDOW_CHARS)
+    whole = start
+    while 0 < whole < end and (text[whole - 1].isdigit() or text[whole - 1] in ",.-"):
+        whole += 1  # inside a number: move to its end, keeping the window's numbers whole
+    start = whole if whole < end else start  # one number longer than the window: read its tail
+    numbers = _NUMBER.findall(text, start, end)
+    return numbers[-1].rstrip(",").replace(" ", "") if numbers else None
 
 
 def extract_answer(text, last_number_fallback: bool = True) -> Optional[str]:

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 MAX_WORKERS = max(1, min(4, os.cpu_count() or 1))  # sympy is single-threaded; one per core, at most 4
 STARTUP_TIMEOUT_S = 60.0  # python + sympy import in a fresh worker; not counted in the comparison limit
 MEMORY_LIMIT_BYTES = 4 << 30  # address-space cap per worker: 2^(10^10) fails fast instead of swapping
+PARENT_ENV = "GCPO_LITE_VERIFIER_PARENT"  # pid of the process that started the worker
+PARENT_POLL_S = 0.5  # how often a worker checks that its parent is alive
 
 
 class _Worker:
@@ -35,6 +37,7 @@ class _Worker:
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parent.parent)  # so the child imports this same gcpo_lite
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env[PARENT_ENV] = str(os.getpid())  # the worker exits when this process is gone
         self.proc = subprocess.Popen([sys.executable, "-m", "gcpo_lite.math_worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
                                      text=True, bufsize=1)
@@ -170,7 +173,31 @@ def _ask(kind: str, pred: str, gold: str, timeout_s: float) -> bool:
 
 # ---------------------------------------------------------------- the worker side
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """Die when the parent dies, even in the middle of a comparison (a kill -9 of the trainer must not leave
+    a worker spinning at 100% CPU). A watchdog thread polls getppid(), which changes when the parent is gone;
+    PR_SET_PDEATHSIG is not used because it fires when the *thread* that spawned the worker ends, and the
+    pool starts workers from whichever thread asks."""
+    import signal
+    import time
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the trainer, which then closes the pool
+
+    def watch():
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(PARENT_POLL_S)
+
+    if os.getppid() != parent_pid:  # the parent died before we got here
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
+
+
 def _serve():
+    parent = os.environ.get(PARENT_ENV)
+    if parent and parent.isdigit():
+        _exit_with_parent(int(parent))
     try:
         import resource
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
