@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
+from .config import ConfigError
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -76,7 +78,7 @@ KNOWN: dict[str, tuple[tuple[str, ...], Architecture]] = {
 _BY_HUB_ID = {hub.lower(): arch for hubs, arch in KNOWN.values() for hub in hubs}
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(ConfigError):
     """The architecture of a model could not be found offline; the message says what to pass instead."""
 
 
@@ -84,19 +86,42 @@ def from_hf_config(cfg: dict) -> Architecture:
     """Architecture from a transformers config dict (config.json contents)."""
     if "text_config" in cfg and "hidden_size" not in cfg:  # multimodal wrappers
         cfg = cfg["text_config"]
+    if not isinstance(cfg, dict):
+        raise UnknownModelError(f"model config is a JSON {type(cfg).__name__}, not an object of sizes")
     try:
-        hidden, heads = int(cfg["hidden_size"]), int(cfg["num_attention_heads"])
-        head_dim = cfg.get("head_dim") or hidden // heads
-        return Architecture(
-            num_layers=int(cfg["num_hidden_layers"]), hidden_size=hidden,
-            intermediate_size=int(cfg["intermediate_size"]), num_heads=heads,
-            num_kv_heads=int(cfg.get("num_key_value_heads") or heads), head_dim=int(head_dim),
-            vocab_size=int(cfg["vocab_size"]), tie_word_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-            qkv_bias=bool(cfg.get("attention_bias", cfg.get("model_type") == "qwen2")))
+        sizes = {key: _positive_int(cfg, key) for key in SIZE_KEYS}
     except KeyError as e:
         raise UnknownModelError(f"model config lacks {e.args[0]!r}; the memory model needs a decoder-only "
                                 "transformer config (hidden_size, num_hidden_layers, num_attention_heads, "
                                 "intermediate_size, vocab_size)") from None
+    hidden, heads = sizes["hidden_size"], sizes["num_attention_heads"]
+    kv_heads = _positive_int(cfg, "num_key_value_heads") if cfg.get("num_key_value_heads") else heads
+    head_dim = _positive_int(cfg, "head_dim") if cfg.get("head_dim") else hidden // heads
+    if head_dim < 1:
+        raise UnknownModelError(f"model config: hidden_size={hidden} is smaller than num_attention_heads={heads}")
+    return Architecture(
+        num_layers=sizes["num_hidden_layers"], hidden_size=hidden, intermediate_size=sizes["intermediate_size"],
+        num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim, vocab_size=sizes["vocab_size"],
+        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", True)),
+        qkv_bias=bool(cfg.get("attention_bias", cfg.get("model_type") == "qwen2")))
+
+
+SIZE_KEYS = ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "vocab_size")
+
+
+def _positive_int(cfg: dict, key: str) -> int:
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+        raise UnknownModelError(f"model config has {key}={value!r}; it must be a positive whole number "
+                                "(is this the config.json of a decoder-only transformer?)")
+    return int(value)
+
+
+def _read_config_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UnknownModelError(f"{path} is not valid JSON ({e}); re-download the model's config.json") from None
 
 
 def _registry_hub_id(name: str) -> Optional[str]:
@@ -123,9 +148,12 @@ def resolve(name: Optional[str]) -> Architecture:
         return _BY_HUB_ID[hub.lower()]
     path = Path(key).expanduser()
     if path.is_dir() and (path / "config.json").is_file():
-        return from_hf_config(json.loads((path / "config.json").read_text()))
+        return from_hf_config(_read_config_json(path / "config.json"))
     if path.is_file() and path.suffix == ".json":
-        return from_hf_config(json.loads(path.read_text()))
+        return from_hf_config(_read_config_json(path))
+    if path.is_dir():
+        raise UnknownModelError(f"model directory {name!r} has no config.json; pass the folder that holds the "
+                                "model's config.json (what save_pretrained writes), or a registry name")
     try:  # a hub id already in the local transformers cache; never goes online
         from transformers import AutoConfig
         return from_hf_config(AutoConfig.from_pretrained(hub or key, local_files_only=True).to_dict())

@@ -6,6 +6,7 @@ COMMANDS maps names to modules, imported only when that command runs.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -51,25 +52,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args_in = sys.argv[1:] if argv is None else argv
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_in  # anywhere on the line: keep tracebacks instead of one-sentence errors
+    args_in = [a for a in args_in if a != "--debug"]
+    command = args_in[0] if args_in and not args_in[0].startswith("-") else "gcpo-lite"
+    try:
+        return _dispatch(args_in)
+    except KeyboardInterrupt:
+        print(f"gcpo-lite {command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        message = user_error(e)
+        if message is None or debug:
+            raise
+        print(f"gcpo-lite {command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args_in: list[str]) -> int:
     if args_in[:1] == ["plan"]:  # offline and < 2 s: skip importing torch / transformers for the parser
         from .plan_cmd import main as plan_main
         return plan_main(args_in[1:])
     quiet_libraries()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
+    args = parser.parse_args(args_in)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    return int(args._module.run(args) or 0)
+
+
+def _is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno == errno.ENOSPC
+
+
+def user_error(e: BaseException) -> str | None:
+    """The one-sentence message for an error the user can fix, or None for a bug (keep its traceback)."""
     from .config import ConfigError
-    try:
-        return int(args._module.run(args) or 0)
-    except ConfigError as e:  # a value the user has to change: no traceback, just what and how
-        print(f"gcpo-lite {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"gcpo-lite {args.command}: interrupted", file=sys.stderr)
-        return 130
+    if isinstance(e, ConfigError):  # every error a user has to fix subclasses it, and says how
+        return str(e)
+    if _is_disk_full(e):
+        where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
+        return (f"no space left on device{where}; free some space or choose another --output-dir "
+                "(a run resumes from its last checkpoint with --resume)")
+    return None
 
 
 if __name__ == "__main__":

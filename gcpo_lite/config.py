@@ -331,6 +331,7 @@ def from_dict(data: dict | None) -> Config:
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply `section.key=value` strings to a nested dict (values parsed as YAML)."""
+    _check_shape(data)
     data = {k: dict(v or {}) for k, v in (data or {}).items()}
     sections = _sections()
     for item in overrides:
@@ -347,8 +348,26 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         types = _field_types(sections[section])
         if key not in types:
             raise _unknown_key(f"{section}.", key, list(types))
-        data.setdefault(section, {})[key] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            data.setdefault(section, {})[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            why = str(getattr(e, "problem", None) or e).splitlines()[0]
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({why}); close brackets and quotes, "
+                              f"e.g. lora.target_modules=[q_proj,v_proj] or data.system_prompt='a: b'") from None
     return data
+
+
+def _check_shape(data) -> None:
+    """A config is a mapping of sections, each a mapping of keys (or empty)."""
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping of sections (model:, train:, ...), got a "
+                          f"{type(data).__name__}; see configs/ for the layout")
+    for name, body in data.items():
+        if body is not None and not isinstance(body, dict):
+            raise ConfigError(f"config section {name!r} must be a mapping of keys, got {body!r}; write e.g. "
+                              f"`{name}:` followed by indented `key: value` lines")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -356,12 +375,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     data: dict = {}
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"--config {str(p)!r} is a directory; pass a YAML file, e.g. "
+                              "configs/tiny_addition_cpu.yaml")
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} not found; configs ship in configs/ (e.g. configs/tiny_addition_cpu.yaml)")
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {str(p)!r} is not UTF-8 text ({e.reason}); re-save it as UTF-8") from None
     return from_dict(apply_overrides(data, overrides or []))
 
 

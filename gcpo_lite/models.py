@@ -194,8 +194,26 @@ def compute_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def check_local_model_dir(source: str) -> None:
+    """A local model directory must hold a config and a tokenizer; checked before any weights load."""
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        return
+    if not (path / "config.json").is_file():
+        raise ModelNameError(f"model directory {source!r} has no config.json; pass the folder save_pretrained "
+                             "wrote (config.json, weights, tokenizer files)")
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelNameError(f"model directory {source!r} has no tokenizer ({', '.join(TOKENIZER_FILES)}); save "
+                             "the tokenizer there too (tokenizer.save_pretrained(DIR)), or copy the base model's "
+                             "tokenizer files into it")
+
+
 def load_tokenizer(source: str, cfg: ModelConfig):
     from transformers import AutoTokenizer
+    check_local_model_dir(source)
     tok = AutoTokenizer.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token  # padding is masked everywhere; it only needs an id

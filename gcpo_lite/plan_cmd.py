@@ -99,7 +99,7 @@ def _device(args, cfg) -> str:
         return args.device
     if cfg.train.device != "auto":
         return "cuda" if cfg.train.device.startswith("cuda") else "cpu"
-    if args.memory_budget or getattr(getattr(cfg, "scheduler", None), "memory_budget", None):
+    if args.memory_budget is not None or cfg.scheduler.memory_budget is not None:
         return "cuda"  # a budget given: planning for a GPU, possibly from another machine
     import torch
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -113,8 +113,9 @@ def build(args) -> dict:
     device = _device(args, cfg)
     dtype = args.compute_dtype or (cfg.model.compute_dtype if cfg.model.compute_dtype != "auto" else
                                    "bfloat16" if device == "cuda" else "float32")
-    budget_text = args.memory_budget or getattr(getattr(cfg, "scheduler", None), "memory_budget", None)
-    budget, source = (parse_bytes(budget_text), "memory budget given") if budget_text else detect_budget(device)
+    budget_text = args.memory_budget if args.memory_budget is not None else cfg.scheduler.memory_budget
+    budget, source = ((parse_bytes(budget_text), "memory budget given") if budget_text is not None
+                      else detect_budget(device))
     arch = resolve(cfg.model.name)
     backend = args.kernels or (cfg.train.kernels if cfg.train.kernels != "auto" else "reference")
     shape = shape_from_config(cfg, device, dtype, optimizer=args.optimizer, backend=backend)
@@ -198,13 +199,10 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`gcpo-lite plan` without importing torch for the parser (cli.main routes here)."""
     p = argparse.ArgumentParser(prog="gcpo-lite plan", description=__doc__.splitlines()[0])
     add_arguments(p)
-    try:
-        return run(p.parse_args(argv))
-    except ConfigError as e:
-        print(f"gcpo-lite plan: error: {e}", file=sys.stderr)
-        return 2
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":
