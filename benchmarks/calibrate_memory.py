@@ -1,4 +1,4 @@
-"""Calibrate gcpo_lite.memory_model against measured memory, per component.
+"""Calibrate gcpo_lite.memory.model against measured memory, per component.
 
     python benchmarks/calibrate_memory.py                    # CPU: tiny + mid random Qwen2 models (~2 min)
     python benchmarks/calibrate_memory.py --device cuda --sizes tiny,mid,qwen2.5-1.5b   # GPU: max_memory_allocated
@@ -144,8 +144,8 @@ def child(spec: dict) -> dict:
 def run_phases(model_dir: str, spec: dict, device, meter: Meter) -> dict:
     import torch
 
-    from gcpo_lite.config import LoraConfig, ModelConfig
     from gcpo_lite import kernels
+    from gcpo_lite.config import LoraConfig, ModelConfig
     from gcpo_lite.kernels import token_logprobs_from_hidden
     from gcpo_lite.logprobs import completion_logprobs
     from gcpo_lite.models import add_lora, decoder_and_head, load_base_model
@@ -243,8 +243,8 @@ def run_phases(model_dir: str, spec: dict, device, meter: Meter) -> dict:
 
 def predict(info: dict) -> dict:
     """The memory model's figure for every measured component of one calibration size."""
-    from gcpo_lite import memory_model as mm
-    from gcpo_lite.architectures import from_hf_config
+    from gcpo_lite.memory import model as mm
+    from gcpo_lite.memory.architectures import from_hf_config
     P, C, g, m, chunk = info["prompt"], info["completion"], info["gen_batch"], info["micro_batch"], info["chunk"]
     arch = from_hf_config({**info["arch"], "model_type": "qwen2", "tie_word_embeddings": True})
     shape = mm.RunShape(prompt_tokens=P, completion_tokens=C, lora_r=info["r"], compute_dtype=info["dtype"].split(".")[-1],

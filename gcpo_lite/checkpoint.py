@@ -39,7 +39,7 @@ from typing import Optional
 
 import torch
 
-from .config import ConfigError
+from gcpo_lite.config import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,13 @@ import sys
 import warnings
 
 COMMANDS: dict[str, tuple[str, str]] = {  # name -> (module, one-line help)
-    "train": ("gcpo_lite.train_cmd", "train a LoRA adapter with GCPO (no arguments: the offline embedded demo)"),
-    "eval": ("gcpo_lite.evaluate", "score a model (+ adapter) on a dataset: accuracy (mean@k), pass@k, per-sample JSONL"),
-    "export": ("gcpo_lite.export", "write a run's adapter (PEFT) + tokenizer + model card; --merge for a full model; --push-to-hub"),
-    "plot": ("gcpo_lite.plot", "PNG curves of a run: reward, accuracy, gold rate, loss, lengths (needs matplotlib)"),
-    "doctor": ("gcpo_lite.doctor", "check versions, CUDA/GPU memory, bitsandbytes, kernel backend, disk space"),
-    "build-ext": ("gcpo_lite.build_ext_cmd", "compile the native kernels now (JIT, cached) and say whether they load"),
-    "plan": ("gcpo_lite.plan_cmd", "memory plan: per-component prediction and the batch sizes that fit a budget (offline)"),
+    "train": ("gcpo_lite.commands.train", "train a LoRA adapter with GCPO (no arguments: the offline embedded demo)"),
+    "eval": ("gcpo_lite.commands.evaluate", "score a model (+ adapter) on a dataset: accuracy (mean@k), pass@k, per-sample JSONL"),
+    "export": ("gcpo_lite.commands.export", "write a run's adapter (PEFT) + tokenizer + model card; --merge for a full model; --push-to-hub"),
+    "plot": ("gcpo_lite.commands.plot", "PNG curves of a run: reward, accuracy, gold rate, loss, lengths (needs matplotlib)"),
+    "doctor": ("gcpo_lite.commands.doctor", "check versions, CUDA/GPU memory, bitsandbytes, kernel backend, disk space"),
+    "build-ext": ("gcpo_lite.commands.build_ext", "compile the native kernels now (JIT, cached) and say whether they load"),
+    "plan": ("gcpo_lite.commands.plan", "memory plan: per-component prediction and the batch sizes that fit a budget (offline)"),
 }
 
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args_in: list[str]) -> int:
     if args_in[:1] == ["plan"]:  # offline and < 2 s: skip importing torch / transformers for the parser
-        from .plan_cmd import main as plan_main
+        from gcpo_lite.commands.plan import main as plan_main
         return plan_main(args_in[1:])
     quiet_libraries()
     parser = build_parser()
@@ -89,7 +89,7 @@ def _is_disk_full(e: BaseException) -> bool:
 
 def user_error(e: BaseException) -> str | None:
     """The one-sentence message for an error the user can fix, or None for a bug (keep its traceback)."""
-    from .config import ConfigError
+    from gcpo_lite.config import ConfigError
     if isinstance(e, ConfigError):  # every error a user has to fix subclasses it, and says how
         return str(e)
     if _is_disk_full(e):

@@ -215,7 +215,7 @@ def validate(cfg: Config) -> None:
 def _validate_scheduler(cfg: Config) -> None:
     s = cfg.scheduler
     if s.memory_budget is not None:
-        from .scheduler import parse_bytes  # late: scheduler imports this module
+        from gcpo_lite.memory.planner import parse_bytes  # late: scheduler imports this module
         if parse_bytes(s.memory_budget) <= 0:
             raise ConfigError(f"scheduler.memory_budget={s.memory_budget!r} must be positive, e.g. 8GiB")
     if not 2 <= s.min_num_generations <= s.max_num_generations:

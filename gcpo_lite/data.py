@@ -20,9 +20,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from .config import ConfigError, DataConfig
-from .math_answer import last_boxed
-from .tasks import DEFAULT_TASK, TASKS, Example
+from gcpo_lite.config import ConfigError, DataConfig
+from gcpo_lite.tasks import DEFAULT_TASK, TASKS, Example
+from gcpo_lite.verify.answer import last_boxed
 
 log = logging.getLogger(__name__)
 

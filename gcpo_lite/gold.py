@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .math_answer import extract_answer, last_boxed
-from .math_equivalence import math_equal
-from .tasks import Example
+from gcpo_lite.tasks import Example
+from gcpo_lite.verify.answer import extract_answer, last_boxed
+from gcpo_lite.verify.equivalence import math_equal
 
 THINKING_FAMILIES = ("r1_distill",)  # families whose completions open with a <think> block
 

@@ -11,9 +11,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import kernels
-from .models import decoder_and_head
-from .rollout import RowBatch
+from gcpo_lite import kernels
+from gcpo_lite.models import decoder_and_head
+from gcpo_lite.rollout import RowBatch
 
 
 def completion_logprobs(model, rows: RowBatch, *, temperature: float, suppress_ids: Optional[Tensor] = None,

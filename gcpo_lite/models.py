@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-from .config import Config, ConfigError, LoraConfig, ModelConfig
+from gcpo_lite.config import Config, ConfigError, LoraConfig, ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def build_tiny_tokenizer(corpus: list[str]):
 
     Reloads through AutoTokenizer as Qwen2Tokenizer."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import Qwen2Tokenizer, PreTrainedTokenizerFast  # noqa: F401 (import checks availability)
+    from transformers import PreTrainedTokenizerFast, Qwen2Tokenizer  # noqa: F401 (import checks availability)
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -129,9 +129,10 @@ def build_tiny_tokenizer(corpus: list[str]):
 def create_embedded_model(directory: Path, seed: int = 0) -> Path:
     """Write the tiny random Qwen2 model and its tokenizer to `directory` (atomically)."""
     import tempfile
+
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-    from .tasks import DEFAULT_TASK, TASKS
+    from gcpo_lite.tasks import DEFAULT_TASK, TASKS
 
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".", dir=directory.parent))
@@ -257,7 +258,8 @@ def _keep_cpu_4bit_trainable(model) -> None:
 
 def add_lora(model, lora: LoraConfig, gradient_checkpointing: bool):
     """Wrap the frozen base with trainable LoRA adapters (peft)."""
-    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
     present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     missing = [m for m in lora.target_modules if m not in present]
     if missing:

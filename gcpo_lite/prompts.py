@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .tasks import Example
+from gcpo_lite.tasks import Example
 
 
 def _messages(example: Example) -> list[dict]:

@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .config import ConfigError
+from gcpo_lite.config import ConfigError
 
 LOCK_NAME = ".lock"
 RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "adapter", "completions.jsonl", "plan.json")

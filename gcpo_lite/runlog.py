@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from .config import Config, ConfigError
+from gcpo_lite.config import Config, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,14 @@ class ProgressBar:
         use_rich = prefer_rich if prefer_rich is not None else sys.stderr.isatty()
         if use_rich:
             try:
-                from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                           TimeRemainingColumn)
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeElapsedColumn,
+                    TimeRemainingColumn,
+                )
                 self._rich = Progress(TextColumn("gcpo"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                                       TimeRemainingColumn(), TextColumn("{task.description}"), transient=False)
                 self._task = self._rich.add_task("", total=total, completed=initial)

@@ -20,20 +20,20 @@ from typing import Callable, Optional
 
 import torch
 
-from . import kernels
-from .advantages import choose_gold_slot, group_advantages, group_stats, should_inject
-from .config import Config, save_config
-from .data import dataset_name, is_builtin, load_examples
-from .gold import gold_solution_text, prompt_opens_think
-from .logprobs import completion_logprobs
-from .loss import gcpo_loss
-from .models import load_policy, pick_device
-from .oom import OOMBackoff
-from .prompts import completion_ids_for_text, eos_token_ids, prompt_ids, suppressed_ids
-from .rewards import RewardModel, resolve_verifier
-from .rollout import pad_batch, sample_completions
-from .scheduler import make_plan
-from .tasks import Example
+from gcpo_lite import kernels
+from gcpo_lite.advantages import choose_gold_slot, group_advantages, group_stats, should_inject
+from gcpo_lite.config import Config, save_config
+from gcpo_lite.data import dataset_name, is_builtin, load_examples
+from gcpo_lite.gold import gold_solution_text, prompt_opens_think
+from gcpo_lite.kernels import gcpo_loss
+from gcpo_lite.logprobs import completion_logprobs
+from gcpo_lite.memory.oom import OOMBackoff
+from gcpo_lite.memory.planner import make_plan
+from gcpo_lite.models import load_policy, pick_device
+from gcpo_lite.prompts import completion_ids_for_text, eos_token_ids, prompt_ids, suppressed_ids
+from gcpo_lite.rollout import pad_batch, sample_completions
+from gcpo_lite.tasks import Example
+from gcpo_lite.verify.rewards import RewardModel, resolve_verifier
 
 log = logging.getLogger(__name__)
 
@@ -314,12 +314,12 @@ class Trainer:
 
     def train(self) -> dict:
         cfg, t = self.cfg, self.cfg.train
-        from .rundir import lock_run_dir
+        from gcpo_lite.rundir import lock_run_dir
         lock_run_dir(self.out_dir)  # re-entrant: the CLI already holds it; a second process fails here
         save_config(cfg, self.out_dir / "config.yaml")
         metrics_path = self.out_dir / "metrics.jsonl"
-        from .checkpoint import Checkpointer
-        from .runlog import ProgressBar, Reporters, step_extras
+        from gcpo_lite.checkpoint import Checkpointer
+        from gcpo_lite.runlog import ProgressBar, Reporters, step_extras
         (self.out_dir / "plan.json").write_text(json.dumps(self.plan.to_dict(), indent=1, default=str))
         ckpt = Checkpointer(self)  # saves every train.save_steps, at the end, and on SIGINT/SIGTERM
         sinks = Reporters(cfg, self.out_dir, resume_step=self.step)

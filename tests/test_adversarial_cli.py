@@ -102,7 +102,7 @@ def test_train_model_dir_without_tokenizer_fails_before_loading(tmp_path, capsys
 def test_full_disk_is_one_sentence(monkeypatch, capsys):
     import errno
 
-    import gcpo_lite.plan_cmd as plan_cmd
+    import gcpo_lite.commands.plan as plan_cmd
 
     def full(args):
         raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/metrics.jsonl")
@@ -111,7 +111,7 @@ def test_full_disk_is_one_sentence(monkeypatch, capsys):
 
 
 def test_bugs_keep_their_traceback(monkeypatch):
-    import gcpo_lite.plan_cmd as plan_cmd
+    import gcpo_lite.commands.plan as plan_cmd
     monkeypatch.setattr(plan_cmd, "run", lambda args: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         main(["plan"])

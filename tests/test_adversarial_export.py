@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from gcpo_lite.cli import main
-from gcpo_lite.export import MARKER
+from gcpo_lite.commands.export import MARKER
 
 
 def snapshot(root):
@@ -89,7 +89,7 @@ def test_failed_export_leaves_the_previous_one(run, tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert export_cli(run, out) == 0
     before = snapshot(out)
-    import gcpo_lite.export as ex
+    import gcpo_lite.commands.export as ex
 
     def broken(*a, **k):
         raise RuntimeError("disk on fire")

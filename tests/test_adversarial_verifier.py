@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from gcpo_lite.math_answer import extract_answer, normalize_answer
+from gcpo_lite.verify.answer import extract_answer, normalize_answer
 
 MB = 1_000_000
 ADVERSARIAL = {
@@ -52,9 +52,9 @@ def test_worker_dies_with_its_killed_parent():
     # an EOF on its pipe would hide a missing check.
     parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
         import os, subprocess, sys, time
-        from gcpo_lite import math_worker as mw
+        from gcpo_lite.verify import workers as mw
         env = dict(os.environ, **{mw.PARENT_ENV: str(os.getpid())})
-        w = subprocess.Popen([sys.executable, "-m", "gcpo_lite.math_worker"], env=env, stdout=subprocess.PIPE, text=True)
+        w = subprocess.Popen([sys.executable, "-m", "gcpo_lite.verify.workers"], env=env, stdout=subprocess.PIPE, text=True)
         assert w.stdout.readline().strip() == "ready"
         print(w.pid, flush=True)
         time.sleep(120)
@@ -75,7 +75,7 @@ def test_worker_dies_with_its_killed_parent():
 
 
 def test_ctrl_c_does_not_kill_workers():
-    from gcpo_lite import math_worker as mw
+    from gcpo_lite.verify import workers as mw
     pool = mw._Pool(1)
     try:
         assert pool.ask("sympy", "1/2", "0.5", 30.0) is True

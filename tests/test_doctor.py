@@ -1,8 +1,8 @@
 """`gcpo-lite doctor` and `build-ext`: every section reported, nothing compiled, tokens never shown."""
 import json
 
-from gcpo_lite import doctor
 from gcpo_lite.cli import COMMANDS, build_parser, main
+from gcpo_lite.commands import doctor
 
 TOKEN = "hf_DOCTORtokenMUSTnotAPPEAR0123456789"
 

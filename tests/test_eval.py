@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from gcpo_lite import evaluate
+from gcpo_lite.commands import evaluate
 from gcpo_lite.config import ConfigError
 from gcpo_lite.rollout import SampleOutput
 

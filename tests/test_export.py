@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from gcpo_lite import checkpoint as ck
+from gcpo_lite.commands.export import PushError, export, push_to_hub
 from gcpo_lite.config import from_dict
-from gcpo_lite.export import PushError, export, push_to_hub
 from gcpo_lite.trainer import Trainer
 
 IDS = torch.tensor([[1, 5, 7, 9, 11, 3, 4, 20, 21, 2], [2, 8, 8, 30, 12, 13, 6, 7, 40, 1]])  # (2, 10)
@@ -34,6 +34,7 @@ def run(embedded_model_dir, tmp_path_factory):
 def plain_4bit_base(path):
     """The base as a user loads it with transformers alone (the run's NF4 settings)."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
     from gcpo_lite.models import _keep_cpu_4bit_trainable
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=torch.float32, device_map={"": "cpu"},
@@ -173,6 +174,7 @@ def test_push_uploads_the_export(run, tmp_path, fake_hub, capsys, caplog):
 @pytest.mark.parametrize("failure", ["no_token", "forbidden", "no_network"])
 def test_push_failures_are_clear_and_keep_the_export(run, tmp_path, fake_hub, monkeypatch, capsys, caplog, failure):
     import httpx2
+
     from gcpo_lite.cli import main
     caplog.set_level(logging.DEBUG)
     if failure == "no_token":

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import gcpo_lite.kernels as K
-from gcpo_lite import loss as trainer_loss
+from gcpo_lite import kernels as trainer_loss
 from gcpo_lite.kernels import _ext, reference
 
 
@@ -73,7 +73,7 @@ def test_status_and_build_report(restore):
 @pytest.mark.parametrize("backend", ["reference", "auto"])
 @pytest.mark.parametrize("level", reference.IS_LEVELS)
 def test_trainer_loss_equals_reference(restore, backend, level):
-    """gcpo_lite.loss.gcpo_loss (what the trainer calls) on log-probs from the hidden-state path."""
+    """gcpo_lite.kernels.gcpo_loss (what the trainer calls) on log-probs from the hidden-state path."""
     K.set_backend(backend)
     B, T, H, V = 3, 5, 16, 4231
     hidden = torch.randn(B, T, H)

@@ -4,8 +4,7 @@ import math
 import pytest
 import torch
 
-from gcpo_lite.kernels import reference
-from gcpo_lite.loss import gcpo_loss
+from gcpo_lite.kernels import gcpo_loss, reference
 
 LP = torch.tensor([[-1.0, -2.0, -3.0], [-1.0, -1.0, 0.0]])
 OLD = torch.tensor([[-1.1, -2.0, -3.0], [-1.0, -1.2, 0.0]])

@@ -3,9 +3,9 @@ import time
 
 import pytest
 
-from gcpo_lite.math_answer import extract_answer as raw_extract
-from gcpo_lite.math_answer import last_boxed, normalize_answer
-from gcpo_lite.rewards import extract_answer, math_equal
+from gcpo_lite.verify.answer import extract_answer as raw_extract
+from gcpo_lite.verify.answer import last_boxed, normalize_answer
+from gcpo_lite.verify.rewards import extract_answer, math_equal
 
 EXTRACT = [
     ("so the total is \\boxed{42}.", "42"),

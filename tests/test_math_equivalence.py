@@ -1,10 +1,9 @@
 """math_equal on the project's answer-equivalence cases (tests/math_cases.py), plus math-verify agreement."""
 import pytest
-
-from gcpo_lite.math_equivalence import math_equal, plain_number, split_top, structure
-from gcpo_lite.rewards import math_equal as public_math_equal
-
 from math_cases import CASES
+
+from gcpo_lite.verify.equivalence import math_equal, plain_number, split_top, structure
+from gcpo_lite.verify.rewards import math_equal as public_math_equal
 
 
 def test_case_table_covers_every_format_both_ways():
@@ -56,9 +55,9 @@ def test_agreement_with_math_verify():
 
 
 def test_verifier_registry(monkeypatch):
-    from gcpo_lite import rewards
     from gcpo_lite.config import ConfigError
     from gcpo_lite.tasks import Example
+    from gcpo_lite.verify import rewards
     ex = Example(prompt="q", answer="\\frac{1}{2}")
     assert set(rewards.VERIFIERS) >= {"math", "math_verify"}
     assert rewards.resolve_verifier("auto", "gsm8k") is rewards.verify_math
@@ -76,8 +75,8 @@ def test_verifier_registry(monkeypatch):
 
 def test_math_verify_verifier_in_workers():
     pytest.importorskip("math_verify")
-    from gcpo_lite.rewards import verify_math_verify
     from gcpo_lite.tasks import Example
+    from gcpo_lite.verify.rewards import verify_math_verify
     ex = Example(prompt="q", answer="\\frac{1}{2}")
     assert verify_math_verify("so $\\boxed{0.5}$", ex) == 1.0
     assert verify_math_verify("so $\\boxed{0.4}$", ex) == 0.0

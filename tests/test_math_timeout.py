@@ -2,8 +2,8 @@
 import threading
 import time
 
-from gcpo_lite import math_worker
-from gcpo_lite.math_equivalence import math_equal
+from gcpo_lite.verify import workers as math_worker
+from gcpo_lite.verify.equivalence import math_equal
 
 SLOW = "(10^{7})!"  # sympy computes this factorial exactly: minutes of CPU (checked: > 100 s)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gcpo_lite import memory_model as mm
-from gcpo_lite.architectures import KNOWN, from_hf_config
+from gcpo_lite.memory import model as mm
+from gcpo_lite.memory.architectures import KNOWN, from_hf_config
 
 TINY = dict(model_type="qwen2", hidden_size=128, intermediate_size=352, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, vocab_size=512, tie_word_embeddings=True)

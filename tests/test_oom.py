@@ -6,8 +6,8 @@ import copy
 import pytest
 import torch
 
-from gcpo_lite.oom import OOMBackoff, OutOfMemoryAtSizeOne, is_oom
-from gcpo_lite.scheduler import Plan
+from gcpo_lite.memory.oom import OOMBackoff, OutOfMemoryAtSizeOne, is_oom
+from gcpo_lite.memory.planner import Plan
 
 
 def _oom():

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from gcpo_lite.commands.plot import PANELS, plot, series
 from gcpo_lite.config import ConfigError
-from gcpo_lite.plot import PANELS, plot, series
 
 
 def write_run(run_dir, steps=12):
@@ -20,7 +20,7 @@ def write_run(run_dir, steps=12):
 
 def test_series_skips_rows_without_the_key(tmp_path):
     write_run(tmp_path)
-    from gcpo_lite.plot import read_metrics
+    from gcpo_lite.commands.plot import read_metrics
     rows = read_metrics(tmp_path)
     assert series(rows, "eval_accuracy") == ([0, 12], [0.1, 0.6])
     assert series(rows, "loss")[0] == list(range(1, 13))

@@ -56,7 +56,9 @@ def test_progress_bar_starts_at_the_resumed_step(rich):
 
 def test_sampler_entropy_is_the_sampling_distributions_entropy():
     import math
+
     import torch
+
     from gcpo_lite.rollout import sample_completions
 
     class Fixed(torch.nn.Module):  # same logits at every position: [2, 1, 0, 0, ...] over 6 tokens

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from gcpo_lite import memory_model as mm
-from gcpo_lite import plan_cmd
-from gcpo_lite.architectures import KNOWN, resolve
+from gcpo_lite.commands import plan as plan_cmd
 from gcpo_lite.config import Config, ConfigError, from_dict
-from gcpo_lite.scheduler import (InfeasiblePlanError, Plan, make_plan, parse_bytes, plan_run)
+from gcpo_lite.memory import model as mm
+from gcpo_lite.memory.architectures import KNOWN, resolve
+from gcpo_lite.memory.planner import InfeasiblePlanError, Plan, make_plan, parse_bytes, plan_run
 
 GiB = 2**30
 ROOT = Path(__file__).resolve().parents[1]

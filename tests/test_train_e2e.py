@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gcpo_lite.config import from_dict
-from gcpo_lite.models import ModelNameError, REGISTRY, resolve_model
+from gcpo_lite.models import REGISTRY, ModelNameError, resolve_model
 from gcpo_lite.trainer import Trainer
 
 

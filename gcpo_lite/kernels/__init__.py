@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import _ext, chunked, reference
+from gcpo_lite.kernels import _ext, chunked, reference
 
 BACKENDS = ("auto", "native", "reference")
 log = logging.getLogger("gcpo_lite.kernels")
@@ -83,7 +83,7 @@ def _use_native(t: Tensor) -> bool:
 
 
 def _native():
-    from . import ops  # registers autograd and fake kernels; import only once the ops are loaded
+    from gcpo_lite.kernels import ops  # registers autograd and fake kernels; import only once the ops are loaded
     return ops
 
 

@@ -214,7 +214,7 @@ def build(verbose: bool = True) -> str:
 
 def status() -> dict:
     """What `gcpo-lite doctor` prints: the live backend and why; never compiles."""
-    from . import active_backend, requested_backend
+    from gcpo_lite.kernels import active_backend, requested_backend
     if not _state["tried"] and (_try_prebuilt() is None or cached_build_is_current()):
         load()  # doctor must stay fast: load a prebuilt or current cached build, never compile
     live = active_backend(compile_if_needed=False)

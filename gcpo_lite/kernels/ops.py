@@ -11,8 +11,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import _ext, reference
-from .chunked import default_chunk_size
+from gcpo_lite.kernels import _ext, reference
+from gcpo_lite.kernels.chunked import default_chunk_size
 
 _ext.require()
 _ops = torch.ops.gcpo_lite

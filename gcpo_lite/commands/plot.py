@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .config import ConfigError
+from gcpo_lite.config import ConfigError
 
 # panel title -> [(metric key, label)]
 PANELS: list[tuple[str, list[tuple[str, str]]]] = [

@@ -77,7 +77,7 @@ def bitsandbytes_report() -> dict:
 
 def kernels_report() -> dict:
     try:
-        from .kernels import _ext
+        from gcpo_lite.kernels import _ext
         return _ext.status()
     except Exception as e:
         return {"live": "reference", "why_not_native": f"status failed: {type(e).__name__}: {e}"}

@@ -22,7 +22,7 @@ import re
 from fractions import Fraction
 from typing import Callable, Optional
 
-from .math_answer import normalize_answer
+from gcpo_lite.verify.answer import normalize_answer
 
 REL_TOL = 1e-6  # relative tolerance for non-integer numbers (0.333333 ~ 1/3; 3.14 !~ pi)
 MAX_SYMBOLIC_CHARS = 600  # longer answers are compared as strings only: nobody boxes a page of algebra
@@ -349,7 +349,7 @@ def sympy_scalar(a: str, b: str) -> Optional[bool]:
     if fast is not None:
         return fast
     a, b = unassign(a, b)
-    from .math_latex import ParseError, Relation, parse_latex
+    from gcpo_lite.verify.latex import ParseError, Relation, parse_latex
     try:
         ea, eb = parse_latex(a), parse_latex(b)
     except (ParseError, RecursionError, ValueError, TypeError, ZeroDivisionError):
@@ -395,7 +395,7 @@ def math_equal(predicted, gold, *, timeout_s: Optional[float] = None) -> bool:
             return verdict
         if len(p) > MAX_SYMBOLIC_CHARS or len(g) > MAX_SYMBOLIC_CHARS:
             return False
-        from .math_worker import symbolic_equal_with_timeout
+        from gcpo_lite.verify.workers import symbolic_equal_with_timeout
         return symbolic_equal_with_timeout(p, g, DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
     except Exception:
         return False

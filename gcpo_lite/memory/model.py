@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from .architectures import Architecture
+from gcpo_lite.memory.architectures import Architecture
 
 GiB = 1024 ** 3
 MiB = 1024 ** 2

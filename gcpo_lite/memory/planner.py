@@ -25,9 +25,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
-from . import memory_model as mm
-from .architectures import KNOWN, Architecture, from_hf_config, resolve
-from .config import Config, ConfigError
+from gcpo_lite.config import Config, ConfigError
+from gcpo_lite.memory import model as mm
+from gcpo_lite.memory.architectures import KNOWN, Architecture, from_hf_config, resolve
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ def logprob_backend(cfg: Config, device: str) -> str:
     if cfg.train.kernels in ("native", "reference"):
         return cfg.train.kernels
     try:
-        from . import kernels
+        from gcpo_lite import kernels
         live = kernels.active_backend(compile_if_needed=False)
         if live == "native" and device.startswith("cuda") and not kernels._ext.has_cuda():
             return "reference"

@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from .config import apply_overrides, describe_options, from_dict, load_config
-from .presets import EMBEDDED_DEFAULT
-
+from gcpo_lite.config import apply_overrides, describe_options, from_dict, load_config
+from gcpo_lite.presets import EMBEDDED_DEFAULT
 
 RUN_DIR_NOTE = """\
 the run directory: one run writes it at a time (an exclusive lock, RUN_DIR/.lock, released when the
@@ -75,10 +74,11 @@ def config_from_args(args: argparse.Namespace):
 
 def _resume_config(args: argparse.Namespace, flags: list[str]):
     """The run's own config.yaml with flags / overrides on top; output_dir stays the run directory."""
-    import yaml
     from pathlib import Path
 
-    from .config import ConfigError
+    import yaml
+
+    from gcpo_lite.config import ConfigError
     run_dir = Path(args.resume)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"--resume {run_dir}: no config.yaml there; pass the run directory of a gcpo-lite train run")
@@ -100,10 +100,10 @@ def _resume_config(args: argparse.Namespace, flags: list[str]):
 
 def run(args: argparse.Namespace) -> int:
     cfg, embedded = config_from_args(args)
-    from .rundir import lock_run_dir, prepare_new_run, remove_stale_temporaries
+    from gcpo_lite.rundir import lock_run_dir, prepare_new_run, remove_stale_temporaries
     if getattr(args, "resume", None):  # locked before anything loads: a second run fails at once
         lock_run_dir(cfg.train.output_dir)
-        from .checkpoint import find_checkpoint
+        from gcpo_lite.checkpoint import find_checkpoint
         resume_from = find_checkpoint(args.resume, echo=lambda s: print(f"gcpo-lite: {s}", flush=True))
     else:
         prepare_new_run(cfg.train.output_dir, overwrite=getattr(args, "overwrite", False))
@@ -118,13 +118,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"gcpo-lite: training {cfg.model.name or 'the embedded tiny model'} on "
               f"{cfg.data.dataset or 'addition'} -> {cfg.train.output_dir}", flush=True)
-    from .trainer import Trainer
+    from gcpo_lite.trainer import Trainer
     trainer = Trainer(cfg, progress=not args.no_progress)
     print(f"model {trainer.resolved.display} on {trainer.device} | kernels: {trainer.kernel_backend} | "
           f"{cfg.prompts_per_step} prompts x {cfg.gcpo.num_generations} completions per step | "
           f"gold injection: {cfg.gcpo.gold_injection}", flush=True)
     if getattr(args, "resume", None):
-        from .checkpoint import load_checkpoint, resume_note
+        from gcpo_lite.checkpoint import load_checkpoint, resume_note
         print(resume_note(resume_from), flush=True)
         load_checkpoint(trainer, resume_from)
     last = trainer.train()

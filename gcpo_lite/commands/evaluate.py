@@ -16,7 +16,7 @@ import math
 import time
 from pathlib import Path
 
-from .config import ConfigError, DataConfig, ModelConfig
+from gcpo_lite.config import ConfigError, DataConfig, ModelConfig
 
 DEFAULT_BUILTIN_TOKENS = 5  # the embedded addition task answers in <= 4 tokens + EOS (presets.EMBEDDED_DEFAULT)
 DEFAULT_MATH_TOKENS = 1024  # enough for a worked MATH solution; R1-distill models want more (--max-new-tokens)
@@ -77,7 +77,7 @@ def _check(args) -> float:
 
 
 def _load_model(args, device):
-    from .models import ensure_embedded_model, load_base_model, load_tokenizer, resolve_model
+    from gcpo_lite.models import ensure_embedded_model, load_base_model, load_tokenizer, resolve_model
     model_cfg = ModelConfig(name=args.model, quantize=not args.no_quantize, gradient_checkpointing=False)
     resolved = resolve_model(model_cfg.name)
     if resolved.embedded:
@@ -94,12 +94,12 @@ def _load_model(args, device):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from .data import dataset_name, is_builtin, load_split
-    from .math_answer import extract_answer
-    from .models import pick_device
-    from .prompts import eos_token_ids, prompt_ids, suppressed_ids
-    from .rewards import resolve_verifier
-    from .rollout import sample_completions
+    from gcpo_lite.data import dataset_name, is_builtin, load_split
+    from gcpo_lite.models import pick_device
+    from gcpo_lite.prompts import eos_token_ids, prompt_ids, suppressed_ids
+    from gcpo_lite.rollout import sample_completions
+    from gcpo_lite.verify.answer import extract_answer
+    from gcpo_lite.verify.rewards import resolve_verifier
 
     temperature = _check(args)
     k = args.num_samples

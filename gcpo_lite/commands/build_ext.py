@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .kernels import _ext
+    from gcpo_lite.kernels import _ext
     line = _ext.build(verbose=not args.quiet)
     print(line)
     return 0 if "OK" in line else 1

@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 import yaml
 
-from .config import ConfigError, from_dict
+from gcpo_lite.config import ConfigError, from_dict
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def run_config(run_dir: Path):
 
 
 def adapter_source(run_dir: Path, checkpoint: Optional[int] = None) -> Path:
-    from .checkpoint import find_checkpoint, list_checkpoints
+    from gcpo_lite.checkpoint import find_checkpoint, list_checkpoints
     if checkpoint is not None:
         return find_checkpoint(run_dir, checkpoint) / "adapter"
     if (run_dir / "adapter" / "adapter_config.json").is_file():
@@ -276,7 +276,7 @@ def export(run_dir: str | Path, out_dir: str | Path, *, checkpoint: Optional[int
            dtype: str = "bfloat16", merge_base: str = "dequantized", overwrite: bool = False, echo=print) -> Path:
     """Write the export into out_dir and return it. out_dir must be new, empty, or (with overwrite) a
     previous export; the new export is complete before anything at out_dir is touched."""
-    from .models import ensure_embedded_model, resolve_model
+    from gcpo_lite.models import ensure_embedded_model, resolve_model
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_output_dir(run_dir, out_dir, overwrite=overwrite)
     cfg = run_config(run_dir)
@@ -303,7 +303,7 @@ def export(run_dir: str | Path, out_dir: str | Path, *, checkpoint: Optional[int
 def _write_export(tmp: Path, src: Path, run_dir: Path, cfg, resolved, step: Optional[int], *, merged: bool,
                   dtype: str, merge_base: str, echo) -> None:
     """Everything an export holds, written into the fresh folder tmp."""
-    from .models import load_tokenizer
+    from gcpo_lite.models import load_tokenizer
     adapter_out = tmp / "adapter" if merged else tmp
     adapter_out.mkdir(parents=True)
     for name in ("adapter_model.safetensors", "adapter_config.json"):

@@ -13,10 +13,10 @@ import logging
 import re
 from typing import Callable
 
-from .config import ConfigError
-from .math_answer import extract_answer
-from .math_equivalence import DEFAULT_TIMEOUT_S, math_equal
-from .tasks import TASKS, Example, verify_last_integer
+from gcpo_lite.config import ConfigError
+from gcpo_lite.tasks import TASKS, Example, verify_last_integer
+from gcpo_lite.verify.answer import extract_answer
+from gcpo_lite.verify.equivalence import DEFAULT_TIMEOUT_S, math_equal
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def verify_math_verify(completion: str, example: Example) -> float:
     if not math_verify_available():
         raise ImportError("reward.verifier=math_verify needs the math-verify package: pip install math-verify "
                           "(or use reward.verifier=math, this package's own sympy verifier)")
-    from .math_worker import math_verify_with_timeout
+    from gcpo_lite.verify.workers import math_verify_with_timeout
     return 1.0 if math_verify_with_timeout(completion, gold_answer(example), DEFAULT_TIMEOUT_S) else 0.0
 
 

@@ -2,7 +2,7 @@
 
 Why processes: sympy can run for minutes (or eat memory) on adversarial answers, and a Python
 thread cannot be interrupted; `signal.alarm` only works in the main thread, and the trainer may
-score from helper threads. A worker here is a plain `python -m gcpo_lite.math_worker` child
+score from helper threads. A worker here is a plain `python -m gcpo_lite.verify.workers` child
 (not multiprocessing: no fork of a CUDA / multi-threaded parent, no re-import of the user's
 __main__) that answers one JSON line per request. A request that runs past the limit gets its
 worker killed and replaced, and scores False.
@@ -35,10 +35,10 @@ PARENT_POLL_S = 0.5  # how often a worker checks that its parent is alive
 class _Worker:
     def __init__(self):
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)  # so the child imports this same gcpo_lite
+        root = str(Path(__file__).resolve().parents[2])  # so the child imports this same gcpo_lite
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env[PARENT_ENV] = str(os.getpid())  # the worker exits when this process is gone
-        self.proc = subprocess.Popen([sys.executable, "-m", "gcpo_lite.math_worker"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "gcpo_lite.verify.workers"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
                                      text=True, bufsize=1)
         self.replies: queue.Queue = queue.Queue()
@@ -204,8 +204,8 @@ def _serve():
     except Exception:  # not on this platform, or a lower hard limit: run without the cap
         pass
     sys.setrecursionlimit(5000)
-    from gcpo_lite.math_equivalence import symbolic_equal
-    import gcpo_lite.math_latex  # noqa: F401  (pay sympy's import before saying ready)
+    import gcpo_lite.verify.latex  # noqa: F401  (pay sympy's import before saying ready)
+    from gcpo_lite.verify.equivalence import symbolic_equal
     try:
         from math_verify import parse, verify
     except ImportError:  # optional extra; the parent checks before sending such jobs

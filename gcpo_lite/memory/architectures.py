@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from .config import ConfigError
+from gcpo_lite.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def _read_config_json(path: Path) -> dict:
 def _registry_hub_id(name: str) -> Optional[str]:
     """The lead's registry (gcpo_lite.models) maps short names to hub ids; optional here."""
     try:
-        from . import models
+        from gcpo_lite import models
     except Exception:  # models.py missing or its heavy imports unavailable: fall back to our table
         return None
     entry = getattr(models, "REGISTRY", {}).get(name.lower())
@@ -169,7 +169,7 @@ def tiny_architecture() -> Architecture:
     """The embedded tiny test model (model.name = None): its cached config.json, else gcpo_lite.models'
     EMBEDDED_ARCH with a small vocabulary."""
     try:
-        from . import models
+        from gcpo_lite import models
         path = models.embedded_model_dir() / "config.json"
         if path.is_file():
             return from_hf_config(json.loads(path.read_text()))

@@ -14,11 +14,17 @@ import argparse
 import json
 import sys
 
-from . import memory_model as mm
-from .architectures import KNOWN, resolve
-from .config import ConfigError, load_config
-from .scheduler import (InfeasiblePlanError, detect_budget, format_bytes, parse_bytes, plan_run,
-                        shape_from_config)
+from gcpo_lite.config import ConfigError, load_config
+from gcpo_lite.memory import model as mm
+from gcpo_lite.memory.architectures import KNOWN, resolve
+from gcpo_lite.memory.planner import (
+    InfeasiblePlanError,
+    detect_budget,
+    format_bytes,
+    parse_bytes,
+    plan_run,
+    shape_from_config,
+)
 
 COMPONENT_NOTES = {  # component -> (phase, what it is)
     "runtime": ("always", "CUDA context + cuBLAS, or the Python/torch process"),
