@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 STD_EPS = 1e-4  # advantage = (r - mean) / (std + STD_EPS)

@@ -17,9 +17,8 @@ from typing import Any, Optional
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config value or key a user has to fix; the message says how."""
+from gcpo_lite.errors import ConfigError  # noqa: E402,F401 (re-exported: gcpo_lite.config.ConfigError)
+from gcpo_lite.memory.units import parse_bytes
 
 
 @dataclass
@@ -215,7 +214,6 @@ def validate(cfg: Config) -> None:
 def _validate_scheduler(cfg: Config) -> None:
     s = cfg.scheduler
     if s.memory_budget is not None:
-        from gcpo_lite.memory.planner import parse_bytes  # late: scheduler imports this module
         if parse_bytes(s.memory_budget) <= 0:
             raise ConfigError(f"scheduler.memory_budget={s.memory_budget!r} must be positive, e.g. 8GiB")
     if not 2 <= s.min_num_generations <= s.max_num_generations:

@@ -54,7 +54,7 @@ def test_worker_dies_with_its_killed_parent():
         import os, subprocess, sys, time
         from gcpo_lite.verify import workers as mw
         env = dict(os.environ, **{mw.PARENT_ENV: str(os.getpid())})
-        w = subprocess.Popen([sys.executable, "-m", "gcpo_lite.verify.workers"], env=env, stdout=subprocess.PIPE, text=True)
+        w = subprocess.Popen([sys.executable, "-m", "gcpo_lite.verify.worker_main"], env=env, stdout=subprocess.PIPE, text=True)
         assert w.stdout.readline().strip() == "ready"
         print(w.pid, flush=True)
         time.sleep(120)

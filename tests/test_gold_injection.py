@@ -1,6 +1,5 @@
 """Gold injection inside Trainer.rollout, with the sampler replaced by fixed completions."""
 import pytest
-import torch
 
 from gcpo_lite.config import from_dict
 from gcpo_lite.tasks import Example

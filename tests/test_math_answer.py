@@ -4,7 +4,7 @@ import time
 import pytest
 
 from gcpo_lite.verify.answer import extract_answer as raw_extract
-from gcpo_lite.verify.answer import last_boxed, normalize_answer
+from gcpo_lite.verify.answer import normalize_answer
 from gcpo_lite.verify.rewards import extract_answer, math_equal
 
 EXTRACT = [

@@ -1,7 +1,6 @@
 """OOM backoff inside the Trainer: injected out-of-memory errors in generation, in the no-grad
 log-probs and in a training micro-step's backward; the run keeps every sample and row and ends
 with the same LoRA weights as a run that never hit an error."""
-import pytest
 import torch
 
 from gcpo_lite import trainer as trainer_mod

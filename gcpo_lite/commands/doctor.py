@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 from pathlib import Path
 
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "safetensors", "huggingface_hub", "datasets", "sympy",
@@ -77,8 +76,8 @@ def bitsandbytes_report() -> dict:
 
 def kernels_report() -> dict:
     try:
-        from gcpo_lite.kernels import _ext
-        return _ext.status()
+        from gcpo_lite import kernels
+        return kernels.status()
     except Exception as e:
         return {"live": "reference", "why_not_native": f"status failed: {type(e).__name__}: {e}"}
 

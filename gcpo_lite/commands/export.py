@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import torch
 import yaml
 
 from gcpo_lite.config import ConfigError, from_dict
@@ -177,7 +176,7 @@ planned steps, {cfg.train.batch_size} completions each. `accuracy` is over the s
 
 # ---------------------------------------------------------------- writing
 
-def _load_base(resolved, cfg, *, quantized: bool, dtype: torch.dtype):
+def _load_base(resolved, cfg, *, quantized: bool, dtype: "torch.dtype"):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
     kwargs = dict(revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code, dtype=dtype)
     if quantized:
@@ -202,6 +201,7 @@ def merge(adapter_dir: Path, cfg, resolved, out_dir: Path, *, dtype: str = "bflo
     quantization error (which the adapter may partly have learned to offset). Runs without
     quantization merge into W either way. Everything runs on the CPU, in float32 until the final cast.
     """
+    import torch
     from peft import PeftModel
     quantized = cfg.model.quantize and merge_base == "dequantized"
     base = _load_base(resolved, cfg, quantized=quantized, dtype=torch.float32)

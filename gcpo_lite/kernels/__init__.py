@@ -132,5 +132,21 @@ def gcpo_loss_from_hidden(hidden: Tensor, weight: Tensor, ids: Tensor, old_per_t
     return gcpo_loss(logps, old_per_token_logps, advantages, completion_mask, **loss_kwargs)
 
 
+def status() -> dict:
+    """What `gcpo-lite doctor` prints: the live backend and why; never compiles."""
+    if not _ext._state["tried"] and (_ext._try_prebuilt() is None or _ext.cached_build_is_current()):
+        _ext.load()  # doctor must stay fast: load a prebuilt or current cached build, never compile
+    live = active_backend(compile_if_needed=False)
+    why = _ext._state["why"] if not _ext._state["ok"] else ""
+    if not _ext._state["tried"]:
+        why = "not built yet for this torch; `gcpo-lite build-ext` compiles it (else the first kernel call does)"
+        if requested_backend() != "reference":
+            live = "native after the first-use build (reference if it fails)"
+    return {"requested": requested_backend(), "live": live, "native_loaded": bool(_ext._state["ok"]),
+            "why_not_native": why, "source": _ext._state["source"], "cuda_kernels": bool(_ext._state["cuda"]),
+            "cuda_build_possible": _ext.cuda_build_possible()[0],
+            "build_dir": _ext._state["build_dir"] or str(_ext.default_build_dir(_ext.cuda_build_possible()[0]))}
+
+
 __all__ = ["BACKENDS", "set_backend", "requested_backend", "active_backend", "token_logprobs",
-           "token_logprobs_from_hidden", "gcpo_loss", "gcpo_loss_from_hidden", "reference", "chunked"]
+           "token_logprobs_from_hidden", "gcpo_loss", "gcpo_loss_from_hidden", "status", "reference", "chunked"]

@@ -211,19 +211,3 @@ def build(verbose: bool = True) -> str:
         return f"native kernels: NOT available: {_state['why']}"
     return f"native kernels: OK ({_state['source']}; CUDA kernels: {'yes' if _state['cuda'] else 'no'})"
 
-
-def status() -> dict:
-    """What `gcpo-lite doctor` prints: the live backend and why; never compiles."""
-    from gcpo_lite.kernels import active_backend, requested_backend
-    if not _state["tried"] and (_try_prebuilt() is None or cached_build_is_current()):
-        load()  # doctor must stay fast: load a prebuilt or current cached build, never compile
-    live = active_backend(compile_if_needed=False)
-    why = _state["why"] if not _state["ok"] else ""
-    if not _state["tried"]:
-        why = "not built yet for this torch; `gcpo-lite build-ext` compiles it (else the first kernel call does)"
-        if requested_backend() != "reference":
-            live = "native after the first-use build (reference if it fails)"
-    return {"requested": requested_backend(), "live": live, "native_loaded": bool(_state["ok"]),
-            "why_not_native": why, "source": _state["source"], "cuda_kernels": bool(_state["cuda"]),
-            "cuda_build_possible": cuda_build_possible()[0],
-            "build_dir": _state["build_dir"] or str(default_build_dir(cuda_build_possible()[0]))}

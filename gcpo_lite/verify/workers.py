@@ -2,7 +2,7 @@
 
 Why processes: sympy can run for minutes (or eat memory) on adversarial answers, and a Python
 thread cannot be interrupted; `signal.alarm` only works in the main thread, and the trainer may
-score from helper threads. A worker here is a plain `python -m gcpo_lite.verify.workers` child
+score from helper threads. A worker here is a plain `python -m gcpo_lite.verify.worker_main` child
 (not multiprocessing: no fork of a CUDA / multi-threaded parent, no re-import of the user's
 __main__) that answers one JSON line per request. A request that runs past the limit gets its
 worker killed and replaced, and scores False.
@@ -38,7 +38,7 @@ class _Worker:
         root = str(Path(__file__).resolve().parents[2])  # so the child imports this same gcpo_lite
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env[PARENT_ENV] = str(os.getpid())  # the worker exits when this process is gone
-        self.proc = subprocess.Popen([sys.executable, "-m", "gcpo_lite.verify.workers"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "gcpo_lite.verify.worker_main"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
                                      text=True, bufsize=1)
         self.replies: queue.Queue = queue.Queue()
@@ -169,68 +169,3 @@ def _ask(kind: str, pred: str, gold: str, timeout_s: float) -> bool:
             _verdicts.clear()
         _verdicts[key] = verdict
     return verdict
-
-
-# ---------------------------------------------------------------- the worker side
-
-def _exit_with_parent(parent_pid: int) -> None:
-    """Die when the parent dies, even in the middle of a comparison (a kill -9 of the trainer must not leave
-    a worker spinning at 100% CPU). A watchdog thread polls getppid(), which changes when the parent is gone;
-    PR_SET_PDEATHSIG is not used because it fires when the *thread* that spawned the worker ends, and the
-    pool starts workers from whichever thread asks."""
-    import signal
-    import time
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the trainer, which then closes the pool
-
-    def watch():
-        while True:
-            if os.getppid() != parent_pid:
-                os._exit(1)
-            time.sleep(PARENT_POLL_S)
-
-    if os.getppid() != parent_pid:  # the parent died before we got here
-        os._exit(1)
-    threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
-
-
-def _serve():
-    parent = os.environ.get(PARENT_ENV)
-    if parent and parent.isdigit():
-        _exit_with_parent(int(parent))
-    try:
-        import resource
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-    except Exception:  # not on this platform, or a lower hard limit: run without the cap
-        pass
-    sys.setrecursionlimit(5000)
-    import gcpo_lite.verify.latex  # noqa: F401  (pay sympy's import before saying ready)
-    from gcpo_lite.verify.equivalence import symbolic_equal
-    try:
-        from math_verify import parse, verify
-    except ImportError:  # optional extra; the parent checks before sending such jobs
-        parse = verify = None
-
-    def run(kind: str, a: str, b: str) -> bool:
-        if kind == "sympy":
-            return symbolic_equal(a, b)
-        if kind == "math_verify" and parse is not None:
-            gold = parse(b if "\\boxed" in b or "$" in b else f"${b}$")
-            return bool(verify(gold, parse(a)))
-        return False
-
-    out = sys.stdout  # the protocol channel; anything a library prints goes to stderr instead
-    sys.stdout = sys.stderr
-    out.write("ready\n")
-    out.flush()
-    for line in sys.stdin:
-        try:
-            verdict = run(*json.loads(line))
-        except BaseException:  # MemoryError, RecursionError, anything: score 0, stay alive
-            verdict = False
-        out.write("true\n" if verdict else "false\n")
-        out.flush()
-
-
-if __name__ == "__main__":
-    _serve()
