@@ -17,33 +17,11 @@ from typing import Optional
 import torch
 
 from gcpo_lite.config import Config, ConfigError, LoraConfig, ModelConfig
+from gcpo_lite.registry import EMBEDDED_ARCH, EMBEDDED_NAME, EMBEDDED_VERSION, REGISTRY, cache_root, embedded_model_dir  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RegistryEntry:
-    hub_id: str
-    family: str  # qwen2 | llama | r1_distill: how prompts and gold solutions are formatted
-    note: str
-
-
-REGISTRY: dict[str, RegistryEntry] = {
-    "qwen2.5-0.5b": RegistryEntry("Qwen/Qwen2.5-0.5B-Instruct", "qwen2", "0.5B instruct"),
-    "qwen2.5-1.5b": RegistryEntry("Qwen/Qwen2.5-1.5B-Instruct", "qwen2", "1.5B instruct, the 8 GB GPU default"),
-    "qwen2.5-3b": RegistryEntry("Qwen/Qwen2.5-3B-Instruct", "qwen2", "3B instruct"),
-    "qwen2.5-7b": RegistryEntry("Qwen/Qwen2.5-7B-Instruct", "qwen2", "7B instruct"),
-    "qwen2.5-math-1.5b": RegistryEntry("Qwen/Qwen2.5-Math-1.5B-Instruct", "qwen2", "math-tuned 1.5B instruct"),
-    "deepseek-r1-distill-qwen-1.5b": RegistryEntry("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "r1_distill",
-                                                   "R1 reasoning traces distilled into Qwen2.5-Math-1.5B"),
-    "llama-3.2-1b": RegistryEntry("meta-llama/Llama-3.2-1B-Instruct", "llama", "1B instruct (gated on the Hub)"),
-    "llama-3.2-3b": RegistryEntry("meta-llama/Llama-3.2-3B-Instruct", "llama", "3B instruct (gated on the Hub)"),
-}
-
-EMBEDDED_NAME = "embedded-tiny-qwen2"
-EMBEDDED_VERSION = "v4"  # bump when the embedded architecture or tokenizer changes
-EMBEDDED_ARCH = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                     num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False)
 EMBEDDING_INIT_STD = 0.15
 CHAT_TEMPLATE = (  # Qwen2's ChatML layout, without the default system message
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -94,14 +72,6 @@ def _family_from_config(path: str) -> str:
 
 
 # ---------------------------------------------------------------- the embedded tiny model
-
-def cache_root() -> Path:
-    return Path(os.environ.get("GCPO_LITE_CACHE", Path.home() / ".cache" / "gcpo-lite"))
-
-
-def embedded_model_dir() -> Path:
-    return cache_root() / f"{EMBEDDED_NAME}-{EMBEDDED_VERSION}"
-
 
 def build_tiny_tokenizer(corpus: list[str]):
     """A byte-level BPE with Qwen2's pre-tokenizer (digits split one by one) and ChatML specials.

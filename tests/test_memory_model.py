@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from gcpo_lite.memory import model as mm
-from gcpo_lite.memory.architectures import KNOWN, from_hf_config
+from gcpo_lite.memory.architectures import from_hf_config, registry_architectures
+
+KNOWN = registry_architectures()
 
 TINY = dict(model_type="qwen2", hidden_size=128, intermediate_size=352, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, vocab_size=512, tie_word_embeddings=True)
@@ -15,18 +17,18 @@ def test_registry_parameter_counts_match_published_sizes():
     published_b = {"qwen2.5-0.5b": 0.494, "qwen2.5-1.5b": 1.544, "qwen2.5-3b": 3.086, "qwen2.5-7b": 7.616,
                    "deepseek-r1-distill-qwen-1.5b": 1.777, "llama-3.2-1b": 1.236, "llama-3.2-3b": 3.213}
     for name, billions in published_b.items():
-        assert KNOWN[name][1].num_params() / 1e9 == pytest.approx(billions, abs=0.002), name
+        assert KNOWN[name].num_params() / 1e9 == pytest.approx(billions, abs=0.002), name
 
 
 def test_kv_cache_formula():
-    arch = KNOWN["qwen2.5-1.5b"][1]
+    arch = KNOWN["qwen2.5-1.5b"]
     shape = mm.RunShape(prompt_tokens=256, completion_tokens=512, compute_dtype="bfloat16")
     # layers x 2 x kv_heads x head_dim x tokens x bytes
     assert mm.kv_cache_bytes(arch, shape, 8) == 28 * 2 * 2 * 128 * (768 * 8) * 2
 
 
 def test_lora_and_optimizer_state():
-    arch = KNOWN["qwen2.5-1.5b"][1]
+    arch = KNOWN["qwen2.5-1.5b"]
     shape = mm.RunShape(lora_r=16)
     per_layer = 16 * ((1536 + 1536) * 2 + (1536 + 256) * 2 + (1536 + 8960) * 3)
     s = mm.lora_state_bytes(arch, shape)
@@ -37,7 +39,7 @@ def test_lora_and_optimizer_state():
 
 
 def test_estimate_is_monotone_in_each_size():
-    arch, shape = KNOWN["qwen2.5-1.5b"][1], mm.RunShape(prompt_tokens=256, completion_tokens=512)
+    arch, shape = KNOWN["qwen2.5-1.5b"], mm.RunShape(prompt_tokens=256, completion_tokens=512)
     base = mm.estimate(arch, shape, 4, 4, 256)
     assert mm.estimate(arch, shape, 8, 4, 256).phase_totals["generation"] > base.phase_totals["generation"]
     assert mm.estimate(arch, shape, 4, 8, 256).phase_totals["training"] > base.phase_totals["training"]
@@ -121,7 +123,7 @@ def test_layer_activations_match_autograd_saved_tensors(tiny_dirs, dtype):
 
 def test_logprob_chunk_bytes_per_backend():
     """Bytes per logit of one chunk, as measured by benchmarks/calibrate_memory.py."""
-    arch = KNOWN["qwen2.5-1.5b"][1]
+    arch = KNOWN["qwen2.5-1.5b"]
     V, H = arch.vocab_size, arch.hidden_size
     for dtype, native, reference in (("float32", 4, 8), ("bfloat16", 2, 12)):
         shape = mm.RunShape(completion_tokens=512, compute_dtype=dtype)

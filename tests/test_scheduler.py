@@ -12,7 +12,9 @@ import pytest
 from gcpo_lite.commands import plan as plan_cmd
 from gcpo_lite.config import Config, ConfigError, from_dict
 from gcpo_lite.memory import model as mm
-from gcpo_lite.memory.architectures import KNOWN, resolve
+from gcpo_lite.memory.architectures import registry_architectures, resolve
+
+KNOWN = registry_architectures()
 from gcpo_lite.memory.planner import InfeasiblePlanError, Plan, make_plan, parse_bytes, plan_run
 
 GiB = 2**30
@@ -158,7 +160,7 @@ def test_plan_command_table_and_refusal(capsys):
 
 
 def test_plan_command_accepts_local_config_json(tmp_path):
-    arch = KNOWN["qwen2.5-0.5b"][1]
+    arch = KNOWN["qwen2.5-0.5b"]
     (tmp_path / "config.json").write_text(json.dumps({
         "model_type": "qwen2", "hidden_size": arch.hidden_size, "intermediate_size": arch.intermediate_size,
         "num_hidden_layers": arch.num_layers, "num_attention_heads": arch.num_heads,

@@ -16,7 +16,7 @@ import sys
 
 from gcpo_lite.config import ConfigError, load_config
 from gcpo_lite.memory import model as mm
-from gcpo_lite.memory.architectures import KNOWN, resolve
+from gcpo_lite.memory.architectures import resolve
 from gcpo_lite.memory.planner import (
     InfeasiblePlanError,
     detect_budget,
@@ -25,6 +25,7 @@ from gcpo_lite.memory.planner import (
     plan_run,
     shape_from_config,
 )
+from gcpo_lite.registry import REGISTRY
 
 COMPONENT_NOTES = {  # component -> (phase, what it is)
     "runtime": ("always", "CUDA context + cuBLAS, or the Python/torch process"),
@@ -133,7 +134,8 @@ def build(args) -> dict:
                     model_name=cfg.model.name)
     est = mm.estimate(arch, shape, plan.generation_batch_size, plan.micro_batch_size, plan.logits_chunk_size)
     name = cfg.model.name or "embedded tiny model"
-    hub = KNOWN.get((cfg.model.name or "").lower(), ((None,), None))[0][0]
+    entry = REGISTRY.get((cfg.model.name or "").lower())
+    hub = entry.hub_id if entry else None
     return {
         "model": name, "hub_id": hub, "device": device, "compute_dtype": dtype,
         "budget_bytes": budget, "budget_source": source,

@@ -1,7 +1,7 @@
 """Architecture numbers the memory model needs, available offline for registry models.
 
-For the registry's short names (and their hub ids) the numbers are hardcoded below from the
-models' public config.json, so `gcpo-lite plan` works without the Hub. Any other model is
+For the registry's short names (and their hub ids) the numbers come from gcpo_lite/registry.py (the
+models' public config.json), so `gcpo-lite plan` works without the Hub. Any other model is
 read from a local directory / config.json, or from the transformers cache (offline only).
 """
 from __future__ import annotations
@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from gcpo_lite.config import ConfigError
+from gcpo_lite.errors import ConfigError
+from gcpo_lite.registry import BY_HUB_ID, EMBEDDED_ARCH, EMBEDDED_NAME, REGISTRY, embedded_model_dir
 
 
 @dataclass(frozen=True)
@@ -52,30 +53,9 @@ class Architecture:
         return asdict(self)
 
 
-def _qwen2(layers, hidden, inter, heads, kv, vocab=151936, tie=True) -> Architecture:
-    return Architecture(layers, hidden, inter, heads, kv, hidden // heads, vocab, tie, qkv_bias=True)
-
-
-def _llama(layers, hidden, inter, heads, kv, head_dim, vocab=128256, tie=True) -> Architecture:
-    return Architecture(layers, hidden, inter, heads, kv, head_dim, vocab, tie, qkv_bias=False)
-
-
-# short name -> (hub ids, architecture), values from each model's public config.json
-KNOWN: dict[str, tuple[tuple[str, ...], Architecture]] = {
-    "qwen2.5-0.5b": (("Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-0.5B"), _qwen2(24, 896, 4864, 14, 2)),
-    "qwen2.5-1.5b": (("Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-1.5B"), _qwen2(28, 1536, 8960, 12, 2)),
-    "qwen2.5-3b": (("Qwen/Qwen2.5-3B-Instruct", "Qwen/Qwen2.5-3B"), _qwen2(36, 2048, 11008, 16, 2)),
-    "qwen2.5-7b": (("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B"), _qwen2(28, 3584, 18944, 28, 4, 152064, False)),
-    "qwen2.5-math-1.5b": (("Qwen/Qwen2.5-Math-1.5B", "Qwen/Qwen2.5-Math-1.5B-Instruct"),
-                          _qwen2(28, 1536, 8960, 12, 2)),
-    "deepseek-r1-distill-qwen-1.5b": (("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",),
-                                      _qwen2(28, 1536, 8960, 12, 2, tie=False)),
-    "llama-3.2-1b": (("meta-llama/Llama-3.2-1B-Instruct", "meta-llama/Llama-3.2-1B"),
-                     _llama(16, 2048, 8192, 32, 8, 64)),
-    "llama-3.2-3b": (("meta-llama/Llama-3.2-3B-Instruct", "meta-llama/Llama-3.2-3B"),
-                     _llama(28, 3072, 8192, 24, 8, 128)),
-}
-_BY_HUB_ID = {hub.lower(): arch for hubs, arch in KNOWN.values() for hub in hubs}
+def registry_architectures() -> dict[str, "Architecture"]:
+    """Short name -> Architecture for every registry model, from the registry's config numbers."""
+    return {name: from_hf_config(e.config) for name, e in REGISTRY.items()}
 
 
 class UnknownModelError(ConfigError):
@@ -124,28 +104,14 @@ def _read_config_json(path: Path) -> dict:
         raise UnknownModelError(f"{path} is not valid JSON ({e}); re-download the model's config.json") from None
 
 
-def _registry_hub_id(name: str) -> Optional[str]:
-    """The lead's registry (gcpo_lite.models) maps short names to hub ids; optional here."""
-    try:
-        from gcpo_lite import models
-    except Exception:  # models.py missing or its heavy imports unavailable: fall back to our table
-        return None
-    entry = getattr(models, "REGISTRY", {}).get(name.lower())
-    return getattr(entry, "hub_id", None)
-
-
 def resolve(name: Optional[str]) -> Architecture:
     """Architecture for a registry short name, hub id, local path or the embedded tiny model (None)."""
-    if name is None or name == "embedded-tiny-qwen2":
+    if name is None or name == EMBEDDED_NAME:
         return tiny_architecture()
     key = name.strip()
-    if key.lower() in KNOWN:
-        return KNOWN[key.lower()][1]
-    if key.lower() in _BY_HUB_ID:
-        return _BY_HUB_ID[key.lower()]
-    hub = _registry_hub_id(key)
-    if hub and hub.lower() in _BY_HUB_ID:
-        return _BY_HUB_ID[hub.lower()]
+    short = key.lower() if key.lower() in REGISTRY else BY_HUB_ID.get(key.lower())
+    if short is not None:
+        return from_hf_config(REGISTRY[short].config)
     path = Path(key).expanduser()
     if path.is_dir() and (path / "config.json").is_file():
         return from_hf_config(_read_config_json(path / "config.json"))
@@ -156,24 +122,19 @@ def resolve(name: Optional[str]) -> Architecture:
                                 "model's config.json (what save_pretrained writes), or a registry name")
     try:  # a hub id already in the local transformers cache; never goes online
         from transformers import AutoConfig
-        return from_hf_config(AutoConfig.from_pretrained(hub or key, local_files_only=True).to_dict())
+        return from_hf_config(AutoConfig.from_pretrained(key, local_files_only=True).to_dict())
     except Exception:
         pass
     raise UnknownModelError(
-        f"no architecture numbers for model {name!r}: it is not a registry name ({', '.join(KNOWN)}), "
+        f"no architecture numbers for model {name!r}: it is not a registry name ({', '.join(REGISTRY)}), "
         "not a local directory with config.json, and not in the local Hugging Face cache. "
         "Pass a registry name, or a path to the model directory / its config.json")
 
 
 def tiny_architecture() -> Architecture:
-    """The embedded tiny test model (model.name = None): its cached config.json, else gcpo_lite.models'
-    EMBEDDED_ARCH with a small vocabulary."""
-    try:
-        from gcpo_lite import models
-        path = models.embedded_model_dir() / "config.json"
-        if path.is_file():
-            return from_hf_config(json.loads(path.read_text()))
-        return from_hf_config({"vocab_size": 64, "model_type": "qwen2", **models.EMBEDDED_ARCH})
-    except Exception:  # models.py unavailable: the same shape, hardcoded
-        return Architecture(num_layers=2, hidden_size=64, intermediate_size=256, num_heads=4, num_kv_heads=2,
-                            head_dim=16, vocab_size=64, tie_word_embeddings=True, qkv_bias=True)
+    """The embedded tiny test model (model.name = None): its cached config.json, else its registry shape
+    with a small vocabulary."""
+    path = embedded_model_dir() / "config.json"
+    if path.is_file():
+        return from_hf_config(_read_config_json(path))
+    return from_hf_config({"vocab_size": 64, "model_type": "qwen2", **EMBEDDED_ARCH})

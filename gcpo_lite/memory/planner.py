@@ -26,7 +26,7 @@ from typing import Optional
 
 from gcpo_lite.config import Config, ConfigError
 from gcpo_lite.memory import model as mm
-from gcpo_lite.memory.architectures import KNOWN, Architecture, from_hf_config, resolve
+from gcpo_lite.memory.architectures import Architecture, from_hf_config, registry_architectures, resolve
 from gcpo_lite.memory.units import MAX_BUDGET_BYTES, format_bytes, parse_bytes  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -211,9 +211,10 @@ def infeasible_message(arch: Architecture, shape: mm.RunShape, budget: int, floo
     if not shape.quantize and fits(mm.with_changes(shape, quantize=True)):
         fixes.append("4-bit weights: model.quantize=true")
     family = (model_name or "").lower().rsplit("-", 1)[0]
-    smaller = [n for n, (_, a) in KNOWN.items() if a.num_params() < arch.num_params() and fits(shape, a)]
+    known = registry_architectures()
+    smaller = [n for n, a in known.items() if a.num_params() < arch.num_params() and fits(shape, a)]
     if smaller:  # the largest that fits, from the same family first
-        smaller.sort(key=lambda n: (not n.startswith(family + "-"), -KNOWN[n][1].num_params()))
+        smaller.sort(key=lambda n: (not n.startswith(family + "-"), -known[n].num_params()))
         fixes.append(f"a smaller model: model.name={smaller[0]}")
     fixes.append(f"more memory: at least {format_bytes(floor.peak_bytes)}")
     what = model_name or "this model"
