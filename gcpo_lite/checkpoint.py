@@ -26,11 +26,9 @@ import hashlib
 import json
 import logging
 import os
-import random
 import re
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -40,6 +38,7 @@ from typing import Optional
 import torch
 
 from gcpo_lite.config import ConfigError
+from gcpo_lite.rng import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -185,28 +184,6 @@ def find_checkpoint(run_dir: str | Path, step: Optional[int] = None, echo=None) 
 
 # ---------------------------------------------------------------- state capture
 
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []}
-    np = sys.modules.get("numpy")
-    if np is not None:  # not used by the loop, but cheap; stored as plain tensors (weights_only-safe)
-        name, keys, pos, has_gauss, gauss = np.random.get_state()
-        state["numpy"] = [name, torch.from_numpy(keys.astype("int64")), int(pos), int(has_gauss), float(gauss)]
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    np = sys.modules.get("numpy")
-    if np is not None and state.get("numpy"):
-        name, keys, pos, has_gauss, gauss = state["numpy"]
-        np.random.set_state((name, keys.numpy().astype("uint32"), pos, has_gauss, gauss))
-
-
 def _base_order(trainer) -> list:
     """The training examples in the order a fresh Trainer loads them (epoch 0), recorded once."""
     base = getattr(trainer, "_ckpt_base_order", None)
@@ -233,7 +210,7 @@ def trainer_state(trainer) -> dict:
     """Everything but the adapter weights; plain containers and tensors, so weights_only loading works."""
     return {"format": FORMAT, "step": trainer.step,
             "optimizer": trainer.optimizer.state_dict(), "lr_schedule": trainer.lr_schedule.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "data": {"cursor": trainer._cursor, "epoch": trainer._epoch, "order": _order_indices(trainer),
                      "fingerprint": _fingerprint(_base_order(trainer))},
             "reward_errors": trainer.rewards.errors}
@@ -381,7 +358,7 @@ def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> 
         comp = run_dir / "completions.jsonl"
         if comp.is_file():
             _write_text_atomic(comp, "".join(r + "\n" for r in _rows_up_to(comp, trainer.step)))
-    _set_rng_state(state["rng"])  # last: nothing after this may draw random numbers before the loop
+    set_rng_state(state["rng"])  # last: nothing after this may draw random numbers before the loop
     return trainer.step
 
 
@@ -418,7 +395,7 @@ class Checkpointer:
     # -------------------------------------------------------- steps
     def begin_step(self) -> None:
         t = self.trainer
-        self._start_state = {"step": t.step, "cursor": t._cursor, "epoch": t._epoch, "rng": _rng_state(),
+        self._start_state = {"step": t.step, "cursor": t._cursor, "epoch": t._epoch, "rng": rng_state(),
                              "errors": t.rewards.errors}
         self._start_order = list(t.train_examples)  # next_examples reshuffles in place at an epoch boundary
         self._updated = False
@@ -449,7 +426,7 @@ class Checkpointer:
         t, s = self.trainer, self._start_state
         t.step, t._cursor, t._epoch, t.rewards.errors = s["step"], s["cursor"], s["epoch"], s["errors"]
         t.train_examples[:] = self._start_order
-        _set_rng_state(s["rng"])
+        set_rng_state(s["rng"])
         t.model.zero_grad(set_to_none=True)
 
     # -------------------------------------------------------- signals

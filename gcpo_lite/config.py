@@ -19,6 +19,7 @@ import yaml
 
 from gcpo_lite.errors import ConfigError  # noqa: E402,F401 (re-exported: gcpo_lite.config.ConfigError)
 from gcpo_lite.memory.units import parse_bytes
+from gcpo_lite.objective import IS_LEVELS, LOSS_TYPES, resolved_epsilons
 
 
 @dataclass
@@ -138,10 +139,8 @@ class Config:
 
     def resolved_epsilons(self) -> tuple[float, float]:
         """(epsilon_low, epsilon_high) with the per-level defaults filled in."""
-        seq = self.gcpo.importance_sampling_level == "sequence"
-        low = self.gcpo.epsilon_low if self.gcpo.epsilon_low is not None else (3e-4 if seq else 0.2)
-        high = self.gcpo.epsilon_high if self.gcpo.epsilon_high is not None else (4e-4 if seq else 0.28)
-        return low, high
+        g = self.gcpo
+        return resolved_epsilons(g.importance_sampling_level, g.epsilon_low, g.epsilon_high)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -155,8 +154,8 @@ CHOICES = {
     ("gcpo", "gold_injection"): ("all_wrong", "never", "always"),
     ("gcpo", "gold_overflow"): ("truncate", "skip"),
     ("gcpo", "scale_rewards"): ("group", "batch", "none"),
-    ("gcpo", "importance_sampling_level"): ("sequence", "token"),
-    ("gcpo", "loss_type"): ("seq_mean_token_mean", "token_mean", "dr_grpo"),
+    ("gcpo", "importance_sampling_level"): IS_LEVELS,
+    ("gcpo", "loss_type"): LOSS_TYPES,
     ("train", "lr_scheduler"): ("constant", "linear", "cosine"),
     ("train", "kernels"): ("auto", "native", "reference"),
 }

@@ -106,6 +106,26 @@ def test_chunked_hidden_equals_plain_reference(dtype, atol, chunk, suppress):
 
 def test_default_chunk_size_bounds_the_logits():
     c = chunked.default_chunk_size(151936, torch.float32)
-    assert c * 151936 * 4 <= chunked.CHUNK_BUDGET_BYTES and c >= 16
+    assert c * 151936 * 4 <= chunked.LOGITS_CHUNK_BUDGET_BYTES and c >= 16
     assert chunked.default_chunk_size(151936, torch.bfloat16) == 2 * c or chunked.default_chunk_size(
         151936, torch.bfloat16) == 2 * c + 1
+
+
+def test_native_enum_codes_follow_the_one_list():
+    """The op takes loss_type / importance_sampling_level as indexes into objective's tuples; the C++ enums
+    must list them in the same order."""
+    import re
+    from pathlib import Path
+
+    from gcpo_lite.objective import IS_LEVELS, LOSS_TYPES
+    header = (Path(__file__).resolve().parents[1] / "csrc" / "loss_math.h").read_text()
+
+    def enum(name):
+        body = re.search(rf"enum {name} : int {{([^}}]*)}}", header).group(1)
+        return [int(v) for v in re.findall(r"=\s*(\d+)", body)], re.findall(r"k(\w+)\s*=", body)
+
+    codes, names = enum("LossType")
+    assert codes == list(range(len(LOSS_TYPES))) and [n.lower() for n in names] == \
+        [t.replace("_", "") for t in LOSS_TYPES]
+    codes, names = enum("IsLevel")
+    assert codes == list(range(len(IS_LEVELS))) and [n.lower() for n in names] == list(IS_LEVELS)

@@ -11,13 +11,13 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-CHUNK_BUDGET_BYTES = 256 * 2**20  # one chunk's logits in the input dtype; default chunk_size derives from it
+from gcpo_lite.memory.units import LOGITS_CHUNK_BUDGET_BYTES
 
 
 def default_chunk_size(vocab_size: int, dtype: torch.dtype) -> int:
-    """Tokens per chunk so one chunk of logits takes about CHUNK_BUDGET_BYTES (441 fp32 rows at V=151936)."""
+    """Tokens per chunk so one chunk of logits takes about LOGITS_CHUNK_BUDGET_BYTES (441 fp32 rows at V=151936)."""
     elem = torch.empty((), dtype=dtype).element_size()
-    return max(16, CHUNK_BUDGET_BYTES // (vocab_size * elem))
+    return max(16, LOGITS_CHUNK_BUDGET_BYTES // (vocab_size * elem))
 
 
 def _scaled_chunk(h: Tensor, weight: Tensor, temperature: float, supp: Optional[Tensor]) -> Tensor:

@@ -13,11 +13,10 @@ from torch import Tensor
 
 from gcpo_lite.kernels import _ext, reference
 from gcpo_lite.kernels.chunked import default_chunk_size
+from gcpo_lite.objective import IS_LEVELS, LOSS_TYPES, resolved_epsilons
 
 _ext.require()
 _ops = torch.ops.gcpo_lite
-LOSS_TYPES = ("seq_mean_token_mean", "token_mean", "dr_grpo")  # index = the op's loss_type code
-IS_LEVELS = ("sequence", "token")  # index = the op's is_level code
 METRICS = ("clip_ratio_low", "clip_ratio_high", "clip_ratio", "importance_ratio_mean", "kl")  # op output order
 
 
@@ -172,11 +171,12 @@ def token_logprobs_from_hidden(hidden: Tensor, weight: Tensor, ids: Tensor, temp
 
 def gcpo_loss(per_token_logps: Tensor, old_per_token_logps: Tensor, advantages: Tensor, completion_mask: Tensor, *,
               ref_per_token_logps: Optional[Tensor] = None, importance_sampling_level: str = "sequence",
-              epsilon_low: float = 3e-4, epsilon_high: float = 4e-4, beta: float = 0.0,
+              epsilon_low: Optional[float] = None, epsilon_high: Optional[float] = None, beta: float = 0.0,
               loss_type: str = "seq_mean_token_mean",
               max_completion_length: Optional[int] = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Same contract as reference.gcpo_loss; the gradient flows to per_token_logps only."""
     reference.check_loss_options(importance_sampling_level, loss_type, max_completion_length)
+    epsilon_low, epsilon_high = resolved_epsilons(importance_sampling_level, epsilon_low, epsilon_high)
     if beta != 0.0 and ref_per_token_logps is None:
         raise ValueError("beta > 0 needs ref_per_token_logps")
     ref = ref_per_token_logps if beta != 0.0 else None

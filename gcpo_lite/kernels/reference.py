@@ -10,8 +10,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-LOSS_TYPES = ("seq_mean_token_mean", "token_mean", "dr_grpo")
-IS_LEVELS = ("sequence", "token")
+from gcpo_lite.objective import IS_LEVELS, LOSS_TYPES, resolved_epsilons
 
 
 def token_logprobs(logits: Tensor, ids: Tensor, temperature: float = 1.0,
@@ -51,8 +50,8 @@ def check_loss_options(importance_sampling_level: str, loss_type: str,
 
 def gcpo_loss(per_token_logps: Tensor, old_per_token_logps: Tensor, advantages: Tensor,
               completion_mask: Tensor, *, ref_per_token_logps: Optional[Tensor] = None,
-              importance_sampling_level: str = "sequence", epsilon_low: float = 3e-4,
-              epsilon_high: float = 4e-4, beta: float = 0.0, loss_type: str = "seq_mean_token_mean",
+              importance_sampling_level: str = "sequence", epsilon_low: Optional[float] = None,
+              epsilon_high: Optional[float] = None, beta: float = 0.0, loss_type: str = "seq_mean_token_mean",
               max_completion_length: Optional[int] = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Clipped GCPO/GRPO surrogate with optional k3 KL, aggregated per `loss_type`.
 
@@ -72,6 +71,7 @@ def gcpo_loss(per_token_logps: Tensor, old_per_token_logps: Tensor, advantages: 
     clip_ratio, kl, importance_ratio_mean.
     """
     check_loss_options(importance_sampling_level, loss_type, max_completion_length)
+    epsilon_low, epsilon_high = resolved_epsilons(importance_sampling_level, epsilon_low, epsilon_high)
     mask = completion_mask.to(torch.float32)  # (B, T)
     lp = per_token_logps.float()  # (B, T)
     old = old_per_token_logps.float()  # (B, T)

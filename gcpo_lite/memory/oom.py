@@ -56,19 +56,6 @@ def free_memory() -> None:
         pass
 
 
-def _rng_state():
-    import torch
-    return torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None)
-
-
-def _set_rng_state(state) -> None:
-    import torch
-    cpu, cuda = state
-    torch.set_rng_state(cpu)
-    if cuda is not None:
-        torch.cuda.set_rng_state_all(cuda)
-
-
 class OOMBackoff:
     def __init__(self, plan, *, enabled: bool = True, on_event: Optional[Callable[[dict], None]] = None):
         self.plan = plan
@@ -110,11 +97,12 @@ class OOMBackoff:
 
         The RNG state is restored before a retry, so a sampled slice redone at the smaller size draws
         what a run that used that size from the start would have drawn."""
+        from gcpo_lite.rng import rng_state, set_rng_state  # torch: only once a run uses the backoff
         results, start = [], 0
         while start < n:
             end = min(n, start + self.size(phase))
             failed = None
-            rng = _rng_state()
+            rng = rng_state()
             try:
                 out = fn(start, end)
             except Exception as e:  # noqa: BLE001 (re-raised unless it is an OOM)
@@ -125,7 +113,7 @@ class OOMBackoff:
                 err, failed = failed, None
                 err.__traceback__ = None  # the traceback pins the failed slice's tensors
                 free_memory()
-                _set_rng_state(rng)
+                set_rng_state(rng)
                 self._shrink(phase, start, end, err)
                 continue
             results.append(out)

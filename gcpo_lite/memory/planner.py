@@ -27,11 +27,10 @@ from typing import Optional
 from gcpo_lite.config import Config, ConfigError
 from gcpo_lite.memory import model as mm
 from gcpo_lite.memory.architectures import Architecture, from_hf_config, registry_architectures, resolve
-from gcpo_lite.memory.units import MAX_BUDGET_BYTES, format_bytes, parse_bytes  # noqa: F401 (re-exported)
+from gcpo_lite.memory.units import LOGITS_CHUNK_BUDGET_BYTES, MAX_BUDGET_BYTES, format_bytes, parse_bytes  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
-CHUNK_BUDGET_BYTES = 256 * 2**20  # kernels/chunked.py: the default chunk holds ~256 MiB of logits
 MIN_CHUNK = 16  # smallest logits chunk the planner uses (tokens)
 GOLD_MIN_GROUP = 4  # below this group size gold injection has little contrast to work with
 
@@ -111,7 +110,7 @@ def divisors(n: int) -> list[int]:
 
 def chunk_candidates(arch: Architecture, shape: mm.RunShape) -> list[int]:
     """Logits chunk sizes, ascending: powers of two from MIN_CHUNK up to the kernel's default chunk."""
-    default = max(MIN_CHUNK, CHUNK_BUDGET_BYTES // (arch.vocab_size * shape.bytes))
+    default = max(MIN_CHUNK, LOGITS_CHUNK_BUDGET_BYTES // (arch.vocab_size * shape.bytes))
     out, c = [], MIN_CHUNK
     while c < default:
         out.append(c)

@@ -5,6 +5,7 @@ import re
 
 from gcpo_lite.errors import ConfigError
 
+LOGITS_CHUNK_BUDGET_BYTES = 256 * 2**20  # one log-prob chunk's logits (input dtype): the default chunk size
 MAX_BUDGET_BYTES = 2**50  # 1 PiB: a larger budget is a typo
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
           "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40,
