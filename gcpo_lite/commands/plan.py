@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 
+from gcpo_lite.commands.flags import flag_overrides
 from gcpo_lite.config import ConfigError, load_config
 from gcpo_lite.memory import model as mm
 from gcpo_lite.memory.architectures import resolve
@@ -72,16 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args) -> list[str]:
-    out = list(args.overrides)
-    flags = {"model.name": args.model, "gcpo.max_completion_length": args.max_completion_length,
-             "data.max_prompt_length": args.max_prompt_length, "train.batch_size": args.batch_size,
-             "lora.r": args.lora_r, "model.compute_dtype": args.compute_dtype}
-    out += [f"{k}={v}" for k, v in flags.items() if v is not None]
-    if args.no_gradient_checkpointing:
-        out.append("model.gradient_checkpointing=false")
-    if args.no_quantize:
-        out.append("model.quantize=false")
-    return out
+    return list(args.overrides) + flag_overrides(args)  # a flag wins over an override of the same key
 
 
 def _group_overrides(args) -> list[str]:

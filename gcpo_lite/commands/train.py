@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
+from gcpo_lite.commands.flags import flag_overrides
 from gcpo_lite.config import apply_overrides, describe_options, from_dict, load_config
 from gcpo_lite.presets import EMBEDDED_DEFAULT
 
@@ -54,16 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """(Config, used_embedded_default) from --config / flags / overrides."""
-    flags = []
-    for flag, key in (("model", "model.name"), ("dataset", "data.dataset"), ("prompt_field", "data.prompt_field"),
-                      ("answer_field", "data.answer_field"), ("solution_field", "data.solution_field"),
-                      ("output_dir", "train.output_dir"), ("max_steps", "train.max_steps"), ("seed", "train.seed"),
-                      ("save_steps", "train.save_steps"), ("report_to", "train.report_to")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            flags.append(f"{key}={value}")
-    if getattr(args, "no_quantize", False):
-        flags.append("model.quantize=false")
+    flags = flag_overrides(args)
     if getattr(args, "resume", None):
         return _resume_config(args, flags), False
     embedded = args.config is None and args.model is None and args.dataset is None
