@@ -1,4 +1,4 @@
-"""Group statistics, gold injection and advantages.
+"""Group statistics and advantages.
 
 Rewards arrive as (B,) with B = num_prompts x G, grouped contiguously: rows g*G .. g*G+G-1
 belong to prompt g.
@@ -10,18 +10,6 @@ from dataclasses import dataclass
 from torch import Tensor
 
 STD_EPS = 1e-4  # advantage = (r - mean) / (std + STD_EPS)
-
-
-def choose_gold_slot(rewards: list[float], mean_logprobs: list[float]) -> int:
-    """Index of the sample the gold solution replaces: lowest reward, ties by lowest mean log-prob."""
-    return min(range(len(rewards)), key=lambda i: (rewards[i], mean_logprobs[i]))
-
-
-def should_inject(mode: str, correct: list[bool], has_gold: bool) -> bool:
-    """all_wrong: only when no sample in the group is correct; always: every group; never: GRPO."""
-    if not has_gold or mode == "never":
-        return False
-    return mode == "always" or not any(correct)
 
 
 def group_advantages(rewards: Tensor, num_generations: int, scale_rewards: str = "group") -> Tensor:

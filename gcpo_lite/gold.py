@@ -8,17 +8,16 @@ lead's prompts.completion_ids_for_text then puts it through the chat template):
     `<think>...</think>` and the boxed statement follows it, as R1 writes;
   - a solution that already is an R1 trace (OpenR1-Math) keeps its thinking for reasoning
     models; other models get its part after `</think>`, the short written solution.
-`checked_gold(example, model_family, stats)` verifies the text with the math verifier before
-use and counts failures (a reference whose own answer disagrees with the answer column).
+`make_gold` checks a gold text with the run's own reward function (a reference whose answer disagrees
+with the answer column is not injected); `inject` decides, without a model, which rows get gold.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 from gcpo_lite.tasks import Example
-from gcpo_lite.verify.answer import extract_answer, last_boxed
-from gcpo_lite.verify.equivalence import math_equal
+from gcpo_lite.verify.answer import last_boxed
 
 THINKING_FAMILIES = ("r1_distill",)  # families whose completions open with a <think> block
 
@@ -69,41 +68,67 @@ def gold_solution_text(example: Example, model_family: Optional[str], *, prompt_
     return f"{opening}{reasoning}\n</think>\n\n{written}"
 
 
+# ---------------------------------------------------------------- checking and injecting
+
+GOLD_STATUSES = ("ok", "truncated", "skipped_overflow", "failed_verification", "missing")
+
+
 @dataclass
-class GoldStats:
-    """How many gold solutions were checked and how many failed verification."""
-    checked: int = 0
-    failed: int = 0
-
-    @property
-    def failed_fraction(self) -> float:
-        return self.failed / self.checked if self.checked else 0.0
-
-    def __str__(self) -> str:
-        return f"{self.failed}/{self.checked} gold solutions failed verification ({self.failed_fraction:.1%})"
+class Gold:
+    """One example's gold completion, ready to inject (ids) or the reason it cannot be (status)."""
+    ids: Optional[list[int]]  # completion ids ending in the turn's end token; None when unusable
+    reward: float = 0.0
+    status: str = "ok"  # one of GOLD_STATUSES
 
 
-def verify_gold(text: str, example: Example) -> bool:
-    """True when the final answer of `text` equals the example's answer (no last-number guessing)."""
-    predicted = extract_answer(text, last_number_fallback=False)
-    return predicted is not None and math_equal(predicted, example.answer)
+def make_gold(text: Optional[str], *, tokenize: Callable[[str], list[int]], score: Callable[[list[int]], tuple],
+              max_len: int, overflow: str) -> Gold:
+    """Check a gold text the way the policy's own completions are checked.
+
+    text: the gold completion text (None: the example has no reference solution);
+    tokenize: text -> completion ids (chat template, end token); score: ids -> (reward, correct), on what the
+    tokenizer keeps of the text; overflow: what a gold longer than max_len becomes: truncate | skip."""
+    if not text:
+        return Gold(None, status="missing")
+    ids = tokenize(text)
+    reward, ok = score(ids)
+    if not ok:
+        return Gold(None, reward, "failed_verification")
+    if len(ids) <= max_len:
+        return Gold(ids, reward)
+    if overflow == "skip":
+        return Gold(None, reward, "skipped_overflow")
+    return Gold(ids[:max_len], reward, "truncated")  # the first max_len tokens, rewarded as the solution
 
 
-def checked_gold(example: Example, model_family: Optional[str], stats: Optional[GoldStats] = None,
-                 **kwargs) -> Optional[str]:
-    """gold_solution_text(...) when it verifies, else None; counts into `stats`."""
-    text = gold_solution_text(example, model_family, **kwargs)
-    ok = verify_gold(text, example)
-    if stats is not None:
-        stats.checked += 1
-        stats.failed += not ok
-    return text if ok else None
+def should_inject(mode: str, correct: Sequence[bool]) -> bool:
+    """all_wrong (GCPO): only when no sample in the group is correct; always: every group; never: GRPO."""
+    if mode == "never":
+        return False
+    return mode == "always" or not any(correct)
 
 
-def gold_report(examples: list[Example], model_family: Optional[str]) -> GoldStats:
-    """Verify every example's gold text up front (for the run's log: the failing fraction)."""
-    stats = GoldStats()
-    for ex in examples:
-        if ex.solution:  # without a reference solution there is nothing to inject (status "missing")
-            checked_gold(ex, model_family, stats)
-    return stats
+def choose_gold_slot(rewards: Sequence[float], mean_logprobs: Sequence[float]) -> int:
+    """Index of the sample the gold solution replaces: lowest reward, ties by lowest mean log-prob."""
+    return min(range(len(rewards)), key=lambda i: (rewards[i], mean_logprobs[i]))
+
+
+def inject(rewards: Sequence[float], correct: Sequence[bool], mean_logprobs: Sequence[float],
+           golds: Sequence[Gold], num_generations: int, mode: str) -> tuple[dict[int, Gold], dict[str, int]]:
+    """Where gold goes in a step of B = groups x G rows (grouped contiguously).
+
+    golds[g] is group g's Gold; it is only read for groups that need one (it may be computed lazily).
+    Returns ({row: Gold injected there}, {status: groups that wanted a gold and got that status}).
+    Pure: no model, no tokenizer; the caller writes the gold ids and rewards into the rows."""
+    G = num_generations
+    slots: dict[int, Gold] = {}
+    statuses: dict[str, int] = {}
+    for g in range(len(rewards) // G):
+        rows = slice(g * G, (g + 1) * G)
+        if not should_inject(mode, correct[rows]):
+            continue
+        gold = golds[g]
+        statuses[gold.status] = statuses.get(gold.status, 0) + 1
+        if gold.ids is not None:
+            slots[g * G + choose_gold_slot(rewards[rows], mean_logprobs[rows])] = gold
+    return slots, statuses

@@ -21,10 +21,10 @@ from typing import Callable, Optional
 import torch
 
 from gcpo_lite import kernels
-from gcpo_lite.advantages import choose_gold_slot, group_advantages, group_stats, should_inject
+from gcpo_lite.advantages import group_advantages, group_stats
 from gcpo_lite.config import Config, save_config
 from gcpo_lite.data import dataset_name, is_builtin, load_examples
-from gcpo_lite.gold import gold_solution_text, prompt_opens_think
+from gcpo_lite.gold import Gold, gold_solution_text, inject, make_gold, prompt_opens_think
 from gcpo_lite.kernels import gcpo_loss
 from gcpo_lite.logprobs import completion_logprobs
 from gcpo_lite.memory.oom import OOMBackoff
@@ -38,11 +38,17 @@ from gcpo_lite.verify.rewards import RewardModel, resolve_verifier
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Gold:
-    ids: Optional[list[int]]  # completion ids ending in EOS; None when unusable
-    reward: float = 0.0
-    status: str = "ok"  # ok | truncated | skipped_overflow | failed_verification | missing
+class _LazyGolds:
+    """golds[g] for gold.inject: group g's Gold, prepared (and cached by the trainer) only when asked for."""
+
+    def __init__(self, examples: list[Example], make: Callable[[Example], Gold]):
+        self.examples, self.make = examples, make
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, g: int) -> Gold:
+        return self.make(self.examples[g])
 
 
 @dataclass
@@ -111,30 +117,18 @@ class Trainer:
         return self._prompt_cache[key]
 
     def _gold(self, ex: Example) -> Gold:
+        """ex's gold completion, checked once with the run's own reward function and cached."""
         key = id(ex)
-        if key in self._gold_cache:
-            return self._gold_cache[key]
-        if not ex.solution:
-            gold = Gold(None, status="missing")
-        else:
+        if key not in self._gold_cache:
             # Built-in tasks write solutions as the policy answers; dataset solutions get a final \boxed{}
             # and, for R1-distill models, thinking tags (gold.py).
-            text = ex.solution if self._builtin_task else gold_solution_text(
+            text = ex.solution if (self._builtin_task or not ex.solution) else gold_solution_text(
                 ex, self.resolved.family, prompt_opens_think=self._opens_think)
-            ids = completion_ids_for_text(self.tokenizer, ex, text, self.eos_ids)
-            # Verify the whole solution as the policy would write it (what the tokenizer keeps of it).
-            reward, ok = self.rewards.score(self.tokenizer.decode(ids, skip_special_tokens=True), ex)
-            limit = self.cfg.gcpo.max_completion_length
-            if not ok:
-                gold = Gold(None, reward, "failed_verification")
-            elif len(ids) <= limit:
-                gold = Gold(ids, reward)
-            elif self.cfg.gcpo.gold_overflow == "skip":
-                gold = Gold(None, reward, "skipped_overflow")
-            else:  # the first `limit` tokens of a verified solution, rewarded as the solution
-                gold = Gold(ids[:limit], reward, "truncated")
-        self._gold_cache[key] = gold
-        return gold
+            self._gold_cache[key] = make_gold(
+                text, tokenize=lambda x: completion_ids_for_text(self.tokenizer, ex, x, self.eos_ids),
+                score=lambda ids: self.rewards.score(self.tokenizer.decode(ids, skip_special_tokens=True), ex),
+                max_len=self.cfg.gcpo.max_completion_length, overflow=self.cfg.gcpo.gold_overflow)
+        return self._gold_cache[key]
 
     def next_examples(self, n: int) -> list[Example]:
         out = []
@@ -164,51 +158,50 @@ class Trainer:
         return completions, mean_lp
 
     def rollout(self, examples: list[Example]) -> StepBatch:
+        """Sample G completions per prompt, score them, inject gold where a group has no success, compute
+        advantages. Rows are grouped contiguously: B = len(examples) x G."""
         g = self.cfg.gcpo
         G = g.num_generations
         prompts = [self._prompt(ex) for ex in examples for _ in range(G)]
         completions, mean_lp = self.generate(prompts, g.temperature, g.max_completion_length)
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
         scored = [self.rewards.score(text, examples[i // G]) for i, text in enumerate(texts)]
-        rewards = [r for r, _ in scored]
-        correct = [c for _, c in scored]
-        sampled_correct = torch.tensor(correct)
-        entropy = sum(self._entropy_sums) / max(1, sum(len(c) for c in completions))
+        rewards, correct = [r for r, _ in scored], [c for _, c in scored]
+        sampled = list(completions)  # the policy's own samples, before gold replaces any
+        golds = _LazyGolds(examples, self._gold)
+        slots, gold_status = inject(rewards, correct, mean_lp, golds, G, g.gold_injection)
         is_gold = [False] * len(prompts)
-        gold_status: dict[str, int] = {}
-        injected = 0
-        for gi, ex in enumerate(examples):
-            rows = slice(gi * G, (gi + 1) * G)
-            if not should_inject(g.gold_injection, correct[rows], True):
-                continue
-            gold = self._gold(ex)  # status "missing" when the example has no reference solution
-            gold_status[gold.status] = gold_status.get(gold.status, 0) + 1
-            if gold.ids is None:
-                continue
-            slot = gi * G + choose_gold_slot(rewards[rows], mean_lp[rows])
-            completions[slot], rewards[slot], is_gold[slot] = list(gold.ids), gold.reward, True
-            injected += 1
+        for row, gold in slots.items():
+            completions[row], rewards[row], is_gold[row] = list(gold.ids), gold.reward, True
         reward_t = torch.tensor(rewards, dtype=torch.float32)
         adv = group_advantages(reward_t, G, g.scale_rewards)
+        metrics = self._rollout_metrics(reward_t, torch.tensor(correct), adv, completions, is_gold, sampled,
+                                        len(examples), gold_status)
+        return StepBatch(examples, prompts, completions, reward_t, adv, torch.tensor(is_gold), metrics)
+
+    def _rollout_metrics(self, reward_t, sampled_correct, adv, completions, is_gold, sampled, n_groups,
+                         gold_status) -> dict:
+        G = self.cfg.gcpo.num_generations
         stats = group_stats(sampled_correct, adv, G)
         lengths = [len(c) for c, gold in zip(completions, is_gold) if not gold]
         metrics = {
             "reward_mean": reward_t.mean().item(),
-            "reward_std": reward_t.std().item() if len(rewards) > 1 else 0.0,
+            "reward_std": reward_t.std().item() if len(reward_t) > 1 else 0.0,
             "accuracy": sampled_correct.float().mean().item(),  # sampled completions only, gold excluded
-            "gold_injected_frac": injected / len(examples),
+            "gold_injected_frac": sum(is_gold) / n_groups,
             "all_correct_frac": stats.all_correct_frac,
             "all_wrong_frac": stats.all_wrong_frac,
             "zero_advantage_groups": stats.zero_advantage_groups,
             "completion_length_mean": sum(lengths) / max(1, len(lengths)),
             "completion_length_max": max(lengths, default=0),
-            "entropy": entropy,  # mean per sampled token (nats), at the sampling temperature
+            # mean per sampled token (nats), at the sampling temperature
+            "entropy": sum(self._entropy_sums) / max(1, sum(len(c) for c in sampled)),
             "truncated_frac": sum(1 for c in completions if c and c[-1] not in self.eos_ids) / len(completions),
             "reward_errors": self.rewards.errors,
         }
         for status in ("truncated", "skipped_overflow", "failed_verification", "missing"):
             metrics[f"gold_{status}"] = gold_status.get(status, 0)
-        return StepBatch(examples, prompts, completions, reward_t, adv, torch.tensor(is_gold), metrics)
+        return metrics
 
     # ------------------------------------------------------------ update
     def _logps(self, rows, grad: bool):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gcpo_lite.advantages import STD_EPS, choose_gold_slot, group_advantages, group_stats, should_inject
+from gcpo_lite.advantages import STD_EPS, group_advantages, group_stats
 
 
 def test_group_scaling_uses_group_std():
@@ -30,20 +30,3 @@ def test_equal_rewards_give_zero_advantages():
     assert torch.all(adv == 0)
     stats = group_stats(torch.tensor([False] * 4 + [True] * 4), adv, 4)
     assert stats.zero_advantage_groups == 2 and stats.all_wrong_frac == 0.5 and stats.all_correct_frac == 0.5
-
-
-def test_gold_slot_lowest_reward_then_lowest_logprob():
-    assert choose_gold_slot([0.5, 0.0, 0.2], [-1, -1, -9]) == 1
-    assert choose_gold_slot([0.0, 0.0, 0.0], [-1.0, -3.0, -2.0]) == 1
-
-
-@pytest.mark.parametrize("mode, correct, has_gold, expected", [
-    ("all_wrong", [False, False], True, True),
-    ("all_wrong", [True, False], True, False),
-    ("all_wrong", [True, True], True, False),
-    ("all_wrong", [False, False], False, False),
-    ("never", [False, False], True, False),
-    ("always", [True, True], True, True),
-])
-def test_injection_trigger(mode, correct, has_gold, expected):
-    assert should_inject(mode, correct, has_gold) is expected

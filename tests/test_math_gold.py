@@ -1,5 +1,7 @@
 """Gold formatting: a final \\boxed{} when missing, thinking tags for R1-distill, verification and failure counts."""
-from gcpo_lite.gold import GoldStats, checked_gold, gold_report, gold_solution_text, verify_gold
+import pytest
+
+from gcpo_lite.gold import Gold, choose_gold_slot, gold_solution_text, inject, make_gold, should_inject
 from gcpo_lite.tasks import Example
 
 MATH = Example(prompt="Compute 1/2 + 1/4.", answer="\\frac{3}{4}", solution="We get $\\frac{2}{4}+\\frac14 = \\boxed{\\frac{3}{4}}$.")
@@ -26,17 +28,64 @@ def test_r1_distill_gets_thinking_tags():
     assert gold_solution_text(R1, "r1_distill", prompt_opens_think=True).startswith("One plus one")
 
 
-def test_gold_is_verified_and_failures_counted():
+def _check(ex, family="qwen2", max_len=10_000, overflow="skip"):
+    """make_gold with the math reward the trainer uses, on a whitespace tokenizer."""
+    from gcpo_lite.verify.rewards import RewardModel, resolve_verifier
+    words: list[str] = []
+    rewards = RewardModel(resolve_verifier("math", "gsm8k", False), 0.0)
+
+    def tokenize(text):
+        words[:] = text.split(" ")
+        return list(range(len(words)))
+    return make_gold(gold_solution_text(ex, family), tokenize=tokenize,
+                     score=lambda ids: rewards.score(" ".join(words[i] for i in ids), ex),
+                     max_len=max_len, overflow=overflow)
+
+
+def test_gold_is_verified_with_the_reward_function():
     for ex in (MATH, GSM, R1, BARE):
         for family in ("qwen2", "r1_distill"):
-            assert verify_gold(gold_solution_text(ex, family), ex), (ex, family)
+            gold = _check(ex, family)
+            assert gold.status == "ok" and gold.reward == 1.0, (ex, family)
     wrong = Example(prompt="q", answer="5", solution="so the result is \\boxed{6}")
-    stats = GoldStats()
-    assert checked_gold(wrong, "qwen2", stats) is None
-    assert checked_gold(GSM, "qwen2", stats) is not None
-    assert (stats.checked, stats.failed, stats.failed_fraction) == (2, 1, 0.5)
-    report = gold_report([MATH, GSM, R1, BARE, wrong], "r1_distill")
-    assert (report.checked, report.failed) == (4, 1) and "1/4" in str(report)
+    assert _check(wrong).status == "failed_verification" and _check(wrong).ids is None
+    assert make_gold(None, tokenize=list, score=None, max_len=9, overflow="skip").status == "missing"
+    assert _check(GSM, max_len=3).status == "skipped_overflow"
+    truncated = _check(GSM, max_len=3, overflow="truncate")
+    assert truncated.status == "truncated" and len(truncated.ids) == 3
+
+
+@pytest.mark.parametrize("mode, correct, expected", [
+    ("all_wrong", [False, False], True), ("all_wrong", [True, False], False), ("all_wrong", [True, True], False),
+    ("never", [False, False], False), ("always", [True, True], True)])
+def test_injection_trigger(mode, correct, expected):
+    assert should_inject(mode, correct) is expected
+
+
+def test_gold_slot_lowest_reward_then_lowest_logprob():
+    assert choose_gold_slot([0.5, 0.0, 0.2], [-1, -1, -9]) == 1
+    assert choose_gold_slot([0.0, 0.0, 0.0], [-1.0, -3.0, -2.0]) == 1
+
+
+def test_inject_is_pure_and_reads_only_the_golds_it_needs():
+    asked = []
+
+    class Golds:
+        def __init__(self, golds):
+            self.golds = golds
+
+        def __getitem__(self, g):
+            asked.append(g)
+            return self.golds[g]
+    ok, bad = Gold([7, 8], 1.0), Gold(None, 0.0, "failed_verification")
+    rewards = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]  # 3 groups of G=2: group 1 has a success
+    correct = [False, False, True, False, False, False]
+    mean_lp = [-1.0, -2.0, -1.0, -1.0, -1.0, -1.0]
+    slots, statuses = inject(rewards, correct, mean_lp, Golds([ok, ok, bad]), 2, "all_wrong")
+    assert slots == {1: ok} and statuses == {"ok": 1, "failed_verification": 1} and asked == [0, 2]
+    assert inject(rewards, correct, mean_lp, Golds([ok] * 3), 2, "never") == ({}, {})
+    slots, _ = inject(rewards, correct, mean_lp, Golds([ok] * 3), 2, "always")
+    assert sorted(slots) == [1, 3, 4]
 
 
 class _Template:
@@ -74,6 +123,8 @@ def _byte_level_chat_tokenizer():
 def test_gold_text_survives_the_chat_template():
     """gold text -> prompts.completion_ids_for_text (the trainer's path) -> decode -> still verifies."""
     from gcpo_lite.prompts import completion_ids_for_text, eos_token_ids
+    from gcpo_lite.verify.rewards import RewardModel, resolve_verifier
+    verify = RewardModel(resolve_verifier("math", "gsm8k", False)).correct
     tok = _byte_level_chat_tokenizer()
     eos = eos_token_ids(tok)
     for ex in (MATH, GSM, R1, BARE):
@@ -82,4 +133,4 @@ def test_gold_text_survives_the_chat_template():
             ids = completion_ids_for_text(tok, ex, text, eos)
             assert ids[-1] in eos
             decoded = tok.decode(ids, skip_special_tokens=True)
-            assert decoded.strip() == text.strip() and verify_gold(decoded, ex), (decoded, text)
+            assert decoded.strip() == text.strip() and verify(decoded, ex), (decoded, text)
