@@ -22,7 +22,6 @@ step finish, then saves. A second Ctrl-C quits at once, without saving.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -184,36 +183,9 @@ def find_checkpoint(run_dir: str | Path, step: Optional[int] = None, echo=None) 
 
 # ---------------------------------------------------------------- state capture
 
-def _base_order(trainer) -> list:
-    """The training examples in the order a fresh Trainer loads them (epoch 0), recorded once."""
-    base = getattr(trainer, "_ckpt_base_order", None)
-    if base is None:
-        if trainer._epoch != 0:
-            raise RuntimeError("checkpointing must start before the first epoch ends")
-        base = trainer._ckpt_base_order = list(trainer.train_examples)
-    return base
-
-
-def _fingerprint(examples) -> str:
-    h = hashlib.sha256()
-    for ex in examples:
-        h.update(f"{ex.prompt}\x00{ex.answer}\x01".encode())
-    return h.hexdigest()[:16]
-
-
-def _order_indices(trainer) -> torch.Tensor:
-    index = {id(ex): i for i, ex in enumerate(_base_order(trainer))}
-    return torch.tensor([index[id(ex)] for ex in trainer.train_examples], dtype=torch.int64)
-
-
 def trainer_state(trainer) -> dict:
-    """Everything but the adapter weights; plain containers and tensors, so weights_only loading works."""
-    return {"format": FORMAT, "step": trainer.step,
-            "optimizer": trainer.optimizer.state_dict(), "lr_schedule": trainer.lr_schedule.state_dict(),
-            "rng": rng_state(),
-            "data": {"cursor": trainer._cursor, "epoch": trainer._epoch, "order": _order_indices(trainer),
-                     "fingerprint": _fingerprint(_base_order(trainer))},
-            "reward_errors": trainer.rewards.errors}
+    """Everything but the adapter weights (trainer.state_dict() and the format), safe for weights_only loading."""
+    return {"format": FORMAT, **trainer.state_dict()}
 
 
 # ---------------------------------------------------------------- writing
@@ -323,22 +295,13 @@ def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> 
     state = load_state_file(path / "trainer_state.pt")
     if state.get("format") != FORMAT:
         raise ConfigError(f"{path} has checkpoint format {state.get('format')}, this gcpo-lite reads {FORMAT}")
-    data = state["data"]
-    base = _base_order(trainer)
-    if _fingerprint(base) != data["fingerprint"] or len(base) != len(data["order"]):
-        raise ConfigError(f"the training data differs from the data {path} was trained on (dataset, split, "
-                          "seed or max_prompt_length changed); resume with the run's own config.yaml")
+    trainer.prompts.load_state_dict(state["data"])  # first: a checkpoint of other data is refused untouched
     weights = load_file(str(path / "adapter" / "adapter_model.safetensors"), device=str(trainer.device))
     result = set_peft_model_state_dict(trainer.model, weights)
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise ConfigError(f"adapter in {path} does not fit this model (unexpected keys {unexpected[:3]}...)")
-    trainer.optimizer.load_state_dict(state["optimizer"])
-    trainer.lr_schedule.load_state_dict(state["lr_schedule"])
-    trainer.train_examples[:] = [base[i] for i in data["order"].tolist()]
-    trainer._cursor, trainer._epoch = int(data["cursor"]), int(data["epoch"])
-    trainer.rewards.errors = int(state.get("reward_errors", 0))
-    trainer.step = int(state["step"])
+    rng = state.pop("rng")
     plan_file = path / "plan.json"
     if plan_file.is_file():  # same generation / micro-batch splits as before (they decide how the RNG is consumed)
         saved = json.loads(plan_file.read_text())
@@ -357,8 +320,8 @@ def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> 
         _write_text_atomic(run_dir / "metrics.jsonl", (path / "metrics.jsonl").read_text())
         comp = run_dir / "completions.jsonl"
         if comp.is_file():
-            _write_text_atomic(comp, "".join(r + "\n" for r in _rows_up_to(comp, trainer.step)))
-    set_rng_state(state["rng"])  # last: nothing after this may draw random numbers before the loop
+            _write_text_atomic(comp, "".join(r + "\n" for r in _rows_up_to(comp, int(state["step"]))))
+    trainer.load_state_dict({**state, "rng": rng})  # last: nothing after this may draw random numbers
     return trainer.step
 
 
@@ -385,8 +348,6 @@ class Checkpointer:
         self._in_step = False
         self._updated = False  # an optimizer step happened in this step: it can no longer be abandoned
         self._start_state: Optional[dict] = None
-        self._start_order: Optional[list] = None
-        _base_order(trainer)
         self._hook = trainer.optimizer.register_step_pre_hook(self._on_optimizer_step)
 
     def _on_optimizer_step(self, *_):
@@ -395,9 +356,8 @@ class Checkpointer:
     # -------------------------------------------------------- steps
     def begin_step(self) -> None:
         t = self.trainer
-        self._start_state = {"step": t.step, "cursor": t._cursor, "epoch": t._epoch, "rng": rng_state(),
-                             "errors": t.rewards.errors}
-        self._start_order = list(t.train_examples)  # next_examples reshuffles in place at an epoch boundary
+        self._start_state = {"step": t.step, "prompts": t.prompts.state_dict(), "rng": rng_state(),
+                             "errors": t.rewards.errors}  # the prompt order too: an epoch start reshuffles it
         self._updated = False
         self._in_step = True
 
@@ -424,8 +384,8 @@ class Checkpointer:
     def _rewind(self) -> None:
         """Back to the state at begin_step (the adapter and optimizer have not changed since)."""
         t, s = self.trainer, self._start_state
-        t.step, t._cursor, t._epoch, t.rewards.errors = s["step"], s["cursor"], s["epoch"], s["errors"]
-        t.train_examples[:] = self._start_order
+        t.step, t.rewards.errors = s["step"], s["errors"]
+        t.prompts.load_state_dict(s["prompts"])
         set_rng_state(s["rng"])
         t.model.zero_grad(set_to_none=True)
 

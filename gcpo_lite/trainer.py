@@ -23,7 +23,7 @@ import torch
 from gcpo_lite import kernels
 from gcpo_lite.advantages import group_advantages, group_stats
 from gcpo_lite.config import Config, save_config
-from gcpo_lite.data import dataset_name, is_builtin, load_examples
+from gcpo_lite.data import PromptStream, dataset_name, is_builtin, load_examples
 from gcpo_lite.gold import Gold, gold_solution_text, inject, make_gold, prompt_opens_think
 from gcpo_lite.kernels import gcpo_loss
 from gcpo_lite.logprobs import completion_logprobs
@@ -31,6 +31,7 @@ from gcpo_lite.memory.oom import OOMBackoff
 from gcpo_lite.memory.planner import make_plan
 from gcpo_lite.models import load_policy, pick_device
 from gcpo_lite.prompts import completion_ids_for_text, eos_token_ids, prompt_ids, suppressed_ids
+from gcpo_lite.rng import rng_state, set_rng_state
 from gcpo_lite.rollout import pad_batch, sample_completions
 from gcpo_lite.tasks import Example
 from gcpo_lite.verify.rewards import RewardModel, resolve_verifier
@@ -74,7 +75,8 @@ class Trainer:
         self.device = pick_device(t.device)
         self.kernel_backend = kernels.set_backend(t.kernels)
         self.model, self.tokenizer, self.resolved = load_policy(cfg, self.device)
-        self.train_examples, self.eval_examples = load_examples(cfg.data, t.seed, tokenizer=self.tokenizer)
+        train_examples, self.eval_examples = load_examples(cfg.data, t.seed, tokenizer=self.tokenizer)
+        self.prompts = PromptStream(train_examples, t.seed, cfg.data.shuffle)  # order, cursor, epoch
         self.rewards = RewardModel(resolve_verifier(cfg.reward.verifier, dataset_name(cfg.data),
                                                     cfg.reward.last_number_fallback), cfg.reward.format_weight)
         self._builtin_task = is_builtin(cfg.data)
@@ -83,7 +85,7 @@ class Trainer:
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.suppress = suppressed_ids(self.tokenizer, self.eos_ids, cfg.gcpo.suppress_tokens)
         self.suppress_t = torch.tensor(self.suppress, dtype=torch.long, device=self.device)
-        longest_prompt = max((len(prompt_ids(self.tokenizer, ex)) for ex in self.train_examples + self.eval_examples),
+        longest_prompt = max((len(prompt_ids(self.tokenizer, ex)) for ex in train_examples + self.eval_examples),
                              default=1)  # the memory plan sizes for the prompts this run really has
         self.plan = make_plan(cfg, model_config=self.model.config, prompt_tokens=longest_prompt)
         self.backoff = OOMBackoff(self.plan, enabled=cfg.scheduler.oom_backoff)  # OOM: halve the size, redo
@@ -93,8 +95,6 @@ class Trainer:
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.out_dir = Path(t.output_dir)
         self.step = 0
-        self._cursor = 0  # position in train_examples
-        self._epoch = 0
         self._prompt_cache: dict[int, list[int]] = {}
         self._gold_cache: dict[int, Gold] = {}
         self._entropy_sums: list[float] = []  # per sequence of the last generate call
@@ -131,15 +131,23 @@ class Trainer:
         return self._gold_cache[key]
 
     def next_examples(self, n: int) -> list[Example]:
-        out = []
-        while len(out) < n:
-            if self._cursor >= len(self.train_examples):
-                self._cursor, self._epoch = 0, self._epoch + 1
-                if self.cfg.data.shuffle:
-                    random.Random(self.cfg.train.seed + self._epoch).shuffle(self.train_examples)
-            out.append(self.train_examples[self._cursor])
-            self._cursor += 1
-        return out
+        return self.prompts.next(n)
+
+    # ------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """Everything a checkpoint needs besides the adapter weights: plain containers and tensors."""
+        return {"step": self.step, "optimizer": self.optimizer.state_dict(),
+                "lr_schedule": self.lr_schedule.state_dict(), "data": self.prompts.state_dict(),
+                "reward_errors": self.rewards.errors, "rng": rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore state_dict()'s contents (the random streams last: nothing may draw after them)."""
+        self.prompts.load_state_dict(state["data"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_schedule.load_state_dict(state["lr_schedule"])
+        self.rewards.errors = int(state.get("reward_errors", 0))
+        self.step = int(state["step"])
+        set_rng_state(state["rng"])
 
     # ------------------------------------------------------------ rollout
     def generate(self, prompts: list[list[int]], temperature: float, max_new_tokens: int):

@@ -18,6 +18,7 @@ import yaml
 
 from gcpo_lite import checkpoint as ck
 from gcpo_lite.config import ConfigError, from_dict
+from gcpo_lite.data import PromptStream
 from gcpo_lite.trainer import Trainer
 
 STEPS = 8
@@ -38,7 +39,7 @@ def overrides(run_dir, **train):
 
 def make_trainer(run_dir, **train):
     tr = Trainer(from_dict(overrides(run_dir, **train)), progress=False)
-    del tr.train_examples[N_EXAMPLES:]  # tiny epochs: the reshuffle at each epoch start must resume too
+    tr.prompts = PromptStream(tr.prompts.examples[:N_EXAMPLES], tr.cfg.train.seed)  # tiny epochs: reshuffles resume too
     return tr
 
 
@@ -167,7 +168,7 @@ def test_checkpoints_load_weights_only(embedded_model_dir, tmp_path):
     tr.train()
     path = ck.latest_checkpoint(tmp_path)
     state = torch.load(path / "trainer_state.pt", weights_only=True)  # plain tensors and containers only
-    assert state["step"] == 1 and state["data"]["order"].numel() == N_EXAMPLES
+    assert state["step"] == 1 and len(state["data"]["order"]) == N_EXAMPLES
     torch.save({"format": 1, "payload": Evil()}, path / "trainer_state.pt")
     with pytest.raises(ck.UnsafeCheckpointError, match="refused as unsafe"):
         ck.load_checkpoint(make_trainer(tmp_path), path)
