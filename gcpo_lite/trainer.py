@@ -15,6 +15,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -32,11 +33,38 @@ from gcpo_lite.memory.planner import make_plan
 from gcpo_lite.models import load_policy, pick_device
 from gcpo_lite.prompts import completion_ids_for_text, eos_token_ids, prompt_ids, suppressed_ids
 from gcpo_lite.rng import rng_state, set_rng_state
-from gcpo_lite.rollout import pad_batch, sample_completions
+from gcpo_lite.rollout import RowBatch, pad_batch, sample_completions
 from gcpo_lite.tasks import Example
 from gcpo_lite.verify.rewards import RewardModel, resolve_verifier
 
 log = logging.getLogger(__name__)
+
+
+class _UpdateRows:
+    """The rows one update trains, in a fixed order that micro-batches slice as rows[s:e]."""
+
+    def __init__(self, batch: "StepBatch", rows: list[int], loss_type: str):
+        self.batch, self.rows = batch, rows
+        self.lengths = [len(batch.completions[i]) for i in rows]  # completion tokens per row
+        self.by_tokens = loss_type == "token_mean"
+        # the step's normalizer: all trained tokens for token_mean, else all trained rows
+        self.normalizer = float(max(1, sum(self.lengths))) if self.by_tokens else float(len(rows))
+
+    def padded(self, s: int, e: int, pad_id: int, device) -> RowBatch:
+        idx = self.rows[s:e]
+        return pad_batch([self.batch.prompts[i] for i in idx], [self.batch.completions[i] for i in idx], pad_id,
+                         device)
+
+    def share(self, s: int, e: int) -> float:
+        return (sum(self.lengths[s:e]) if self.by_tokens else e - s) / self.normalizer
+
+
+def _stack(values: list, s: int, e: int, width: int, device) -> torch.Tensor:
+    """values[s:e] (each (len_i,)) as (e - s, width), zero past each row's end."""
+    out = torch.zeros(e - s, width, device=device)
+    for j, v in enumerate(values[s:e]):
+        out[j, :len(v)] = v
+    return out
 
 
 class _LazyGolds:
@@ -225,70 +253,66 @@ class Trainer:
     def update(self, batch: StepBatch) -> dict:
         """num_iterations optimizer steps on the batch; returns loss metrics."""
         g = self.cfg.gcpo
-        G = g.num_generations
-        adv_groups = batch.advantages.view(-1, G)
-        keep_group = (adv_groups.abs() > 1e-8).any(dim=1) if g.beta == 0 else torch.ones(len(adv_groups), dtype=torch.bool)
-        rows = [i for i in range(len(batch.prompts)) if keep_group[i // G]]
-        out = {"skipped_groups": int((~keep_group).sum().item()), "loss": 0.0, "clip_ratio": 0.0, "kl": 0.0,
-               "grad_norm": 0.0, "trained_rows": len(rows)}
+        rows, skipped = self._rows_to_train(batch)
+        out = {"skipped_groups": skipped, "loss": 0.0, "clip_ratio": 0.0, "kl": 0.0, "grad_norm": 0.0,
+               "trained_rows": len(rows)}
         if not rows:
             return out
-        eps_low, eps_high = self.cfg.resolved_epsilons()
-        # Micro-batches are slices rows[s:e] whose size the OOM backoff may halve mid-step, so the
-        # no-grad log-probs (old policy, reference) are kept per row and padded per slice.
-        lengths = [len(batch.completions[i]) for i in rows]  # completion tokens per row
-        total_tokens = sum(lengths)
-
-        def micro_rows(s: int, e: int):
-            idx = rows[s:e]
-            return idx, pad_batch([batch.prompts[i] for i in idx], [batch.completions[i] for i in idx],
-                                  self.pad_id, self.device)
-
-        def per_row(logps_fn) -> list:  # [(len_i,)] for every row, in micro-batches
-            def part(s: int, e: int):
-                lp = logps_fn(micro_rows(s, e)[1])  # (b, T)
-                return [lp[j, :n] for j, n in enumerate(lengths[s:e])]
-            return [t for chunk in self.backoff.map("logprobs", len(rows), part) for t in chunk]
-
-        def padded(values: list, s: int, e: int, width: int):  # (b, width), zero past each row's end
-            out = torch.zeros(e - s, width, device=self.device)
-            for j, v in enumerate(values[s:e]):
-                out[j, :len(v)] = v
-            return out
-
-        old = per_row(lambda p: self._logps(p, grad=False)) if g.num_iterations > 1 else None
-        ref = per_row(self._ref_logps) if g.beta > 0 else None
+        work = _UpdateRows(batch, rows, g.loss_type)
+        # Old-policy and reference log-probs are kept per row (no grad): the OOM backoff may re-slice the rows.
+        old = self._per_row_logps(work, grad_free=True) if g.num_iterations > 1 else None
+        ref = self._per_row_logps(work, reference=True) if g.beta > 0 else None
         self.model.train()
         params = [q for q in self.model.parameters() if q.requires_grad]
-
-        def micro_step(s: int, e: int) -> tuple[float, float, float]:
-            idx, p = micro_rows(s, e)
-            width = p.completion_ids.shape[1]
-            lp = self._logps(p, grad=True)  # (b, T)
-            loss, m = gcpo_loss(lp, lp.detach() if old is None else padded(old, s, e, width),
-                                batch.advantages[idx].to(self.device), p.completion_mask,
-                                ref_per_token_logps=None if ref is None else padded(ref, s, e, width),
-                                importance_sampling_level=g.importance_sampling_level,
-                                epsilon_low=eps_low, epsilon_high=eps_high, beta=g.beta,
-                                loss_type=g.loss_type, max_completion_length=g.max_completion_length)
-            # micro-batch share of the whole step's normalizer (rows, or tokens for token_mean)
-            share = (sum(lengths[s:e]) / max(1, total_tokens) if g.loss_type == "token_mean"
-                     else len(idx) / len(rows))
-            (loss * share).backward()
-            return loss.item() * share, m["clip_ratio"].item() * share, m["kl"].item() * share
-
-        loss_sum, clip_sum, kl_sum, gnorm = 0.0, 0.0, 0.0, 0.0
+        sums = torch.zeros(3, dtype=torch.float64)  # loss, clip_ratio, kl over all iterations
         for _ in range(g.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
-            for loss_part, clip_part, kl_part in self.backoff.accumulate(len(rows), micro_step, params):
-                loss_sum, clip_sum, kl_sum = loss_sum + loss_part, clip_sum + clip_part, kl_sum + kl_part
+            step = partial(self._micro_step, work, old, ref)
+            for part in self.backoff.accumulate(len(rows), step, params):
+                sums += torch.tensor(part, dtype=torch.float64)
             if self.cfg.train.max_grad_norm > 0:
-                gnorm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.train.max_grad_norm))
+                out["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.train.max_grad_norm))
             self.optimizer.step()
             self.lr_schedule.step()
-        n = g.num_iterations
-        out.update(loss=loss_sum / n, clip_ratio=clip_sum / n, kl=kl_sum / n, grad_norm=gnorm)
+        loss, clip, kl = (sums / g.num_iterations).tolist()
+        out.update(loss=loss, clip_ratio=clip, kl=kl)
         return out
+
+    def _rows_to_train(self, batch: StepBatch) -> tuple[list[int], int]:
+        """Rows whose group carries a gradient, and how many groups were skipped (all-zero advantages and
+        beta = 0: such a group's loss and gradient are exactly 0)."""
+        G = self.cfg.gcpo.num_generations
+        adv_groups = batch.advantages.view(-1, G)  # (groups, G)
+        keep = (adv_groups.abs() > 1e-8).any(dim=1) if self.cfg.gcpo.beta == 0 else \
+            torch.ones(len(adv_groups), dtype=torch.bool)
+        return [i for i in range(len(batch.prompts)) if keep[i // G]], int((~keep).sum().item())
+
+    def _per_row_logps(self, work: "_UpdateRows", *, grad_free: bool = False, reference: bool = False) -> list:
+        """[(len_i,)] no-grad log-probs of every trained row (old policy, or the base with reference=True)."""
+        parts = self.backoff.map("logprobs", len(work.rows), partial(self._logps_part, work, reference))
+        return [t for chunk in parts for t in chunk]
+
+    def _logps_part(self, work: "_UpdateRows", reference: bool, s: int, e: int) -> list:
+        rows = work.padded(s, e, self.pad_id, self.device)
+        lp = self._ref_logps(rows) if reference else self._logps(rows, grad=False)  # (b, T)
+        return [lp[j, :n] for j, n in enumerate(work.lengths[s:e])]
+
+    def _micro_step(self, work: "_UpdateRows", old, ref, s: int, e: int) -> tuple[float, float, float]:
+        """Forward + backward of rows[s:e]; the loss is already divided by the whole step's normalizer."""
+        g = self.cfg.gcpo
+        rows = work.padded(s, e, self.pad_id, self.device)
+        width = rows.completion_ids.shape[1]
+        lp = self._logps(rows, grad=True)  # (b, T)
+        eps_low, eps_high = self.cfg.resolved_epsilons()
+        loss, m = gcpo_loss(lp, lp.detach() if old is None else _stack(old, s, e, width, self.device),
+                            work.batch.advantages[work.rows[s:e]].to(self.device), rows.completion_mask,
+                            ref_per_token_logps=None if ref is None else _stack(ref, s, e, width, self.device),
+                            importance_sampling_level=g.importance_sampling_level, epsilon_low=eps_low,
+                            epsilon_high=eps_high, beta=g.beta, loss_type=g.loss_type,
+                            max_completion_length=g.max_completion_length, normalizer=work.normalizer)
+        loss.backward()
+        share = work.share(s, e)  # this micro-batch's weight in the step's clip / KL means
+        return loss.item(), m["clip_ratio"].item() * share, m["kl"].item() * share
 
     # ------------------------------------------------------------ eval
     def evaluate(self, examples: Optional[list[Example]] = None) -> float:

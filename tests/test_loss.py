@@ -119,3 +119,34 @@ def test_from_hidden_reference_equals_logits_path():
     ids = torch.randint(0, 50, (7,))
     assert torch.allclose(reference.token_logprobs_from_hidden(h, w, ids, 0.9),
                           reference.token_logprobs(h @ w.t(), ids, 0.9), atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["reference", "native"])
+@pytest.mark.parametrize("loss_type", ["seq_mean_token_mean", "token_mean", "dr_grpo"])
+def test_micro_batches_with_the_step_normalizer_add_up_to_the_whole_step(backend, loss_type):
+    """The step's normalizer is an argument of the loss: split losses and gradients sum to the unsplit ones."""
+    import gcpo_lite.kernels as K
+    from gcpo_lite.kernels import _ext
+    if backend == "native" and not _ext.available():
+        pytest.skip(f"native kernels not built here: {_ext.why_unavailable()}")
+    g = torch.Generator().manual_seed(0)
+    B, T = 7, 5
+    lp = (-torch.rand(B, T, generator=g, dtype=torch.float64)).float().requires_grad_()
+    old = lp.detach() + 0.01 * torch.randn(B, T, generator=g)
+    adv = torch.randn(B, generator=g)
+    mask = (torch.rand(B, T, generator=g) > 0.3).long()
+    mask[3] = 0  # a row with no token still counts as a row
+    kw = dict(importance_sampling_level="token", loss_type=loss_type, max_completion_length=T)
+    previous = K.requested_backend()
+    K.set_backend(backend)
+    try:
+        whole, _ = K.gcpo_loss(lp, old, adv, mask, **kw)
+        (g_whole,) = torch.autograd.grad(whole, lp)
+        norm = float(mask.sum()) if loss_type == "token_mean" else float(B)
+        parts = [K.gcpo_loss(lp[s:e], old[s:e], adv[s:e], mask[s:e], normalizer=norm, **kw)[0]
+                 for s, e in ((0, 3), (3, 4), (4, 7))]
+        (g_parts,) = torch.autograd.grad(sum(parts), lp)
+    finally:
+        K.set_backend(previous)
+    torch.testing.assert_close(sum(parts), whole, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(g_parts, g_whole, rtol=1e-5, atol=1e-7)

@@ -172,8 +172,8 @@ def token_logprobs_from_hidden(hidden: Tensor, weight: Tensor, ids: Tensor, temp
 def gcpo_loss(per_token_logps: Tensor, old_per_token_logps: Tensor, advantages: Tensor, completion_mask: Tensor, *,
               ref_per_token_logps: Optional[Tensor] = None, importance_sampling_level: str = "sequence",
               epsilon_low: Optional[float] = None, epsilon_high: Optional[float] = None, beta: float = 0.0,
-              loss_type: str = "seq_mean_token_mean",
-              max_completion_length: Optional[int] = None) -> tuple[Tensor, dict[str, Tensor]]:
+              loss_type: str = "seq_mean_token_mean", max_completion_length: Optional[int] = None,
+              normalizer: Optional[float] = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Same contract as reference.gcpo_loss; the gradient flows to per_token_logps only."""
     reference.check_loss_options(importance_sampling_level, loss_type, max_completion_length)
     epsilon_low, epsilon_high = resolved_epsilons(importance_sampling_level, epsilon_low, epsilon_high)
@@ -185,4 +185,7 @@ def gcpo_loss(per_token_logps: Tensor, old_per_token_logps: Tensor, advantages: 
                                     float(epsilon_high), float(beta), LOSS_TYPES.index(loss_type),
                                     int(max_completion_length or 0))
     m = m.detach()
+    if normalizer is not None:  # the op divides by its own count (B, or its tokens): rescale to the step's
+        own = float(completion_mask.sum().clamp(min=1)) if loss_type == "token_mean" else float(max(1, len(advantages)))
+        loss = loss * (own / normalizer)
     return loss, {name: m[i] for i, name in enumerate(METRICS)}

@@ -52,7 +52,8 @@ def gcpo_loss(per_token_logps: Tensor, old_per_token_logps: Tensor, advantages: 
               completion_mask: Tensor, *, ref_per_token_logps: Optional[Tensor] = None,
               importance_sampling_level: str = "sequence", epsilon_low: Optional[float] = None,
               epsilon_high: Optional[float] = None, beta: float = 0.0, loss_type: str = "seq_mean_token_mean",
-              max_completion_length: Optional[int] = None) -> tuple[Tensor, dict[str, Tensor]]:
+              max_completion_length: Optional[int] = None,
+              normalizer: Optional[float] = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Clipped GCPO/GRPO surrogate with optional k3 KL, aggregated per `loss_type`.
 
     per_token_logps, old_per_token_logps, ref_per_token_logps, completion_mask: (B, T)
@@ -67,6 +68,9 @@ def gcpo_loss(per_token_logps: Tensor, old_per_token_logps: Tensor, advantages: 
       token_mean:          sum over all tokens / number of unmasked tokens (DAPO)
       dr_grpo:             sum over all tokens / (B * max_completion_length)
     A completion with no unmasked token contributes 0 (and still counts in B).
+    normalizer: the whole step's count this call's sum is divided by, when the step is split into
+      micro-batches (rows for seq_mean_token_mean and dr_grpo, unmasked tokens for token_mean), so the
+      micro-batch losses add up to the step's loss; None = this call's own (B, or its token count).
     Returns (loss (), metrics) with detached scalar metrics: clip_ratio_low, clip_ratio_high,
     clip_ratio, kl, importance_ratio_mean.
     """
@@ -96,11 +100,11 @@ def gcpo_loss(per_token_logps: Tensor, old_per_token_logps: Tensor, advantages: 
     masked = per_token_loss * mask  # (B, T)
     B = mask.shape[0]
     if loss_type == "seq_mean_token_mean":
-        loss = (masked.sum(-1) / ntok.clamp(min=1.0)).sum() / max(B, 1)
+        loss = (masked.sum(-1) / ntok.clamp(min=1.0)).sum() / (max(B, 1) if normalizer is None else normalizer)
     elif loss_type == "token_mean":
-        loss = masked.sum() / mask.sum().clamp(min=1.0)
+        loss = masked.sum() / (mask.sum().clamp(min=1.0) if normalizer is None else normalizer)
     else:  # dr_grpo
-        loss = masked.sum() / (max(B, 1) * max_completion_length)
+        loss = masked.sum() / ((max(B, 1) if normalizer is None else normalizer) * max_completion_length)
 
     with torch.no_grad():
         # Clipping is active where the clipped branch wins the min: ratio below 1-eps with A<0,
