@@ -9,6 +9,7 @@ Departures from plain GRPO (each a config option, see config.py):
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -65,6 +66,37 @@ def _stack(values: list, s: int, e: int, width: int, device) -> torch.Tensor:
     for j, v in enumerate(values[s:e]):
         out[j, :len(v)] = v
     return out
+
+
+class _MetricsLog:
+    """Rows to metrics.jsonl, a few sampled completions to completions.jsonl, the row to sinks and the bar."""
+
+    def __init__(self, trainer: "Trainer", metrics_file, completions_file):
+        self.trainer, self.mf, self.cf = trainer, metrics_file, completions_file
+
+    def write(self, row: dict, *, batch: Optional["StepBatch"] = None, sinks=None, bar=None) -> dict:
+        self.mf.write(json.dumps(row) + "\n")
+        self.mf.flush()
+        if batch is not None:
+            self.write_samples(batch)
+        if sinks is not None:
+            sinks.log(row)
+        if bar is not None:
+            bar.update(row)
+        return row
+
+    def write_samples(self, batch: "StepBatch") -> None:
+        n = self.trainer.cfg.train.log_completions
+        if n <= 0:
+            return
+        G = self.trainer.cfg.gcpo.num_generations
+        for i in range(0, min(len(batch.completions), n * G), G):  # first sample of the first n groups
+            ex = batch.examples[i // G]
+            text = self.trainer.tokenizer.decode(batch.completions[i], skip_special_tokens=True)
+            self.cf.write(json.dumps({"step": self.trainer.step, "prompt": ex.prompt, "answer": ex.answer,
+                                      "completion": text, "reward": float(batch.rewards[i]),
+                                      "gold": bool(batch.is_gold[i])}) + "\n")
+        self.cf.flush()
 
 
 class _LazyGolds:
@@ -326,81 +358,83 @@ class Trainer:
         return sum(self.rewards.correct(t, ex) for t, ex in zip(texts, examples)) / len(examples)
 
     # ------------------------------------------------------------ loop
-    def _write_samples(self, fh, batch: StepBatch) -> None:
-        n = self.cfg.train.log_completions
-        if n <= 0:
-            return
-        G = self.cfg.gcpo.num_generations
-        for i in range(0, min(len(batch.completions), n * G), G):  # first sample of the first n groups
-            ex = batch.examples[i // G]
-            fh.write(json.dumps({"step": self.step, "prompt": ex.prompt, "answer": ex.answer,
-                                 "completion": self.tokenizer.decode(batch.completions[i], skip_special_tokens=True),
-                                 "reward": float(batch.rewards[i]), "gold": bool(batch.is_gold[i])}) + "\n")
-
     def train(self) -> dict:
-        cfg, t = self.cfg, self.cfg.train
-        from gcpo_lite.rundir import lock_run_dir
-        lock_run_dir(self.out_dir)  # re-entrant: the CLI already holds it; a second process fails here
-        save_config(cfg, self.out_dir / "config.yaml")
-        metrics_path = self.out_dir / "metrics.jsonl"
-        from gcpo_lite.checkpoint import Checkpointer
-        from gcpo_lite.runlog import ProgressBar, Reporters, step_extras
-        (self.out_dir / "plan.json").write_text(json.dumps(self.plan.to_dict(), indent=1, default=str))
-        ckpt = Checkpointer(self)  # saves every train.save_steps, at the end, and on SIGINT/SIGTERM
-        sinks = Reporters(cfg, self.out_dir, resume_step=self.step)
-        bar = ProgressBar(t.max_steps, initial=self.step) if self.progress else None
-        start = time.time()
-        last: dict = {}
-        with ckpt.signals(), open(metrics_path, "a") as mf, open(self.out_dir / "completions.jsonl", "a") as cf:
+        """Step until train.max_steps (or max_minutes, or a signal), then evaluate, save the adapter and a final
+        checkpoint. Returns the last metrics row."""
+        t = self.cfg.train
+        ckpt, sinks, bar = self._start_run()
+        start, last = time.time(), {}
+        with ckpt.signals(), self._metrics_log() as log:
             if t.eval_steps and self.step == 0:
-                acc = self.evaluate()
-                last = {"step": 0, "eval_accuracy": acc}
-                mf.write(json.dumps(last) + "\n")
-                mf.flush()
-            while self.step < t.max_steps:
-                if t.max_minutes is not None and (time.time() - start) / 60 >= t.max_minutes:
-                    self.echo(f"stopping at step {self.step}: train.max_minutes={t.max_minutes} reached")
-                    break
+                last = log.write({"step": 0, "eval_accuracy": self.evaluate()})
+            while self.step < t.max_steps and not self._out_of_time(start):
                 ckpt.begin_step()
-                t0 = time.time()
-                self.backoff.step = self.step + 1  # OOM backoff events name the step they happened in
-                batch = self.rollout(self.next_examples(cfg.prompts_per_step))
-                t1 = time.time()
-                upd = self.update(batch)
-                self.step += 1
-                t2 = time.time()
-                tokens = sum(len(c) for c in batch.completions)
-                row = {"step": self.step, **batch.metrics, **upd, "lr": self.lr_schedule.get_last_lr()[0],
-                       "rollout_s": t1 - t0, "update_s": t2 - t1, "tokens_per_s": tokens / max(1e-9, t2 - t0),
-                       "elapsed_s": time.time() - start, **step_extras(self),
-                       "oom_backoffs": len(self.plan.backoffs)}
-                is_last = self.step >= t.max_steps
-                if (t.eval_steps and self.step % t.eval_steps == 0) or is_last:
-                    row["eval_accuracy"] = self.evaluate()
-                mf.write(json.dumps(row) + "\n")
-                mf.flush()
-                self._write_samples(cf, batch)
-                cf.flush()
-                sinks.log(row)
-                last = row
-                if bar is not None:
-                    bar.update(row)
+                batch, row = self._train_step(start)
+                last = log.write(row, batch=batch, sinks=sinks, bar=bar)
                 if ckpt.end_step():  # True after SIGINT/SIGTERM: checkpoint written, stop here
                     break
+        return self._finish(ckpt, sinks, bar, last)
+
+    def _start_run(self):
+        """Lock the run directory, record the config and plan; (checkpointer, metric sinks, progress bar)."""
+        from gcpo_lite.checkpoint import Checkpointer
+        from gcpo_lite.rundir import lock_run_dir
+        from gcpo_lite.runlog import ProgressBar, Reporters
+        lock_run_dir(self.out_dir)  # re-entrant: the CLI already holds it; a second process fails here
+        save_config(self.cfg, self.out_dir / "config.yaml")
+        (self.out_dir / "plan.json").write_text(json.dumps(self.plan.to_dict(), indent=1, default=str))
+        ckpt = Checkpointer(self)  # saves every train.save_steps, at the end, and on SIGINT/SIGTERM
+        sinks = Reporters(self.cfg, self.out_dir, resume_step=self.step)
+        bar = ProgressBar(self.cfg.train.max_steps, initial=self.step) if self.progress else None
+        return ckpt, sinks, bar
+
+    def _out_of_time(self, start: float) -> bool:
+        limit = self.cfg.train.max_minutes
+        if limit is None or (time.time() - start) / 60 < limit:
+            return False
+        self.echo(f"stopping at step {self.step}: train.max_minutes={limit} reached")
+        return True
+
+    def _train_step(self, start: float) -> tuple[StepBatch, dict]:
+        """One step: rollout, update, and its metrics row (with eval_accuracy on eval steps and the last)."""
+        from gcpo_lite.runlog import step_extras
+        t = self.cfg.train
+        t0 = time.time()
+        self.backoff.step = self.step + 1  # OOM backoff events name the step they happened in
+        batch = self.rollout(self.next_examples(self.cfg.prompts_per_step))
+        t1 = time.time()
+        upd = self.update(batch)
+        self.step += 1
+        t2 = time.time()
+        tokens = sum(len(c) for c in batch.completions)
+        row = {"step": self.step, **batch.metrics, **upd, "lr": self.lr_schedule.get_last_lr()[0],
+               "rollout_s": t1 - t0, "update_s": t2 - t1, "tokens_per_s": tokens / max(1e-9, t2 - t0),
+               "elapsed_s": time.time() - start, **step_extras(self), "oom_backoffs": len(self.plan.backoffs)}
+        if (t.eval_steps and self.step % t.eval_steps == 0) or self.step >= t.max_steps:
+            row["eval_accuracy"] = self.evaluate()
+        return batch, row
+
+    def _finish(self, ckpt, sinks, bar, last: dict) -> dict:
         if bar is not None:
             bar.close()
         if ckpt.stop_requested:  # interrupted: resume with `gcpo-lite train --resume RUN_DIR`
             sinks.close()
             self.interrupted = ckpt.interrupted_by
             return last
-        if "eval_accuracy" not in last:
+        if "eval_accuracy" not in last:  # stopped by max_minutes between eval steps
             last["eval_accuracy"] = self.evaluate()
-            with open(metrics_path, "a") as mf:
-                mf.write(json.dumps({"step": self.step, "eval_accuracy": last["eval_accuracy"]}) + "\n")
+            with self._metrics_log() as log:
+                log.write({"step": self.step, "eval_accuracy": last["eval_accuracy"]})
         self.save_adapter(self.out_dir / "adapter")
         ckpt.save_final()
         sinks.close()
         return last
+
+    @contextlib.contextmanager
+    def _metrics_log(self):
+        """The one writer of metrics.jsonl (and completions.jsonl), appending."""
+        with open(self.out_dir / "metrics.jsonl", "a") as mf, open(self.out_dir / "completions.jsonl", "a") as cf:
+            yield _MetricsLog(self, mf, cf)
 
     def save_adapter(self, path: Path) -> None:
         self.model.save_pretrained(str(path), safe_serialization=True)
