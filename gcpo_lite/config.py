@@ -145,6 +145,13 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def with_num_generations(self, num_generations: int) -> "Config":
+        """A new, validated Config with G set (how a planner-chosen G enters the run's effective config);
+        this one is not changed."""
+        data = self.to_dict()
+        data["gcpo"]["num_generations"] = num_generations
+        return from_dict(data)
+
 
 CHOICES = {
     ("model", "bnb_4bit_quant_type"): ("nf4", "fp4"),

@@ -148,6 +148,8 @@ class Trainer:
         longest_prompt = max((len(prompt_ids(self.tokenizer, ex)) for ex in train_examples + self.eval_examples),
                              default=1)  # the memory plan sizes for the prompts this run really has
         self.plan = make_plan(cfg, model_config=self.model.config, prompt_tokens=longest_prompt)
+        if cfg.scheduler.auto_num_generations:  # auto values resolved once: the run's effective config
+            self.cfg = cfg = cfg.with_num_generations(self.plan.num_generations)
         self.backoff = OOMBackoff(self.plan, enabled=cfg.scheduler.oom_backoff)  # OOM: halve the size, redo
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay,

@@ -84,6 +84,7 @@ def test_auto_group_size_in_the_trainer(embedded_model_dir, tmp_path):
                      "train": {"batch_size": 8, "output_dir": str(tmp_path), "eval_steps": 0, "num_threads": 1},
                      "scheduler": {"auto_num_generations": True, "min_num_generations": 2, "max_num_generations": 4}})
     tr = Trainer(cfg, progress=False)
-    assert tr.plan.num_generations == 4 and cfg.gcpo.num_generations == 4 and cfg.prompts_per_step == 2
+    assert tr.plan.num_generations == 4 and tr.cfg.gcpo.num_generations == 4 and tr.cfg.prompts_per_step == 2
+    assert cfg.gcpo.num_generations == 2  # the validated config is never mutated
     batch = tr.rollout(tr.next_examples(cfg.prompts_per_step))
     assert len(batch.completions) == 8 and batch.advantages.view(-1, 4).shape == (2, 4)

@@ -190,8 +190,9 @@ def test_scheduler_config_section():
                      "scheduler": {"memory_budget": "6GiB", "auto_num_generations": True, "max_num_generations": 16}})
     p = make_plan(cfg, device="cuda", compute_dtype="bfloat16")
     assert p.budget_bytes == 6 * GiB and p.predicted_peak_bytes <= 6 * GiB
-    assert cfg.gcpo.num_generations == p.num_generations and 64 % p.num_generations == 0
-    assert cfg.prompts_per_step * p.num_generations == 64
+    assert 64 % p.num_generations == 0
+    effective = cfg.with_num_generations(p.num_generations)  # what the trainer runs with; cfg stays as validated
+    assert effective.prompts_per_step * p.num_generations == 64 and effective.gcpo.num_generations == p.num_generations
     with pytest.raises(ConfigError, match="min <= max"):
         from_dict({"scheduler": {"min_num_generations": 8, "max_num_generations": 4}})
     with pytest.raises(ConfigError, match="8GiB"):

@@ -225,10 +225,6 @@ def infeasible_message(arch: Architecture, shape: mm.RunShape, budget: int, floo
 
 # ---------------------------------------------------------------- from a Config
 
-def _scheduler_cfg(cfg: Config):
-    return getattr(cfg, "scheduler", None)
-
-
 def resolved_device(cfg: Config) -> str:
     dev = cfg.train.device
     if dev == "auto":
@@ -264,21 +260,21 @@ def logprob_backend(cfg: Config, device: str) -> str:
 
 def shape_from_config(cfg: Config, device: str, compute_dtype: Optional[str] = None,
                       optimizer: Optional[str] = None, backend: Optional[str] = None) -> mm.RunShape:
-    sch = _scheduler_cfg(cfg)
     return mm.RunShape(
         prompt_tokens=cfg.data.max_prompt_length, completion_tokens=cfg.gcpo.max_completion_length,
         lora_r=cfg.lora.r, lora_targets=tuple(cfg.lora.target_modules), lora_dropout=cfg.lora.dropout,
         quantize=cfg.model.quantize, double_quant=cfg.model.bnb_4bit_use_double_quant,
         compute_dtype=compute_dtype or resolved_compute_dtype(cfg, device),
         gradient_checkpointing=cfg.model.gradient_checkpointing,
-        optimizer=optimizer or getattr(sch, "optimizer", None) or getattr(cfg.train, "optimizer", None) or "adamw",
+        optimizer=optimizer or "adamw",  # the trainer builds torch AdamW (fp32 moments)
         top_p=cfg.gcpo.top_p, device="cuda" if device.startswith("cuda") else "cpu",
         logprob_backend=backend or logprob_backend(cfg, device))
 
 
 def make_plan(cfg: Config, *, budget_bytes: Optional[int] = None, device: Optional[str] = None,
               compute_dtype: Optional[str] = None, model_config=None, prompt_tokens: Optional[int] = None) -> Plan:
-    """The plan the trainer runs with; writes a planner-chosen G back to cfg.gcpo.num_generations.
+    """The plan the trainer runs with (cfg is not changed: under auto_num_generations, plan.num_generations is
+    the chosen G, which the trainer puts into the run's effective config).
 
     model_config: the loaded model's config (a transformers config or its dict); without it the
     architecture comes from the registry / a local config.json (architectures.resolve).
@@ -289,24 +285,22 @@ def make_plan(cfg: Config, *, budget_bytes: Optional[int] = None, device: Option
         arch = from_hf_config(model_config if isinstance(model_config, dict) else model_config.to_dict())
     else:
         arch = resolve(cfg.model.name)
-    sch = _scheduler_cfg(cfg)
+    sch = cfg.scheduler
     if budget_bytes is not None:
         budget, source = budget_bytes, "memory budget given"
     else:
-        budget, source = detect_budget(device, getattr(sch, "memory_budget", None))
-    auto = bool(getattr(sch, "auto_num_generations", False))
+        budget, source = detect_budget(device, sch.memory_budget)
+    auto = sch.auto_num_generations
     shape = shape_from_config(cfg, device, compute_dtype)
     if prompt_tokens is not None:
         shape = mm.with_changes(shape, prompt_tokens=max(1, min(prompt_tokens, shape.prompt_tokens)))
     plan = plan_run(arch, shape,
                     batch_size=cfg.train.batch_size, num_generations=cfg.gcpo.num_generations,
                     budget_bytes=budget, budget_source=source, auto_num_generations=auto,
-                    generation_range=(getattr(sch, "min_num_generations", 2), getattr(sch, "max_num_generations", 16)),
+                    generation_range=(sch.min_num_generations, sch.max_num_generations),
                     generation_batch_size=cfg.train.generation_batch_size,
                     micro_batch_size=cfg.train.micro_batch_size, logits_chunk_size=cfg.train.logits_chunk_size,
                     model_name=cfg.model.name)
-    if auto:
-        cfg.gcpo.num_generations = plan.num_generations
     log.info("memory plan: generation batch %d, micro-batch %d (x%d), logits chunk %s, G=%s; predicted peak %s "
              "of %s (%s)", plan.generation_batch_size, plan.micro_batch_size, plan.gradient_accumulation_steps,
              plan.logits_chunk_size, plan.num_generations, format_bytes(plan.predicted_peak_bytes),
