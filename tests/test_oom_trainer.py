@@ -86,5 +86,5 @@ def test_auto_group_size_in_the_trainer(embedded_model_dir, tmp_path):
     tr = Trainer(cfg, progress=False)
     assert tr.plan.num_generations == 4 and tr.cfg.gcpo.num_generations == 4 and tr.cfg.prompts_per_step == 2
     assert cfg.gcpo.num_generations == 2  # the validated config is never mutated
-    batch = tr.rollout(tr.next_examples(cfg.prompts_per_step))
+    batch = tr.rollout(tr.next_examples(tr.cfg.prompts_per_step))
     assert len(batch.completions) == 8 and batch.advantages.view(-1, 4).shape == (2, 4)
