@@ -6,6 +6,7 @@ unknown one fails with the valid keys of its section, an out-of-range value fail
 how to fix it. Field comments are the documentation (`gcpo-lite train --help` and the
 README's option table are generated from them).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +14,7 @@ import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 
@@ -24,100 +25,214 @@ from gcpo_lite.objective import IS_LEVELS, LOSS_TYPES, resolved_epsilons
 
 @dataclass
 class ModelConfig:
-    name: Optional[str] = None  # registry short name, hub id or local path; None = the embedded tiny model
-    revision: Optional[str] = None  # hub revision (branch, tag or commit)
-    quantize: bool = True  # load the base in 4-bit NF4 via bitsandbytes (--no-quantize loads bf16/fp32)
-    bnb_4bit_quant_type: str = "nf4"  # nf4 or fp4
-    bnb_4bit_use_double_quant: bool = True  # quantize the quantization constants too (~0.4 bit/param saved)
-    compute_dtype: str = "auto"  # bfloat16 | float16 | float32 | auto (bf16 on GPUs that have it, else fp32)
-    gradient_checkpointing: bool = True  # recompute activations in backward: less memory, ~30% more time
-    trust_remote_code: bool = False  # run model code shipped with a hub repo; off unless you trust it
-    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2
+    name: Optional[str] = field(
+        default=None, metadata={"help": "registry short name, hub id or local path; None = the embedded tiny model"}
+    )
+    revision: Optional[str] = field(default=None, metadata={"help": "hub revision (branch, tag or commit)"})
+    quantize: bool = field(
+        default=True, metadata={"help": "load the base in 4-bit NF4 via bitsandbytes (--no-quantize loads bf16/fp32)"}
+    )
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = field(default="nf4", metadata={"help": "nf4 or fp4"})
+    bnb_4bit_use_double_quant: bool = field(
+        default=True, metadata={"help": "quantize the quantization constants too (~0.4 bit/param saved)"}
+    )
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = field(
+        default="auto", metadata={"help": "bfloat16 | float16 | float32 | auto (bf16 on GPUs that have it, else fp32)"}
+    )
+    gradient_checkpointing: bool = field(
+        default=True, metadata={"help": "recompute activations in backward: less memory, ~30% more time"}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "run model code shipped with a hub repo; off unless you trust it"}
+    )
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = field(
+        default="sdpa", metadata={"help": "sdpa | eager | flash_attention_2"}
+    )
 
 
 @dataclass
 class LoraConfig:
-    r: int = 16  # adapter rank
-    alpha: int = 32  # scaling numerator: the update is (alpha / r) * B @ A
-    dropout: float = 0.0  # dropout on the adapter input
-    target_modules: list = field(default_factory=lambda: [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])  # every attention and MLP projection
+    r: int = field(default=16, metadata={"help": "adapter rank"})
+    alpha: int = field(default=32, metadata={"help": "scaling numerator: the update is (alpha / r) * B @ A"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the adapter input"})
+    target_modules: list = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        metadata={"help": "every attention and MLP projection"},
+    )
 
 
 @dataclass
 class DataConfig:
-    dataset: Optional[str] = None  # built-in task name, hub id or local file (.jsonl/.json/.csv/.parquet); None = built-in `addition`
-    train_split: str = "train"  # split to train on
-    eval_split: Optional[str] = "test"  # held-out split for eval_accuracy (None: carve eval_size rows off train)
-    prompt_field: Optional[str] = None  # column with the question (None: the preset's or `prompt`)
-    answer_field: Optional[str] = None  # column with the final answer (None: the preset's or `answer`)
-    solution_field: Optional[str] = None  # column with the worked reference solution used as gold (None: the preset's or `solution`)
-    system_prompt: Optional[str] = None  # system message put before every question (None: the task's own)
-    max_prompt_length: int = 512  # prompts longer than this many tokens are dropped, and the drops counted
-    eval_size: int = 200  # held-out prompts used for eval_accuracy
-    shuffle: bool = True  # shuffle the training prompts (seeded by train.seed)
+    dataset: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "built-in task name, hub id or local file (.jsonl/.json/.csv/.parquet); None = built-in `addition`"
+        },
+    )
+    train_split: str = field(default="train", metadata={"help": "split to train on"})
+    eval_split: Optional[str] = field(
+        default="test", metadata={"help": "held-out split for eval_accuracy (None: carve eval_size rows off train)"}
+    )
+    prompt_field: Optional[str] = field(
+        default=None, metadata={"help": "column with the question (None: the preset's or `prompt`)"}
+    )
+    answer_field: Optional[str] = field(
+        default=None, metadata={"help": "column with the final answer (None: the preset's or `answer`)"}
+    )
+    solution_field: Optional[str] = field(
+        default=None,
+        metadata={"help": "column with the worked reference solution used as gold (None: the preset's or `solution`)"},
+    )
+    system_prompt: Optional[str] = field(
+        default=None, metadata={"help": "system message put before every question (None: the task's own)"}
+    )
+    max_prompt_length: int = field(
+        default=512, metadata={"help": "prompts longer than this many tokens are dropped, and the drops counted"}
+    )
+    eval_size: int = field(default=200, metadata={"help": "held-out prompts used for eval_accuracy"})
+    shuffle: bool = field(default=True, metadata={"help": "shuffle the training prompts (seeded by train.seed)"})
 
 
 @dataclass
 class RewardConfig:
-    verifier: str = "auto"  # auto (the task's own) | math | math_verify
-    format_weight: float = 0.0  # weight of the format reward (answer in \boxed{} or the task's answer format); 0 = off
-    last_number_fallback: bool = True  # math verifier: take the last number when no \boxed{} / #### / "the answer is"
+    verifier: Literal["auto", "math", "math_verify"] = field(
+        default="auto", metadata={"help": "auto (the task's own) | math | math_verify"}
+    )
+    format_weight: float = field(
+        default=0.0,
+        metadata={"help": "weight of the format reward (answer in \boxed{} or the task's answer format); 0 = off"},
+    )
+    last_number_fallback: bool = field(
+        default=True, metadata={"help": 'math verifier: take the last number when no \boxed{} / #### / "the answer is"'}
+    )
 
 
 @dataclass
 class GCPOConfig:
-    num_generations: int = 8  # G, completions sampled per prompt (>= 2); `auto` = the largest that fits memory (scheduler.auto_num_generations)
-    temperature: float = 1.0  # sampling temperature; the training log-probs use the same one
-    top_p: float = 1.0  # nucleus sampling mass
-    max_completion_length: int = 256  # tokens per completion, EOS included
-    gold_injection: str = "all_wrong"  # all_wrong (GCPO) | never (plain GRPO) | always
-    gold_overflow: str = "truncate"  # gold longer than max_completion_length: truncate | skip
-    scale_rewards: str = "group"  # divide advantages by the std of: group | batch | none
-    importance_sampling_level: str = "sequence"  # sequence (GSPO ratio, geometric mean per completion) | token
-    epsilon_low: Optional[float] = None  # lower clip; None = 3e-4 (sequence) or 0.2 (token)
-    epsilon_high: Optional[float] = None  # upper clip; None = 4e-4 (sequence) or 0.28 (token)
-    beta: float = 0.0  # KL weight (k3 estimator) against the base model with the adapter disabled; 0 = no KL
-    loss_type: str = "seq_mean_token_mean"  # seq_mean_token_mean | token_mean (DAPO) | dr_grpo
-    num_iterations: int = 1  # policy updates per rollout batch
-    suppress_tokens: Optional[list] = None  # token ids never sampled and masked out of training log-probs; None = pad (when it differs from EOS)
+    num_generations: int = field(
+        default=8,
+        metadata={
+            "help": "G, completions sampled per prompt (>= 2); `auto` = the largest that fits memory (scheduler.auto_num_generations)"
+        },
+    )
+    temperature: float = field(
+        default=1.0, metadata={"help": "sampling temperature; the training log-probs use the same one"}
+    )
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
+    max_completion_length: int = field(default=256, metadata={"help": "tokens per completion, EOS included"})
+    gold_injection: Literal["all_wrong", "never", "always"] = field(
+        default="all_wrong", metadata={"help": "all_wrong (GCPO) | never (plain GRPO) | always"}
+    )
+    gold_overflow: Literal["truncate", "skip"] = field(
+        default="truncate", metadata={"help": "gold longer than max_completion_length: truncate | skip"}
+    )
+    scale_rewards: Literal["group", "batch", "none"] = field(
+        default="group", metadata={"help": "divide advantages by the std of: group | batch | none"}
+    )
+    importance_sampling_level: Literal[IS_LEVELS] = field(
+        default="sequence", metadata={"help": "sequence (GSPO ratio, geometric mean per completion) | token"}
+    )
+    epsilon_low: Optional[float] = field(
+        default=None, metadata={"help": "lower clip; None = 3e-4 (sequence) or 0.2 (token)"}
+    )
+    epsilon_high: Optional[float] = field(
+        default=None, metadata={"help": "upper clip; None = 4e-4 (sequence) or 0.28 (token)"}
+    )
+    beta: float = field(
+        default=0.0,
+        metadata={"help": "KL weight (k3 estimator) against the base model with the adapter disabled; 0 = no KL"},
+    )
+    loss_type: Literal[LOSS_TYPES] = field(
+        default="seq_mean_token_mean", metadata={"help": "seq_mean_token_mean | token_mean (DAPO) | dr_grpo"}
+    )
+    num_iterations: int = field(default=1, metadata={"help": "policy updates per rollout batch"})
+    suppress_tokens: Optional[list] = field(
+        default=None,
+        metadata={
+            "help": "token ids never sampled and masked out of training log-probs; None = pad (when it differs from EOS)"
+        },
+    )
 
 
 @dataclass
 class TrainConfig:
-    output_dir: str = "runs/gcpo"  # run directory: adapter, config.yaml, metrics.jsonl
-    max_steps: int = 200  # optimizer steps (one rollout batch each when num_iterations = 1)
-    max_minutes: Optional[float] = None  # stop after this much wall time, even before max_steps
-    batch_size: int = 64  # completions per step = prompts per step x num_generations
-    learning_rate: float = 1e-5  # AdamW learning rate on the LoRA weights
-    weight_decay: float = 0.0  # AdamW weight decay
-    adam_beta1: float = 0.9  # AdamW beta1
-    adam_beta2: float = 0.99  # AdamW beta2
-    warmup_steps: int = 0  # linear warmup steps
-    lr_scheduler: str = "constant"  # constant | linear | cosine (after warmup)
-    max_grad_norm: float = 1.0  # gradient clipping; 0 = off
-    seed: int = 0  # seeds torch, python and the data order
-    eval_steps: int = 25  # held-out eval every N steps (0 = only at the end)
-    eval_temperature: float = 0.0  # 0 = greedy held-out eval
-    generation_batch_size: Optional[int] = None  # sequences per generate call; None = the whole step
-    micro_batch_size: Optional[int] = None  # sequences per forward/backward; None = the whole step
-    kernels: str = "auto"  # log-prob / loss kernels: auto | native | reference (env GCPO_LITE_KERNELS overrides)
-    logits_chunk_size: Optional[int] = None  # tokens per lm_head chunk in the loss; None = the kernel's default
-    save_steps: int = 0  # checkpoint every N steps (0 = only at the end)
-    save_total_limit: Optional[int] = 3  # checkpoints kept in RUN_DIR/checkpoints (oldest deleted first); None = all
-    report_to: str = "none"  # extra metric sinks: none | tensorboard | wandb | tensorboard,wandb (optional packages)
-    log_completions: int = 2  # sampled completions written to completions.jsonl per step
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    num_threads: Optional[int] = None  # torch CPU threads; None = torch's default
+    output_dir: str = field(
+        default="runs/gcpo", metadata={"help": "run directory: adapter, config.yaml, metrics.jsonl"}
+    )
+    max_steps: int = field(
+        default=200, metadata={"help": "optimizer steps (one rollout batch each when num_iterations = 1)"}
+    )
+    max_minutes: Optional[float] = field(
+        default=None, metadata={"help": "stop after this much wall time, even before max_steps"}
+    )
+    batch_size: int = field(default=64, metadata={"help": "completions per step = prompts per step x num_generations"})
+    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate on the LoRA weights"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1"})
+    adam_beta2: float = field(default=0.99, metadata={"help": "AdamW beta2"})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warmup steps"})
+    lr_scheduler: Literal["constant", "linear", "cosine"] = field(
+        default="constant", metadata={"help": "constant | linear | cosine (after warmup)"}
+    )
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping; 0 = off"})
+    seed: int = field(default=0, metadata={"help": "seeds torch, python and the data order"})
+    eval_steps: int = field(default=25, metadata={"help": "held-out eval every N steps (0 = only at the end)"})
+    eval_temperature: float = field(default=0.0, metadata={"help": "0 = greedy held-out eval"})
+    generation_batch_size: Optional[int] = field(
+        default=None, metadata={"help": "sequences per generate call; None = the whole step"}
+    )
+    micro_batch_size: Optional[int] = field(
+        default=None, metadata={"help": "sequences per forward/backward; None = the whole step"}
+    )
+    kernels: Literal["auto", "native", "reference"] = field(
+        default="auto",
+        metadata={"help": "log-prob / loss kernels: auto | native | reference (env GCPO_LITE_KERNELS overrides)"},
+    )
+    logits_chunk_size: Optional[int] = field(
+        default=None, metadata={"help": "tokens per lm_head chunk in the loss; None = the kernel's default"}
+    )
+    save_steps: int = field(default=0, metadata={"help": "checkpoint every N steps (0 = only at the end)"})
+    save_total_limit: Optional[int] = field(
+        default=3, metadata={"help": "checkpoints kept in RUN_DIR/checkpoints (oldest deleted first); None = all"}
+    )
+    report_to: str = field(
+        default="none",
+        metadata={"help": "extra metric sinks: none | tensorboard | wandb | tensorboard,wandb (optional packages)"},
+    )
+    log_completions: int = field(
+        default=2, metadata={"help": "sampled completions written to completions.jsonl per step"}
+    )
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
+    num_threads: Optional[int] = field(default=None, metadata={"help": "torch CPU threads; None = torch's default"})
 
 
 @dataclass
 class SchedulerConfig:
-    memory_budget: Optional[str] = None  # memory the run may use, e.g. 8GiB or 7.5GB; None = free GPU memory (CPU: available RAM); see `gcpo-lite plan`
-    auto_num_generations: bool = False  # let the planner set gcpo.num_generations: the largest G in [min_num_generations, max_num_generations] dividing train.batch_size whose group fits one generate call
-    min_num_generations: int = 2  # smallest G auto_num_generations may pick (below 4 it warns: gold injection needs a group to contrast)
-    max_num_generations: int = 16  # largest G auto_num_generations may pick
-    oom_backoff: bool = True  # on out-of-memory, halve the generation batch / micro-batch and redo the same work (no sample lost)
+    memory_budget: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "memory the run may use, e.g. 8GiB or 7.5GB; None = free GPU memory (CPU: available RAM); see `gcpo-lite plan`"
+        },
+    )
+    auto_num_generations: bool = field(
+        default=False,
+        metadata={
+            "help": "let the planner set gcpo.num_generations: the largest G in [min_num_generations, max_num_generations] dividing train.batch_size whose group fits one generate call"
+        },
+    )
+    min_num_generations: int = field(
+        default=2,
+        metadata={
+            "help": "smallest G auto_num_generations may pick (below 4 it warns: gold injection needs a group to contrast)"
+        },
+    )
+    max_num_generations: int = field(default=16, metadata={"help": "largest G auto_num_generations may pick"})
+    oom_backoff: bool = field(
+        default=True,
+        metadata={
+            "help": "on out-of-memory, halve the generation batch / micro-batch and redo the same work (no sample lost)"
+        },
+    )
 
 
 @dataclass
@@ -153,46 +268,51 @@ class Config:
         return from_dict(data)
 
 
-CHOICES = {
-    ("model", "bnb_4bit_quant_type"): ("nf4", "fp4"),
-    ("model", "compute_dtype"): ("auto", "bfloat16", "float16", "float32"),
-    ("model", "attn_implementation"): ("sdpa", "eager", "flash_attention_2"),
-    ("reward", "verifier"): ("auto", "math", "math_verify"),
-    ("gcpo", "gold_injection"): ("all_wrong", "never", "always"),
-    ("gcpo", "gold_overflow"): ("truncate", "skip"),
-    ("gcpo", "scale_rewards"): ("group", "batch", "none"),
-    ("gcpo", "importance_sampling_level"): IS_LEVELS,
-    ("gcpo", "loss_type"): LOSS_TYPES,
-    ("train", "lr_scheduler"): ("constant", "linear", "cosine"),
-    ("train", "kernels"): ("auto", "native", "reference"),
-}
+def choices() -> dict[tuple[str, str], tuple]:
+    """(section, key) -> allowed values, read off the fields' Literal[...] types."""
+    out = {}
+    for section, cls in _sections().items():
+        for key, typ in _field_types(cls).items():
+            if typing.get_origin(typ) is Literal:
+                out[(section, key)] = typing.get_args(typ)
+    return out
 
 
 def validate(cfg: Config) -> None:
     """Raise ConfigError naming the key, the bad value and how to fix it."""
-    for (section, key), allowed in CHOICES.items():
+    for (section, key), allowed in choices().items():
         value = getattr(getattr(cfg, section), key)
         if value not in allowed:
-            raise ConfigError(f"{section}.{key}={value!r} is not one of {list(allowed)}; "
-                              f"set e.g. {section}.{key}={allowed[0]}")
+            raise ConfigError(
+                f"{section}.{key}={value!r} is not one of {list(allowed)}; set e.g. {section}.{key}={allowed[0]}"
+            )
     g, t = cfg.gcpo, cfg.train
     if g.num_generations < 2:
-        raise ConfigError(f"gcpo.num_generations={g.num_generations}: a group needs at least 2 completions "
-                          "to have a contrast; use gcpo.num_generations=8 (or at least 2)")
+        raise ConfigError(
+            f"gcpo.num_generations={g.num_generations}: a group needs at least 2 completions "
+            "to have a contrast; use gcpo.num_generations=8 (or at least 2)"
+        )
     if t.batch_size < 1 or t.batch_size % g.num_generations:
         lo = max(g.num_generations, t.batch_size // g.num_generations * g.num_generations)
-        raise ConfigError(f"train.batch_size={t.batch_size} must be a positive multiple of gcpo.num_generations="
-                          f"{g.num_generations} (whole groups per step); use train.batch_size={lo} "
-                          f"or {lo + g.num_generations}")
+        raise ConfigError(
+            f"train.batch_size={t.batch_size} must be a positive multiple of gcpo.num_generations="
+            f"{g.num_generations} (whole groups per step); use train.batch_size={lo} "
+            f"or {lo + g.num_generations}"
+        )
     for key in ("epsilon_low", "epsilon_high"):
         v = getattr(g, key)
         if v is not None and v < 0:
             raise ConfigError(f"gcpo.{key}={v} is negative; clip ranges are >= 0 (sequence level: ~3e-4, token: ~0.2)")
     if g.beta < 0:
         raise ConfigError(f"gcpo.beta={g.beta} is negative; use 0 (no KL) or a small positive weight like 0.04")
-    positive = {("gcpo", "temperature"): g.temperature, ("gcpo", "max_completion_length"): g.max_completion_length,
-                ("gcpo", "num_iterations"): g.num_iterations, ("train", "learning_rate"): t.learning_rate,
-                ("lora", "r"): cfg.lora.r, ("data", "max_prompt_length"): cfg.data.max_prompt_length}
+    positive = {
+        ("gcpo", "temperature"): g.temperature,
+        ("gcpo", "max_completion_length"): g.max_completion_length,
+        ("gcpo", "num_iterations"): g.num_iterations,
+        ("train", "learning_rate"): t.learning_rate,
+        ("lora", "r"): cfg.lora.r,
+        ("data", "max_prompt_length"): cfg.data.max_prompt_length,
+    }
     for (section, key), v in positive.items():
         if not v > 0:
             raise ConfigError(f"{section}.{key}={v} must be > 0")
@@ -205,13 +325,16 @@ def validate(cfg: Config) -> None:
         if v is not None and v < 1:
             raise ConfigError(f"train.{key}={v} must be >= 1, or null to let gcpo-lite choose")
     if t.save_steps < 0 or (t.save_total_limit is not None and t.save_total_limit < 1):
-        raise ConfigError(f"train.save_steps={t.save_steps} must be >= 0 and train.save_total_limit="
-                          f"{t.save_total_limit} >= 1 (or null to keep every checkpoint)")
+        raise ConfigError(
+            f"train.save_steps={t.save_steps} must be >= 0 and train.save_total_limit="
+            f"{t.save_total_limit} >= 1 (or null to keep every checkpoint)"
+        )
     sinks = [s.strip() for s in t.report_to.split(",") if s.strip()]
     bad = [s for s in sinks if s not in ("none", "tensorboard", "wandb")]
     if bad:
-        raise ConfigError(f"train.report_to={t.report_to!r}: unknown {bad}; use none, tensorboard, wandb or "
-                          "tensorboard,wandb")
+        raise ConfigError(
+            f"train.report_to={t.report_to!r}: unknown {bad}; use none, tensorboard, wandb or tensorboard,wandb"
+        )
     _validate_scheduler(cfg)
     if t.eval_temperature < 0:
         raise ConfigError(f"train.eval_temperature={t.eval_temperature} must be >= 0 (0 = greedy)")
@@ -223,16 +346,22 @@ def _validate_scheduler(cfg: Config) -> None:
         if parse_bytes(s.memory_budget) <= 0:
             raise ConfigError(f"scheduler.memory_budget={s.memory_budget!r} must be positive, e.g. 8GiB")
     if not 2 <= s.min_num_generations <= s.max_num_generations:
-        raise ConfigError(f"scheduler.min_num_generations={s.min_num_generations} and max_num_generations="
-                          f"{s.max_num_generations} must satisfy 2 <= min <= max; e.g. 2 and 16")
-    if s.auto_num_generations and not any(cfg.train.batch_size % g == 0 for g in
-                                          range(s.min_num_generations, s.max_num_generations + 1)):
-        raise ConfigError(f"scheduler.auto_num_generations: no G in [{s.min_num_generations}, "
-                          f"{s.max_num_generations}] divides train.batch_size={cfg.train.batch_size}; "
-                          "use a batch size that is a multiple of 8 or 16")
+        raise ConfigError(
+            f"scheduler.min_num_generations={s.min_num_generations} and max_num_generations="
+            f"{s.max_num_generations} must satisfy 2 <= min <= max; e.g. 2 and 16"
+        )
+    if s.auto_num_generations and not any(
+        cfg.train.batch_size % g == 0 for g in range(s.min_num_generations, s.max_num_generations + 1)
+    ):
+        raise ConfigError(
+            f"scheduler.auto_num_generations: no G in [{s.min_num_generations}, "
+            f"{s.max_num_generations}] divides train.batch_size={cfg.train.batch_size}; "
+            "use a batch size that is a multiple of 8 or 16"
+        )
 
 
 # ---------------------------------------------------------------- loading and overrides
+
 
 def _sections() -> dict[str, type]:
     return {f.name: f.type if isinstance(f.type, type) else globals()[f.type] for f in dataclasses.fields(Config)}
@@ -257,6 +386,8 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
     if optional and (value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~"))):
         return None
     base = args[0] if optional else typ
+    if typing.get_origin(base) is Literal:  # a choice: a string here, checked against the choices in validate
+        base = str
     if isinstance(value, str) and base is not str:
         parsed = yaml.safe_load(value) if value.strip() else value
         value = parsed
@@ -302,8 +433,10 @@ def _expand_auto_group_size(data: dict) -> dict:
     batch = int((data.get("train") or {}).get("batch_size", TrainConfig.batch_size))
     fits = [g for g in range(max(2, lo), hi + 1) if batch % g == 0]
     if not fits:
-        raise ConfigError(f"gcpo.num_generations=auto: no G in [{lo}, {hi}] (scheduler.min/max_num_generations) "
-                          f"divides train.batch_size={batch}; change the batch size or the range")
+        raise ConfigError(
+            f"gcpo.num_generations=auto: no G in [{lo}, {hi}] (scheduler.min/max_num_generations) "
+            f"divides train.batch_size={batch}; change the batch size or the range"
+        )
     data["gcpo"]["num_generations"] = max(fits)
     return data
 
@@ -344,8 +477,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         dotted, raw = item.split("=", 1)
         parts = dotted.strip().split(".")
         if len(parts) != 2:
-            raise ConfigError(f"override {dotted!r} must name section.key, e.g. train.learning_rate=1e-5; "
-                              f"sections: {', '.join(sections)}")
+            raise ConfigError(
+                f"override {dotted!r} must name section.key, e.g. train.learning_rate=1e-5; "
+                f"sections: {', '.join(sections)}"
+            )
         section, key = parts
         if section not in sections:
             raise _unknown_key("section ", section, list(sections))
@@ -356,8 +491,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             data.setdefault(section, {})[key] = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as e:
             why = str(getattr(e, "problem", None) or e).splitlines()[0]
-            raise ConfigError(f"override {item!r}: the value is not valid YAML ({why}); close brackets and quotes, "
-                              f"e.g. lora.target_modules=[q_proj,v_proj] or data.system_prompt='a: b'") from None
+            raise ConfigError(
+                f"override {item!r}: the value is not valid YAML ({why}); close brackets and quotes, "
+                f"e.g. lora.target_modules=[q_proj,v_proj] or data.system_prompt='a: b'"
+            ) from None
     return data
 
 
@@ -366,12 +503,16 @@ def _check_shape(data) -> None:
     if data is None:
         return
     if not isinstance(data, dict):
-        raise ConfigError(f"a config must be a mapping of sections (model:, train:, ...), got a "
-                          f"{type(data).__name__}; see configs/ for the layout")
+        raise ConfigError(
+            f"a config must be a mapping of sections (model:, train:, ...), got a "
+            f"{type(data).__name__}; see configs/ for the layout"
+        )
     for name, body in data.items():
         if body is not None and not isinstance(body, dict):
-            raise ConfigError(f"config section {name!r} must be a mapping of keys, got {body!r}; write e.g. "
-                              f"`{name}:` followed by indented `key: value` lines")
+            raise ConfigError(
+                f"config section {name!r} must be a mapping of keys, got {body!r}; write e.g. "
+                f"`{name}:` followed by indented `key: value` lines"
+            )
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -380,10 +521,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         p = Path(path)
         if p.is_dir():
-            raise ConfigError(f"--config {str(p)!r} is a directory; pass a YAML file, e.g. "
-                              "configs/tiny_addition_cpu.yaml")
+            raise ConfigError(
+                f"--config {str(p)!r} is a directory; pass a YAML file, e.g. configs/tiny_addition_cpu.yaml"
+            )
         if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} not found; configs ship in configs/ (e.g. configs/tiny_addition_cpu.yaml)")
+            raise ConfigError(
+                f"config file {str(p)!r} not found; configs ship in configs/ (e.g. configs/tiny_addition_cpu.yaml)"
+            )
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
@@ -398,17 +542,29 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 
 def describe_options() -> list[tuple[str, str, str]]:
-    """(dotted key, default, comment) for every option, read from the comments above.
+    """(dotted key, default, help) for every option, from the fields' metadata.
 
-    Used by `gcpo-lite train --help` and to check the README documents every option."""
-    import inspect
-    import re
+    `gcpo-lite train --help` and the README's option table (options_markdown) are made from it."""
     rows = []
     for name, cls in _sections().items():
-        body = inspect.getsource(cls)
         for f in dataclasses.fields(cls):
-            m = re.search(rf"^\s+{f.name}: [^#]*#\s*(.*)$", body, re.M)  # [^#] spans multi-line defaults
-            comment = m.group(1) if m else ""
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            rows.append((f"{name}.{f.name}", repr(default), comment))
+            rows.append((f"{name}.{f.name}", repr(default), f.metadata.get("help", "")))
     return rows
+
+
+def options_markdown() -> str:
+    """The README's option tables, one per section (python -m gcpo_lite.config prints them)."""
+    out = []
+    for section in _sections():
+        out += [f"**{section}**", "", "| key | default | meaning |", "|---|---|---|"]
+        for key, default, text in describe_options():
+            if key.startswith(section + "."):
+                cell = text.replace("|", "\\|")  # a literal | would split the table cell
+                out.append(f"| `{key}` | `{default}` | {cell} |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(options_markdown(), end="")
