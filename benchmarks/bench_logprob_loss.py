@@ -14,12 +14,15 @@ Cases (V = 151936, H = 1536, temperature 0.9, loss_type token_mean, token-level 
   hidden-chunked native chunked token_logprobs_from_hidden + loss (at most chunk x V logits; its
                  peak extra = one chunk of logits + the (N, H) hidden gradient it returns)
   liger          (CUDA, when liger_kernel imports) Liger-Kernel's Triton GRPO loss on (B, T+1, V) logits
-On CPU each case runs in its own subprocess (on CUDA in this process). CPU: peak extra memory = peak RSS (VmHWM, reset via clear_refs
+On CPU each case runs in its own subprocess (on CUDA in this process). CPU: peak extra memory = peak RSS
+(VmHWM, reset via clear_refs
 once the inputs exist) minus RSS with the inputs, on the first (cold) iteration. CUDA: peak minus
-current torch.cuda allocated bytes after the inputs. Time = median of --repeat warm iterations. A case whose estimated need exceeds the free RAM is skipped and reported as such.
+current torch.cuda allocated bytes after the inputs. Time = median of --repeat warm iterations. A case whose
+estimated need exceeds the free RAM is skipped and reported as such.
 Bandwidth: bytes the fused kernels must move (read logits twice, write the gradient once) over their
 time, against a large tensor copy (read + write) measured in this run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,13 +40,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 V, H, TEMP, T_PER_SEQ = 151936, 1536, 0.9, 256
-LOSS_KW = dict(importance_sampling_level="token", epsilon_low=0.2, epsilon_high=0.28, beta=0.04,
-               loss_type="token_mean")
+LOSS_KW = dict(
+    importance_sampling_level="token", epsilon_low=0.2, epsilon_high=0.28, beta=0.04, loss_type="token_mean"
+)
 CASES = ["eager-lsm", "eager-lse", "fused", "fused-inplace", "hidden-eager", "hidden-chunked"]  # default set
 SECTION = "## Log-prob + loss kernels (issue 3)"
 
 
 # ---- worker: one case in a fresh process ------------------------------------------------------------
+
 
 def _rss_bytes(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -60,9 +65,13 @@ def _inputs(case: str, n: int, dtype: torch.dtype, device: str):
     g = torch.Generator(device=device).manual_seed(0)
     B = max(1, n // T_PER_SEQ)
     kw = dict(generator=g, device=device)
-    d = {"ids": torch.randint(0, V, (n,), **kw), "old": -torch.rand(B, n // B, **kw) * 3,
-         "adv": torch.randn(B, **kw), "ref": -torch.rand(B, n // B, **kw) * 3,
-         "mask": torch.ones(B, n // B, dtype=torch.bool, device=device)}
+    d = {
+        "ids": torch.randint(0, V, (n,), **kw),
+        "old": -torch.rand(B, n // B, **kw) * 3,
+        "adv": torch.randn(B, **kw),
+        "ref": -torch.rand(B, n // B, **kw) * 3,
+        "mask": torch.ones(B, n // B, dtype=torch.bool, device=device),
+    }
     d["mask"][:, -7:] = False
     if case.startswith("hidden"):
         d["hidden"] = torch.randn(n, H, **kw).to(dtype)
@@ -95,11 +104,24 @@ def _step(case: str, d: dict, kernels, ref) -> None:
         loss, _ = kernels.gcpo_loss(logp.view(B, T), d["old"], d["adv"], d["mask"], **kw)
     elif case == "liger":
         from liger_kernel.transformers.grpo_loss import triton_grpo_loss
+
         logits = d["logits"].requires_grad_()
-        loss, _ = triton_grpo_loss(logits, d["old"], d["ref"], d["ids"].view(B, T), d["adv"], d["mask"],
-                                   temperature=TEMP, beta=kw["beta"], eps_low=kw["epsilon_low"],
-                                   eps_high=kw["epsilon_high"], inplace=True, loss_type="bnpo",
-                                   importance_sampling_level="token", reduce=True)
+        loss, _ = triton_grpo_loss(
+            logits,
+            d["old"],
+            d["ref"],
+            d["ids"].view(B, T),
+            d["adv"],
+            d["mask"],
+            temperature=TEMP,
+            beta=kw["beta"],
+            eps_low=kw["epsilon_low"],
+            eps_high=kw["epsilon_high"],
+            inplace=True,
+            loss_type="bnpo",
+            importance_sampling_level="token",
+            reduce=True,
+        )
     else:  # hidden-chunked
         h = d["hidden"].requires_grad_()
         logp = kernels.token_logprobs_from_hidden(h, d["weight"], d["ids"], TEMP)
@@ -113,6 +135,7 @@ def _step(case: str, d: dict, kernels, ref) -> None:
 def worker(case: str, n: int, dtype_name: str, repeat: int, device: str) -> dict:
     import gcpo_lite.kernels as kernels
     from gcpo_lite.kernels import reference as ref
+
     dtype = getattr(torch, dtype_name)
     if case in ("fused", "fused-inplace", "hidden-chunked"):
         assert kernels.set_backend("native") == "native"
@@ -141,6 +164,7 @@ def worker(case: str, n: int, dtype_name: str, repeat: int, device: str) -> dict
 
 
 # ---- driver ---------------------------------------------------------------------------------------------
+
 
 def copy_bandwidth(device: str) -> float:
     """bytes/s of a 1 GiB fp32 tensor copy (read + write counted)."""
@@ -206,12 +230,20 @@ def main() -> None:
     ap.add_argument("--dtypes", default="float32,bfloat16")
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--repeat", type=int, default=2, help="warm iterations timed per case (median)")
-    ap.add_argument("--hidden-max-n", type=int, default=8192, help="skip hidden-* cases above this N (slow matmuls)")
-    ap.add_argument("--hidden-timed-max-n", type=int, default=2048,
-                    help="above this N, hidden-* cases run one (cold) iteration: time then includes first-touch")
+    ap.add_argument(
+        "--hidden-max-n", type=int, default=8192, help="skip hidden-* cases above this N (slow matmuls)"
+    )
+    ap.add_argument(
+        "--hidden-timed-max-n",
+        type=int,
+        default=2048,
+        help="above this N, hidden-* cases run one (cold) iteration: time then includes first-touch",
+    )
     ap.add_argument("--timeout", type=int, default=1200)
     ap.add_argument("--quick", action="store_true", help="N = 512, repeat 1")
-    ap.add_argument("--write-md", default=None, help="replace our section of this markdown file with the results")
+    ap.add_argument(
+        "--write-md", default=None, help="replace our section of this markdown file with the results"
+    )
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -222,6 +254,7 @@ def main() -> None:
     if a.quick:
         a.sizes, a.repeat = "512", 1
     import gcpo_lite.kernels as kernels
+
     print(kernels._ext.build(verbose=False), flush=True)
     if a.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: no GPU visible to torch")
@@ -238,8 +271,10 @@ def main() -> None:
                 elif case.startswith("hidden") and n > a.hidden_max_n:
                     res[case] = {"error": f"skipped (--hidden-max-n {a.hidden_max_n})"}
                 elif need_bytes(case, n, elem) > 0.9 * mem_available(a.device):
-                    res[case] = {"error": f"skipped: needs ~{need_bytes(case, n, elem) / 2**30:.0f} GiB, "
-                                          f"{mem_available(a.device) / 2**30:.0f} GiB free"}
+                    res[case] = {
+                        "error": f"skipped: needs ~{need_bytes(case, n, elem) / 2**30:.0f} GiB, "
+                        f"{mem_available(a.device) / 2**30:.0f} GiB free"
+                    }
                 else:  # hidden cases above --hidden-timed-max-n: cold iteration only (minutes of matmul each)
                     slow = a.device == "cpu" and case.startswith("hidden") and n > a.hidden_timed_max_n
                     res[case] = run_case(case, n, dt, 0 if slow else a.repeat, a.timeout, a.device)
@@ -254,6 +289,7 @@ def main() -> None:
 def _liger_ok() -> bool:
     try:
         from liger_kernel.transformers.grpo_loss import triton_grpo_loss  # noqa: F401
+
         return True
     except Exception:
         return False
@@ -272,8 +308,10 @@ def _ratio(a, b, key):
 
 
 def render(rows, bw) -> str:
-    out = ["| dtype | N | case | time ms | peak extra MiB | time / eager-lsm | mem / eager-lsm | GB/s (% of copy) |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| dtype | N | case | time ms | peak extra MiB | time / eager-lsm | mem / eager-lsm | GB/s (% of copy) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for dt, n, res, elem in rows:
         for case, r in res.items():
             base = res.get("hidden-eager" if case.startswith("hidden") else "eager-lsm", {"error": ""})
@@ -286,15 +324,20 @@ def render(rows, bw) -> str:
                 gbs = f"{moved / r['time_s'] / 1e9:.1f} ({100 * moved / r['time_s'] / bw:.0f}%)"
             ref_t = _ratio(r, base, "time_s") if case not in ("eager-lsm", "hidden-eager") else "1"
             ref_m = _ratio(r, base, "peak_extra_bytes") if case not in ("eager-lsm", "hidden-eager") else "1"
-            out.append(f"| {dt} | {n} | {case} | {r['time_s'] * 1e3:.0f} | {r['peak_extra_bytes'] / 2**20:.0f} | "
-                       f"{ref_t} | {ref_m} | {gbs} |")
+            out.append(
+                f"| {dt} | {n} | {case} | {r['time_s'] * 1e3:.0f} | {r['peak_extra_bytes'] / 2**20:.0f} | "
+                f"{ref_t} | {ref_m} | {gbs} |"
+            )
     return "\n".join(out)
 
 
 def targets(rows) -> str:
     """The issue's CPU targets, checked against this run's figures."""
-    lines = ["Targets (issue 3): fused fwd+bwd time <= 0.5x eager-lsm; peak extra memory <= 10% of eager with",
-             "the in-place gradient, <= 55% without; hidden-chunked peak extra independent of N.", ""]
+    lines = [
+        "Targets (issue 3): fused fwd+bwd time <= 0.5x eager-lsm; peak extra memory <= 10% of eager with",
+        "the in-place gradient, <= 55% without; hidden-chunked peak extra independent of N.",
+        "",
+    ]
     for dt, n, res, _ in rows:
         base = res.get("eager-lsm", {"error": ""})
         for case, limit_mem in (("fused", 0.55), ("fused-inplace", 0.10)):
@@ -314,20 +357,28 @@ def targets(rows) -> str:
 
 
 def write_section(path: Path, table: str, cmd: str, bw: float, device: str) -> None:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
     if device == "cuda":
         cpu = f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}), host {cpu}"
-    body = (f"{SECTION}\n\nMachine: {cpu}, {os.cpu_count()} cores, "
-            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, torch {torch.__version__}, "
-            f"copy bandwidth {bw / 1e9:.1f} GB/s.\nCommand: `{cmd}`\n\n{table}\n")
+    body = (
+        f"{SECTION}\n\nMachine: {cpu}, {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, torch {torch.__version__}, "
+        f"copy bandwidth {bw / 1e9:.1f} GB/s.\nCommand: `{cmd}`\n\n{table}\n"
+    )
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     start = text.find(SECTION)
     if start < 0:
         text = text.rstrip("\n") + "\n\n" + body
     else:
         end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[end + 1:] if end >= 0 else "")
+        text = text[:start] + body + (text[end + 1 :] if end >= 0 else "")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     print(f"wrote {path}")

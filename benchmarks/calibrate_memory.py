@@ -24,6 +24,7 @@ tensors, because on CPU the resident size also counts checkpoint pages safetenso
 CUDA measures torch.cuda.max_memory_allocated minus memory_allocated before the phase.
 Each row prints predicted, measured and predicted/measured; the check is |ratio - 1| <= 25%.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,29 +41,77 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SIZES = {  # random Qwen2 models: architecture + run shape measured
-    "tiny": dict(arch=dict(hidden_size=256, intermediate_size=704, num_hidden_layers=4, num_attention_heads=4,
-                           num_key_value_heads=2, vocab_size=8192),
-                 prompt=64, completion=64, gen_batch=16, micro_batch=8, r=8, chunk=128),
-    "mid": dict(arch=dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=8, num_attention_heads=16,
-                          num_key_value_heads=4, vocab_size=151936),
-                prompt=128, completion=128, gen_batch=8, micro_batch=4, r=16, chunk=256),
+    "tiny": dict(
+        arch=dict(
+            hidden_size=256,
+            intermediate_size=704,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=8192,
+        ),
+        prompt=64,
+        completion=64,
+        gen_batch=16,
+        micro_batch=8,
+        r=8,
+        chunk=128,
+    ),
+    "mid": dict(
+        arch=dict(
+            hidden_size=1024,
+            intermediate_size=2816,
+            num_hidden_layers=8,
+            num_attention_heads=16,
+            num_key_value_heads=4,
+            vocab_size=151936,
+        ),
+        prompt=128,
+        completion=128,
+        gen_batch=8,
+        micro_batch=4,
+        r=16,
+        chunk=256,
+    ),
     # the issue's target, for GPUs: Qwen2.5-1.5B's shape (random weights), G=8, 512-token completions
-    "qwen2.5-1.5b": dict(arch=dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                                   num_attention_heads=12, num_key_value_heads=2, vocab_size=151936),
-                         prompt=256, completion=512, gen_batch=8, micro_batch=2, r=16, chunk=512, save_dtype="bfloat16"),
+    "qwen2.5-1.5b": dict(
+        arch=dict(
+            hidden_size=1536,
+            intermediate_size=8960,
+            num_hidden_layers=28,
+            num_attention_heads=12,
+            num_key_value_heads=2,
+            vocab_size=151936,
+        ),
+        prompt=256,
+        completion=512,
+        gen_batch=8,
+        micro_batch=2,
+        r=16,
+        chunk=512,
+        save_dtype="bfloat16",
+    ),
 }
-WARMUP_ARCH = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
-                   num_key_value_heads=1, vocab_size=256)
+WARMUP_ARCH = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    vocab_size=256,
+)
 TOLERANCE = 0.25
 
 
 # ---------------------------------------------------------------- measuring (child process)
+
 
 class Meter:
     """Current / peak bytes since `mark()`: resident memory on CPU, the torch allocator on CUDA."""
 
     def __init__(self, device):
         import torch
+
         self.torch, self.cuda = torch, device.type == "cuda"
         self._libc = ctypes.CDLL("libc.so.6") if not self.cuda else None
 
@@ -110,8 +159,13 @@ def quantized_model_bytes(model) -> int:
         total += t.numel() * t.element_size()
         qs = getattr(t, "quant_state", None)
         if qs is not None:
-            for x in (qs.absmax, qs.code, getattr(getattr(qs, "state2", None), "absmax", None),
-                      getattr(getattr(qs, "state2", None), "code", None), getattr(qs, "offset", None)):
+            for x in (
+                qs.absmax,
+                qs.code,
+                getattr(getattr(qs, "state2", None), "absmax", None),
+                getattr(getattr(qs, "state2", None), "code", None),
+                getattr(qs, "offset", None),
+            ):
                 if x is not None and hasattr(x, "numel"):
                     total += x.numel() * x.element_size()
     return total
@@ -136,8 +190,12 @@ def child(spec: dict) -> dict:
     device = torch.device(spec["device"])
     meter = Meter(device)
     if spec.get("warmup_dir"):  # one pass on a 1-layer model: lazy imports, thread pools, kernel caches
-        run_phases(spec["warmup_dir"], dict(spec, arch=WARMUP_ARCH, prompt=8, completion=4, gen_batch=2,
-                                            micro_batch=2, r=4, chunk=8), device, Meter(device))
+        run_phases(
+            spec["warmup_dir"],
+            dict(spec, arch=WARMUP_ARCH, prompt=8, completion=4, gen_batch=2, micro_batch=2, r=4, chunk=8),
+            device,
+            Meter(device),
+        )
     return run_phases(spec["model_dir"], spec, device, meter)
 
 
@@ -189,8 +247,16 @@ def run_phases(model_dir: str, spec: dict, device, meter: Meter) -> dict:
     prompts = torch.randint(0, V - 2, (max(g, m), P)).tolist()
 
     before = meter.mark()
-    out = sample_completions(model, prompts[:g], max_new_tokens=C, temperature=1.0, top_p=1.0,
-                             eos_ids={stop}, pad_id=V - 2, suppress_ids=[stop])
+    out = sample_completions(
+        model,
+        prompts[:g],
+        max_new_tokens=C,
+        temperature=1.0,
+        top_p=1.0,
+        eos_ids={stop},
+        pad_id=V - 2,
+        suppress_ids=[stop],
+    )
     measured["generation"] = meter.peak() - before
     assert all(len(c) == C for c in out.completions)
     completions = (out.completions * (m // g + 1))[:m]
@@ -205,7 +271,7 @@ def run_phases(model_dir: str, spec: dict, device, meter: Meter) -> dict:
         ids = torch.cat([rows.prompt_ids, rows.completion_ids], 1)
         mask = torch.cat([rows.prompt_mask, rows.completion_mask], 1)
         hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-        hidden[:, P - 1:-1].float().pow(2).mean().backward()
+        hidden[:, P - 1 : -1].float().pow(2).mean().backward()
         del hidden
         measured["activations_gc" if gc_on else "activations_nogc"] = meter.peak() - before
         for p in params:
@@ -219,10 +285,14 @@ def run_phases(model_dir: str, spec: dict, device, meter: Meter) -> dict:
     for backend in backends:
         kernels.set_backend(backend)
         h = torch.randn(m * C, spec["arch"]["hidden_size"], device=device, dtype=dtype, requires_grad=True)
-        token_logprobs_from_hidden(h[:4], head.weight, tgt[:4], 1.0, chunk_size=2, suppress_ids=suppress).sum().backward()
+        token_logprobs_from_hidden(
+            h[:4], head.weight, tgt[:4], 1.0, chunk_size=2, suppress_ids=suppress
+        ).sum().backward()
         h.grad = None  # (warm-up above: first-call allocations of the backend)
         before = meter.mark()
-        lp = token_logprobs_from_hidden(h, head.weight, tgt, 1.0, chunk_size=spec["chunk"], suppress_ids=suppress)
+        lp = token_logprobs_from_hidden(
+            h, head.weight, tgt, 1.0, chunk_size=spec["chunk"], suppress_ids=suppress
+        )
         lp.sum().backward()
         del lp
         measured[f"logits_{backend}"] = meter.peak() - before
@@ -235,9 +305,19 @@ def run_phases(model_dir: str, spec: dict, device, meter: Meter) -> dict:
     del lp
     measured["train_step"] = meter.peak() - before
 
-    shape_info = {"prompt": P, "completion": C, "gen_batch": g, "micro_batch": m, "r": spec["r"], "chunk": spec["chunk"],
-                  "dtype": str(dtype), "device": device.type, "arch": spec["arch"], "kernels": live,
-                  "backends": backends}
+    shape_info = {
+        "prompt": P,
+        "completion": C,
+        "gen_batch": g,
+        "micro_batch": m,
+        "r": spec["r"],
+        "chunk": spec["chunk"],
+        "dtype": str(dtype),
+        "device": device.type,
+        "arch": spec["arch"],
+        "kernels": live,
+        "backends": backends,
+    }
     return {"predicted": predict(shape_info), "measured": measured, "exact": exact, "shape": shape_info}
 
 
@@ -245,10 +325,24 @@ def predict(info: dict) -> dict:
     """The memory model's figure for every measured component of one calibration size."""
     from gcpo_lite.memory import model as mm
     from gcpo_lite.memory.architectures import from_hf_config
-    P, C, g, m, chunk = info["prompt"], info["completion"], info["gen_batch"], info["micro_batch"], info["chunk"]
+
+    P, C, g, m, chunk = (
+        info["prompt"],
+        info["completion"],
+        info["gen_batch"],
+        info["micro_batch"],
+        info["chunk"],
+    )
     arch = from_hf_config({**info["arch"], "model_type": "qwen2", "tie_word_embeddings": True})
-    shape = mm.RunShape(prompt_tokens=P, completion_tokens=C, lora_r=info["r"], compute_dtype=info["dtype"].split(".")[-1],
-                        device=info["device"], grad_accumulation=False, logprob_backend=info["kernels"])
+    shape = mm.RunShape(
+        prompt_tokens=P,
+        completion_tokens=C,
+        lora_r=info["r"],
+        compute_dtype=info["dtype"].split(".")[-1],
+        device=info["device"],
+        grad_accumulation=False,
+        logprob_backend=info["kernels"],
+    )
     w = mm.weight_bytes(arch, shape)
     lora = mm.lora_state_bytes(arch, shape)
     gen = mm.generation_bytes(arch, shape, g)
@@ -257,24 +351,27 @@ def predict(info: dict) -> dict:
     return {
         "runtime": mm.runtime_bytes(shape),
         "weights": w["weights_4bit"] + w["weights_unquantized"],
-        "lora_params": lora["lora_params"], "optimizer_state": lora["optimizer_state"],
+        "lora_params": lora["lora_params"],
+        "optimizer_state": lora["optimizer_state"],
         "generation": sum(gen.values()),
         # decoder alone: saved activations + one layer's backward + LoRA grads (no log-prob kernel)
         "activations_gc": tr_gc["activations"] + tr_gc["layer_backward"] + tr_gc["lora_grads"],
         "activations_nogc": tr_nogc["activations"] + tr_nogc["layer_backward"] + tr_nogc["lora_grads"],
-        **{f"logits_{b}": mm.logits_bytes(arch, mm.with_changes(shape, logprob_backend=b), m, chunk)
-           for b in info["backends"]},
+        **{
+            f"logits_{b}": mm.logits_bytes(arch, mm.with_changes(shape, logprob_backend=b), m, chunk)
+            for b in info["backends"]
+        },
         "train_step": mm.training_phase_bytes(tr_gc),
     }
 
 
-
-
 # ---------------------------------------------------------------- driver (parent process)
+
 
 def make_model_dir(arch: dict, root: Path, save_dtype: str = "float32") -> Path:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
+
     d = root / ("qwen2-" + "-".join(str(v) for v in arch.values()))
     if not (d / "config.json").is_file():
         torch.manual_seed(0)
@@ -287,10 +384,16 @@ def run_size(name: str, device: str, compute_dtype: str, root: Path, threads: in
     spec = dict(SIZES[name], device=device, compute_dtype=compute_dtype, threads=threads)
     spec["model_dir"] = str(make_model_dir(spec["arch"], root, spec.get("save_dtype", "float32")))
     spec["warmup_dir"] = str(make_model_dir(WARMUP_ARCH, root))
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072",
-               MALLOC_ARENA_MAX="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env,
-                          capture_output=True, text=True)
+    env = dict(
+        os.environ,
+        MALLOC_MMAP_THRESHOLD_="131072",
+        MALLOC_TRIM_THRESHOLD_="131072",
+        MALLOC_ARENA_MAX="1",
+        PYTHONPATH=str(ROOT),
+    )
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)], env=env, capture_output=True, text=True
+    )
     if proc.returncode:
         raise SystemExit(f"calibration child for {name} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -304,8 +407,13 @@ def report(name: str, res: dict) -> list[str]:
     for comp, pred in res["predicted"].items():
         meas = res["measured"].get(comp)
         extra = ""
-        if cpu and comp in res["exact"]:  # held tensors: count them (RSS also has file-mapped checkpoint pages)
-            meas, extra = res["exact"][comp], f"  (tensor bytes; RSS grew {res['measured'][comp] / 2**20:.1f} MiB)"
+        if (
+            cpu and comp in res["exact"]
+        ):  # held tensors: count them (RSS also has file-mapped checkpoint pages)
+            meas, extra = (
+                res["exact"][comp],
+                f"  (tensor bytes; RSS grew {res['measured'][comp] / 2**20:.1f} MiB)",
+            )
         elif comp in res["exact"]:
             extra = f"  (tensor bytes {res['exact'][comp] / 2**20:.1f} MiB)"
         if meas is None or meas <= 0:
@@ -314,8 +422,10 @@ def report(name: str, res: dict) -> list[str]:
         ok = abs(ratio - 1) <= TOLERANCE
         if comp != "runtime":
             worst = max(worst, abs(ratio - 1))
-        lines.append(f"  {comp:<18}{pred / 2**20:>14.1f}{meas / 2**20:>14.1f}{ratio:>10.2f}  "
-                     f"{'ok' if ok else 'OFF'}{extra}")
+        lines.append(
+            f"  {comp:<18}{pred / 2**20:>14.1f}{meas / 2**20:>14.1f}{ratio:>10.2f}  "
+            f"{'ok' if ok else 'OFF'}{extra}"
+        )
     lines.append(f"  worst deviation (excluding runtime): {worst:.0%}")
     return lines
 
@@ -327,8 +437,12 @@ def main() -> int:
     ap.add_argument("--compute-dtype", default=None, help="default: float32 on cpu, bfloat16 on cuda")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="write the raw results here")
-    ap.add_argument("--report", default=None, metavar="JSON", help="re-print a saved --json run against the "
-                    "current memory model (no measuring)")
+    ap.add_argument(
+        "--report",
+        default=None,
+        metavar="JSON",
+        help="re-print a saved --json run against the current memory model (no measuring)",
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -337,7 +451,9 @@ def main() -> int:
     if args.report:
         for name, res in json.loads(Path(args.report).read_text()).items():
             res["shape"].setdefault("chunk", SIZES[name]["chunk"])
-            res["shape"].setdefault("kernels", "native" if "logits_native" in res["measured"] else "reference")
+            res["shape"].setdefault(
+                "kernels", "native" if "logits_native" in res["measured"] else "reference"
+            )
             res["shape"].setdefault("backends", [k[7:] for k in res["measured"] if k.startswith("logits_")])
             res["predicted"] = predict(res["shape"])
             print("\n".join(report(name, res)))

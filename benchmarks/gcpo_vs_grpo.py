@@ -1,6 +1,7 @@
 """GCPO vs GRPO on the embedded default task (issue 2, "Proof that it learns").
 
-    python benchmarks/gcpo_vs_grpo.py [--minutes 4.5] [--threads N] [--write-md docs/BENCHMARKS.md] [section.key=value ...]
+    python benchmarks/gcpo_vs_grpo.py [--minutes 4.5] [--threads N] [--write-md docs/BENCHMARKS.md] \
+        [section.key=value ...]
 
 Trains the embedded default (presets.EMBEDDED_DEFAULT: tiny random Qwen2, 4-bit NF4 + LoRA, two-digit addition)
 twice from the same random initialisation and seed: GCPO (gcpo.gold_injection=all_wrong) and plain GRPO
@@ -9,6 +10,7 @@ step and minute each run first reaches 50% and 80% held-out accuracy (or that it
 and the accuracy of the best constant answer on the same held-out prompts (must be <= 10%).
 The two runs go one after the other so that neither slows the other.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,18 +49,28 @@ def read_run(label: str, out: Path, wall_s: float | None = None) -> dict:
     steps = max((r["step"] for r in rows), default=0)
     step_s = sum(r["rollout_s"] + r["update_s"] for r in step_rows) / max(1, len(step_rows))
     reach = {thr: next(((s, m) for s, m, a in curve if a >= thr), None) for thr in THRESHOLDS}
-    return {"label": label, "curve": curve, "steps": steps, "step_s": step_s, "reach": reach,
-            "wall_s": wall_s if wall_s is not None else last_elapsed}
+    return {
+        "label": label,
+        "curve": curve,
+        "steps": steps,
+        "step_s": step_s,
+        "reach": reach,
+        "wall_s": wall_s if wall_s is not None else last_elapsed,
+    }
 
 
 def run_one(label: str, overrides: list[str]) -> dict:
     from gcpo_lite.trainer import Trainer
+
     cfg = from_dict(apply_overrides(EMBEDDED_DEFAULT, overrides))
     out = Path(cfg.train.output_dir)
     if (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()  # metrics.jsonl is appended to; start this run's curve afresh
-    print(f"== {label}: {cfg.prompts_per_step} prompts x {cfg.gcpo.num_generations} per step, "
-          f"gold_injection={cfg.gcpo.gold_injection}, max_minutes={cfg.train.max_minutes} -> {out}", flush=True)
+    print(
+        f"== {label}: {cfg.prompts_per_step} prompts x {cfg.gcpo.num_generations} per step, "
+        f"gold_injection={cfg.gcpo.gold_injection}, max_minutes={cfg.train.max_minutes} -> {out}",
+        flush=True,
+    )
     trainer = Trainer(cfg, progress=False)
     t0 = time.time()
     trainer.train()
@@ -73,6 +85,7 @@ def fmt_reach(hit, budget_steps: int, budget_min: float) -> str:
 
 def machine(threads) -> str:
     import torch
+
     cpu = platform.processor() or platform.machine()
     try:
         for line in open("/proc/cpuinfo"):
@@ -81,19 +94,28 @@ def machine(threads) -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__}, "
-            f"{threads or torch.get_num_threads()} torch threads (train.num_threads), python {platform.python_version()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__}, "
+        f"{threads or torch.get_num_threads()} torch threads (train.num_threads), python {platform.python_version()}"
+    )
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--minutes", type=float, default=None, help="budget per run (train.max_minutes; default: the preset's)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="budget per run (train.max_minutes; default: the preset's)",
+    )
     p.add_argument("--max-steps", type=int, default=None, help="train.max_steps (default: the preset's)")
     p.add_argument("--threads", type=int, default=None, help="train.num_threads (default: the preset's)")
     p.add_argument("--out", default="runs/gcpo-vs-grpo", help="parent of the two run directories")
     p.add_argument("--only", choices=("gcpo", "grpo"), help="run just one of the two")
     p.add_argument("--report-only", action="store_true", help="no training: report the runs already in --out")
-    p.add_argument("--write-md", metavar="PATH", help="replace this script's section of PATH (docs/BENCHMARKS.md)")
+    p.add_argument(
+        "--write-md", metavar="PATH", help="replace this script's section of PATH (docs/BENCHMARKS.md)"
+    )
     p.add_argument("overrides", nargs="*", help="extra section.key=value overrides for both runs")
     args = p.parse_args()
     common = list(args.overrides)
@@ -109,21 +131,31 @@ def main() -> int:
         if args.only and args.only != label.lower():
             continue
         out = Path(args.out) / label.lower()
-        runs.append(read_run(label, out) if args.report_only else
-                    run_one(label, common + [f"gcpo.gold_injection={inj}", f"train.output_dir={out}"]))
+        runs.append(
+            read_run(label, out)
+            if args.report_only
+            else run_one(label, common + [f"gcpo.gold_injection={inj}", f"train.output_dir={out}"])
+        )
 
     from gcpo_lite.data import load_examples
     from gcpo_lite.tasks import TASKS
+
     _, held_out = load_examples(cfg.data, cfg.train.seed)
     const, const_acc = best_constant(held_out, TASKS["addition"].verify)
-    lines = [f"held-out prompts: {len(held_out)}; best constant answer {const!r}: {const_acc:.1%} "
-             f"({'ok' if const_acc <= 0.10 else 'FAILS'} <= 10%)"]
+    lines = [
+        f"held-out prompts: {len(held_out)}; best constant answer {const!r}: {const_acc:.1%} "
+        f"({'ok' if const_acc <= 0.10 else 'FAILS'} <= 10%)"
+    ]
     for r in runs:
-        lines.append(f"{r['label']}: {r['steps']} steps in {r['wall_s'] / 60:.2f} min "
-                     f"({r['steps'] / max(1e-9, r['wall_s']):.2f} steps/s with evals, "
-                     f"{r['step_s'] * 1000:.0f} ms per step without); "
-                     + "; ".join(f"{int(t * 100)}%: {fmt_reach(r['reach'][t], r['steps'], r['wall_s'] / 60)}"
-                                 for t in THRESHOLDS))
+        lines.append(
+            f"{r['label']}: {r['steps']} steps in {r['wall_s'] / 60:.2f} min "
+            f"({r['steps'] / max(1e-9, r['wall_s']):.2f} steps/s with evals, "
+            f"{r['step_s'] * 1000:.0f} ms per step without); "
+            + "; ".join(
+                f"{int(t * 100)}%: {fmt_reach(r['reach'][t], r['steps'], r['wall_s'] / 60)}"
+                for t in THRESHOLDS
+            )
+        )
     print("\n".join(lines))
     by_step: dict = {}
     for r in runs:
@@ -133,16 +165,23 @@ def main() -> int:
     table = [header, "|---|" + "---|---|" * len(runs)]
     for s in sorted(by_step):
         cells = [by_step[s].get(r["label"]) for r in runs]
-        table.append(f"| {s} | " + " | ".join(f"{c[0]:.2f} | {c[1]:.1%}" if c else "- | -" for c in cells) + " |")
+        table.append(
+            f"| {s} | " + " | ".join(f"{c[0]:.2f} | {c[1]:.1%}" if c else "- | -" for c in cells) + " |"
+        )
     print("\n".join(table))
 
     if args.write_md:
         cmd = "python benchmarks/gcpo_vs_grpo.py " + " ".join(a for a in sys.argv[1:] if a != "--report-only")
-        md = [SECTION, "", f"Machine: {machine(cfg.train.num_threads)}.",
-              f"Command: `{cmd.strip()}`",
-              f"Preset: presets.EMBEDDED_DEFAULT ({cfg.prompts_per_step} prompts x {cfg.gcpo.num_generations} "
-              f"completions per step, LoRA r={cfg.lora.r} alpha={cfg.lora.alpha}, lr {cfg.train.learning_rate}); "
-              "same random initialisation and seed for both runs; greedy eval.", ""]
+        md = [
+            SECTION,
+            "",
+            f"Machine: {machine(cfg.train.num_threads)}.",
+            f"Command: `{cmd.strip()}`",
+            f"Preset: presets.EMBEDDED_DEFAULT ({cfg.prompts_per_step} prompts x {cfg.gcpo.num_generations} "
+            f"completions per step, LoRA r={cfg.lora.r} alpha={cfg.lora.alpha}, lr {cfg.train.learning_rate}); "
+            "same random initialisation and seed for both runs; greedy eval.",
+            "",
+        ]
         md += [f"- {line}" for line in lines] + [""] + table
         write_section(Path(args.write_md), "\n".join(md) + "\n")
         print(f"wrote {SECTION!r} to {args.write_md}")
@@ -157,7 +196,7 @@ def write_section(path: Path, body: str) -> None:
         text = text.rstrip("\n") + "\n\n" + body
     else:
         nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("" if nxt < 0 else "\n" + text[nxt + 1:])
+        text = text[:start] + body + ("" if nxt < 0 else "\n" + text[nxt + 1 :])
     path.write_text(text)
 
 

@@ -6,6 +6,7 @@ Two levels: the answers alone (`math_equal(pred, gold)` vs `verify(parse("$gold$
 and whole completions ending in `\\boxed{pred}` through the two registered verifiers
 (`verify_math` vs `verify_math_verify`, extraction included). Prints each difference.
 """
+
 from __future__ import annotations
 
 import sys
@@ -23,11 +24,17 @@ from gcpo_lite.verify.rewards import verify_math, verify_math_verify  # noqa: E4
 
 def main() -> None:
     import math_verify as mv
+
     answer_level, completion_level, expected_ok = [], [], 0
-    for pred, gold, expected, fmt in CASES:
+    for pred, gold, expected, _fmt in CASES:
         ours = math_equal(pred, gold)
-        theirs = bool(mv.verify(mv.parse(f"${gold}$", parsing_timeout=None), mv.parse(f"${pred}$", parsing_timeout=None),
-                                timeout_seconds=None))
+        theirs = bool(
+            mv.verify(
+                mv.parse(f"${gold}$", parsing_timeout=None),
+                mv.parse(f"${pred}$", parsing_timeout=None),
+                timeout_seconds=None,
+            )
+        )
         expected_ok += ours == expected
         answer_level.append((ours == theirs, pred, gold, ours, theirs))
         text = "Let me work it out step by step.\nSo the final answer is $\\boxed{" + pred + "}$."

@@ -3,6 +3,7 @@
 Rewards arrive as (B,) with B = num_prompts x G, grouped contiguously: rows g*G .. g*G+G-1
 belong to prompt g.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ def group_stats(correct: Tensor, advantages: Tensor, num_generations: int) -> Gr
     """correct (B,) bool over sampled (pre-injection) completions, advantages (B,)."""
     c = correct.view(-1, num_generations)
     a = advantages.view(-1, num_generations)
-    return GroupStats(all_correct_frac=c.all(dim=1).float().mean().item(),
-                      all_wrong_frac=(~c).all(dim=1).float().mean().item(),
-                      zero_advantage_groups=int((a.abs() < 1e-8).all(dim=1).sum().item()))
+    return GroupStats(
+        all_correct_frac=c.all(dim=1).float().mean().item(),
+        all_wrong_frac=(~c).all(dim=1).float().mean().item(),
+        zero_advantage_groups=int((a.abs() < 1e-8).all(dim=1).sum().item()),
+    )

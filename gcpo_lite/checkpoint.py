@@ -19,6 +19,7 @@ stream as an uninterrupted one and logs the same metrics. A signal that arrives 
 optimizer update abandons that step and saves the state it started from; one that arrives later lets the
 step finish, then saves. A second Ctrl-C quits at once, without saving.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,6 +52,7 @@ class StepInterrupted(BaseException):
 
 
 # ---------------------------------------------------------------- locating checkpoints
+
 
 def checkpoints_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
@@ -89,8 +91,13 @@ def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
     return found[-1][1] if found else None
 
 
-REQUIRED_FILES = ("trainer_state.pt", "adapter/adapter_model.safetensors", "adapter/adapter_config.json",
-                  "plan.json", "metrics.jsonl")
+REQUIRED_FILES = (
+    "trainer_state.pt",
+    "adapter/adapter_model.safetensors",
+    "adapter/adapter_config.json",
+    "plan.json",
+    "metrics.jsonl",
+)
 
 
 class UnsafeCheckpointError(ConfigError):
@@ -100,12 +107,15 @@ class UnsafeCheckpointError(ConfigError):
 def load_state_file(path: Path) -> dict:
     """trainer_state.pt through the safe loader; an unsafe or unreadable file becomes a ConfigError."""
     import pickle
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Unsupported" in str(e) or "global" in str(e).lower():
-            raise UnsafeCheckpointError(f"{path} was refused as unsafe: it holds Python objects that could run "
-                                        "code when loaded (not a file gcpo-lite wrote); use another checkpoint") from None
+            raise UnsafeCheckpointError(
+                f"{path} was refused as unsafe: it holds Python objects that could run "
+                "code when loaded (not a file gcpo-lite wrote); use another checkpoint"
+            ) from None
         raise ConfigError(f"{path} is damaged ({type(e).__name__}: {str(e)[:120]})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise ConfigError(f"{path} is damaged or truncated ({type(e).__name__}: {str(e)[:120]})") from None
@@ -121,10 +131,13 @@ def checkpoint_problem(path: Path) -> Optional[str]:
     except ConfigError as e:
         return str(e)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        return f"trainer_state.pt has format {state.get('format') if isinstance(state, dict) else '?'}, " \
-               f"this gcpo-lite reads {FORMAT}"
+        return (
+            f"trainer_state.pt has format {state.get('format') if isinstance(state, dict) else '?'}, "
+            f"this gcpo-lite reads {FORMAT}"
+        )
     try:
         from safetensors.torch import load_file
+
         load_file(str(path / "adapter" / "adapter_model.safetensors"))
     except Exception as e:  # truncated or corrupt safetensors: several exception types across versions
         return f"adapter/adapter_model.safetensors is damaged ({type(e).__name__}: {str(e)[:100]})"
@@ -145,8 +158,14 @@ def find_checkpoint(run_dir: str | Path, step: Optional[int] = None, echo=None) 
     if not run_dir.is_dir():
         raise ConfigError(f"run directory {str(run_dir)!r} does not exist")
     root = checkpoints_dir(run_dir)
-    steps = sorted(((int(m.group(1)), p) for p in (root.iterdir() if root.is_dir() else [])
-                    if (m := _STEP_DIR.match(p.name)) and p.is_dir()), reverse=True)
+    steps = sorted(
+        (
+            (int(m.group(1)), p)
+            for p in (root.iterdir() if root.is_dir() else [])
+            if (m := _STEP_DIR.match(p.name)) and p.is_dir()
+        ),
+        reverse=True,
+    )
     if step is not None:
         for s, p in steps:
             if s == step:
@@ -160,11 +179,14 @@ def find_checkpoint(run_dir: str | Path, step: Optional[int] = None, echo=None) 
                 if problem:
                     raise ConfigError(f"checkpoint {p} cannot be used: {problem}")
                 return p
-        raise ConfigError(f"{run_dir} has no checkpoint at step {step}; "
-                          f"available: {sorted(s for s, _ in steps) or 'none'}")
+        raise ConfigError(
+            f"{run_dir} has no checkpoint at step {step}; available: {sorted(s for s, _ in steps) or 'none'}"
+        )
     if not steps:
-        raise ConfigError(f"{run_dir} has no checkpoint (checkpoints/step-N/); a run writes them every "
-                          "train.save_steps steps, at the end, and on Ctrl-C/SIGTERM")
+        raise ConfigError(
+            f"{run_dir} has no checkpoint (checkpoints/step-N/); a run writes them every "
+            "train.save_steps steps, at the end, and on Ctrl-C/SIGTERM"
+        )
     say = echo or log.warning
     pointer = _pointer_target(run_dir)
     if (root / "latest").exists() and pointer is None:
@@ -183,12 +205,14 @@ def find_checkpoint(run_dir: str | Path, step: Optional[int] = None, echo=None) 
 
 # ---------------------------------------------------------------- state capture
 
+
 def trainer_state(trainer) -> dict:
     """Everything but the adapter weights (trainer.state_dict() and the format), safe for weights_only loading."""
     return {"format": FORMAT, **trainer.state_dict()}
 
 
 # ---------------------------------------------------------------- writing
+
 
 def _write_text_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -243,10 +267,19 @@ def save_checkpoint(trainer, run_dir: Optional[Path] = None, state: Optional[dic
         (tmp / "plan.json").write_text(json.dumps(trainer.plan.to_dict(), indent=1, default=str))
         rows = _rows_up_to(run_dir / "metrics.jsonl", step)
         (tmp / "metrics.jsonl").write_text("".join(r + "\n" for r in rows))
-        (tmp / "state.json").write_text(json.dumps({
-            "step": step, "epoch": state["data"]["epoch"], "cursor": state["data"]["cursor"],
-            "max_steps": trainer.cfg.train.max_steps, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "base_model": trainer.resolved.display}, indent=1))
+        (tmp / "state.json").write_text(
+            json.dumps(
+                {
+                    "step": step,
+                    "epoch": state["data"]["epoch"],
+                    "cursor": state["data"]["cursor"],
+                    "max_steps": trainer.cfg.train.max_steps,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "base_model": trainer.resolved.display,
+                },
+                indent=1,
+            )
+        )
         for f in tmp.rglob("*"):
             if f.is_file():
                 with open(f, "rb+") as fh:
@@ -283,6 +316,7 @@ def _prune(run_dir: Path, limit: Optional[int], keep: Path) -> None:
 
 # ---------------------------------------------------------------- loading
 
+
 def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> int:
     """Restore a freshly constructed Trainer (same config) to the checkpoint; returns its step.
 
@@ -294,7 +328,9 @@ def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> 
     path = Path(path)
     state = load_state_file(path / "trainer_state.pt")
     if state.get("format") != FORMAT:
-        raise ConfigError(f"{path} has checkpoint format {state.get('format')}, this gcpo-lite reads {FORMAT}")
+        raise ConfigError(
+            f"{path} has checkpoint format {state.get('format')}, this gcpo-lite reads {FORMAT}"
+        )
     trainer.prompts.load_state_dict(state["data"])  # first: a checkpoint of other data is refused untouched
     weights = load_file(str(path / "adapter" / "adapter_model.safetensors"), device=str(trainer.device))
     result = set_peft_model_state_dict(trainer.model, weights)
@@ -303,17 +339,24 @@ def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> 
         raise ConfigError(f"adapter in {path} does not fit this model (unexpected keys {unexpected[:3]}...)")
     rng = state.pop("rng")
     plan_file = path / "plan.json"
-    if plan_file.is_file():  # same generation / micro-batch splits as before (they decide how the RNG is consumed)
+    if (
+        plan_file.is_file()
+    ):  # same generation / micro-batch splits as before (they decide how the RNG is consumed)
         saved = json.loads(plan_file.read_text())
-        changed = {k: (getattr(trainer.plan, k, None), v) for k, v in saved.items()
-                   if hasattr(trainer.plan, k) and getattr(trainer.plan, k) != v}
+        changed = {
+            k: (getattr(trainer.plan, k, None), v)
+            for k, v in saved.items()
+            if hasattr(trainer.plan, k) and getattr(trainer.plan, k) != v
+        }
         for k, v in saved.items():
             if hasattr(trainer.plan, k):
                 setattr(trainer.plan, k, v)
         sizes = {k: c for k, c in changed.items() if k.endswith("_size")}
         if sizes:
-            log.info("resume keeps the checkpoint's plan %s (this machine's fresh plan would differ)",
-                     {k: v for k, (_, v) in sizes.items()})
+            log.info(
+                "resume keeps the checkpoint's plan %s (this machine's fresh plan would differ)",
+                {k: v for k, (_, v) in sizes.items()},
+            )
     if restore_logs:
         run_dir = Path(trainer.out_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -327,17 +370,18 @@ def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> 
 
 # ---------------------------------------------------------------- the loop's side
 
+
 class Checkpointer:
     """Used by Trainer.train: periodic saves, and saves on SIGINT/SIGTERM at a step boundary.
 
-        ckpt = Checkpointer(trainer)
-        with ckpt.signals():
-            while ...:
-                ckpt.begin_step()
-                ... rollout, update (optimizer.step), log ...
-                if ckpt.end_step():
-                    break          # a stop was requested; the checkpoint is written
-        # StepInterrupted escapes signals() after the step-start state was saved
+    ckpt = Checkpointer(trainer)
+    with ckpt.signals():
+        while ...:
+            ckpt.begin_step()
+            ... rollout, update (optimizer.step), log ...
+            if ckpt.end_step():
+                break          # a stop was requested; the checkpoint is written
+    # StepInterrupted escapes signals() after the step-start state was saved
     """
 
     def __init__(self, trainer):
@@ -356,8 +400,12 @@ class Checkpointer:
     # -------------------------------------------------------- steps
     def begin_step(self) -> None:
         t = self.trainer
-        self._start_state = {"step": t.step, "prompts": t.prompts.state_dict(), "rng": rng_state(),
-                             "errors": t.rewards.errors}  # the prompt order too: an epoch start reshuffles it
+        self._start_state = {
+            "step": t.step,
+            "prompts": t.prompts.state_dict(),
+            "rng": rng_state(),
+            "errors": t.rewards.errors,
+        }  # the prompt order too: an epoch start reshuffles it
         self._updated = False
         self._in_step = True
 
@@ -397,8 +445,10 @@ class Checkpointer:
         self.stop_requested, self.interrupted_by = True, name
         if self._in_step and not self._updated:
             raise StepInterrupted(name)
-        self.trainer.echo(f"\n{name}: finishing step {self.trainer.step + (1 if self._in_step else 0)}, then saving "
-                          "a checkpoint (send it again to quit without saving)")
+        self.trainer.echo(
+            f"\n{name}: finishing step {self.trainer.step + (1 if self._in_step else 0)}, then saving "
+            "a checkpoint (send it again to quit without saving)"
+        )
 
     @contextlib.contextmanager
     def signals(self):
@@ -413,8 +463,10 @@ class Checkpointer:
             self._in_step = False
             self._rewind()
             path = self.save()
-            self.trainer.echo(f"\n{e.args[0]}: stopped in step {self.trainer.step + 1} before its update; "
-                              f"saved the state after step {self.trainer.step} to {path}")
+            self.trainer.echo(
+                f"\n{e.args[0]}: stopped in step {self.trainer.step + 1} before its update; "
+                f"saved the state after step {self.trainer.step} to {path}"
+            )
         finally:
             for sig, old in installed.items():
                 signal.signal(sig, old)

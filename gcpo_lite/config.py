@@ -26,18 +26,21 @@ from gcpo_lite.objective import IS_LEVELS, LOSS_TYPES, resolved_epsilons
 @dataclass
 class ModelConfig:
     name: Optional[str] = field(
-        default=None, metadata={"help": "registry short name, hub id or local path; None = the embedded tiny model"}
+        default=None,
+        metadata={"help": "registry short name, hub id or local path; None = the embedded tiny model"},
     )
     revision: Optional[str] = field(default=None, metadata={"help": "hub revision (branch, tag or commit)"})
     quantize: bool = field(
-        default=True, metadata={"help": "load the base in 4-bit NF4 via bitsandbytes (--no-quantize loads bf16/fp32)"}
+        default=True,
+        metadata={"help": "load the base in 4-bit NF4 via bitsandbytes (--no-quantize loads bf16/fp32)"},
     )
     bnb_4bit_quant_type: Literal["nf4", "fp4"] = field(default="nf4", metadata={"help": "nf4 or fp4"})
     bnb_4bit_use_double_quant: bool = field(
         default=True, metadata={"help": "quantize the quantization constants too (~0.4 bit/param saved)"}
     )
     compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = field(
-        default="auto", metadata={"help": "bfloat16 | float16 | float32 | auto (bf16 on GPUs that have it, else fp32)"}
+        default="auto",
+        metadata={"help": "bfloat16 | float16 | float32 | auto (bf16 on GPUs that have it, else fp32)"},
     )
     gradient_checkpointing: bool = field(
         default=True, metadata={"help": "recompute activations in backward: less memory, ~30% more time"}
@@ -66,12 +69,14 @@ class DataConfig:
     dataset: Optional[str] = field(
         default=None,
         metadata={
-            "help": "built-in task name, hub id or local file (.jsonl/.json/.csv/.parquet); None = built-in `addition`"
+            "help": "built-in task name, hub id or local file (.jsonl/.json/.csv/.parquet); None = built-in "
+            "`addition`"
         },
     )
     train_split: str = field(default="train", metadata={"help": "split to train on"})
     eval_split: Optional[str] = field(
-        default="test", metadata={"help": "held-out split for eval_accuracy (None: carve eval_size rows off train)"}
+        default="test",
+        metadata={"help": "held-out split for eval_accuracy (None: carve eval_size rows off train)"},
     )
     prompt_field: Optional[str] = field(
         default=None, metadata={"help": "column with the question (None: the preset's or `prompt`)"}
@@ -81,16 +86,22 @@ class DataConfig:
     )
     solution_field: Optional[str] = field(
         default=None,
-        metadata={"help": "column with the worked reference solution used as gold (None: the preset's or `solution`)"},
+        metadata={
+            "help": "column with the worked reference solution used as gold (None: the preset's or "
+            "`solution`)"
+        },
     )
     system_prompt: Optional[str] = field(
         default=None, metadata={"help": "system message put before every question (None: the task's own)"}
     )
     max_prompt_length: int = field(
-        default=512, metadata={"help": "prompts longer than this many tokens are dropped, and the drops counted"}
+        default=512,
+        metadata={"help": "prompts longer than this many tokens are dropped, and the drops counted"},
     )
     eval_size: int = field(default=200, metadata={"help": "held-out prompts used for eval_accuracy"})
-    shuffle: bool = field(default=True, metadata={"help": "shuffle the training prompts (seeded by train.seed)"})
+    shuffle: bool = field(
+        default=True, metadata={"help": "shuffle the training prompts (seeded by train.seed)"}
+    )
 
 
 @dataclass
@@ -100,10 +111,13 @@ class RewardConfig:
     )
     format_weight: float = field(
         default=0.0,
-        metadata={"help": "weight of the format reward (answer in \boxed{} or the task's answer format); 0 = off"},
+        metadata={
+            "help": "weight of the format reward (answer in \boxed{} or the task's answer format); 0 = off"
+        },
     )
     last_number_fallback: bool = field(
-        default=True, metadata={"help": 'math verifier: take the last number when no \boxed{} / #### / "the answer is"'}
+        default=True,
+        metadata={"help": 'math verifier: take the last number when no \boxed{} / #### / "the answer is"'},
     )
 
 
@@ -112,7 +126,8 @@ class GCPOConfig:
     num_generations: int = field(
         default=8,
         metadata={
-            "help": "G, completions sampled per prompt (>= 2); `auto` = the largest that fits memory (scheduler.auto_num_generations)"
+            "help": "G, completions sampled per prompt (>= 2); `auto` = the largest that fits memory "
+            "(scheduler.auto_num_generations)"
         },
     )
     temperature: float = field(
@@ -140,7 +155,9 @@ class GCPOConfig:
     )
     beta: float = field(
         default=0.0,
-        metadata={"help": "KL weight (k3 estimator) against the base model with the adapter disabled; 0 = no KL"},
+        metadata={
+            "help": "KL weight (k3 estimator) against the base model with the adapter disabled; 0 = no KL"
+        },
     )
     loss_type: Literal[LOSS_TYPES] = field(
         default="seq_mean_token_mean", metadata={"help": "seq_mean_token_mean | token_mean (DAPO) | dr_grpo"}
@@ -149,7 +166,8 @@ class GCPOConfig:
     suppress_tokens: Optional[list] = field(
         default=None,
         metadata={
-            "help": "token ids never sampled and masked out of training log-probs; None = pad (when it differs from EOS)"
+            "help": "token ids never sampled and masked out of training log-probs; "
+            "None = pad (when it differs from EOS)"
         },
     )
 
@@ -165,7 +183,9 @@ class TrainConfig:
     max_minutes: Optional[float] = field(
         default=None, metadata={"help": "stop after this much wall time, even before max_steps"}
     )
-    batch_size: int = field(default=64, metadata={"help": "completions per step = prompts per step x num_generations"})
+    batch_size: int = field(
+        default=64, metadata={"help": "completions per step = prompts per step x num_generations"}
+    )
     learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate on the LoRA weights"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1"})
@@ -176,7 +196,9 @@ class TrainConfig:
     )
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping; 0 = off"})
     seed: int = field(default=0, metadata={"help": "seeds torch, python and the data order"})
-    eval_steps: int = field(default=25, metadata={"help": "held-out eval every N steps (0 = only at the end)"})
+    eval_steps: int = field(
+        default=25, metadata={"help": "held-out eval every N steps (0 = only at the end)"}
+    )
     eval_temperature: float = field(default=0.0, metadata={"help": "0 = greedy held-out eval"})
     generation_batch_size: Optional[int] = field(
         default=None, metadata={"help": "sequences per generate call; None = the whole step"}
@@ -186,24 +208,31 @@ class TrainConfig:
     )
     kernels: Literal["auto", "native", "reference"] = field(
         default="auto",
-        metadata={"help": "log-prob / loss kernels: auto | native | reference (env GCPO_LITE_KERNELS overrides)"},
+        metadata={
+            "help": "log-prob / loss kernels: auto | native | reference (env GCPO_LITE_KERNELS overrides)"
+        },
     )
     logits_chunk_size: Optional[int] = field(
         default=None, metadata={"help": "tokens per lm_head chunk in the loss; None = the kernel's default"}
     )
     save_steps: int = field(default=0, metadata={"help": "checkpoint every N steps (0 = only at the end)"})
     save_total_limit: Optional[int] = field(
-        default=3, metadata={"help": "checkpoints kept in RUN_DIR/checkpoints (oldest deleted first); None = all"}
+        default=3,
+        metadata={"help": "checkpoints kept in RUN_DIR/checkpoints (oldest deleted first); None = all"},
     )
     report_to: str = field(
         default="none",
-        metadata={"help": "extra metric sinks: none | tensorboard | wandb | tensorboard,wandb (optional packages)"},
+        metadata={
+            "help": "extra metric sinks: none | tensorboard | wandb | tensorboard,wandb (optional packages)"
+        },
     )
     log_completions: int = field(
         default=2, metadata={"help": "sampled completions written to completions.jsonl per step"}
     )
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
-    num_threads: Optional[int] = field(default=None, metadata={"help": "torch CPU threads; None = torch's default"})
+    num_threads: Optional[int] = field(
+        default=None, metadata={"help": "torch CPU threads; None = torch's default"}
+    )
 
 
 @dataclass
@@ -211,26 +240,30 @@ class SchedulerConfig:
     memory_budget: Optional[str] = field(
         default=None,
         metadata={
-            "help": "memory the run may use, e.g. 8GiB or 7.5GB; None = free GPU memory (CPU: available RAM); see `gcpo-lite plan`"
+            "help": "memory the run may use, e.g. 8GiB or 7.5GB; None = free GPU memory (CPU: available "
+            "RAM); see `gcpo-lite plan`"
         },
     )
     auto_num_generations: bool = field(
         default=False,
         metadata={
-            "help": "let the planner set gcpo.num_generations: the largest G in [min_num_generations, max_num_generations] dividing train.batch_size whose group fits one generate call"
+            "help": "let the planner set gcpo.num_generations: the largest G in [min_num_generations, "
+            "max_num_generations] dividing train.batch_size whose group fits one generate call"
         },
     )
     min_num_generations: int = field(
         default=2,
         metadata={
-            "help": "smallest G auto_num_generations may pick (below 4 it warns: gold injection needs a group to contrast)"
+            "help": "smallest G auto_num_generations may pick (below 4 it warns: gold injection needs a "
+            "group to contrast)"
         },
     )
     max_num_generations: int = field(default=16, metadata={"help": "largest G auto_num_generations may pick"})
     oom_backoff: bool = field(
         default=True,
         metadata={
-            "help": "on out-of-memory, halve the generation batch / micro-batch and redo the same work (no sample lost)"
+            "help": "on out-of-memory, halve the generation batch / micro-batch and redo the same work (no "
+            "sample lost)"
         },
     )
 
@@ -302,9 +335,13 @@ def validate(cfg: Config) -> None:
     for key in ("epsilon_low", "epsilon_high"):
         v = getattr(g, key)
         if v is not None and v < 0:
-            raise ConfigError(f"gcpo.{key}={v} is negative; clip ranges are >= 0 (sequence level: ~3e-4, token: ~0.2)")
+            raise ConfigError(
+                f"gcpo.{key}={v} is negative; clip ranges are >= 0 (sequence level: ~3e-4, token: ~0.2)"
+            )
     if g.beta < 0:
-        raise ConfigError(f"gcpo.beta={g.beta} is negative; use 0 (no KL) or a small positive weight like 0.04")
+        raise ConfigError(
+            f"gcpo.beta={g.beta} is negative; use 0 (no KL) or a small positive weight like 0.04"
+        )
     positive = {
         ("gcpo", "temperature"): g.temperature,
         ("gcpo", "max_completion_length"): g.max_completion_length,
@@ -364,7 +401,9 @@ def _validate_scheduler(cfg: Config) -> None:
 
 
 def _sections() -> dict[str, type]:
-    return {f.name: f.type if isinstance(f.type, type) else globals()[f.type] for f in dataclasses.fields(Config)}
+    return {
+        f.name: f.type if isinstance(f.type, type) else globals()[f.type] for f in dataclasses.fields(Config)
+    }
 
 
 def _field_types(section_cls: type) -> dict[str, Any]:
@@ -473,7 +512,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     sections = _sections()
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form section.key=value (e.g. gcpo.num_generations=4)")
+            raise ConfigError(
+                f"override {item!r} is not of the form section.key=value (e.g. gcpo.num_generations=4)"
+            )
         dotted, raw = item.split("=", 1)
         parts = dotted.strip().split(".")
         if len(parts) != 2:
@@ -533,7 +574,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
         except UnicodeDecodeError as e:
-            raise ConfigError(f"config file {str(p)!r} is not UTF-8 text ({e.reason}); re-save it as UTF-8") from None
+            raise ConfigError(
+                f"config file {str(p)!r} is not UTF-8 text ({e.reason}); re-save it as UTF-8"
+            ) from None
     return from_dict(apply_overrides(data, overrides or []))
 
 

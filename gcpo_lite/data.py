@@ -10,6 +10,7 @@ Everything else goes through the `datasets` library:
 `--prompt-field / --answer-field / --solution-field` (data.*_field) override any mapping.
 `filter_by_prompt_length(examples, tokenizer, max_tokens)` drops over-long prompts and says how many.
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,6 +37,7 @@ class DataError(ConfigError):
 
 
 # ---------------------------------------------------------------- presets
+
 
 def _gsm8k_answer(solution: str) -> Optional[str]:
     m = re.search(r"####\s*(.+?)\s*$", solution.strip())
@@ -85,25 +87,78 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "gsm8k": Preset("openai/gsm8k", "main", "question", None, "answer", (("train", "train"), ("test", "test")),
-                    answer_from="gsm8k", note="grade-school word problems; 7473 train / 1319 test"),
-    "math": Preset("DigitalLearningGmbH/MATH-lighteval", "default", "problem", None, "solution",
-                   (("train", "train"), ("test", "test")), answer_from="boxed",
-                   note="Hendrycks MATH, answers in \\boxed{}; 7500 train / 5000 test"),
-    "math500": Preset("HuggingFaceH4/MATH-500", None, "problem", "answer", "solution",
-                      (("train", "test"), ("test", "test")), eval_only=True,
-                      note="500-problem MATH test subset (eval only)"),
-    "aime24": Preset("HuggingFaceH4/aime_2024", None, "problem", "answer", "solution",
-                     (("train", "train"), ("test", "train")), eval_only=True, note="AIME 2024 I+II, 30 problems"),
-    "aime25": Preset("math-ai/aime25", None, "problem", "answer", None,
-                     (("train", "test"), ("test", "test")), eval_only=True,
-                     note="AIME 2025 I+II, 30 problems, no solutions"),
-    "openr1": Preset("open-r1/OpenR1-Math-220k", "default", "problem", "answer", "solution",
-                     (("train", "train"),), solution_fn=_openr1_solution, keep_row=_openr1_has_answer,
-                     note="94k NuminaMath problems; gold = a verified DeepSeek-R1 trace (<think>...</think>)"),
+    "gsm8k": Preset(
+        "openai/gsm8k",
+        "main",
+        "question",
+        None,
+        "answer",
+        (("train", "train"), ("test", "test")),
+        answer_from="gsm8k",
+        note="grade-school word problems; 7473 train / 1319 test",
+    ),
+    "math": Preset(
+        "DigitalLearningGmbH/MATH-lighteval",
+        "default",
+        "problem",
+        None,
+        "solution",
+        (("train", "train"), ("test", "test")),
+        answer_from="boxed",
+        note="Hendrycks MATH, answers in \\boxed{}; 7500 train / 5000 test",
+    ),
+    "math500": Preset(
+        "HuggingFaceH4/MATH-500",
+        None,
+        "problem",
+        "answer",
+        "solution",
+        (("train", "test"), ("test", "test")),
+        eval_only=True,
+        note="500-problem MATH test subset (eval only)",
+    ),
+    "aime24": Preset(
+        "HuggingFaceH4/aime_2024",
+        None,
+        "problem",
+        "answer",
+        "solution",
+        (("train", "train"), ("test", "train")),
+        eval_only=True,
+        note="AIME 2024 I+II, 30 problems",
+    ),
+    "aime25": Preset(
+        "math-ai/aime25",
+        None,
+        "problem",
+        "answer",
+        None,
+        (("train", "test"), ("test", "test")),
+        eval_only=True,
+        note="AIME 2025 I+II, 30 problems, no solutions",
+    ),
+    "openr1": Preset(
+        "open-r1/OpenR1-Math-220k",
+        "default",
+        "problem",
+        "answer",
+        "solution",
+        (("train", "train"),),
+        solution_fn=_openr1_solution,
+        keep_row=_openr1_has_answer,
+        note="94k NuminaMath problems; gold = a verified DeepSeek-R1 trace (<think>...</think>)",
+    ),
 }
-ALIASES = {"math-500": "math500", "aime2024": "aime24", "aime_2024": "aime24", "aime2025": "aime25",
-           "aime_2025": "aime25", "openr1-math": "openr1", "openr1-math-220k": "openr1", "hendrycks_math": "math"}
+ALIASES = {
+    "math-500": "math500",
+    "aime2024": "aime24",
+    "aime_2024": "aime24",
+    "aime2025": "aime25",
+    "aime_2025": "aime25",
+    "openr1-math": "openr1",
+    "openr1-math-220k": "openr1",
+    "hendrycks_math": "math",
+}
 _BY_HUB_ID = {p.hub_id.lower(): name for name, p in PRESETS.items()}
 
 
@@ -130,13 +185,18 @@ def find_preset(name: str) -> Optional[Preset]:
 
 # ---------------------------------------------------------------- rows -> examples
 
+
 def _columns_error(source: str, role: str, column: str, columns: list[str]) -> DataError:
-    return DataError(f"{source}: no column {column!r} for the {role}; available columns: {', '.join(columns)}. "
-                     f"Pass --{role}-field COLUMN (data.{role}_field=COLUMN)")
+    return DataError(
+        f"{source}: no column {column!r} for the {role}; available columns: {', '.join(columns)}. "
+        f"Pass --{role}-field COLUMN (data.{role}_field=COLUMN)"
+    )
 
 
 def rows_to_examples(rows, cfg: DataConfig, source: str, preset: Optional[Preset] = None) -> list[Example]:
-    """Map a `datasets.Dataset` (or list of dicts with `column_names`) to Examples; rows without an answer are skipped."""
+    """Map a `datasets.Dataset` (or list of dicts with `column_names`) to Examples.
+
+    Rows without an answer, or with a null or empty prompt, are skipped and counted."""
     columns = list(rows.column_names)
     p = preset
     prompt_col = cfg.prompt_field or (p.prompt_field if p else "prompt")
@@ -180,8 +240,9 @@ def rows_to_examples(rows, cfg: DataConfig, source: str, preset: Optional[Preset
         prompt = str(prompt)
         if p is not None and not cfg.prompt_field:
             prompt = f"{prompt.rstrip()}\n\n{p.instruction or MATH_INSTRUCTION}"
-        examples.append(Example(prompt=prompt, answer=str(answer).strip(), solution=solution,
-                                system=cfg.system_prompt))
+        examples.append(
+            Example(prompt=prompt, answer=str(answer).strip(), solution=solution, system=cfg.system_prompt)
+        )
     total = skipped + skipped_prompts + len(examples)
     if skipped:
         log.warning("%s: skipped %d of %d rows with no checkable final answer", source, skipped, total)
@@ -191,6 +252,7 @@ def rows_to_examples(rows, cfg: DataConfig, source: str, preset: Optional[Preset
 
 
 # ---------------------------------------------------------------- loading
+
 
 def _split_name(preset: Optional[Preset], split: str) -> str:
     return dict(preset.splits).get(split, split) if preset else split
@@ -212,8 +274,10 @@ def _single_split(name: str) -> bool:
 
 
 def _utf8_error(path: Path, lineno: int, line: bytes, e: UnicodeDecodeError) -> DataError:
-    return DataError(f"{path}: line {lineno} is not UTF-8 text (byte 0x{line[e.start]:02x} at column {e.start + 1}: "
-                     f"{e.reason}); re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")
+    return DataError(
+        f"{path}: line {lineno} is not UTF-8 text (byte 0x{line[e.start]:02x} at column {e.start + 1}: "
+        f"{e.reason}); re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+    )
 
 
 def check_data_file(path: Path) -> None:
@@ -239,23 +303,30 @@ def check_data_file(path: Path) -> None:
                 try:
                     row = json.loads(line)
                 except ValueError as e:
-                    raise DataError(f"{path}: line {lineno} is not valid JSON ({e.msg} at column {e.colno}): "
-                                    f"{line.strip()[:60]!r}; fix or remove that line") from None
+                    raise DataError(
+                        f"{path}: line {lineno} is not valid JSON ({e.msg} at column {e.colno}): "
+                        f"{line.strip()[:60]!r}; fix or remove that line"
+                    ) from None
                 if not isinstance(row, dict):
-                    raise DataError(f"{path}: line {lineno} is a JSON {type(row).__name__}, not an object "
-                                    '{"prompt": ..., "answer": ...}')
+                    raise DataError(
+                        f"{path}: line {lineno} is a JSON {type(row).__name__}, not an object "
+                        '{"prompt": ..., "answer": ...}'
+                    )
     if blank:
         raise DataError(f"{path} has no rows (only blank lines)")
     if whole is not None:
         try:
             json.loads(whole)
         except ValueError as e:
-            raise DataError(f"{path}: not valid JSON at line {e.lineno}, column {e.colno} ({e.msg})") from None
+            raise DataError(
+                f"{path}: not valid JSON at line {e.lineno}, column {e.colno} ({e.msg})"
+            ) from None
 
 
 def load_rows(cfg: DataConfig, split: str):
     """The `datasets.Dataset` for one split of cfg.dataset (preset, hub id, local dir or file)."""
     import datasets
+
     name = dataset_name(cfg)
     path = Path(name).expanduser()
     try:
@@ -263,14 +334,18 @@ def load_rows(cfg: DataConfig, split: str):
             if not path.is_file():
                 raise DataError(f"dataset file {name!r} not found")
             check_data_file(path)
-            return datasets.load_dataset(FILE_FORMATS[path.suffix.lower()], data_files=str(path), split="train")
+            return datasets.load_dataset(
+                FILE_FORMATS[path.suffix.lower()], data_files=str(path), split="train"
+            )
         if path.is_dir() and (path / "dataset_info.json").is_file():  # Dataset.save_to_disk: one split
             return datasets.load_from_disk(str(path))
         if path.is_dir() and (path / "dataset_dict.json").is_file():  # DatasetDict.save_to_disk
             saved = datasets.load_from_disk(str(path))
             if split not in saved:
-                raise DataError(f"{name!r} has no split {split!r}; its splits: {', '.join(saved)}. "
-                                f"Set data.train_split / data.eval_split")
+                raise DataError(
+                    f"{name!r} has no split {split!r}; its splits: {', '.join(saved)}. "
+                    f"Set data.train_split / data.eval_split"
+                )
             return saved[split]
         preset = find_preset(name)
         hub_id, config = _hub_id_and_config(name, preset)
@@ -279,10 +354,12 @@ def load_rows(cfg: DataConfig, split: str):
         raise
     except Exception as e:  # network, unknown id, missing split: say which and how to fix
         presets = ", ".join(PRESETS)
-        raise DataError(f"could not load dataset {name!r} split {split!r}: {type(e).__name__}: {e}. "
-                        f"Use a built-in task ({', '.join(TASKS)}), a preset ({presets}), a hub id "
-                        "(owner/name or owner/name:config) reachable from this machine (set HF_HUB_OFFLINE=1 "
-                        "to use only the local cache), or a local .jsonl/.json/.csv/.parquet file") from None
+        raise DataError(
+            f"could not load dataset {name!r} split {split!r}: {type(e).__name__}: {e}. "
+            f"Use a built-in task ({', '.join(TASKS)}), a preset ({presets}), a hub id "
+            "(owner/name or owner/name:config) reachable from this machine (set HF_HUB_OFFLINE=1 "
+            "to use only the local cache), or a local .jsonl/.json/.csv/.parquet file"
+        ) from None
 
 
 def load_split(cfg: DataConfig, split: str, seed: int = 0) -> list[Example]:
@@ -310,9 +387,15 @@ def load_examples(cfg: DataConfig, seed: int, tokenizer=None) -> tuple[list[Exam
         held_out: Optional[list[Example]] = None
         is_file = _single_split(name)
         if preset and preset.eval_only:
-            log.warning("%s is a benchmark (%s); training on it contaminates its eval numbers", name, preset.note)
+            log.warning(
+                "%s is a benchmark (%s); training on it contaminates its eval numbers", name, preset.note
+            )
             held_out = list(train)
-        elif cfg.eval_split and not is_file and _split_name(preset, cfg.eval_split) != _split_name(preset, cfg.train_split):
+        elif (
+            cfg.eval_split
+            and not is_file
+            and _split_name(preset, cfg.eval_split) != _split_name(preset, cfg.train_split)
+        ):
             try:
                 held_out = rows_to_examples(load_rows(cfg, cfg.eval_split), cfg, name, preset)
             except DataError as e:
@@ -321,7 +404,7 @@ def load_examples(cfg: DataConfig, seed: int, tokenizer=None) -> tuple[list[Exam
         if held_out is None:
             train = list(train)
             random.Random(seed).shuffle(train)
-            held_out, train = train[:cfg.eval_size], train[cfg.eval_size:]
+            held_out, train = train[: cfg.eval_size], train[cfg.eval_size :]
     if cfg.system_prompt:
         for ex in train + held_out:
             ex.system = cfg.system_prompt
@@ -329,19 +412,28 @@ def load_examples(cfg: DataConfig, seed: int, tokenizer=None) -> tuple[list[Exam
         train, dropped_train = filter_by_prompt_length(train, tokenizer, cfg.max_prompt_length)
         held_out, dropped_eval = filter_by_prompt_length(held_out, tokenizer, cfg.max_prompt_length)
         if dropped_train or dropped_eval:
-            log.warning("dropped %d train and %d eval prompts longer than data.max_prompt_length=%d tokens",
-                        dropped_train, dropped_eval, cfg.max_prompt_length)
+            log.warning(
+                "dropped %d train and %d eval prompts longer than data.max_prompt_length=%d tokens",
+                dropped_train,
+                dropped_eval,
+                cfg.max_prompt_length,
+            )
     if cfg.shuffle:
         random.Random(seed).shuffle(train)
     if not train:
-        raise DataError(f"dataset {name!r} has no training rows left (after carving {cfg.eval_size} for eval "
-                        f"and the max_prompt_length={cfg.max_prompt_length} filter)")
-    return train, held_out[:cfg.eval_size]
+        raise DataError(
+            f"dataset {name!r} has no training rows left (after carving {cfg.eval_size} for eval "
+            f"and the max_prompt_length={cfg.max_prompt_length} filter)"
+        )
+    return train, held_out[: cfg.eval_size]
 
 
-def filter_by_prompt_length(examples: list[Example], tokenizer, max_tokens: int,
-                            to_ids: Optional[Callable[[object, Example], list[int]]] = None
-                            ) -> tuple[list[Example], int]:
+def filter_by_prompt_length(
+    examples: list[Example],
+    tokenizer,
+    max_tokens: int,
+    to_ids: Optional[Callable[[object, Example], list[int]]] = None,
+) -> tuple[list[Example], int]:
     """(examples whose prompt has at most max_tokens tokens, number dropped).
 
     to_ids(tokenizer, example) gives the prompt's ids; pass prompts.prompt_ids to count the
@@ -363,6 +455,7 @@ def with_hub_id(name: str, hub_id: str) -> Preset:
 
 
 # ---------------------------------------------------------------- the training order
+
 
 class PromptStream:
     """The training prompts, served in order and reshuffled (seeded) at the start of each new epoch.
@@ -403,13 +496,21 @@ class PromptStream:
 
     def state_dict(self) -> dict:
         index = {id(ex): i for i, ex in enumerate(self.examples)}
-        return {"cursor": self.cursor, "epoch": self.epoch, "order": [index[id(ex)] for ex in self.order],
-                "fingerprint": self.fingerprint()}
+        return {
+            "cursor": self.cursor,
+            "epoch": self.epoch,
+            "order": [index[id(ex)] for ex in self.order],
+            "fingerprint": self.fingerprint(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
-        order = [int(i) for i in (state["order"].tolist() if hasattr(state["order"], "tolist") else state["order"])]
+        order = [
+            int(i) for i in (state["order"].tolist() if hasattr(state["order"], "tolist") else state["order"])
+        ]
         if state["fingerprint"] != self.fingerprint() or len(order) != len(self.examples):
-            raise DataError("the training data differs from the data this checkpoint was trained on (dataset, split, "
-                            "seed or max_prompt_length changed); resume with the run's own config.yaml")
+            raise DataError(
+                "the training data differs from the data this checkpoint was trained on (dataset, split, "
+                "seed or max_prompt_length changed); resume with the run's own config.yaml"
+            )
         self.order = [self.examples[i] for i in order]
         self.cursor, self.epoch = int(state["cursor"]), int(state["epoch"])

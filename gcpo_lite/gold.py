@@ -11,6 +11,7 @@ lead's prompts.completion_ids_for_text then puts it through the chat template):
 `make_gold` checks a gold text with the run's own reward function (a reference whose answer disagrees
 with the answer column is not injected); `inject` decides, without a model, which rows get gold.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,8 +31,9 @@ def is_thinking_family(model_family: Optional[str]) -> bool:
 def prompt_opens_think(tokenizer) -> bool:
     """True when the chat template's generation prompt ends inside `<think>` (newer R1-Distill templates)."""
     try:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": "1+1?"}], add_generation_prompt=True,
-                                             tokenize=False)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "1+1?"}], add_generation_prompt=True, tokenize=False
+        )
     except Exception:  # no chat template: the completion starts from scratch
         return False
     return isinstance(text, str) and text.rstrip().endswith("<think>")
@@ -50,7 +52,9 @@ def _final_statement(answer: str) -> str:
     return f"The final answer is $\\boxed{{{answer}}}$."
 
 
-def gold_solution_text(example: Example, model_family: Optional[str], *, prompt_opens_think: bool = False) -> str:
+def gold_solution_text(
+    example: Example, model_family: Optional[str], *, prompt_opens_think: bool = False
+) -> str:
     """The gold completion text for `example` as a model of `model_family` would write it.
 
     prompt_opens_think: the chat template's generation prompt already ends in `<think>` (newer
@@ -76,13 +80,20 @@ GOLD_STATUSES = ("ok", "truncated", "skipped_overflow", "failed_verification", "
 @dataclass
 class Gold:
     """One example's gold completion, ready to inject (ids) or the reason it cannot be (status)."""
+
     ids: Optional[list[int]]  # completion ids ending in the turn's end token; None when unusable
     reward: float = 0.0
     status: str = "ok"  # one of GOLD_STATUSES
 
 
-def make_gold(text: Optional[str], *, tokenize: Callable[[str], list[int]], score: Callable[[list[int]], tuple],
-              max_len: int, overflow: str) -> Gold:
+def make_gold(
+    text: Optional[str],
+    *,
+    tokenize: Callable[[str], list[int]],
+    score: Callable[[list[int]], tuple],
+    max_len: int,
+    overflow: str,
+) -> Gold:
     """Check a gold text the way the policy's own completions are checked.
 
     text: the gold completion text (None: the example has no reference solution);
@@ -113,8 +124,14 @@ def choose_gold_slot(rewards: Sequence[float], mean_logprobs: Sequence[float]) -
     return min(range(len(rewards)), key=lambda i: (rewards[i], mean_logprobs[i]))
 
 
-def inject(rewards: Sequence[float], correct: Sequence[bool], mean_logprobs: Sequence[float],
-           golds: Sequence[Gold], num_generations: int, mode: str) -> tuple[dict[int, Gold], dict[str, int]]:
+def inject(
+    rewards: Sequence[float],
+    correct: Sequence[bool],
+    mean_logprobs: Sequence[float],
+    golds: Sequence[Gold],
+    num_generations: int,
+    mode: str,
+) -> tuple[dict[int, Gold], dict[str, int]]:
     """Where gold goes in a step of B = groups x G rows (grouped contiguously).
 
     golds[g] is group g's Gold; it is only read for groups that need one (it may be computed lazily).

@@ -4,6 +4,7 @@
 local directory. With no name, the embedded default: a tiny random Qwen2 model with a BPE
 tokenizer trained on the built-in task's text, created on first use and cached.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -17,7 +18,12 @@ from typing import Optional
 import torch
 
 from gcpo_lite.config import Config, ConfigError, LoraConfig, ModelConfig
-from gcpo_lite.registry import EMBEDDED_ARCH, EMBEDDED_NAME, EMBEDDED_VERSION, REGISTRY, cache_root, embedded_model_dir  # noqa: F401 (re-exported)
+from gcpo_lite.registry import (
+    EMBEDDED_ARCH,
+    EMBEDDED_NAME,
+    REGISTRY,
+    embedded_model_dir,
+)  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +31,8 @@ log = logging.getLogger(__name__)
 EMBEDDING_INIT_STD = 0.15
 CHAT_TEMPLATE = (  # Qwen2's ChatML layout, without the default system message
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 class ModelNameError(ConfigError):
@@ -52,12 +59,15 @@ def resolve_model(name: Optional[str]) -> ResolvedModel:
         path = str(Path(name).expanduser())
         return ResolvedModel(path, _family_from_config(path), path)
     if "/" in name:
-        return ResolvedModel(name, "r1_distill" if "r1-distill" in key else
-                             "llama" if "llama" in key else "qwen2", name)
+        return ResolvedModel(
+            name, "r1_distill" if "r1-distill" in key else "llama" if "llama" in key else "qwen2", name
+        )
     close = difflib.get_close_matches(key, list(REGISTRY), n=3, cutoff=0.4)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise ModelNameError(f"unknown model {name!r}: not a registry name, a hub id (owner/name) or an existing "
-                         f"path.{hint} Registry: {', '.join(REGISTRY)}")
+    raise ModelNameError(
+        f"unknown model {name!r}: not a registry name, a hub id (owner/name) or an existing "
+        f"path.{hint} Registry: {', '.join(REGISTRY)}"
+    )
 
 
 def _family_from_config(path: str) -> str:
@@ -73,6 +83,7 @@ def _family_from_config(path: str) -> str:
 
 # ---------------------------------------------------------------- the embedded tiny model
 
+
 def build_tiny_tokenizer(corpus: list[str]):
     """A byte-level BPE with Qwen2's pre-tokenizer (digits split one by one) and ChatML specials.
 
@@ -84,9 +95,12 @@ def build_tiny_tokenizer(corpus: list[str]):
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     # Only the characters the task uses: a small vocab keeps random sampling near the answer space, which
     # is what lets the demo learn within minutes (a 256-byte alphabet made it ~10x slower to start).
@@ -107,8 +121,13 @@ def create_embedded_model(directory: Path, seed: int = 0) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".", dir=directory.parent))
     raw = build_tiny_tokenizer(TASKS[DEFAULT_TASK].corpus())
-    fast = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   unk_token=None, bos_token=None)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        bos_token=None,
+    )
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(tmp)
     # Make AutoTokenizer load it as Qwen2's own tokenizer class.
@@ -116,9 +135,14 @@ def create_embedded_model(directory: Path, seed: int = 0) -> Path:
     tcfg = json.loads(tcfg_path.read_text())
     tcfg["tokenizer_class"] = "Qwen2Tokenizer"
     tcfg_path.write_text(json.dumps(tcfg, indent=2))
-    config = Qwen2Config(vocab_size=raw.get_vocab_size(), **EMBEDDED_ARCH,
-                         bos_token_id=None, eos_token_id=raw.token_to_id("<|im_end|>"),
-                         pad_token_id=raw.token_to_id("<|endoftext|>"), use_cache=True)
+    config = Qwen2Config(
+        vocab_size=raw.get_vocab_size(),
+        **EMBEDDED_ARCH,
+        bos_token_id=None,
+        eos_token_id=raw.token_to_id("<|im_end|>"),
+        pad_token_id=raw.token_to_id("<|endoftext|>"),
+        use_cache=True,
+    )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
     # The base stays frozen, so the output layer's scale is fixed for good. With the usual 0.02 init its rows
@@ -134,6 +158,7 @@ def create_embedded_model(directory: Path, seed: int = 0) -> Path:
         os.replace(tmp, directory)
     except OSError:  # another process created it first: keep theirs
         import shutil
+
         shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
@@ -147,6 +172,7 @@ def ensure_embedded_model() -> Path:
 
 
 # ---------------------------------------------------------------- loading
+
 
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
@@ -174,18 +200,25 @@ def check_local_model_dir(source: str) -> None:
     if not path.is_dir():
         return
     if not (path / "config.json").is_file():
-        raise ModelNameError(f"model directory {source!r} has no config.json; pass the folder save_pretrained "
-                             "wrote (config.json, weights, tokenizer files)")
+        raise ModelNameError(
+            f"model directory {source!r} has no config.json; pass the folder save_pretrained "
+            "wrote (config.json, weights, tokenizer files)"
+        )
     if not any((path / f).is_file() for f in TOKENIZER_FILES):
-        raise ModelNameError(f"model directory {source!r} has no tokenizer ({', '.join(TOKENIZER_FILES)}); save "
-                             "the tokenizer there too (tokenizer.save_pretrained(DIR)), or copy the base model's "
-                             "tokenizer files into it")
+        raise ModelNameError(
+            f"model directory {source!r} has no tokenizer ({', '.join(TOKENIZER_FILES)}); save "
+            "the tokenizer there too (tokenizer.save_pretrained(DIR)), or copy the base model's "
+            "tokenizer files into it"
+        )
 
 
 def load_tokenizer(source: str, cfg: ModelConfig):
     from transformers import AutoTokenizer
+
     check_local_model_dir(source)
-    tok = AutoTokenizer.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(
+        source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
+    )
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token  # padding is masked everywhere; it only needs an id
     return tok
@@ -194,20 +227,33 @@ def load_tokenizer(source: str, cfg: ModelConfig):
 def load_base_model(source: str, cfg: ModelConfig, device: torch.device):
     """The frozen base: 4-bit NF4 (double quant, compute dtype) when cfg.quantize, else full precision."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
     dtype = compute_dtype(cfg, device)
-    kwargs = dict(revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, dtype=dtype,
-                  attn_implementation=cfg.attn_implementation)
+    kwargs = dict(
+        revision=cfg.revision,
+        trust_remote_code=cfg.trust_remote_code,
+        dtype=dtype,
+        attn_implementation=cfg.attn_implementation,
+    )
     if cfg.quantize:
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
-            bnb_4bit_use_double_quant=cfg.bnb_4bit_use_double_quant, bnb_4bit_compute_dtype=dtype)
-        kwargs["device_map"] = {"": device.index if device.type == "cuda" and device.index is not None
-                                else (0 if device.type == "cuda" else "cpu")}
+            load_in_4bit=True,
+            bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=cfg.bnb_4bit_use_double_quant,
+            bnb_4bit_compute_dtype=dtype,
+        )
+        kwargs["device_map"] = {
+            "": device.index
+            if device.type == "cuda" and device.index is not None
+            else (0 if device.type == "cuda" else "cpu")
+        }
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as e:
-        raise ModelNameError(f"could not load model {source!r}: {e}. Check the name, your network or "
-                             "HF_HUB_OFFLINE, or pass a local directory") from None
+        raise ModelNameError(
+            f"could not load model {source!r}: {e}. Check the name, your network or "
+            "HF_HUB_OFFLINE, or pass a local directory"
+        ) from None
     if not cfg.quantize:
         model.to(device)
     else:
@@ -230,19 +276,28 @@ def add_lora(model, lora: LoraConfig, gradient_checkpointing: bool):
     """Wrap the frozen base with trainable LoRA adapters (peft)."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
+
     present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     missing = [m for m in lora.target_modules if m not in present]
     if missing:
-        raise ConfigError(f"lora.target_modules {missing} are not modules of this model; its projections are "
-                          f"{sorted(m for m in present if m.endswith('proj'))}")
+        raise ConfigError(
+            f"lora.target_modules {missing} are not modules of this model; its projections are "
+            f"{sorted(m for m in present if m.endswith('proj'))}"
+        )
     if gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 name
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False  # no KV cache while training; generation turns it back on
-    peft_cfg = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                              target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
+    peft_cfg = PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, peft_cfg)
 
 

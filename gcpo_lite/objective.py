@@ -3,6 +3,7 @@
 The native op takes `loss_type` and `importance_sampling_level` as codes: a name's index in these tuples
 (csrc/loss_math.h declares its enums in the same order; tests/test_kernels_reference.py checks it).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -15,8 +16,9 @@ EPSILON_DEFAULTS = {  # (epsilon_low, epsilon_high) clip ranges per importance-s
 }
 
 
-def resolved_epsilons(importance_sampling_level: str, epsilon_low: Optional[float] = None,
-                      epsilon_high: Optional[float] = None) -> tuple[float, float]:
+def resolved_epsilons(
+    importance_sampling_level: str, epsilon_low: Optional[float] = None, epsilon_high: Optional[float] = None
+) -> tuple[float, float]:
     """(epsilon_low, epsilon_high) with the level's defaults filled in for None."""
     low, high = EPSILON_DEFAULTS[importance_sampling_level]
     return (low if epsilon_low is None else epsilon_low, high if epsilon_high is None else epsilon_high)

@@ -13,11 +13,19 @@ Measured choices (SFT and GCPO sweeps on the embedded task, see docs/BENCHMARKS.
 - kernels: reference. With a 48-token vocab the fused kernels save nothing, and their first-use build
   (about a minute on 2 cores) would eat a fifth of the five-minute demo.
 """
+
 EMBEDDED_DEFAULT: dict = {
     "model": {"name": None, "quantize": True, "gradient_checkpointing": False},
     "lora": {"r": 64, "alpha": 128},
     "data": {"dataset": "addition", "eval_size": 200},
     "gcpo": {"num_generations": 2, "temperature": 1.0, "max_completion_length": 5},
-    "train": {"output_dir": "runs/embedded-addition", "max_steps": 1000, "max_minutes": 4.5,
-              "batch_size": 1024, "learning_rate": 3e-3, "eval_steps": 25, "kernels": "reference"},
+    "train": {
+        "output_dir": "runs/embedded-addition",
+        "max_steps": 1000,
+        "max_minutes": 4.5,
+        "batch_size": 1024,
+        "learning_rate": 3e-3,
+        "eval_steps": 25,
+        "kernels": "reference",
+    },
 }

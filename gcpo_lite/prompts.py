@@ -4,6 +4,7 @@ A gold completion is the reference solution written the way the policy would ans
 chat template's assistant turn, cut after its first EOS token, exactly like a sampled
 completion that stopped.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -33,11 +34,11 @@ def completion_ids_for_text(tokenizer, example: Example, text: str, eos_ids: set
         full = tokenizer.apply_chat_template(msgs + [{"role": "assistant", "content": text}], tokenize=False)
         # Use the template's rendering only when it keeps the text whole: some templates (R1-distill)
         # strip the reasoning before </think> from assistant turns, which would silently drop the gold's.
-        if full.startswith(prompt) and text.strip() in full[len(prompt):]:
-            ids = tokenizer(full[len(prompt):], add_special_tokens=False).input_ids
+        if full.startswith(prompt) and text.strip() in full[len(prompt) :]:
+            ids = tokenizer(full[len(prompt) :], add_special_tokens=False).input_ids
             for i, t in enumerate(ids):
                 if t in eos_ids:
-                    return ids[:i + 1]
+                    return ids[: i + 1]
             return ids + [eos]
     return tokenizer(text, add_special_tokens=False).input_ids + [eos]
 

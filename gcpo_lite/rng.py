@@ -1,4 +1,5 @@
 """Capture and restore the random streams, so a checkpoint resumes and an OOM retry redoes work exactly."""
+
 from __future__ import annotations
 
 import random
@@ -9,12 +10,23 @@ import torch
 
 def rng_state() -> dict:
     """Every random stream the loop draws from: python's, torch's CPU and CUDA generators (numpy's when loaded)."""
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []}
+    state = {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all()
+        if torch.cuda.is_available() and torch.cuda.is_initialized()
+        else [],
+    }
     np = sys.modules.get("numpy")
     if np is not None:  # not used by the loop, but cheap; stored as plain tensors (weights_only-safe)
         name, keys, pos, has_gauss, gauss = np.random.get_state()
-        state["numpy"] = [name, torch.from_numpy(keys.astype("int64")), int(pos), int(has_gauss), float(gauss)]
+        state["numpy"] = [
+            name,
+            torch.from_numpy(keys.astype("int64")),
+            int(pos),
+            int(has_gauss),
+            float(gauss),
+        ]
     return state
 
 

@@ -5,6 +5,7 @@ completion's mean sampling log-prob (used only to break ties when choosing which
 gold solution replaces). `pad_batch` turns id lists into the padded tensors of a training row
 batch: prompts left-padded, completions right-padded.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,7 +19,9 @@ from torch import Tensor
 class SampleOutput:
     completions: list[list[int]]  # per sequence: sampled ids, ending in an EOS id unless truncated
     mean_logprobs: list[float]  # per sequence: mean log pi(token) at the sampling temperature
-    entropy_sums: list[float] = field(default_factory=list)  # per sequence: summed entropy (nats) of the sampling distributions of its tokens
+    entropy_sums: list[float] = field(
+        default_factory=list
+    )  # per sequence: summed entropy (nats) of the sampling distributions of its tokens
 
 
 def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[Tensor, Tensor]:
@@ -26,8 +29,8 @@ def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[Tenso
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-        mask[i, width - len(s):] = 1
+        ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+        mask[i, width - len(s) :] = 1
     return ids.to(device), mask.to(device)  # (B, P), (B, P)
 
 
@@ -36,8 +39,8 @@ def _right_pad(seqs: Sequence[Sequence[int]], pad_id: int, width: int, device) -
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
         s = list(s)[:width]
-        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, :len(s)] = 1
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
     return ids.to(device), mask.to(device)  # (B, T), (B, T)
 
 
@@ -51,9 +54,18 @@ def _top_p_filter(logits: Tensor, top_p: float) -> Tensor:
 
 
 @torch.no_grad()
-def sample_completions(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, temperature: float,
-                       top_p: float, eos_ids: set[int], pad_id: int, suppress_ids: Sequence[int] = (),
-                       generator: Optional[torch.Generator] = None) -> SampleOutput:
+def sample_completions(
+    model,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    eos_ids: set[int],
+    pad_id: int,
+    suppress_ids: Sequence[int] = (),
+    generator: Optional[torch.Generator] = None,
+) -> SampleOutput:
     """Sample one completion per prompt (repeat a prompt G times for a group) in one batch.
 
     temperature 0 means greedy. suppress_ids are never sampled (and must be masked in the
@@ -78,9 +90,18 @@ def sample_completions(model, prompts: Sequence[Sequence[int]], *, max_new_token
     step_ids = ids
     try:
         for t in range(max_new_tokens):
-            logits = model(input_ids=step_ids, attention_mask=mask, position_ids=position,
-                           past_key_values=cache, use_cache=True,
-                           logits_to_keep=1).logits[:, -1, :].float()  # (B, V): prefill skips the prompt's logits
+            logits = (
+                model(
+                    input_ids=step_ids,
+                    attention_mask=mask,
+                    position_ids=position,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                .logits[:, -1, :]
+                .float()
+            )  # (B, V): prefill skips the prompt's logits
             if banned.numel():
                 logits.index_fill_(-1, banned, float("-inf"))
             if temperature > 0:
@@ -107,13 +128,17 @@ def sample_completions(model, prompts: Sequence[Sequence[int]], *, max_new_token
         model.train(was_training)
     lengths = length.tolist()
     rows = out.tolist()
-    return SampleOutput(completions=[r[:n] for r, n in zip(rows, lengths)],
-                        mean_logprobs=(logp_sum / length.clamp(min=1)).tolist(), entropy_sums=ent_sum.tolist())
+    return SampleOutput(
+        completions=[r[:n] for r, n in zip(rows, lengths)],
+        mean_logprobs=(logp_sum / length.clamp(min=1)).tolist(),
+        entropy_sums=ent_sum.tolist(),
+    )
 
 
 @dataclass
 class RowBatch:
     """Padded training rows: prompt (left-padded) followed by completion (right-padded)."""
+
     prompt_ids: Tensor  # (B, P)
     prompt_mask: Tensor  # (B, P)
     completion_ids: Tensor  # (B, T)
@@ -123,8 +148,9 @@ class RowBatch:
         return self.prompt_ids.shape[0]
 
 
-def pad_batch(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int,
-              device) -> RowBatch:
+def pad_batch(
+    prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int, device
+) -> RowBatch:
     width = max(1, max(len(c) for c in completions))
     p_ids, p_mask = _left_pad(prompts, pad_id, device)
     c_ids, c_mask = _right_pad(completions, pad_id, width, device)

@@ -7,6 +7,7 @@
 trainer takes it again before writing). `prepare_new_run` refuses a directory that already holds a run
 unless asked to overwrite, and then moves the old run aside to RUN_DIR.old-DATE: nothing is deleted.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -39,8 +40,10 @@ def lock_run_dir(run_dir: str | Path) -> Path:
     except BlockingIOError:
         owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise RunDirError(f"{run_dir} is in use by another gcpo-lite run (pid {owner}); two runs cannot share a "
-                          "run directory: wait for it to finish, or choose another --output-dir") from None
+        raise RunDirError(
+            f"{run_dir} is in use by another gcpo-lite run (pid {owner}); two runs cannot share a "
+            "run directory: wait for it to finish, or choose another --output-dir"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[key] = fd
@@ -75,8 +78,10 @@ def prepare_new_run(run_dir: str | Path, *, overwrite: bool = False, echo=print)
         unlock_run_dir(run_dir)
         what = "holds a gcpo-lite run" if is_run else f"is not empty ({', '.join(found[:3])}...)"
         hint = f"continue it with `gcpo-lite train --resume {run_dir}`, " if is_run else ""
-        raise RunDirError(f"{run_dir} {what}; {hint}choose another --output-dir, or pass --overwrite to move it "
-                          f"aside to {run_dir.name}.old-DATE (nothing is deleted)")
+        raise RunDirError(
+            f"{run_dir} {what}; {hint}choose another --output-dir, or pass --overwrite to move it "
+            f"aside to {run_dir.name}.old-DATE (nothing is deleted)"
+        )
     aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
     n = 1
     while aside.exists():

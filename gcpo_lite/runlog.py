@@ -4,6 +4,7 @@ TensorBoard / Weights & Biases sinks (`--report-to`), and the progress bar (rich
 TensorBoard and W&B are imported only when asked for; a missing package is a ConfigError that says
 what to install. W&B reads its API key from WANDB_API_KEY or its own login; gcpo-lite never sees it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,6 +33,7 @@ def step_extras(trainer) -> dict:
     else:  # the process's peak resident set (Linux reports KiB, macOS bytes); never goes down
         try:
             import resource  # POSIX only
+
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             out["peak_memory_bytes"] = int(rss if sys.platform == "darwin" else rss * 1024)
         except ImportError:
@@ -43,6 +45,7 @@ def step_extras(trainer) -> dict:
 
 
 # ---------------------------------------------------------------- metric sinks
+
 
 def _sinks(report_to: str) -> list[str]:
     return [s.strip() for s in (report_to or "").split(",") if s.strip() and s.strip() != "none"]
@@ -58,24 +61,44 @@ class Reporters:
                 try:
                     from torch.utils.tensorboard import SummaryWriter
                 except ImportError:
-                    raise ConfigError("train.report_to=tensorboard needs the tensorboard package: "
-                                      "pip install tensorboard (or drop --report-to tensorboard)") from None
-                self.writers.append(("tensorboard", SummaryWriter(log_dir=str(run_dir / "tensorboard"),
-                                                                  purge_step=resume_step + 1 if resume_step else None)))
+                    raise ConfigError(
+                        "train.report_to=tensorboard needs the tensorboard package: "
+                        "pip install tensorboard (or drop --report-to tensorboard)"
+                    ) from None
+                self.writers.append(
+                    (
+                        "tensorboard",
+                        SummaryWriter(
+                            log_dir=str(run_dir / "tensorboard"),
+                            purge_step=resume_step + 1 if resume_step else None,
+                        ),
+                    )
+                )
             elif sink == "wandb":
                 try:
                     import wandb
                 except ImportError:
-                    raise ConfigError("train.report_to=wandb needs the wandb package: pip install wandb, then "
-                                      "`wandb login` (or drop --report-to wandb)") from None
-                run = wandb.init(project="gcpo-lite", name=run_dir.name, dir=str(run_dir), config=cfg.to_dict(),
-                                 id=_wandb_id(run_dir), resume="allow")
+                    raise ConfigError(
+                        "train.report_to=wandb needs the wandb package: pip install wandb, then "
+                        "`wandb login` (or drop --report-to wandb)"
+                    ) from None
+                run = wandb.init(
+                    project="gcpo-lite",
+                    name=run_dir.name,
+                    dir=str(run_dir),
+                    config=cfg.to_dict(),
+                    id=_wandb_id(run_dir),
+                    resume="allow",
+                )
                 self.writers.append(("wandb", run))
 
     def log(self, row: dict) -> None:
         step = int(row.get("step", 0))
-        scalars = {k: float(v) for k, v in row.items()
-                   if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+        scalars = {
+            k: float(v)
+            for k, v in row.items()
+            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        }
         for kind, w in self.writers:
             if kind == "tensorboard":
                 for k, v in scalars.items():
@@ -96,6 +119,7 @@ def _wandb_id(run_dir: Path) -> str:
     if path.is_file():
         return path.read_text().strip()
     import uuid
+
     rid = uuid.uuid4().hex[:12]
     path.write_text(rid)
     return rid
@@ -103,9 +127,13 @@ def _wandb_id(run_dir: Path) -> str:
 
 # ---------------------------------------------------------------- progress bar
 
+
 def _postfix(row: dict) -> dict:
-    post = {"reward": f"{row.get('reward_mean', float('nan')):.2f}", "acc": f"{row.get('accuracy', float('nan')):.2f}",
-            "gold": f"{row.get('gold_injected_frac', float('nan')):.2f}"}
+    post = {
+        "reward": f"{row.get('reward_mean', float('nan')):.2f}",
+        "acc": f"{row.get('accuracy', float('nan')):.2f}",
+        "gold": f"{row.get('gold_injected_frac', float('nan')):.2f}",
+    }
     if "eval_accuracy" in row:
         post["eval"] = f"{row['eval_accuracy']:.2f}"
     return post
@@ -128,20 +156,31 @@ class ProgressBar:
                     TimeElapsedColumn,
                     TimeRemainingColumn,
                 )
-                self._rich = Progress(TextColumn("gcpo"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                      TimeRemainingColumn(), TextColumn("{task.description}"), transient=False)
+
+                self._rich = Progress(
+                    TextColumn("gcpo"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    TimeRemainingColumn(),
+                    TextColumn("{task.description}"),
+                    transient=False,
+                )
                 self._task = self._rich.add_task("", total=total, completed=initial)
                 self._rich.start()
             except ImportError:
                 self._rich = None
         if self._rich is None:
             from tqdm.auto import tqdm
+
             self._tqdm = tqdm(total=total, initial=initial, desc="gcpo", unit="step", dynamic_ncols=True)
 
     def update(self, row: dict) -> None:
         post = _postfix(row)
         if self._rich is not None:
-            self._rich.update(self._task, advance=1, description=" ".join(f"{k}={v}" for k, v in post.items()))
+            self._rich.update(
+                self._task, advance=1, description=" ".join(f"{k}={v}" for k, v in post.items())
+            )
         else:
             self._tqdm.update(1)
             self._tqdm.set_postfix(post, refresh=False)

@@ -4,6 +4,7 @@
 passes at most ~1% of prompts (the sums spread over 20..198), so accuracy measures learning.
 Train and held-out prompts come from disjoint (a, b) pairs.
 """
+
 from __future__ import annotations
 
 import random
@@ -15,6 +16,7 @@ from typing import Callable, Optional
 @dataclass
 class Example:
     """One prompt of a dataset. `solution` is the worked reference (gold), when the data has one."""
+
     prompt: str  # the question, before the chat template
     answer: str  # the final answer the verifier compares against
     solution: Optional[str] = None  # reference solution text, ending in the answer

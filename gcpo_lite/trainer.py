@@ -7,6 +7,7 @@ Departures from plain GRPO (each a config option, see config.py):
 - no KL term by default (beta = 0); with beta > 0 the reference is the base with the adapter off;
 - groups whose advantages are all zero are not forwarded at all when beta = 0 (they carry no gradient).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,8 +54,9 @@ class _UpdateRows:
 
     def padded(self, s: int, e: int, pad_id: int, device) -> RowBatch:
         idx = self.rows[s:e]
-        return pad_batch([self.batch.prompts[i] for i in idx], [self.batch.completions[i] for i in idx], pad_id,
-                         device)
+        return pad_batch(
+            [self.batch.prompts[i] for i in idx], [self.batch.completions[i] for i in idx], pad_id, device
+        )
 
     def share(self, s: int, e: int) -> float:
         return (sum(self.lengths[s:e]) if self.by_tokens else e - s) / self.normalizer
@@ -64,7 +66,7 @@ def _stack(values: list, s: int, e: int, width: int, device) -> torch.Tensor:
     """values[s:e] (each (len_i,)) as (e - s, width), zero past each row's end."""
     out = torch.zeros(e - s, width, device=device)
     for j, v in enumerate(values[s:e]):
-        out[j, :len(v)] = v
+        out[j, : len(v)] = v
     return out
 
 
@@ -93,9 +95,19 @@ class _MetricsLog:
         for i in range(0, min(len(batch.completions), n * G), G):  # first sample of the first n groups
             ex = batch.examples[i // G]
             text = self.trainer.tokenizer.decode(batch.completions[i], skip_special_tokens=True)
-            self.cf.write(json.dumps({"step": self.trainer.step, "prompt": ex.prompt, "answer": ex.answer,
-                                      "completion": text, "reward": float(batch.rewards[i]),
-                                      "gold": bool(batch.is_gold[i])}) + "\n")
+            self.cf.write(
+                json.dumps(
+                    {
+                        "step": self.trainer.step,
+                        "prompt": ex.prompt,
+                        "answer": ex.answer,
+                        "completion": text,
+                        "reward": float(batch.rewards[i]),
+                        "gold": bool(batch.is_gold[i]),
+                    }
+                )
+                + "\n"
+            )
         self.cf.flush()
 
 
@@ -115,6 +127,7 @@ class _LazyGolds:
 @dataclass
 class StepBatch:
     """One step's rollouts, B = prompts x G rows grouped contiguously."""
+
     examples: list[Example]
     prompts: list[list[int]]  # (B,) prompt ids
     completions: list[list[int]]  # (B,) completion ids (gold rows replaced)
@@ -137,23 +150,27 @@ class Trainer:
         self.model, self.tokenizer, self.resolved = load_policy(cfg, self.device)
         train_examples, self.eval_examples = load_examples(cfg.data, t.seed, tokenizer=self.tokenizer)
         self.prompts = PromptStream(train_examples, t.seed, cfg.data.shuffle)  # order, cursor, epoch
-        self.rewards = RewardModel(resolve_verifier(cfg.reward.verifier, dataset_name(cfg.data),
-                                                    cfg.reward.last_number_fallback), cfg.reward.format_weight)
+        self.rewards = RewardModel(
+            resolve_verifier(cfg.reward.verifier, dataset_name(cfg.data), cfg.reward.last_number_fallback),
+            cfg.reward.format_weight,
+        )
         self._builtin_task = is_builtin(cfg.data)
         self._opens_think = prompt_opens_think(self.tokenizer)
         self.eos_ids = eos_token_ids(self.tokenizer, self.model)
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.suppress = suppressed_ids(self.tokenizer, self.eos_ids, cfg.gcpo.suppress_tokens)
         self.suppress_t = torch.tensor(self.suppress, dtype=torch.long, device=self.device)
-        longest_prompt = max((len(prompt_ids(self.tokenizer, ex)) for ex in train_examples + self.eval_examples),
-                             default=1)  # the memory plan sizes for the prompts this run really has
+        longest_prompt = max(
+            (len(prompt_ids(self.tokenizer, ex)) for ex in train_examples + self.eval_examples), default=1
+        )  # the memory plan sizes for the prompts this run really has
         self.plan = make_plan(cfg, model_config=self.model.config, prompt_tokens=longest_prompt)
         if cfg.scheduler.auto_num_generations:  # auto values resolved once: the run's effective config
             self.cfg = cfg = cfg.with_num_generations(self.plan.num_generations)
         self.backoff = OOMBackoff(self.plan, enabled=cfg.scheduler.oom_backoff)  # OOM: halve the size, redo
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay,
-                                           betas=(t.adam_beta1, t.adam_beta2))
+        self.optimizer = torch.optim.AdamW(
+            params, lr=t.learning_rate, weight_decay=t.weight_decay, betas=(t.adam_beta1, t.adam_beta2)
+        )
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.out_dir = Path(t.output_dir)
         self.step = 0
@@ -184,12 +201,20 @@ class Trainer:
         if key not in self._gold_cache:
             # Built-in tasks write solutions as the policy answers; dataset solutions get a final \boxed{}
             # and, for R1-distill models, thinking tags (gold.py).
-            text = ex.solution if (self._builtin_task or not ex.solution) else gold_solution_text(
-                ex, self.resolved.family, prompt_opens_think=self._opens_think)
+            text = (
+                ex.solution
+                if (self._builtin_task or not ex.solution)
+                else gold_solution_text(ex, self.resolved.family, prompt_opens_think=self._opens_think)
+            )
             self._gold_cache[key] = make_gold(
-                text, tokenize=lambda x: completion_ids_for_text(self.tokenizer, ex, x, self.eos_ids),
-                score=lambda ids: self.rewards.score(self.tokenizer.decode(ids, skip_special_tokens=True), ex),
-                max_len=self.cfg.gcpo.max_completion_length, overflow=self.cfg.gcpo.gold_overflow)
+                text,
+                tokenize=lambda x: completion_ids_for_text(self.tokenizer, ex, x, self.eos_ids),
+                score=lambda ids: self.rewards.score(
+                    self.tokenizer.decode(ids, skip_special_tokens=True), ex
+                ),
+                max_len=self.cfg.gcpo.max_completion_length,
+                overflow=self.cfg.gcpo.gold_overflow,
+            )
         return self._gold_cache[key]
 
     def next_examples(self, n: int) -> list[Example]:
@@ -198,9 +223,14 @@ class Trainer:
     # ------------------------------------------------------------ state
     def state_dict(self) -> dict:
         """Everything a checkpoint needs besides the adapter weights: plain containers and tensors."""
-        return {"step": self.step, "optimizer": self.optimizer.state_dict(),
-                "lr_schedule": self.lr_schedule.state_dict(), "data": self.prompts.state_dict(),
-                "reward_errors": self.rewards.errors, "rng": rng_state()}
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "lr_schedule": self.lr_schedule.state_dict(),
+            "data": self.prompts.state_dict(),
+            "reward_errors": self.rewards.errors,
+            "rng": rng_state(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore state_dict()'s contents (the random streams last: nothing may draw after them)."""
@@ -217,9 +247,16 @@ class Trainer:
         g = self.cfg.gcpo
 
         def chunk(s: int, e: int):
-            return sample_completions(self.model, prompts[s:e], max_new_tokens=max_new_tokens,
-                                      temperature=temperature, top_p=g.top_p, eos_ids=self.eos_ids,
-                                      pad_id=self.pad_id, suppress_ids=self.suppress)
+            return sample_completions(
+                self.model,
+                prompts[s:e],
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=g.top_p,
+                eos_ids=self.eos_ids,
+                pad_id=self.pad_id,
+                suppress_ids=self.suppress,
+            )
 
         outs = self.backoff.map("generation", len(prompts), chunk)
         completions = [c for o in outs for c in o.completions]
@@ -245,12 +282,14 @@ class Trainer:
             completions[row], rewards[row], is_gold[row] = list(gold.ids), gold.reward, True
         reward_t = torch.tensor(rewards, dtype=torch.float32)
         adv = group_advantages(reward_t, G, g.scale_rewards)
-        metrics = self._rollout_metrics(reward_t, torch.tensor(correct), adv, completions, is_gold, sampled,
-                                        len(examples), gold_status)
+        metrics = self._rollout_metrics(
+            reward_t, torch.tensor(correct), adv, completions, is_gold, sampled, len(examples), gold_status
+        )
         return StepBatch(examples, prompts, completions, reward_t, adv, torch.tensor(is_gold), metrics)
 
-    def _rollout_metrics(self, reward_t, sampled_correct, adv, completions, is_gold, sampled, n_groups,
-                         gold_status) -> dict:
+    def _rollout_metrics(
+        self, reward_t, sampled_correct, adv, completions, is_gold, sampled, n_groups, gold_status
+    ) -> dict:
         G = self.cfg.gcpo.num_generations
         stats = group_stats(sampled_correct, adv, G)
         lengths = [len(c) for c, gold in zip(completions, is_gold) if not gold]
@@ -266,7 +305,8 @@ class Trainer:
             "completion_length_max": max(lengths, default=0),
             # mean per sampled token (nats), at the sampling temperature
             "entropy": sum(self._entropy_sums) / max(1, sum(len(c) for c in sampled)),
-            "truncated_frac": sum(1 for c in completions if c and c[-1] not in self.eos_ids) / len(completions),
+            "truncated_frac": sum(1 for c in completions if c and c[-1] not in self.eos_ids)
+            / len(completions),
             "reward_errors": self.rewards.errors,
         }
         for status in ("truncated", "skipped_overflow", "failed_verification", "missing"):
@@ -276,20 +316,36 @@ class Trainer:
     # ------------------------------------------------------------ update
     def _logps(self, rows, grad: bool):
         with torch.set_grad_enabled(grad):
-            return completion_logprobs(self.model, rows, temperature=self.cfg.gcpo.temperature,
-                                       suppress_ids=self.suppress_t, chunk_size=self.plan.logits_chunk_size)
+            return completion_logprobs(
+                self.model,
+                rows,
+                temperature=self.cfg.gcpo.temperature,
+                suppress_ids=self.suppress_t,
+                chunk_size=self.plan.logits_chunk_size,
+            )
 
     def _ref_logps(self, rows):
         with torch.no_grad(), self.model.disable_adapter():
-            return completion_logprobs(self.model, rows, temperature=self.cfg.gcpo.temperature,
-                                       suppress_ids=self.suppress_t, chunk_size=self.plan.logits_chunk_size)
+            return completion_logprobs(
+                self.model,
+                rows,
+                temperature=self.cfg.gcpo.temperature,
+                suppress_ids=self.suppress_t,
+                chunk_size=self.plan.logits_chunk_size,
+            )
 
     def update(self, batch: StepBatch) -> dict:
         """num_iterations optimizer steps on the batch; returns loss metrics."""
         g = self.cfg.gcpo
         rows, skipped = self._rows_to_train(batch)
-        out = {"skipped_groups": skipped, "loss": 0.0, "clip_ratio": 0.0, "kl": 0.0, "grad_norm": 0.0,
-               "trained_rows": len(rows)}
+        out = {
+            "skipped_groups": skipped,
+            "loss": 0.0,
+            "clip_ratio": 0.0,
+            "kl": 0.0,
+            "grad_norm": 0.0,
+            "trained_rows": len(rows),
+        }
         if not rows:
             return out
         work = _UpdateRows(batch, rows, g.loss_type)
@@ -317,11 +373,16 @@ class Trainer:
         beta = 0: such a group's loss and gradient are exactly 0)."""
         G = self.cfg.gcpo.num_generations
         adv_groups = batch.advantages.view(-1, G)  # (groups, G)
-        keep = (adv_groups.abs() > 1e-8).any(dim=1) if self.cfg.gcpo.beta == 0 else \
-            torch.ones(len(adv_groups), dtype=torch.bool)
+        keep = (
+            (adv_groups.abs() > 1e-8).any(dim=1)
+            if self.cfg.gcpo.beta == 0
+            else torch.ones(len(adv_groups), dtype=torch.bool)
+        )
         return [i for i in range(len(batch.prompts)) if keep[i // G]], int((~keep).sum().item())
 
-    def _per_row_logps(self, work: "_UpdateRows", *, grad_free: bool = False, reference: bool = False) -> list:
+    def _per_row_logps(
+        self, work: "_UpdateRows", *, grad_free: bool = False, reference: bool = False
+    ) -> list:
         """[(len_i,)] no-grad log-probs of every trained row (old policy, or the base with reference=True)."""
         parts = self.backoff.map("logprobs", len(work.rows), partial(self._logps_part, work, reference))
         return [t for chunk in parts for t in chunk]
@@ -338,12 +399,20 @@ class Trainer:
         width = rows.completion_ids.shape[1]
         lp = self._logps(rows, grad=True)  # (b, T)
         eps_low, eps_high = self.cfg.resolved_epsilons()
-        loss, m = gcpo_loss(lp, lp.detach() if old is None else _stack(old, s, e, width, self.device),
-                            work.batch.advantages[work.rows[s:e]].to(self.device), rows.completion_mask,
-                            ref_per_token_logps=None if ref is None else _stack(ref, s, e, width, self.device),
-                            importance_sampling_level=g.importance_sampling_level, epsilon_low=eps_low,
-                            epsilon_high=eps_high, beta=g.beta, loss_type=g.loss_type,
-                            max_completion_length=g.max_completion_length, normalizer=work.normalizer)
+        loss, m = gcpo_loss(
+            lp,
+            lp.detach() if old is None else _stack(old, s, e, width, self.device),
+            work.batch.advantages[work.rows[s:e]].to(self.device),
+            rows.completion_mask,
+            ref_per_token_logps=None if ref is None else _stack(ref, s, e, width, self.device),
+            importance_sampling_level=g.importance_sampling_level,
+            epsilon_low=eps_low,
+            epsilon_high=eps_high,
+            beta=g.beta,
+            loss_type=g.loss_type,
+            max_completion_length=g.max_completion_length,
+            normalizer=work.normalizer,
+        )
         loss.backward()
         share = work.share(s, e)  # this micro-batch's weight in the step's clip / KL means
         return loss.item(), m["clip_ratio"].item() * share, m["kl"].item() * share
@@ -355,7 +424,9 @@ class Trainer:
         if not examples:
             return float("nan")
         prompts = [self._prompt(ex) for ex in examples]
-        completions, _ = self.generate(prompts, self.cfg.train.eval_temperature, self.cfg.gcpo.max_completion_length)
+        completions, _ = self.generate(
+            prompts, self.cfg.train.eval_temperature, self.cfg.gcpo.max_completion_length
+        )
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
         return sum(self.rewards.correct(t, ex) for t, ex in zip(texts, examples)) / len(examples)
 
@@ -382,6 +453,7 @@ class Trainer:
         from gcpo_lite.checkpoint import Checkpointer
         from gcpo_lite.rundir import lock_run_dir
         from gcpo_lite.runlog import ProgressBar, Reporters
+
         lock_run_dir(self.out_dir)  # re-entrant: the CLI already holds it; a second process fails here
         save_config(self.cfg, self.out_dir / "config.yaml")
         (self.out_dir / "plan.json").write_text(json.dumps(self.plan.to_dict(), indent=1, default=str))
@@ -400,6 +472,7 @@ class Trainer:
     def _train_step(self, start: float) -> tuple[StepBatch, dict]:
         """One step: rollout, update, and its metrics row (with eval_accuracy on eval steps and the last)."""
         from gcpo_lite.runlog import step_extras
+
         t = self.cfg.train
         t0 = time.time()
         self.backoff.step = self.step + 1  # OOM backoff events name the step they happened in
@@ -409,9 +482,18 @@ class Trainer:
         self.step += 1
         t2 = time.time()
         tokens = sum(len(c) for c in batch.completions)
-        row = {"step": self.step, **batch.metrics, **upd, "lr": self.lr_schedule.get_last_lr()[0],
-               "rollout_s": t1 - t0, "update_s": t2 - t1, "tokens_per_s": tokens / max(1e-9, t2 - t0),
-               "elapsed_s": time.time() - start, **step_extras(self), "oom_backoffs": len(self.plan.backoffs)}
+        row = {
+            "step": self.step,
+            **batch.metrics,
+            **upd,
+            "lr": self.lr_schedule.get_last_lr()[0],
+            "rollout_s": t1 - t0,
+            "update_s": t2 - t1,
+            "tokens_per_s": tokens / max(1e-9, t2 - t0),
+            "elapsed_s": time.time() - start,
+            **step_extras(self),
+            "oom_backoffs": len(self.plan.backoffs),
+        }
         if (t.eval_steps and self.step % t.eval_steps == 0) or self.step >= t.max_steps:
             row["eval_accuracy"] = self.evaluate()
         return batch, row
@@ -435,7 +517,10 @@ class Trainer:
     @contextlib.contextmanager
     def _metrics_log(self):
         """The one writer of metrics.jsonl (and completions.jsonl), appending."""
-        with open(self.out_dir / "metrics.jsonl", "a") as mf, open(self.out_dir / "completions.jsonl", "a") as cf:
+        with (
+            open(self.out_dir / "metrics.jsonl", "a") as mf,
+            open(self.out_dir / "completions.jsonl", "a") as cf,
+        ):
             yield _MetricsLog(self, mf, cf)
 
     def save_adapter(self, path: Path) -> None:

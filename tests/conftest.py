@@ -1,4 +1,5 @@
 """Shared fixtures: every test uses a private model cache, so tests never touch ~/.cache."""
+
 import os
 
 import pytest
@@ -19,6 +20,7 @@ def _private_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def embedded_model_dir(_private_cache):
     from gcpo_lite.models import ensure_embedded_model
+
     return ensure_embedded_model()
 
 
@@ -28,11 +30,25 @@ def finished_run(embedded_model_dir, tmp_path_factory):
     with shutil.copytree before changing it)."""
     from gcpo_lite.config import from_dict
     from gcpo_lite.trainer import Trainer
+
     run_dir = tmp_path_factory.mktemp("finished") / "run"
-    cfg = from_dict({"model": {"gradient_checkpointing": False},
-                     "gcpo": {"num_generations": 4, "max_completion_length": 4}, "data": {"eval_size": 4},
-                     "train": {"batch_size": 8, "output_dir": str(run_dir), "learning_rate": 3e-2, "max_steps": 2,
-                               "eval_steps": 0, "save_steps": 1, "save_total_limit": None, "num_threads": 1,
-                               "kernels": "reference"}})
+    cfg = from_dict(
+        {
+            "model": {"gradient_checkpointing": False},
+            "gcpo": {"num_generations": 4, "max_completion_length": 4},
+            "data": {"eval_size": 4},
+            "train": {
+                "batch_size": 8,
+                "output_dir": str(run_dir),
+                "learning_rate": 3e-2,
+                "max_steps": 2,
+                "eval_steps": 0,
+                "save_steps": 1,
+                "save_total_limit": None,
+                "num_threads": 1,
+                "kernels": "reference",
+            },
+        }
+    )
     Trainer(cfg, progress=False).train()
     return run_dir

@@ -188,7 +188,12 @@ CASES = [
     ("(\\sqrt{4}, -1)", "(2,-1)", True, "tuple"),
     ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", True, "tuple"),
     ("\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", False, "tuple"),
-    ("\\begin{pmatrix} \\frac12 & 0 \\\\ 0 & 1 \\end{pmatrix}", "\\begin{pmatrix}0.5&0\\\\0&1\\end{pmatrix}", True, "tuple"),
+    (
+        "\\begin{pmatrix} \\frac12 & 0 \\\\ 0 & 1 \\end{pmatrix}",
+        "\\begin{pmatrix}0.5&0\\\\0&1\\end{pmatrix}",
+        True,
+        "tuple",
+    ),
     # ---- sets and solution lists (unordered)
     ("\\{1, 2\\}", "\\{2, 1\\}", True, "set"),
     ("\\{1, 2\\}", "\\{1, 3\\}", False, "set"),

@@ -1,4 +1,5 @@
 """Bad input gets one sentence saying what is wrong and how to fix it, exit 2, no traceback (--debug keeps it)."""
+
 import json
 
 import pytest
@@ -29,8 +30,14 @@ def files(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("name, needle", [("list.yaml", "got a list"), ("scalar.yaml", "got a int"),
-                                          ("section.yaml", "section 'train' must be a mapping")])
+@pytest.mark.parametrize(
+    "name, needle",
+    [
+        ("list.yaml", "got a list"),
+        ("scalar.yaml", "got a int"),
+        ("section.yaml", "section 'train' must be a mapping"),
+    ],
+)
 def test_config_file_of_the_wrong_shape(files, capsys, name, needle):
     assert_clean(*run_cli(capsys, "train", "--config", str(files / name)), needle)
 
@@ -44,7 +51,9 @@ def test_override_of_a_section_with_a_scalar(capsys):
 
 
 def test_override_value_that_is_not_yaml(capsys):
-    assert_clean(*run_cli(capsys, "train", "lora.target_modules=[q_proj"), "not valid YAML", "lora.target_modules")
+    assert_clean(
+        *run_cli(capsys, "train", "lora.target_modules=[q_proj"), "not valid YAML", "lora.target_modules"
+    )
 
 
 def model_dir(tmp_path, name, config):
@@ -55,31 +64,50 @@ def model_dir(tmp_path, name, config):
     return d
 
 
-SIZES = {"hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "intermediate_size": 128,
-         "vocab_size": 100, "model_type": "qwen2"}
+SIZES = {
+    "hidden_size": 64,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 2,
+    "intermediate_size": 128,
+    "vocab_size": 100,
+    "model_type": "qwen2",
+}
 
 
-@pytest.mark.parametrize("name, config, needle", [
-    ("noconfig", None, "has no config.json"),
-    ("malformed", "{not json", "is not valid JSON"),
-    ("zero", {**SIZES, "hidden_size": 0}, "hidden_size=0"),
-    ("zeroheads", {**SIZES, "num_attention_heads": 0}, "num_attention_heads=0"),
-    ("negative", {**SIZES, "num_hidden_layers": -2}, "num_hidden_layers=-2"),
-    ("text", {**SIZES, "vocab_size": "lots"}, "vocab_size='lots'"),
-    ("list", "[1, 2]", "not an object"),
-])
+@pytest.mark.parametrize(
+    "name, config, needle",
+    [
+        ("noconfig", None, "has no config.json"),
+        ("malformed", "{not json", "is not valid JSON"),
+        ("zero", {**SIZES, "hidden_size": 0}, "hidden_size=0"),
+        ("zeroheads", {**SIZES, "num_attention_heads": 0}, "num_attention_heads=0"),
+        ("negative", {**SIZES, "num_hidden_layers": -2}, "num_hidden_layers=-2"),
+        ("text", {**SIZES, "vocab_size": "lots"}, "vocab_size='lots'"),
+        ("list", "[1, 2]", "not an object"),
+    ],
+)
 def test_plan_with_a_bad_model_directory(tmp_path, capsys, name, config, needle):
     d = model_dir(tmp_path, name, config)
     assert_clean(*run_cli(capsys, "plan", "--model", str(d), "--memory-budget", "8GiB"), needle)
 
 
 def test_plan_with_an_unknown_model(capsys):
-    assert_clean(*run_cli(capsys, "plan", "--model", "qwen9-huge", "--memory-budget", "8GiB"),
-                 "no architecture numbers for model 'qwen9-huge'")
+    assert_clean(
+        *run_cli(capsys, "plan", "--model", "qwen9-huge", "--memory-budget", "8GiB"),
+        "no architecture numbers for model 'qwen9-huge'",
+    )
 
 
-@pytest.mark.parametrize("budget, needle", [("", "empty"), ("2PiB", "above 1 PiB"), ("99999TB", "above 1 PiB"),
-                                            ("0GiB", "positive"), ("lots", "not understood")])
+@pytest.mark.parametrize(
+    "budget, needle",
+    [
+        ("", "empty"),
+        ("2PiB", "above 1 PiB"),
+        ("99999TB", "above 1 PiB"),
+        ("0GiB", "positive"),
+        ("lots", "not understood"),
+    ],
+)
 def test_memory_budget_is_checked(capsys, budget, needle):
     assert_clean(*run_cli(capsys, "plan", "--memory-budget", budget), needle)
 
@@ -90,12 +118,15 @@ def test_config_memory_budget_is_checked(capsys):
 
 def test_train_model_dir_without_tokenizer_fails_before_loading(tmp_path, capsys, embedded_model_dir):
     import shutil
+
     d = tmp_path / "model"
     shutil.copytree(embedded_model_dir, d)
     for f in d.iterdir():
         if f.name.startswith(("tokenizer", "vocab", "merges", "special_tokens", "chat_template")):
             f.unlink()
-    code, err = run_cli(capsys, "train", "--model", str(d), "--output-dir", str(tmp_path / "run"), "--no-progress")
+    code, err = run_cli(
+        capsys, "train", "--model", str(d), "--output-dir", str(tmp_path / "run"), "--no-progress"
+    )
     assert_clean(code, err, "has no tokenizer")
 
 
@@ -106,12 +137,14 @@ def test_full_disk_is_one_sentence(monkeypatch, capsys):
 
     def full(args):
         raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/metrics.jsonl")
+
     monkeypatch.setattr(plan_cmd, "run", full)
     assert_clean(*run_cli(capsys, "plan"), "no space left on device writing /runs/x/metrics.jsonl")
 
 
 def test_bugs_keep_their_traceback(monkeypatch):
     import gcpo_lite.commands.plan as plan_cmd
+
     monkeypatch.setattr(plan_cmd, "run", lambda args: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         main(["plan"])
@@ -120,6 +153,7 @@ def test_bugs_keep_their_traceback(monkeypatch):
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_debug_keeps_the_traceback(tmp_path, where):
     from gcpo_lite.config import ConfigError
+
     d = model_dir(tmp_path, "m", "{not json")
     argv = ["plan", "--model", str(d)]
     argv = ["--debug", *argv] if where == "before" else [*argv, "--debug"]

@@ -1,4 +1,5 @@
 """Bad dataset files get errors naming the file and the line; null prompts never train as "None"."""
+
 import json
 
 import pytest
@@ -13,8 +14,12 @@ def load(path, **kw):
 
 def test_null_and_empty_prompts_are_skipped_and_counted(tmp_path, caplog):
     path = tmp_path / "d.jsonl"
-    rows = [{"prompt": "1+1?", "answer": "2"}, {"prompt": None, "answer": "3"}, {"prompt": "  ", "answer": "4"},
-            {"prompt": "2+2?", "answer": "4"}]
+    rows = [
+        {"prompt": "1+1?", "answer": "2"},
+        {"prompt": None, "answer": "3"},
+        {"prompt": "  ", "answer": "4"},
+        {"prompt": "2+2?", "answer": "4"},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     examples = load(path)
     assert [e.prompt for e in examples] == ["1+1?", "2+2?"]
@@ -63,9 +68,20 @@ def test_non_utf8_bytes_name_the_file_and_line(tmp_path, suffix):
 
 def test_a_cli_run_on_a_bad_file_is_one_sentence(tmp_path, capsys):
     from gcpo_lite.cli import main
+
     path = tmp_path / "bad.jsonl"
     path.write_text('{"prompt": "a", "answer": "1"}\n{oops\n')
-    code = main(["train", "--dataset", str(path), "--output-dir", str(tmp_path / "run"), "--no-progress",
-                 "--max-steps", "1"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            str(path),
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--no-progress",
+            "--max-steps",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "line 2 is not valid JSON" in err and "Traceback" not in err

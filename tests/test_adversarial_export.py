@@ -1,4 +1,5 @@
 """`gcpo-lite export` never deletes or overwrites what it did not create (issue: export wiped the run)."""
+
 import shutil
 
 import pytest
@@ -27,8 +28,12 @@ def export_cli(run_dir, out, *extra):
 
 @pytest.mark.parametrize("where", ["run", "checkpoints", "parent", "grandparent"])
 def test_output_inside_or_around_the_run_is_refused(run, where, capsys):
-    out = {"run": run, "checkpoints": run / "checkpoints", "parent": run.parent,
-           "grandparent": run.parent.parent}[where]
+    out = {
+        "run": run,
+        "checkpoints": run / "checkpoints",
+        "parent": run.parent,
+        "grandparent": run.parent.parent,
+    }[where]
     before = snapshot(run.parent.parent)
     assert export_cli(run, out, "--overwrite") == 2
     err = capsys.readouterr().err
@@ -74,7 +79,9 @@ def test_fresh_then_refused_then_overwritten(run, tmp_path, capsys):
     assert snapshot(out) == first
     assert export_cli(run, out, "--checkpoint", "1", "--overwrite") == 0
     assert (out / MARKER).is_file()
-    assert snapshot(out)["adapter_model.safetensors"] != first["adapter_model.safetensors"]  # step 1, not final
+    assert (
+        snapshot(out)["adapter_model.safetensors"] != first["adapter_model.safetensors"]
+    )  # step 1, not final
     assert sorted(p.name for p in out.parent.iterdir()) == ["adapter"]  # no temp or old folders left
 
 
@@ -93,6 +100,7 @@ def test_failed_export_leaves_the_previous_one(run, tmp_path, monkeypatch):
 
     def broken(*a, **k):
         raise RuntimeError("disk on fire")
+
     monkeypatch.setattr(ex, "model_card", broken)
     with pytest.raises(RuntimeError):
         export_cli(run, out, "--overwrite")

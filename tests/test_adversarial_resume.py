@@ -1,4 +1,5 @@
 """--resume survives a damaged newest checkpoint: it falls back to the newest intact one and says why."""
+
 import shutil
 
 import pytest
@@ -54,6 +55,7 @@ def test_unsafe_pickle_is_refused_with_a_sentence(run):
     class Evil:
         def __reduce__(self):
             return (print, ("pwned",))
+
     torch.save({"format": 1, "payload": Evil()}, run / "checkpoints" / "step-000002" / "trainer_state.pt")
     said = []
     assert ck.find_checkpoint(run, echo=said.append).name == "step-000001"

@@ -1,4 +1,5 @@
 """One run per directory: a lock against concurrent runs, and no silent reuse of a finished run."""
+
 import fcntl
 import os
 import shutil
@@ -11,24 +12,45 @@ import pytest
 from gcpo_lite.cli import main
 from gcpo_lite.rundir import LOCK_NAME, RunDirError, lock_run_dir, prepare_new_run, unlock_run_dir
 
-FAST = ["--no-progress", "--max-steps", "1", "gcpo.num_generations=4", "gcpo.max_completion_length=4",
-        "train.batch_size=8", "train.eval_steps=0", "data.eval_size=4", "train.num_threads=1",
-        "model.gradient_checkpointing=false"]
+FAST = [
+    "--no-progress",
+    "--max-steps",
+    "1",
+    "gcpo.num_generations=4",
+    "gcpo.max_completion_length=4",
+    "train.batch_size=8",
+    "train.eval_steps=0",
+    "data.eval_size=4",
+    "train.num_threads=1",
+    "model.gradient_checkpointing=false",
+]
 
 
 def snapshot(root):
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != LOCK_NAME}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != LOCK_NAME
+    }
 
 
 def test_a_second_process_is_refused_at_once(tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, sys, time\n"
-        f"fd = os.open({str(run_dir / LOCK_NAME)!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode())\n"
-        "print('locked', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, os, sys, time\n"
+                f"fd = os.open({str(run_dir / LOCK_NAME)!r}, os.O_RDWR | os.O_CREAT)\n"
+                "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode())\n"
+                "print('locked', flush=True); time.sleep(60)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         t0 = time.time()

@@ -1,4 +1,5 @@
 """The verifier never hangs the trainer and never outlives it."""
+
 import os
 import signal
 import subprocess
@@ -50,15 +51,25 @@ def _alive(pid):
 def test_worker_dies_with_its_killed_parent():
     # The worker's stdin is inherited from this test (kept open), so only the parent-liveness check can end it:
     # an EOF on its pipe would hide a missing check.
-    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
         import os, subprocess, sys, time
         from gcpo_lite.verify import workers as mw
         env = dict(os.environ, **{mw.PARENT_ENV: str(os.getpid())})
-        w = subprocess.Popen([sys.executable, "-m", "gcpo_lite.verify.worker_main"], env=env, stdout=subprocess.PIPE, text=True)
+        w = subprocess.Popen([sys.executable, "-m", "gcpo_lite.verify.worker_main"], env=env,
+                             stdout=subprocess.PIPE, text=True)
         assert w.stdout.readline().strip() == "ready"
         print(w.pid, flush=True)
         time.sleep(120)
-    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     worker_pid = int(parent.stdout.readline())
     assert _alive(worker_pid)
     parent.send_signal(signal.SIGKILL)
@@ -76,6 +87,7 @@ def test_worker_dies_with_its_killed_parent():
 
 def test_ctrl_c_does_not_kill_workers():
     from gcpo_lite.verify import workers as mw
+
     pool = mw._Pool(1)
     try:
         assert pool.ask("sympy", "1/2", "0.5", 30.0) is True

@@ -4,6 +4,7 @@ Interruptions: a max_steps stop, SIGTERM delivered inside a step (before and aft
 real `gcpo-lite train` subprocess killed with SIGTERM. The training set is cut to 5 prompts (2 per
 step), so the runs cross epoch boundaries and the per-epoch reshuffle is part of what must resume.
 """
+
 import json
 import os
 import signal
@@ -24,22 +25,48 @@ from gcpo_lite.trainer import Trainer
 STEPS = 8
 N_EXAMPLES = 5
 # every field the loop computes from the model, the data or the random stream (not the timings)
-KEYS = ("reward_mean", "reward_std", "accuracy", "gold_injected_frac", "all_correct_frac", "all_wrong_frac",
-        "completion_length_mean", "truncated_frac", "entropy", "loss", "clip_ratio", "grad_norm", "lr",
-        "trained_rows", "skipped_groups")
+KEYS = (
+    "reward_mean",
+    "reward_std",
+    "accuracy",
+    "gold_injected_frac",
+    "all_correct_frac",
+    "all_wrong_frac",
+    "completion_length_mean",
+    "truncated_frac",
+    "entropy",
+    "loss",
+    "clip_ratio",
+    "grad_norm",
+    "lr",
+    "trained_rows",
+    "skipped_groups",
+)
 
 
 def overrides(run_dir, **train):
-    return {"model": {"gradient_checkpointing": False},
-            "gcpo": {"num_generations": 4, "max_completion_length": 4},
-            "data": {"eval_size": 4},
-            "train": {"batch_size": 8, "output_dir": str(run_dir), "learning_rate": 3e-2, "eval_steps": 0,
-                      "num_threads": 1, "kernels": "reference", "max_steps": STEPS, **train}}
+    return {
+        "model": {"gradient_checkpointing": False},
+        "gcpo": {"num_generations": 4, "max_completion_length": 4},
+        "data": {"eval_size": 4},
+        "train": {
+            "batch_size": 8,
+            "output_dir": str(run_dir),
+            "learning_rate": 3e-2,
+            "eval_steps": 0,
+            "num_threads": 1,
+            "kernels": "reference",
+            "max_steps": STEPS,
+            **train,
+        },
+    }
 
 
 def make_trainer(run_dir, **train):
     tr = Trainer(from_dict(overrides(run_dir, **train)), progress=False)
-    tr.prompts = PromptStream(tr.prompts.examples[:N_EXAMPLES], tr.cfg.train.seed)  # tiny epochs: reshuffles resume too
+    tr.prompts = PromptStream(
+        tr.prompts.examples[:N_EXAMPLES], tr.cfg.train.seed
+    )  # tiny epochs: reshuffles resume too
     return tr
 
 
@@ -98,7 +125,9 @@ def test_sigterm_inside_a_step(reference, tmp_path, when):
     tr.train()
     assert tr.interrupted == "SIGTERM"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler removed again
-    saved = 4  # rollout: step 5 abandoned, its start (= after step 4) saved; after_update: step 4 finished, saved
+    saved = (
+        4  # rollout: step 5 abandoned, its start (= after step 4) saved; after_update: step 4 finished, saved
+    )
     assert ck.latest_checkpoint(tmp_path).name == f"step-{saved:06d}"
     assert max(rows(tmp_path)) == saved
     assert resume(tmp_path) == saved
@@ -117,8 +146,13 @@ def test_killed_subprocess_resumes_exactly(embedded_model_dir, tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(overrides(run_dir, max_steps=200)))
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    proc = subprocess.Popen([sys.executable, "-m", "gcpo_lite.cli", "train", "--no-progress", "--config", str(config)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcpo_lite.cli", "train", "--no-progress", "--config", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     metrics = run_dir / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.is_file() or len(metrics.read_text().splitlines()) < 2):
@@ -131,6 +165,7 @@ def test_killed_subprocess_resumes_exactly(embedded_model_dir, tmp_path):
     saved = ck.latest_checkpoint(run_dir)
     assert saved is not None and int(saved.name.split("-")[1]) < steps
     from gcpo_lite.cli import main
+
     assert main(["train", "--resume", str(run_dir), "--no-progress", f"train.max_steps={steps}"]) == 0
     assert sorted(rows(run_dir)) == list(range(1, steps + 1))
     assert rows(run_dir) == rows(ref_dir)
@@ -152,7 +187,9 @@ def test_keeps_last_k_and_latest_is_atomic(embedded_model_dir, tmp_path):
     # a save killed half way leaves a temp dir and the old pointer: neither is ever picked
     (root / ".tmp-step-000005-x").mkdir()
     assert ck.latest_checkpoint(tmp_path).name == "step-000004"
-    (root / "latest").write_text("step-000009\n")  # names something gone: fall back to the newest complete one
+    (root / "latest").write_text(
+        "step-000009\n"
+    )  # names something gone: fall back to the newest complete one
     assert ck.latest_checkpoint(tmp_path).name == "step-000004"
     with pytest.raises(ConfigError, match="no checkpoint at step 1"):
         ck.find_checkpoint(tmp_path, 1)

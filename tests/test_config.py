@@ -17,36 +17,46 @@ def test_defaults_validate_and_resolve_epsilons():
 def test_yaml_and_dotted_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"gcpo": {"num_generations": 4}, "train": {"batch_size": 16}}))
-    cfg = load_config(path, ["train.learning_rate=2e-4", "lora.target_modules=[q_proj,v_proj]",
-                             "model.name=qwen2.5-1.5b", "gcpo.epsilon_high=null"])
+    cfg = load_config(
+        path,
+        [
+            "train.learning_rate=2e-4",
+            "lora.target_modules=[q_proj,v_proj]",
+            "model.name=qwen2.5-1.5b",
+            "gcpo.epsilon_high=null",
+        ],
+    )
     assert cfg.gcpo.num_generations == 4 and cfg.train.batch_size == 16
     assert cfg.train.learning_rate == 2e-4
     assert cfg.lora.target_modules == ["q_proj", "v_proj"]
     assert cfg.model.name == "qwen2.5-1.5b" and cfg.gcpo.epsilon_high is None
 
 
-@pytest.mark.parametrize("overrides, needle", [
-    (["gcpo.num_generation=4"], "Did you mean 'num_generations'"),
-    (["gcpoo.beta=1"], "unknown config key section 'gcpoo'"),
-    (["train.nope=1"], "Valid keys:"),
-    (["gcpo.num_generations=1"], "at least 2"),
-    (["train.batch_size=30"], "multiple of gcpo.num_generations=8"),
-    (["gcpo.epsilon_low=-0.1"], "negative"),
-    (["gcpo.epsilon_high=-1"], "negative"),
-    (["gcpo.beta=-0.5"], "negative"),
-    (["gcpo.loss_type=grpo"], "not one of"),
-    (["gcpo.scale_rewards=yes"], "not one of"),
-    (["gcpo.gold_injection=sometimes"], "not one of"),
-    (["gcpo.importance_sampling_level=seq"], "not one of"),
-    (["gcpo.top_p=1.5"], "top_p"),
-    (["gcpo.temperature=0"], "must be > 0"),
-    (["train.max_steps=-1"], ">= 0"),
-    (["train.micro_batch_size=0"], ">= 1"),
-    (["gcpo.num_generations=abc"], "should be a int"),
-    (["model.quantize=maybe"], "should be a bool"),
-    (["novalue"], "section.key=value"),
-    (["a.b.c=1"], "must name section.key"),
-])
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["gcpo.num_generation=4"], "Did you mean 'num_generations'"),
+        (["gcpoo.beta=1"], "unknown config key section 'gcpoo'"),
+        (["train.nope=1"], "Valid keys:"),
+        (["gcpo.num_generations=1"], "at least 2"),
+        (["train.batch_size=30"], "multiple of gcpo.num_generations=8"),
+        (["gcpo.epsilon_low=-0.1"], "negative"),
+        (["gcpo.epsilon_high=-1"], "negative"),
+        (["gcpo.beta=-0.5"], "negative"),
+        (["gcpo.loss_type=grpo"], "not one of"),
+        (["gcpo.scale_rewards=yes"], "not one of"),
+        (["gcpo.gold_injection=sometimes"], "not one of"),
+        (["gcpo.importance_sampling_level=seq"], "not one of"),
+        (["gcpo.top_p=1.5"], "top_p"),
+        (["gcpo.temperature=0"], "must be > 0"),
+        (["train.max_steps=-1"], ">= 0"),
+        (["train.micro_batch_size=0"], ">= 1"),
+        (["gcpo.num_generations=abc"], "should be a int"),
+        (["model.quantize=maybe"], "should be a bool"),
+        (["novalue"], "section.key=value"),
+        (["a.b.c=1"], "must name section.key"),
+    ],
+)
 def test_validation_errors_say_how_to_fix(overrides, needle):
     with pytest.raises(ConfigError) as e:
         load_config(None, overrides)
@@ -88,9 +98,12 @@ def test_readme_option_table_is_the_generated_one():
     from pathlib import Path
 
     from gcpo_lite.config import options_markdown
+
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split("<!-- options:begin -->\n", 1)[1].split("<!-- options:end -->", 1)[0]
-    assert block == options_markdown(), "README's option table is stale: paste `python -m gcpo_lite.config` into it"
+    assert block == options_markdown(), (
+        "README's option table is stale: paste `python -m gcpo_lite.config` into it"
+    )
     assert all(f"| `{key}` |" in block for key, _, _ in describe_options())
 
 
@@ -98,12 +111,14 @@ def test_embedded_preset_matches_its_config_file():
     from pathlib import Path
 
     from gcpo_lite.presets import EMBEDDED_DEFAULT
+
     path = Path(__file__).resolve().parents[1] / "configs" / "tiny_addition_cpu.yaml"
     assert load_config(path).to_dict() == from_dict(EMBEDDED_DEFAULT).to_dict()
 
 
 def test_every_shipped_config_loads():
     from pathlib import Path
+
     configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
     assert len(configs) >= 2
     for path in configs:
@@ -116,6 +131,11 @@ def test_num_generations_auto_turns_on_the_planner():
     cfg = load_config(None, ["gcpo.num_generations=auto", "train.batch_size=48"])
     assert cfg.scheduler.auto_num_generations is True
     assert cfg.train.batch_size % cfg.gcpo.num_generations == 0 and cfg.gcpo.num_generations == 16
-    cfg = from_dict({"gcpo": {"num_generations": "auto"}, "scheduler": {"max_num_generations": 6},
-                     "train": {"batch_size": 64}})
+    cfg = from_dict(
+        {
+            "gcpo": {"num_generations": "auto"},
+            "scheduler": {"max_num_generations": 6},
+            "train": {"batch_size": 64},
+        }
+    )
     assert cfg.gcpo.num_generations == 4 and cfg.scheduler.auto_num_generations

@@ -1,23 +1,32 @@
 """Data loading: built-in task, presets through the hub code path (local mirrors written here), local files,
 field mapping, missing-column errors, splits, seeded shuffle, prompt-length filter."""
+
 import json
 
 import pytest
-
-datasets = pytest.importorskip("datasets")
 
 from gcpo_lite import data
 from gcpo_lite.config import DataConfig
 from gcpo_lite.data import DataError, filter_by_prompt_length, load_examples, load_split
 from gcpo_lite.tasks import Example
 
+datasets = pytest.importorskip("datasets")
+
 GSM8K_ROWS = [
-    {"question": f"Q{i}: how many?", "answer": f"She has {i} + 1 = <<{i}+1={i + 1}>>{i + 1} apples.\n#### {i + 1:,}"}
+    {
+        "question": f"Q{i}: how many?",
+        "answer": f"She has {i} + 1 = <<{i}+1={i + 1}>>{i + 1} apples.\n#### {i + 1:,}",
+    }
     for i in range(998, 1010)
 ]
 MATH_ROWS = [
-    {"problem": f"Compute {i}/2.", "level": "Level 1", "type": "Algebra",
-     "solution": f"Halving gives $\\boxed{{\\frac{{{i}}}{{2}}}}$."} for i in range(1, 11)
+    {
+        "problem": f"Compute {i}/2.",
+        "level": "Level 1",
+        "type": "Algebra",
+        "solution": f"Halving gives $\\boxed{{\\frac{{{i}}}{{2}}}}$.",
+    }
+    for i in range(1, 11)
 ]
 
 
@@ -30,8 +39,13 @@ def _hub_mirror(root, config, splits: dict):
         rel = f"{config or 'data'}/{split}-00000-of-00001.parquet"
         datasets.Dataset.from_list(rows).to_parquet(str(root / rel))
         files.append(f"      - split: {split}\n        path: {rel}")
-    (root / "README.md").write_text("---\nconfigs:\n  - config_name: " + (config or "default") +
-                                    "\n    data_files:\n" + "\n".join(files) + "\n---\n")
+    (root / "README.md").write_text(
+        "---\nconfigs:\n  - config_name: "
+        + (config or "default")
+        + "\n    data_files:\n"
+        + "\n".join(files)
+        + "\n---\n"
+    )
     return str(root)
 
 
@@ -40,6 +54,7 @@ def mirror(monkeypatch, tmp_path):
     def use(preset_name, config, splits):
         path = _hub_mirror(tmp_path / preset_name, config, splits)
         monkeypatch.setitem(data.PRESETS, preset_name, data.with_hub_id(preset_name, path))
+
     return use
 
 
@@ -74,8 +89,17 @@ def test_math_preset_answer_from_last_box(mirror):
 
 
 def test_benchmark_presets_map_splits(mirror, caplog):
-    rows = [{"id": i, "problem": f"P{i}", "solution": f"so \\boxed{{{i}}}", "answer": str(i), "url": "", "year": "2024"}
-            for i in range(30)]
+    rows = [
+        {
+            "id": i,
+            "problem": f"P{i}",
+            "solution": f"so \\boxed{{{i}}}",
+            "answer": str(i),
+            "url": "",
+            "year": "2024",
+        }
+        for i in range(30)
+    ]
     mirror("aime24", None, {"train": rows})  # the hub repo has only a train split
     train, test = load_examples(DataConfig(dataset="aime24", eval_size=30, shuffle=False), seed=0)
     assert len(test) == 30 and len(train) == 30
@@ -84,15 +108,36 @@ def test_benchmark_presets_map_splits(mirror, caplog):
 
 
 def test_openr1_gold_is_a_verified_r1_trace(mirror):
-    rows = [{"problem": "1+1?", "solution": "Two.", "answer": "2", "uuid": "a",
-             "generations": ["<think>maybe 3</think> \\boxed{3}", "<think>1+1=2</think> \\boxed{2}"],
-             "correctness_math_verify": [False, True]},
-            {"problem": "2+2?", "solution": "Four: 4.", "answer": "4", "uuid": "b",
-             "generations": ["<think>x</think> \\boxed{5}"], "correctness_math_verify": [False]}]
-    proof = {"problem": "Prove it.", "solution": "...", "answer": "proof", "uuid": "c", "generations": ["x"],
-             "correctness_math_verify": [True]}
+    rows = [
+        {
+            "problem": "1+1?",
+            "solution": "Two.",
+            "answer": "2",
+            "uuid": "a",
+            "generations": ["<think>maybe 3</think> \\boxed{3}", "<think>1+1=2</think> \\boxed{2}"],
+            "correctness_math_verify": [False, True],
+        },
+        {
+            "problem": "2+2?",
+            "solution": "Four: 4.",
+            "answer": "4",
+            "uuid": "b",
+            "generations": ["<think>x</think> \\boxed{5}"],
+            "correctness_math_verify": [False],
+        },
+    ]
+    proof = {
+        "problem": "Prove it.",
+        "solution": "...",
+        "answer": "proof",
+        "uuid": "c",
+        "generations": ["x"],
+        "correctness_math_verify": [True],
+    }
     mirror("openr1", "default", {"train": rows * 5 + [proof]})  # proofs have no checkable answer: skipped
-    train, held_out = load_examples(DataConfig(dataset="openr1", eval_size=2), seed=0)  # no test split: carved
+    train, held_out = load_examples(
+        DataConfig(dataset="openr1", eval_size=2), seed=0
+    )  # no test split: carved
     assert len(train) == 8 and len(held_out) == 2
     by_prompt = {e.prompt.split("\n")[0]: e for e in train + held_out}
     assert by_prompt["1+1?"].solution == "<think>1+1=2</think> \\boxed{2}"
@@ -112,18 +157,26 @@ def test_local_files_with_field_mapping(tmp_path, fmt):
         ds.to_csv(str(path), index=False)
     else:
         ds.to_parquet(str(path))
-    cfg = DataConfig(dataset=str(path), prompt_field="q", answer_field="final", solution_field="work", eval_size=5)
+    cfg = DataConfig(
+        dataset=str(path), prompt_field="q", answer_field="final", solution_field="work", eval_size=5
+    )
     train, held_out = load_examples(cfg, seed=1)
     assert len(train) == 15 and len(held_out) == 5
     assert all(e.solution.endswith("=" + e.answer) for e in train + held_out)
 
 
 def test_saved_dataset_directories(tmp_path):
-    datasets.Dataset.from_list([{"prompt": f"p{i}", "answer": str(i)} for i in range(12)]).save_to_disk(str(tmp_path / "ds"))
+    datasets.Dataset.from_list([{"prompt": f"p{i}", "answer": str(i)} for i in range(12)]).save_to_disk(
+        str(tmp_path / "ds")
+    )
     train, held_out = load_examples(DataConfig(dataset=str(tmp_path / "ds"), eval_size=2), seed=0)
     assert len(train) == 10 and len(held_out) == 2 and train[0].solution is None
-    splits = datasets.DatasetDict({"train": datasets.Dataset.from_list([{"prompt": "a", "answer": "1"}] * 5),
-                                   "test": datasets.Dataset.from_list([{"prompt": "b", "answer": "2"}] * 3)})
+    splits = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_list([{"prompt": "a", "answer": "1"}] * 5),
+            "test": datasets.Dataset.from_list([{"prompt": "b", "answer": "2"}] * 3),
+        }
+    )
     splits.save_to_disk(str(tmp_path / "dd"))
     train, held_out = load_examples(DataConfig(dataset=str(tmp_path / "dd")), seed=0)
     assert {e.prompt for e in train} == {"a"} and [e.prompt for e in held_out] == ["b"] * 3
@@ -187,10 +240,13 @@ def test_load_examples_applies_the_filter(tmp_path, caplog):
 def test_generic_hendrycks_style_data_takes_the_boxed_answer(tmp_path):
     path = tmp_path / "math.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in MATH_ROWS))
-    train, held_out = load_examples(DataConfig(dataset=str(path), prompt_field="problem", eval_size=2), seed=0)
+    train, held_out = load_examples(
+        DataConfig(dataset=str(path), prompt_field="problem", eval_size=2), seed=0
+    )
     assert all(e.answer.startswith("\\frac{") and e.answer in e.solution for e in train + held_out)
 
 
 def test_data_errors_are_config_errors():
     from gcpo_lite.config import ConfigError
+
     assert issubclass(DataError, ConfigError)  # the CLI prints them without a traceback

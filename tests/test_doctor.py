@@ -1,4 +1,5 @@
 """`gcpo-lite doctor` and `build-ext`: every section reported, nothing compiled, tokens never shown."""
+
 import json
 
 from gcpo_lite.cli import COMMANDS, build_parser, main
@@ -32,6 +33,7 @@ def test_cli_doctor_never_shows_the_token(tmp_path, monkeypatch, capsys):
 
 def test_build_ext_reports_the_build(monkeypatch, capsys):
     from gcpo_lite.kernels import _ext
+
     monkeypatch.setattr(_ext, "build", lambda verbose=True: "native kernels: OK (test)")
     assert main(["build-ext", "--quiet"]) == 0
     monkeypatch.setattr(_ext, "build", lambda verbose=True: "native kernels: NOT available: no compiler")

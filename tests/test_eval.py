@@ -1,4 +1,5 @@
 """`gcpo-lite eval`: offline on the embedded default, metrics from a known sampler, adapters, local math files."""
+
 import json
 import re
 
@@ -11,6 +12,7 @@ from gcpo_lite.rollout import SampleOutput
 
 def _args(*argv):
     import argparse
+
     p = argparse.ArgumentParser()
     evaluate.add_arguments(p)
     return p.parse_args(list(argv))
@@ -32,8 +34,14 @@ def test_pass_at_k_estimator():
 
 def test_embedded_default_offline(embedded_model_dir, tmp_path):
     out = tmp_path / "ev"
-    assert evaluate.run(_args("--limit", "6", "-k", "2", "--temperature", "1.0", "--no-progress",
-                              "--output-dir", str(out))) == 0
+    assert (
+        evaluate.run(
+            _args(
+                "--limit", "6", "-k", "2", "--temperature", "1.0", "--no-progress", "--output-dir", str(out)
+            )
+        )
+        == 0
+    )
     summary, samples = _read(out)
     assert summary["dataset"] == "addition" and summary["num_prompts"] == 6 and summary["num_samples"] == 2
     assert 0.0 <= summary["accuracy"] <= summary["pass_at_k"] <= 1.0
@@ -44,6 +52,7 @@ def test_embedded_default_offline(embedded_model_dir, tmp_path):
 def test_metrics_with_a_known_sampler(embedded_model_dir, tmp_path, monkeypatch):
     """Sample 0 of every prompt is the right sum, sample 1 is wrong: accuracy 0.5, pass@2 1.0, pass@1 0.5."""
     from transformers import AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(str(embedded_model_dir))
     eos = tok.convert_tokens_to_ids("<|im_end|>")
 
@@ -57,8 +66,22 @@ def test_metrics_with_a_known_sampler(embedded_model_dir, tmp_path, monkeypatch)
 
     monkeypatch.setattr("gcpo_lite.rollout.sample_completions", fake_sampler)
     out = tmp_path / "ev"
-    evaluate.run(_args("--limit", "10", "-k", "2", "--temperature", "1", "--batch-size", "4", "--no-progress",
-                       "--no-quantize", "--output-dir", str(out)))
+    evaluate.run(
+        _args(
+            "--limit",
+            "10",
+            "-k",
+            "2",
+            "--temperature",
+            "1",
+            "--batch-size",
+            "4",
+            "--no-progress",
+            "--no-quantize",
+            "--output-dir",
+            str(out),
+        )
+    )
     summary, samples = _read(out)
     assert summary["accuracy"] == 0.5 and summary["pass_at_k"] == 1.0 and summary["pass_at"]["1"] == 0.5
     assert all(s["correct"] == (s["sample"] == 0) for s in samples)
@@ -68,15 +91,38 @@ def test_metrics_with_a_known_sampler(embedded_model_dir, tmp_path, monkeypatch)
 def test_adapter_and_local_math_file(embedded_model_dir, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
+
     base = AutoModelForCausalLM.from_pretrained(str(embedded_model_dir))
-    get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(str(tmp_path / "adapter"))
+    get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(
+        str(tmp_path / "adapter")
+    )
     data = tmp_path / "math.jsonl"
-    data.write_text("\n".join(json.dumps({"question": f"{i}+1=", "final": f"\\frac{{{2 * i + 2}}}{{2}}"})
-                              for i in range(6)))
+    data.write_text(
+        "\n".join(
+            json.dumps({"question": f"{i}+1=", "final": f"\\frac{{{2 * i + 2}}}{{2}}"}) for i in range(6)
+        )
+    )
     out = tmp_path / "ev"
-    evaluate.run(_args("--adapter", str(tmp_path / "adapter"), "--dataset", str(data), "--prompt-field", "question",
-                       "--answer-field", "final", "--verifier", "math", "--no-quantize", "--no-progress",
-                       "--max-new-tokens", "4", "--output-dir", str(out)))
+    evaluate.run(
+        _args(
+            "--adapter",
+            str(tmp_path / "adapter"),
+            "--dataset",
+            str(data),
+            "--prompt-field",
+            "question",
+            "--answer-field",
+            "final",
+            "--verifier",
+            "math",
+            "--no-quantize",
+            "--no-progress",
+            "--max-new-tokens",
+            "4",
+            "--output-dir",
+            str(out),
+        )
+    )
     summary, samples = _read(out)
     assert summary["adapter"] == str(tmp_path / "adapter") and summary["verifier"] == "math"
     assert len(samples) == 6 and summary["temperature"] == 0.0
@@ -91,5 +137,9 @@ def test_clear_errors(tmp_path):
 
 def test_cli_has_eval(embedded_model_dir, tmp_path):
     from gcpo_lite.cli import main
-    assert main(["eval", "--limit", "2", "--no-progress", "--no-quantize", "--output-dir", str(tmp_path / "ev")]) == 0
+
+    assert (
+        main(["eval", "--limit", "2", "--no-progress", "--no-quantize", "--output-dir", str(tmp_path / "ev")])
+        == 0
+    )
     assert (tmp_path / "ev" / "summary.json").is_file()

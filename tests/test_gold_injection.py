@@ -1,4 +1,5 @@
 """Gold injection inside Trainer.rollout, with the sampler replaced by fixed completions."""
+
 import pytest
 
 from gcpo_lite.config import from_dict
@@ -10,11 +11,18 @@ G = 4
 
 @pytest.fixture(scope="module")
 def trainer(embedded_model_dir, tmp_path_factory):
-    cfg = from_dict({"model": {"quantize": False, "gradient_checkpointing": False},
-                     "gcpo": {"num_generations": G, "max_completion_length": 6},
-                     "train": {"batch_size": 2 * G, "output_dir": str(tmp_path_factory.mktemp("run")),
-                               "learning_rate": 1e-3},
-                     "data": {"eval_size": 4}})
+    cfg = from_dict(
+        {
+            "model": {"quantize": False, "gradient_checkpointing": False},
+            "gcpo": {"num_generations": G, "max_completion_length": 6},
+            "train": {
+                "batch_size": 2 * G,
+                "output_dir": str(tmp_path_factory.mktemp("run")),
+                "learning_rate": 1e-3,
+            },
+            "data": {"eval_size": 4},
+        }
+    )
     return Trainer(cfg, progress=False)
 
 

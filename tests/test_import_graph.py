@@ -1,4 +1,5 @@
 """The package's import graph has no cycle, and commands import torch only when they run."""
+
 import ast
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def find_cycle(edges):
         stack.append(n)
         for m in sorted(edges[n]):
             if state.get(m) == 1:
-                return stack[stack.index(m):] + [m]
+                return stack[stack.index(m) :] + [m]
             if m not in state:
                 cycle = visit(m)
                 if cycle:
@@ -82,9 +83,11 @@ def test_finds_a_cycle_when_there_is_one():
 
 
 def test_help_and_plan_do_not_import_torch():
-    code = ("import sys; from gcpo_lite.cli import build_parser; build_parser(); "
-            "from gcpo_lite.commands import plan; plan.main(['--memory-budget', '8GiB', '--json']); "
-            "print('torch' in sys.modules, file=sys.stderr)")
+    code = (
+        "import sys; from gcpo_lite.cli import build_parser; build_parser(); "
+        "from gcpo_lite.commands import plan; plan.main(['--memory-budget', '8GiB', '--json']); "
+        "print('torch' in sys.modules, file=sys.stderr)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stderr.strip().splitlines()[-1] == "False"

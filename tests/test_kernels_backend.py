@@ -1,5 +1,6 @@
 """Backend selection: auto falls back with one log line, explicit native raises with the rebuild
 command, GCPO_LITE_KERNELS wins, and the trainer's loss entry point equals the reference."""
+
 import logging
 
 import pytest
@@ -83,7 +84,9 @@ def test_trainer_loss_equals_reference(restore, backend, level):
     adv = torch.randn(B)
     mask = torch.ones(B, T, dtype=torch.bool)
     mask[0, 3:] = False
-    kw = dict(importance_sampling_level=level, epsilon_low=0.2, epsilon_high=0.28, loss_type="seq_mean_token_mean")
+    kw = dict(
+        importance_sampling_level=level, epsilon_low=0.2, epsilon_high=0.28, loss_type="seq_mean_token_mean"
+    )
     h1, h2 = hidden.clone().requires_grad_(), hidden.clone().requires_grad_()
     lp1 = K.token_logprobs_from_hidden(h1, weight, ids, 0.9, chunk_size=4)
     loss1, _ = trainer_loss.gcpo_loss(lp1, old, adv, mask, **kw)
@@ -110,10 +113,13 @@ def test_gcpo_loss_from_hidden_equals_composition(restore, backend):
     hidden, weight = torch.randn(B, T, H), torch.randn(V, H)
     ids, old, adv = torch.randint(0, V, (B, T)), -torch.rand(B, T) * 5, torch.randn(B)
     mask, supp = torch.ones(B, T), torch.tensor([7])
-    kw = dict(importance_sampling_level="sequence", epsilon_low=0.2, epsilon_high=0.28, loss_type="token_mean")
+    kw = dict(
+        importance_sampling_level="sequence", epsilon_low=0.2, epsilon_high=0.28, loss_type="token_mean"
+    )
     h1, h2 = hidden.clone().requires_grad_(), hidden.clone().requires_grad_()
-    loss1, m1 = K.gcpo_loss_from_hidden(h1, weight, ids, old, adv, mask, temperature=0.8, chunk_size=3,
-                                        suppress_ids=supp, **kw)
+    loss1, m1 = K.gcpo_loss_from_hidden(
+        h1, weight, ids, old, adv, mask, temperature=0.8, chunk_size=3, suppress_ids=supp, **kw
+    )
     loss1.backward()
     lp = reference.token_logprobs(h2.reshape(-1, H) @ weight.t(), ids.reshape(-1), 0.8, supp).view(B, T)
     loss2, m2 = reference.gcpo_loss(lp, old, adv, mask, **kw)

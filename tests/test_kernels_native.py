@@ -5,6 +5,7 @@ suite stays fast), temperature != 1, suppressed ids, rows with zero gradient, bo
 levels and every loss_type. bf16/fp16 must be at most 2x as wrong as eager low-precision PyTorch.
 CUDA cases run only with a GPU and a CUDA build; the CPU build JIT-compiles once (~1 min, cached).
 """
+
 import os
 
 import pytest
@@ -20,18 +21,31 @@ if not _ext.available():  # a broken build must fail CI, not skip it
 from gcpo_lite.kernels import ops  # noqa: E402  (needs the loaded extension)
 
 CUDA_OK = torch.cuda.is_available() and _ext.has_cuda()
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA_OK, reason="no GPU / no CUDA build"))]
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not CUDA_OK, reason="no GPU / no CUDA build")),
+]
 VOCABS = [4231, 151936]
 ROWS = {4231: 48, 151936: 5}  # tokens per test: the big vocab keeps N small
-LP_TOL = {torch.float32: (2e-5, 1e-5), torch.bfloat16: (2e-5, 1e-5), torch.float16: (2e-5, 1e-5)}  # logp vs ref
+LP_TOL = {
+    torch.float32: (2e-5, 1e-5),
+    torch.bfloat16: (2e-5, 1e-5),
+    torch.float16: (2e-5, 1e-5),
+}  # logp vs ref
 GRAD_TOL = {torch.float32: (1e-6, 1e-4), torch.bfloat16: (1e-5, 8e-3), torch.float16: (1e-6, 1e-3)}
 
 
 def assert_close(actual, expected, atol, rtol, what):
     actual, expected = actual.detach().double().cpu(), expected.detach().double().cpu()
     worst = (actual - expected).abs().nan_to_num(0.0).max().item() if actual.numel() else 0.0
-    torch.testing.assert_close(actual, expected, atol=atol, rtol=rtol, equal_nan=True,
-                               msg=lambda m: f"{what}: worst abs mismatch {worst:.3g}\n{m}")
+    torch.testing.assert_close(
+        actual,
+        expected,
+        atol=atol,
+        rtol=rtol,
+        equal_nan=True,
+        msg=lambda m: f"{what}: worst abs mismatch {worst:.3g}\n{m}",
+    )
 
 
 def make_logits(n, v, dtype, device, seed=0):
@@ -109,45 +123,64 @@ def test_from_hidden_matches_reference(device, dtype, V, temperature, suppress, 
     g[::3] = 0.0
     supp = suppress_for(V, ids, device) if suppress else None
     results = {}
-    for name, fn in [("reference", reference.token_logprobs_from_hidden),
-                     ("chunked", chunked.token_logprobs_from_hidden),
-                     ("native", ops.token_logprobs_from_hidden)]:
+    for name, fn in [
+        ("reference", reference.token_logprobs_from_hidden),
+        ("chunked", chunked.token_logprobs_from_hidden),
+        ("native", ops.token_logprobs_from_hidden),
+    ]:
         h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_(chunk == 2)
         out = fn(h, w, ids, temperature, chunk, supp)
         (out * g).sum().backward()
         results[name] = (out, h.grad, w.grad)
     ref_out, ref_gh, ref_gw = results["reference"]
-    atol, rtol = (2e-5, 1e-5) if dtype == torch.float32 else (1e-2, 1e-2)  # bf16: matmul chunking changes rounding
+    atol, rtol = (
+        (2e-5, 1e-5) if dtype == torch.float32 else (1e-2, 1e-2)
+    )  # bf16: matmul chunking changes rounding
     for name in ("chunked", "native"):
         out, gh, gw = results[name]
         assert out.dtype == torch.float32
         assert_close(out, ref_out, atol, rtol, f"{name} logp")
-        assert_close(gh, ref_gh, *((1e-5, 1e-4) if dtype == torch.float32 else (2e-2, 2e-2)), f"{name} grad hidden")
+        assert_close(
+            gh, ref_gh, *((1e-5, 1e-4) if dtype == torch.float32 else (2e-2, 2e-2)), f"{name} grad hidden"
+        )
         if ref_gw is not None:
-            assert_close(gw, ref_gw, *((1e-5, 1e-4) if dtype == torch.float32 else (2e-2, 2e-2)), f"{name} grad W")
+            assert_close(
+                gw, ref_gw, *((1e-5, 1e-4) if dtype == torch.float32 else (2e-2, 2e-2)), f"{name} grad W"
+            )
 
 
 def loss_inputs(B, T, device, seed=3, dtype=torch.float32, spread=0.3):
     gen = torch.Generator().manual_seed(seed)
     old = -torch.rand(B, T, generator=gen, dtype=torch.float64) * 3
-    lp = old + torch.randn(B, T, generator=gen, dtype=torch.float64) * spread  # ratios on both sides of the clip
+    lp = (
+        old + torch.randn(B, T, generator=gen, dtype=torch.float64) * spread
+    )  # ratios on both sides of the clip
     ref = old + torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.2
     adv = torch.randn(B, generator=gen, dtype=torch.float64)
     lengths = torch.randint(1, T + 1, (B,), generator=gen)
     lengths[1] = 0  # a fully masked completion
-    mask = (torch.arange(T)[None, :] < lengths[:, None])
+    mask = torch.arange(T)[None, :] < lengths[:, None]
     return [t.to(dtype).to(device) for t in (lp, old, ref, adv)] + [mask.to(device)]
 
 
-LOSS_CASES = [(lvl, lt, beta) for lvl in reference.IS_LEVELS for lt in reference.LOSS_TYPES for beta in (0.0, 0.04)]
+LOSS_CASES = [
+    (lvl, lt, beta) for lvl in reference.IS_LEVELS for lt in reference.LOSS_TYPES for beta in (0.0, 0.04)
+]
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("level,loss_type,beta", LOSS_CASES)
 def test_loss_matches_reference(device, level, loss_type, beta):
     lp, old, ref_lp, adv, mask = loss_inputs(6, 9, device)
-    kw = dict(ref_per_token_logps=ref_lp, importance_sampling_level=level, epsilon_low=0.2, epsilon_high=0.28,
-              beta=beta, loss_type=loss_type, max_completion_length=12)
+    kw = dict(
+        ref_per_token_logps=ref_lp,
+        importance_sampling_level=level,
+        epsilon_low=0.2,
+        epsilon_high=0.28,
+        beta=beta,
+        loss_type=loss_type,
+        max_completion_length=12,
+    )
     a, b = lp.clone().requires_grad_(), lp.clone().requires_grad_()
     ref_loss, ref_m = reference.gcpo_loss(a, old, adv, mask, **kw)
     ref_loss.backward()
@@ -168,12 +201,23 @@ def test_fused_logits_to_loss_gradient(device, inplace, level):
     B, T, V = 2, 3, 151936
     logits, ids, _ = make_logits(B * T, V, torch.float32, device, seed=4)
     _, old, ref_lp, adv, mask = loss_inputs(B, T, device, seed=5)
-    kw = dict(ref_per_token_logps=ref_lp, importance_sampling_level=level, epsilon_low=0.2, epsilon_high=0.28,
-              beta=0.04, loss_type="token_mean", max_completion_length=T)
+    kw = dict(
+        ref_per_token_logps=ref_lp,
+        importance_sampling_level=level,
+        epsilon_low=0.2,
+        epsilon_high=0.28,
+        beta=0.04,
+        loss_type="token_mean",
+        max_completion_length=T,
+    )
     x_ref, x = logits.clone().requires_grad_(), logits.clone().requires_grad_()
-    ref_loss, _ = reference.gcpo_loss(reference.token_logprobs(x_ref, ids, 0.9).view(B, T), old, adv, mask, **kw)
+    ref_loss, _ = reference.gcpo_loss(
+        reference.token_logprobs(x_ref, ids, 0.9).view(B, T), old, adv, mask, **kw
+    )
     ref_loss.backward()
-    loss, _ = ops.gcpo_loss(ops.token_logprobs(x, ids, 0.9, inplace_backward=inplace).view(B, T), old, adv, mask, **kw)
+    loss, _ = ops.gcpo_loss(
+        ops.token_logprobs(x, ids, 0.9, inplace_backward=inplace).view(B, T), old, adv, mask, **kw
+    )
     loss.backward()
     assert_close(loss, ref_loss, 1e-6, 1e-5, "loss")
     assert_close(x.grad, x_ref.grad, 1e-8, 1e-4, "grad logits")
@@ -188,14 +232,24 @@ def test_gradcheck_float64():
     weight = torch.randn(9, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     hid_ids = torch.tensor([1, 8, 0, 5, 5])
     assert torch.autograd.gradcheck(
-        lambda h, w: ops.token_logprobs_from_hidden(h, w, hid_ids, 1.3, 2, supp), (hidden, weight))
+        lambda h, w: ops.token_logprobs_from_hidden(h, w, hid_ids, 1.3, 2, supp), (hidden, weight)
+    )
     for level in reference.IS_LEVELS:
         for loss_type in reference.LOSS_TYPES:
             lp, old, ref_lp, adv, mask = loss_inputs(3, 4, "cpu", seed=7, dtype=torch.float64, spread=0.05)
             lp.requires_grad_()
-            kw = dict(ref_per_token_logps=ref_lp, importance_sampling_level=level, epsilon_low=0.2,
-                      epsilon_high=0.3, beta=0.1, loss_type=loss_type, max_completion_length=5)
-            assert torch.autograd.gradcheck(lambda x: ops.gcpo_loss(x, old, adv, mask, **kw)[0], (lp,))
+            kw = dict(
+                ref_per_token_logps=ref_lp,
+                importance_sampling_level=level,
+                epsilon_low=0.2,
+                epsilon_high=0.3,
+                beta=0.1,
+                loss_type=loss_type,
+                max_completion_length=5,
+            )
+            assert torch.autograd.gradcheck(
+                lambda x, old=old, adv=adv, mask=mask, kw=kw: ops.gcpo_loss(x, old, adv, mask, **kw)[0], (lp,)
+            )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -218,8 +272,20 @@ def test_opcheck(device):
         (op.token_logprobs_bwd, (g, logits.detach(), ids, lse.detach(), 0.9, supp)),
         (op.token_logprobs_bwd_, (g, logits.detach().clone(), ids, lse.detach(), 0.9, supp)),
         (op.logprobs_from_hidden_fwd, (hidden, weight, hid_ids, 1.0, 4, None)),
-        (op.logprobs_from_hidden_bwd, (torch.randn(6, device=device), hidden.detach(), weight, hid_ids,
-                                       hlse.detach(), 1.0, 4, None, True)),
+        (
+            op.logprobs_from_hidden_bwd,
+            (
+                torch.randn(6, device=device),
+                hidden.detach(),
+                weight,
+                hid_ids,
+                hlse.detach(),
+                1.0,
+                4,
+                None,
+                True,
+            ),
+        ),
         (op.gcpo_loss_fwd, (lp.requires_grad_(), old, ref_lp, adv, mask, 0, 0.2, 0.28, 0.04, 0, 0)),
         (op.gcpo_loss_fwd, (lp, old, None, adv, mask, 1, 0.2, 0.28, 0.0, 2, 7)),
     ]
@@ -250,6 +316,10 @@ def test_errors_name_the_problem():
     with pytest.raises(RuntimeError, match="suppress_ids: id 12"):
         ops.token_logprobs(x, torch.tensor([0, 1, 2]), 1.0, torch.tensor([12]))
     with pytest.raises(RuntimeError, match="cast one of them"):
-        ops.token_logprobs_from_hidden(torch.randn(3, 4), torch.randn(10, 4, dtype=torch.bfloat16), torch.tensor([0, 1, 2]))
+        ops.token_logprobs_from_hidden(
+            torch.randn(3, 4), torch.randn(10, 4, dtype=torch.bfloat16), torch.tensor([0, 1, 2])
+        )
     with pytest.raises(ValueError, match="max_completion_length"):
-        ops.gcpo_loss(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1), torch.ones(1, 2), loss_type="dr_grpo")
+        ops.gcpo_loss(
+            torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1), torch.ones(1, 2), loss_type="dr_grpo"
+        )

@@ -1,5 +1,6 @@
 """The reference kernels (the specification) against hand-worked values and naive PyTorch, and the
 chunked PyTorch hidden-state path (the reference backend's training path) against the plain one."""
+
 import math
 
 import pytest
@@ -30,8 +31,16 @@ HAND = {
 
 @pytest.mark.parametrize("level,loss_type", list(HAND))
 def test_hand_worked_loss(level, loss_type):
-    loss, m = reference.gcpo_loss(LP, OLD, ADV, MASK, importance_sampling_level=level, loss_type=loss_type,
-                                  max_completion_length=4, **EPS)
+    loss, m = reference.gcpo_loss(
+        LP,
+        OLD,
+        ADV,
+        MASK,
+        importance_sampling_level=level,
+        loss_type=loss_type,
+        max_completion_length=4,
+        **EPS,
+    )
     assert loss.item() == pytest.approx(HAND[(level, loss_type)], abs=1e-6)
     if level == "token":  # one of three tokens clipped high (r = 1.5 > 1.3 with A > 0)
         assert m["clip_ratio_high"].item() == pytest.approx(1 / 3) and m["clip_ratio_low"].item() == 0
@@ -44,7 +53,9 @@ def test_hand_worked_loss(level, loss_type):
 
 def test_hand_worked_token_gradient():
     lp = LP.clone().requires_grad_()
-    loss, _ = reference.gcpo_loss(lp, OLD, ADV, MASK, importance_sampling_level="token", loss_type="token_mean", **EPS)
+    loss, _ = reference.gcpo_loss(
+        lp, OLD, ADV, MASK, importance_sampling_level="token", loss_type="token_mean", **EPS
+    )
     loss.backward()
     # d/d lp of -r A / 3 = -A r / 3 where unclipped; the clipped token and the masked token get 0
     expected = torch.tensor([[0.0, -0.5 / 3], [1.0 / 3, 0.0]])
@@ -55,10 +66,20 @@ def test_hand_worked_kl_term():
     delta = torch.tensor([[0.0, math.log(2)], [-math.log(2), 5.0]])  # ref - lp; the last token is masked
     k3 = [[0.0, 2 - math.log(2) - 1], [0.5 + math.log(2) - 1, None]]
     beta = 0.1
-    loss_nokl, _ = reference.gcpo_loss(LP, OLD, ADV, MASK, importance_sampling_level="token",
-                                       loss_type="token_mean", **EPS)
-    loss, m = reference.gcpo_loss(LP, OLD, ADV, MASK, ref_per_token_logps=LP + delta, beta=beta,
-                                  importance_sampling_level="token", loss_type="token_mean", **EPS)
+    loss_nokl, _ = reference.gcpo_loss(
+        LP, OLD, ADV, MASK, importance_sampling_level="token", loss_type="token_mean", **EPS
+    )
+    loss, m = reference.gcpo_loss(
+        LP,
+        OLD,
+        ADV,
+        MASK,
+        ref_per_token_logps=LP + delta,
+        beta=beta,
+        importance_sampling_level="token",
+        loss_type="token_mean",
+        **EPS,
+    )
     kl_sum = k3[0][0] + k3[0][1] + k3[1][0]
     assert loss.item() == pytest.approx(loss_nokl.item() + beta * kl_sum / 3, abs=1e-6)
     assert m["kl"].item() == pytest.approx(kl_sum / 3, abs=1e-6)
@@ -66,8 +87,9 @@ def test_hand_worked_kl_term():
 
 def test_fully_masked_completion_counts_in_B_only():
     mask = torch.tensor([[1, 1], [0, 0]])
-    loss, _ = reference.gcpo_loss(LP, OLD, ADV, mask, importance_sampling_level="token",
-                                  loss_type="seq_mean_token_mean", **EPS)
+    loss, _ = reference.gcpo_loss(
+        LP, OLD, ADV, mask, importance_sampling_level="token", loss_type="seq_mean_token_mean", **EPS
+    )
     assert loss.item() == pytest.approx((-1.3 - 0.5) / 2 / 2)
 
 
@@ -77,11 +99,15 @@ def test_token_logprobs_equals_naive_log_softmax_gather(dtype, temperature):
     logits = (torch.randn(7, 4231) * 3).to(dtype)
     ids = torch.randint(0, 4231, (7,))
     naive = torch.log_softmax(logits.float() / temperature, dim=-1).gather(-1, ids[:, None]).squeeze(-1)
-    torch.testing.assert_close(reference.token_logprobs(logits, ids, temperature), naive, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        reference.token_logprobs(logits, ids, temperature), naive, atol=1e-5, rtol=1e-5
+    )
     ban = torch.tensor([1, 2, 4000])
     masked = (logits.float() / temperature).index_fill(-1, ban, float("-inf"))
     naive_s = torch.log_softmax(masked, dim=-1).gather(-1, ids[:, None]).squeeze(-1)
-    torch.testing.assert_close(reference.token_logprobs(logits, ids, temperature, ban), naive_s, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        reference.token_logprobs(logits, ids, temperature, ban), naive_s, atol=1e-5, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
@@ -107,8 +133,10 @@ def test_chunked_hidden_equals_plain_reference(dtype, atol, chunk, suppress):
 def test_default_chunk_size_bounds_the_logits():
     c = chunked.default_chunk_size(151936, torch.float32)
     assert c * 151936 * 4 <= chunked.LOGITS_CHUNK_BUDGET_BYTES and c >= 16
-    assert chunked.default_chunk_size(151936, torch.bfloat16) == 2 * c or chunked.default_chunk_size(
-        151936, torch.bfloat16) == 2 * c + 1
+    assert (
+        chunked.default_chunk_size(151936, torch.bfloat16) == 2 * c
+        or chunked.default_chunk_size(151936, torch.bfloat16) == 2 * c + 1
+    )
 
 
 def test_native_enum_codes_follow_the_one_list():
@@ -118,6 +146,7 @@ def test_native_enum_codes_follow_the_one_list():
     from pathlib import Path
 
     from gcpo_lite.objective import IS_LEVELS, LOSS_TYPES
+
     header = (Path(__file__).resolve().parents[1] / "csrc" / "loss_math.h").read_text()
 
     def enum(name):
@@ -125,7 +154,8 @@ def test_native_enum_codes_follow_the_one_list():
         return [int(v) for v in re.findall(r"=\s*(\d+)", body)], re.findall(r"k(\w+)\s*=", body)
 
     codes, names = enum("LossType")
-    assert codes == list(range(len(LOSS_TYPES))) and [n.lower() for n in names] == \
-        [t.replace("_", "") for t in LOSS_TYPES]
+    assert codes == list(range(len(LOSS_TYPES))) and [n.lower() for n in names] == [
+        t.replace("_", "") for t in LOSS_TYPES
+    ]
     codes, names = enum("IsLevel")
     assert codes == list(range(len(IS_LEVELS))) and [n.lower() for n in names] == list(IS_LEVELS)

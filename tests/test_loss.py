@@ -1,4 +1,5 @@
 """The reference GCPO loss against values worked out by hand, for every option."""
+
 import math
 
 import pytest
@@ -15,17 +16,26 @@ R0, R1 = math.exp(0.1), math.exp(0.2)
 
 
 def loss_of(**kw):
-    args = dict(importance_sampling_level="token", epsilon_low=0.2, epsilon_high=0.28, beta=0.0,
-                loss_type="seq_mean_token_mean", max_completion_length=4)
+    args = dict(
+        importance_sampling_level="token",
+        epsilon_low=0.2,
+        epsilon_high=0.28,
+        beta=0.0,
+        loss_type="seq_mean_token_mean",
+        max_completion_length=4,
+    )
     args.update(kw)
     return gcpo_loss(LP, OLD, ADV, MASK, **args)
 
 
-@pytest.mark.parametrize("loss_type, expected", [
-    ("seq_mean_token_mean", (-(R0 + 2) / 3 + (1 + R1) / 2) / 2),
-    ("token_mean", (-(R0 + 2) + (1 + R1)) / 5),
-    ("dr_grpo", (-(R0 + 2) + (1 + R1)) / (2 * 4)),
-])
+@pytest.mark.parametrize(
+    "loss_type, expected",
+    [
+        ("seq_mean_token_mean", (-(R0 + 2) / 3 + (1 + R1) / 2) / 2),
+        ("token_mean", (-(R0 + 2) + (1 + R1)) / 5),
+        ("dr_grpo", (-(R0 + 2) + (1 + R1)) / (2 * 4)),
+    ],
+)
 def test_token_level_unclipped(loss_type, expected):
     loss, m = loss_of(loss_type=loss_type)
     assert loss.item() == pytest.approx(expected, rel=1e-6)
@@ -53,8 +63,18 @@ def test_sequence_level_ratio_is_geometric_mean_and_clips():
 
 def test_sequence_level_gradient():
     lp = LP.clone().requires_grad_(True)
-    loss, _ = gcpo_loss(lp, OLD, ADV, MASK, importance_sampling_level="sequence", epsilon_low=1.0,
-                        epsilon_high=1.0, beta=0.0, loss_type="seq_mean_token_mean", max_completion_length=4)
+    loss, _ = gcpo_loss(
+        lp,
+        OLD,
+        ADV,
+        MASK,
+        importance_sampling_level="sequence",
+        epsilon_low=1.0,
+        epsilon_high=1.0,
+        beta=0.0,
+        loss_type="seq_mean_token_mean",
+        max_completion_length=4,
+    )
     loss.backward()
     s0, s1 = math.exp(0.1 / 3), math.exp(0.2 / 2)
     # d(-s A)/d lp_t = -A s / n_tokens, then / B
@@ -75,8 +95,18 @@ def test_k3_kl_term():
 
 def test_fully_masked_row_contributes_zero_but_counts():
     mask = torch.tensor([[1, 1, 1], [0, 0, 0]])
-    loss, _ = gcpo_loss(LP, OLD, ADV, mask, importance_sampling_level="token", epsilon_low=0.2,
-                        epsilon_high=0.28, beta=0.0, loss_type="seq_mean_token_mean", max_completion_length=4)
+    loss, _ = gcpo_loss(
+        LP,
+        OLD,
+        ADV,
+        mask,
+        importance_sampling_level="token",
+        epsilon_low=0.2,
+        epsilon_high=0.28,
+        beta=0.0,
+        loss_type="seq_mean_token_mean",
+        max_completion_length=4,
+    )
     assert loss.item() == pytest.approx(-(R0 + 2) / 3 / 2, rel=1e-6)
 
 
@@ -117,8 +147,11 @@ def test_from_hidden_reference_equals_logits_path():
     torch.manual_seed(2)
     h, w = torch.randn(7, 16), torch.randn(50, 16)
     ids = torch.randint(0, 50, (7,))
-    assert torch.allclose(reference.token_logprobs_from_hidden(h, w, ids, 0.9),
-                          reference.token_logprobs(h @ w.t(), ids, 0.9), atol=1e-6)
+    assert torch.allclose(
+        reference.token_logprobs_from_hidden(h, w, ids, 0.9),
+        reference.token_logprobs(h @ w.t(), ids, 0.9),
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("backend", ["reference", "native"])
@@ -127,6 +160,7 @@ def test_micro_batches_with_the_step_normalizer_add_up_to_the_whole_step(backend
     """The step's normalizer is an argument of the loss: split losses and gradients sum to the unsplit ones."""
     import gcpo_lite.kernels as K
     from gcpo_lite.kernels import _ext
+
     if backend == "native" and not _ext.available():
         pytest.skip(f"native kernels not built here: {_ext.why_unavailable()}")
     g = torch.Generator().manual_seed(0)
@@ -143,8 +177,10 @@ def test_micro_batches_with_the_step_normalizer_add_up_to_the_whole_step(backend
         whole, _ = K.gcpo_loss(lp, old, adv, mask, **kw)
         (g_whole,) = torch.autograd.grad(whole, lp)
         norm = float(mask.sum()) if loss_type == "token_mean" else float(B)
-        parts = [K.gcpo_loss(lp[s:e], old[s:e], adv[s:e], mask[s:e], normalizer=norm, **kw)[0]
-                 for s, e in ((0, 3), (3, 4), (4, 7))]
+        parts = [
+            K.gcpo_loss(lp[s:e], old[s:e], adv[s:e], mask[s:e], normalizer=norm, **kw)[0]
+            for s, e in ((0, 3), (3, 4), (4, 7))
+        ]
         (g_parts,) = torch.autograd.grad(sum(parts), lp)
     finally:
         K.set_backend(previous)

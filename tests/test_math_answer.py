@@ -1,4 +1,5 @@
 """Answer extraction and normalization, including malformed and adversarial inputs."""
+
 import time
 
 import pytest
@@ -41,29 +42,61 @@ def test_last_number_fallback_is_configurable():
     assert extract_answer("no digits here") is None
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("$\\dfrac{1}{2}$", "\\frac{1}{2}"),
-    ("\\left( 1,2 \\right)", "( 1,2 )"),
-    ("\\text{(A)}", "(A)"),
-    ("12\\%", "12"),
-    ("90^\\circ", "90"),
-    ("\\$1,000,000", "1000000"),
-    ("5 \\text{ cm}^2", "5"),
-    ("3.50 dollars", "3.50"),
-    ("x \\in (0, 1)", "(0, 1)"),
-    ("10.00", "10"),
-    ("\\frac{1}{2}\\,\\text{m}", "\\frac{1}{2} m"),  # a single-letter word is not taken for a unit
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("$\\dfrac{1}{2}$", "\\frac{1}{2}"),
+        ("\\left( 1,2 \\right)", "( 1,2 )"),
+        ("\\text{(A)}", "(A)"),
+        ("12\\%", "12"),
+        ("90^\\circ", "90"),
+        ("\\$1,000,000", "1000000"),
+        ("5 \\text{ cm}^2", "5"),
+        ("3.50 dollars", "3.50"),
+        ("x \\in (0, 1)", "(0, 1)"),
+        ("10.00", "10"),
+        ("\\frac{1}{2}\\,\\text{m}", "\\frac{1}{2} m"),  # a single-letter word is not taken for a unit
+    ],
+)
 def test_normalize(raw, expected):
     assert normalize_answer(raw) == expected
 
 
 ADVERSARIAL = [
-    None, "", "   ", 12, 3.5, b"\\boxed{1}", ["1"], "\\boxed{", "\\boxed{}", "}}}{{{", "\\frac{", "\\frac{1}{0}",
-    "1/0", "0/0", "\\sqrt{-1}", "\\left(", "$$$$", "\\text{", "\x00\x01\x02", "\ud83d\ude00 = 5", "\u2203x\u2200y",
-    "\u0434\u0432\u0430", "\\begin{pmatrix}", "((((((((((", "^^^^", "x_", "\\log_", "| |", "!!!", "=", "<>",
+    None,
+    "",
+    "   ",
+    12,
+    3.5,
+    b"\\boxed{1}",
+    ["1"],
+    "\\boxed{",
+    "\\boxed{}",
+    "}}}{{{",
+    "\\frac{",
+    "\\frac{1}{0}",
+    "1/0",
+    "0/0",
+    "\\sqrt{-1}",
+    "\\left(",
+    "$$$$",
+    "\\text{",
+    "\x00\x01\x02",
+    "\ud83d\ude00 = 5",
+    "\u2203x\u2200y",
+    "\u0434\u0432\u0430",
+    "\\begin{pmatrix}",
+    "((((((((((",
+    "^^^^",
+    "x_",
+    "\\log_",
+    "| |",
+    "!!!",
+    "=",
+    "<>",
     "\\boxed{" * 5000 + "1" + "}" * 5000,  # deep nesting
-    "{" * 10000, "(" * 10000 + ")" * 10000,
+    "{" * 10000,
+    "(" * 10000 + ")" * 10000,
     "9" * 10000,  # 10,000-digit number
     "x+" * 5000 + "1",  # 10,000-char expression
     "\\frac{1}{2}" * 1000,

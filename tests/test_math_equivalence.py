@@ -1,4 +1,5 @@
 """math_equal on the project's answer-equivalence cases (tests/math_cases.py), plus math-verify agreement."""
+
 import pytest
 from math_cases import CASES
 
@@ -9,8 +10,19 @@ from gcpo_lite.verify.rewards import math_equal as public_math_equal
 def test_case_table_covers_every_format_both_ways():
     assert len(CASES) >= 150
     formats = {f for _, _, _, f in CASES}
-    assert formats >= {"exact", "normalize", "numeric", "fraction", "symbolic", "equation", "interval",
-                       "tuple", "set", "choice", "words"}
+    assert formats >= {
+        "exact",
+        "normalize",
+        "numeric",
+        "fraction",
+        "symbolic",
+        "equation",
+        "interval",
+        "tuple",
+        "set",
+        "choice",
+        "words",
+    }
     for fmt in formats:
         verdicts = {e for _, _, e, f in CASES if f == fmt}
         assert verdicts == {True, False}, f"{fmt} needs true and false pairs"
@@ -39,10 +51,15 @@ def test_agreement_with_math_verify():
     mv = pytest.importorskip("math_verify")
     agree = 0
     disagreements = []
-    for pred, gold, expected, _ in CASES:
+    for pred, gold, _expected, _ in CASES:
         try:
-            theirs = bool(mv.verify(mv.parse(f"${gold}$", parsing_timeout=None),
-                                    mv.parse(f"${pred}$", parsing_timeout=None), timeout_seconds=None))
+            theirs = bool(
+                mv.verify(
+                    mv.parse(f"${gold}$", parsing_timeout=None),
+                    mv.parse(f"${pred}$", parsing_timeout=None),
+                    timeout_seconds=None,
+                )
+            )
         except Exception:
             theirs = False
         ours = math_equal(pred, gold)
@@ -58,6 +75,7 @@ def test_verifier_registry(monkeypatch):
     from gcpo_lite.config import ConfigError
     from gcpo_lite.tasks import Example
     from gcpo_lite.verify import rewards
+
     ex = Example(prompt="q", answer="\\frac{1}{2}")
     assert set(rewards.VERIFIERS) >= {"math", "math_verify"}
     assert rewards.resolve_verifier("auto", "gsm8k") is rewards.verify_math
@@ -77,6 +95,7 @@ def test_math_verify_verifier_in_workers():
     pytest.importorskip("math_verify")
     from gcpo_lite.tasks import Example
     from gcpo_lite.verify.rewards import verify_math_verify
+
     ex = Example(prompt="q", answer="\\frac{1}{2}")
     assert verify_math_verify("so $\\boxed{0.5}$", ex) == 1.0
     assert verify_math_verify("so $\\boxed{0.4}$", ex) == 0.0

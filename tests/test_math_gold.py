@@ -1,12 +1,19 @@
 """Gold formatting: a final \\boxed{} when missing, thinking tags for R1-distill, verification and failure counts."""
+
 import pytest
 
 from gcpo_lite.gold import Gold, choose_gold_slot, gold_solution_text, inject, make_gold, should_inject
 from gcpo_lite.tasks import Example
 
-MATH = Example(prompt="Compute 1/2 + 1/4.", answer="\\frac{3}{4}", solution="We get $\\frac{2}{4}+\\frac14 = \\boxed{\\frac{3}{4}}$.")
+MATH = Example(
+    prompt="Compute 1/2 + 1/4.",
+    answer="\\frac{3}{4}",
+    solution="We get $\\frac{2}{4}+\\frac14 = \\boxed{\\frac{3}{4}}$.",
+)
 GSM = Example(prompt="Apples?", answer="72", solution="She sold 48/2 = 24 in May.\nSo 48+24 = 72 in total.")
-R1 = Example(prompt="1+1?", answer="2", solution="<think>\nOne plus one is two.\n</think>\n\nSo $1+1=\\boxed{2}$.")
+R1 = Example(
+    prompt="1+1?", answer="2", solution="<think>\nOne plus one is two.\n</think>\n\nSo $1+1=\\boxed{2}$."
+)
 BARE = Example(prompt="AIME", answer="204", solution=None)
 
 
@@ -20,10 +27,16 @@ def test_plain_models_get_the_solution_with_a_box():
 
 def test_r1_distill_gets_thinking_tags():
     text = gold_solution_text(GSM, "r1_distill")
-    assert text.startswith("<think>\n" + GSM.solution) and "</think>\n\nThe final answer is $\\boxed{72}$." in text
+    assert (
+        text.startswith("<think>\n" + GSM.solution)
+        and "</think>\n\nThe final answer is $\\boxed{72}$." in text
+    )
     text = gold_solution_text(MATH, "r1_distill")
     assert text.startswith("<think>\nWe get") and text.endswith("\\boxed{\\frac{3}{4}}$.")
-    assert gold_solution_text(R1, "r1_distill") == "<think>\nOne plus one is two.\n</think>\n\nSo $1+1=\\boxed{2}$."
+    assert (
+        gold_solution_text(R1, "r1_distill")
+        == "<think>\nOne plus one is two.\n</think>\n\nSo $1+1=\\boxed{2}$."
+    )
     # the R1-Distill template's generation prompt may already open the block
     assert gold_solution_text(R1, "r1_distill", prompt_opens_think=True).startswith("One plus one")
 
@@ -31,15 +44,21 @@ def test_r1_distill_gets_thinking_tags():
 def _check(ex, family="qwen2", max_len=10_000, overflow="skip"):
     """make_gold with the math reward the trainer uses, on a whitespace tokenizer."""
     from gcpo_lite.verify.rewards import RewardModel, resolve_verifier
+
     words: list[str] = []
     rewards = RewardModel(resolve_verifier("math", "gsm8k", False), 0.0)
 
     def tokenize(text):
         words[:] = text.split(" ")
         return list(range(len(words)))
-    return make_gold(gold_solution_text(ex, family), tokenize=tokenize,
-                     score=lambda ids: rewards.score(" ".join(words[i] for i in ids), ex),
-                     max_len=max_len, overflow=overflow)
+
+    return make_gold(
+        gold_solution_text(ex, family),
+        tokenize=tokenize,
+        score=lambda ids: rewards.score(" ".join(words[i] for i in ids), ex),
+        max_len=max_len,
+        overflow=overflow,
+    )
 
 
 def test_gold_is_verified_with_the_reward_function():
@@ -55,9 +74,16 @@ def test_gold_is_verified_with_the_reward_function():
     assert truncated.status == "truncated" and len(truncated.ids) == 3
 
 
-@pytest.mark.parametrize("mode, correct, expected", [
-    ("all_wrong", [False, False], True), ("all_wrong", [True, False], False), ("all_wrong", [True, True], False),
-    ("never", [False, False], False), ("always", [True, True], True)])
+@pytest.mark.parametrize(
+    "mode, correct, expected",
+    [
+        ("all_wrong", [False, False], True),
+        ("all_wrong", [True, False], False),
+        ("all_wrong", [True, True], False),
+        ("never", [False, False], False),
+        ("always", [True, True], True),
+    ],
+)
 def test_injection_trigger(mode, correct, expected):
     assert should_inject(mode, correct) is expected
 
@@ -77,6 +103,7 @@ def test_inject_is_pure_and_reads_only_the_golds_it_needs():
         def __getitem__(self, g):
             asked.append(g)
             return self.golds[g]
+
     ok, bad = Gold([7, 8], 1.0), Gold(None, 0.0, "failed_verification")
     rewards = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]  # 3 groups of G=2: group 1 has a success
     correct = [False, False, True, False, False, False]
@@ -98,6 +125,7 @@ class _Template:
 
 def test_prompt_opens_think():
     from gcpo_lite.gold import prompt_opens_think
+
     assert prompt_opens_think(_Template("<think>\n"))
     assert not prompt_opens_think(_Template(""))
     assert not prompt_opens_think(object())  # no chat template at all
@@ -109,11 +137,16 @@ def _byte_level_chat_tokenizer():
     from transformers import PreTrainedTokenizerFast
 
     from gcpo_lite.models import CHAT_TEMPLATE
+
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     raw.train_from_iterator([MATH.solution, GSM.solution, R1.solution] * 20, trainer=trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tok.chat_template = CHAT_TEMPLATE
@@ -124,6 +157,7 @@ def test_gold_text_survives_the_chat_template():
     """gold text -> prompts.completion_ids_for_text (the trainer's path) -> decode -> still verifies."""
     from gcpo_lite.prompts import completion_ids_for_text, eos_token_ids
     from gcpo_lite.verify.rewards import RewardModel, resolve_verifier
+
     verify = RewardModel(resolve_verifier("math", "gsm8k", False)).correct
     tok = _byte_level_chat_tokenizer()
     eos = eos_token_ids(tok)

@@ -1,4 +1,5 @@
 """The sympy part of a comparison has a hard time limit that holds from any thread."""
+
 import threading
 import time
 
@@ -35,8 +36,9 @@ def test_limit_holds_from_a_thread_and_workers_recover():
 
 
 def test_concurrent_threads():
-    pairs = [(f"\\sqrt{{{k * k}}}", str(k), True) for k in range(2, 14)] + \
-            [(f"\\sqrt{{{k * k + 1}}}", str(k), False) for k in range(2, 14)]
+    pairs = [(f"\\sqrt{{{k * k}}}", str(k), True) for k in range(2, 14)] + [
+        (f"\\sqrt{{{k * k + 1}}}", str(k), False) for k in range(2, 14)
+    ]
     out = [None] * len(pairs)
 
     def run(i):

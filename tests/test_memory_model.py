@@ -1,4 +1,5 @@
 """Memory model against exact counts: formulas, real bnb/peft tensors, autograd's saved tensors."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,13 +10,28 @@ from gcpo_lite.memory.architectures import from_hf_config, registry_architecture
 
 KNOWN = registry_architectures()
 
-TINY = dict(model_type="qwen2", hidden_size=128, intermediate_size=352, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, vocab_size=512, tie_word_embeddings=True)
+TINY = dict(
+    model_type="qwen2",
+    hidden_size=128,
+    intermediate_size=352,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=512,
+    tie_word_embeddings=True,
+)
 
 
 def test_registry_parameter_counts_match_published_sizes():
-    published_b = {"qwen2.5-0.5b": 0.494, "qwen2.5-1.5b": 1.544, "qwen2.5-3b": 3.086, "qwen2.5-7b": 7.616,
-                   "deepseek-r1-distill-qwen-1.5b": 1.777, "llama-3.2-1b": 1.236, "llama-3.2-3b": 3.213}
+    published_b = {
+        "qwen2.5-0.5b": 0.494,
+        "qwen2.5-1.5b": 1.544,
+        "qwen2.5-3b": 3.086,
+        "qwen2.5-7b": 7.616,
+        "deepseek-r1-distill-qwen-1.5b": 1.777,
+        "llama-3.2-1b": 1.236,
+        "llama-3.2-3b": 3.213,
+    }
     for name, billions in published_b.items():
         assert KNOWN[name].num_params() / 1e9 == pytest.approx(billions, abs=0.002), name
 
@@ -44,13 +60,17 @@ def test_estimate_is_monotone_in_each_size():
     assert mm.estimate(arch, shape, 8, 4, 256).phase_totals["generation"] > base.phase_totals["generation"]
     assert mm.estimate(arch, shape, 4, 8, 256).phase_totals["training"] > base.phase_totals["training"]
     assert mm.estimate(arch, shape, 4, 4, 512).phase_totals["training"] >= base.phase_totals["training"]
-    assert base.peak_bytes == (base.components["runtime"] + base.phase_totals["static"]
-                               + max(base.phase_totals["generation"], base.phase_totals["training"])
-                               + base.components["allocator_overhead"])
+    assert base.peak_bytes == (
+        base.components["runtime"]
+        + base.phase_totals["static"]
+        + max(base.phase_totals["generation"], base.phase_totals["training"])
+        + base.components["allocator_overhead"]
+    )
 
 
 def _tiny_model_dir(path, layers=2):
     from transformers import Qwen2Config, Qwen2ForCausalLM
+
     torch.manual_seed(0)
     cfg = {k: v for k, v in TINY.items() if k != "model_type"}
     Qwen2ForCausalLM(Qwen2Config(**{**cfg, "num_hidden_layers": layers})).save_pretrained(path)
@@ -60,6 +80,7 @@ def _tiny_model_dir(path, layers=2):
 def _load(path, dtype, r=8):
     from gcpo_lite.config import LoraConfig, ModelConfig
     from gcpo_lite.models import add_lora, load_base_model
+
     base = load_base_model(path, ModelConfig(quantize=True, compute_dtype=dtype), torch.device("cpu"))
     return base, add_lora(base, LoraConfig(r=r), gradient_checkpointing=False)
 
@@ -92,6 +113,7 @@ def test_weight_and_lora_bytes_match_real_tensors(tiny_dirs):
 def _saved_bytes(path, dtype, B, T) -> int:
     """Bytes of the tensors autograd saves in a training forward of the decoder (storage-deduplicated)."""
     from gcpo_lite.models import decoder_and_head
+
     _, model = _load(path, dtype)
     decoder, _ = decoder_and_head(model)
     model.train()

@@ -1,4 +1,5 @@
 """OOM backoff with injected out-of-memory errors: no sample lost, same update as a clean run."""
+
 from __future__ import annotations
 
 import copy
@@ -16,8 +17,12 @@ def _oom():
 
 def test_is_oom():
     assert is_oom(_oom())
-    assert is_oom(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
-                               "you tried to allocate 123 bytes"))
+    assert is_oom(
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+            "you tried to allocate 123 bytes"
+        )
+    )
     assert is_oom(MemoryError())
     assert not is_oom(RuntimeError("shape mismatch"))
     assert not is_oom(ValueError("out of memory"))  # only errors allocators raise
@@ -57,6 +62,7 @@ def test_non_oom_errors_propagate_and_size_one_explains():
 
     def always_oom(s, e):
         raise _oom()
+
     with pytest.raises(OutOfMemoryAtSizeOne, match="max_completion_length"):
         OOMBackoff(plan).map("training", 3, always_oom)
     assert plan.micro_batch_size == 1

@@ -1,6 +1,7 @@
 """OOM backoff inside the Trainer: injected out-of-memory errors in generation, in the no-grad
 log-probs and in a training micro-step's backward; the run keeps every sample and row and ends
 with the same LoRA weights as a run that never hit an error."""
+
 import torch
 
 from gcpo_lite import trainer as trainer_mod
@@ -11,12 +12,24 @@ STEPS = 2
 
 
 def make(run_dir, gen_batch, micro):
-    cfg = from_dict({"model": {"gradient_checkpointing": False},
-                     "gcpo": {"num_generations": 4, "max_completion_length": 5, "num_iterations": 2, "beta": 0.04},
-                     "data": {"eval_size": 4},
-                     "train": {"batch_size": 8, "output_dir": str(run_dir), "learning_rate": 1e-3, "eval_steps": 0,
-                               "num_threads": 1, "kernels": "reference", "seed": 3,
-                               "generation_batch_size": gen_batch, "micro_batch_size": micro}})
+    cfg = from_dict(
+        {
+            "model": {"gradient_checkpointing": False},
+            "gcpo": {"num_generations": 4, "max_completion_length": 5, "num_iterations": 2, "beta": 0.04},
+            "data": {"eval_size": 4},
+            "train": {
+                "batch_size": 8,
+                "output_dir": str(run_dir),
+                "learning_rate": 1e-3,
+                "eval_steps": 0,
+                "num_threads": 1,
+                "kernels": "reference",
+                "seed": 3,
+                "generation_batch_size": gen_batch,
+                "micro_batch_size": micro,
+            },
+        }
+    )
     return Trainer(cfg, progress=False)
 
 
@@ -59,6 +72,7 @@ def test_backoff_run_matches_a_clean_run(embedded_model_dir, tmp_path, monkeypat
 
             def boom(grad):
                 raise _oom()
+
             lp.register_hook(boom)
         return lp
 
@@ -79,10 +93,15 @@ def test_backoff_run_matches_a_clean_run(embedded_model_dir, tmp_path, monkeypat
 
 
 def test_auto_group_size_in_the_trainer(embedded_model_dir, tmp_path):
-    cfg = from_dict({"model": {"gradient_checkpointing": False},
-                     "gcpo": {"num_generations": 2, "max_completion_length": 4}, "data": {"eval_size": 4},
-                     "train": {"batch_size": 8, "output_dir": str(tmp_path), "eval_steps": 0, "num_threads": 1},
-                     "scheduler": {"auto_num_generations": True, "min_num_generations": 2, "max_num_generations": 4}})
+    cfg = from_dict(
+        {
+            "model": {"gradient_checkpointing": False},
+            "gcpo": {"num_generations": 2, "max_completion_length": 4},
+            "data": {"eval_size": 4},
+            "train": {"batch_size": 8, "output_dir": str(tmp_path), "eval_steps": 0, "num_threads": 1},
+            "scheduler": {"auto_num_generations": True, "min_num_generations": 2, "max_num_generations": 4},
+        }
+    )
     tr = Trainer(cfg, progress=False)
     assert tr.plan.num_generations == 4 and tr.cfg.gcpo.num_generations == 4 and tr.cfg.prompts_per_step == 2
     assert cfg.gcpo.num_generations == 2  # the validated config is never mutated

@@ -1,4 +1,5 @@
 """`gcpo-lite plot`: a PNG with every panel from metrics.jsonl; a clear error without matplotlib."""
+
 import builtins
 import json
 
@@ -11,16 +12,30 @@ from gcpo_lite.config import ConfigError
 def write_run(run_dir, steps=12):
     rows = [{"step": 0, "eval_accuracy": 0.1}]
     for s in range(1, steps + 1):
-        rows.append({"step": s, "reward_mean": s / steps, "reward_std": 0.3, "accuracy": s / (2 * steps),
-                     "gold_injected_frac": 1 - s / steps, "all_wrong_frac": 1 - s / steps, "all_correct_frac": 0.0,
-                     "loss": 0.1 / s, "completion_length_mean": 20 + s, "completion_length_max": 40})
+        rows.append(
+            {
+                "step": s,
+                "reward_mean": s / steps,
+                "reward_std": 0.3,
+                "accuracy": s / (2 * steps),
+                "gold_injected_frac": 1 - s / steps,
+                "all_wrong_frac": 1 - s / steps,
+                "all_correct_frac": 0.0,
+                "loss": 0.1 / s,
+                "completion_length_mean": 20 + s,
+                "completion_length_max": 40,
+            }
+        )
     rows[-1]["eval_accuracy"] = 0.6
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 13, "rew')  # cut line
+    (run_dir / "metrics.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows) + '{"step": 13, "rew'
+    )  # cut line
 
 
 def test_series_skips_rows_without_the_key(tmp_path):
     write_run(tmp_path)
     from gcpo_lite.commands.plot import read_metrics
+
     rows = read_metrics(tmp_path)
     assert series(rows, "eval_accuracy") == ([0, 12], [0.1, 0.6])
     assert series(rows, "loss")[0] == list(range(1, 13))
@@ -34,6 +49,7 @@ def test_plot_writes_a_png(tmp_path):
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     import matplotlib.image
+
     height, width = matplotlib.image.imread(str(out)).shape[:2]
     assert height > width and len(PANELS) == 5  # one panel a row: reward, accuracy, gold, loss, lengths
 
@@ -41,6 +57,7 @@ def test_plot_writes_a_png(tmp_path):
 def test_plot_cli_and_errors(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     from gcpo_lite.cli import main
+
     write_run(tmp_path)
     assert main(["plot", str(tmp_path), "--output", str(tmp_path / "x.png")]) == 0
     assert (tmp_path / "x.png").is_file() and "wrote" in capsys.readouterr().out

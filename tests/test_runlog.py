@@ -1,4 +1,5 @@
 """Per-step extras, the optional metric sinks and the progress bar."""
+
 import sys
 import types
 
@@ -36,11 +37,15 @@ def test_wandb_gets_numeric_metrics_and_a_stable_run_id(tmp_path, monkeypatch):
     fake = types.SimpleNamespace(init=lambda **kw: inits.append(kw) or Run())
     monkeypatch.setitem(sys.modules, "wandb", fake)
     sinks = Reporters(cfg(tmp_path, "wandb"), tmp_path)
-    sinks.log({"step": 3, "loss": 0.5, "plan_logits_chunk_size": None, "gold": True, "reward_mean": float("nan")})
+    sinks.log(
+        {"step": 3, "loss": 0.5, "plan_logits_chunk_size": None, "gold": True, "reward_mean": float("nan")}
+    )
     sinks.close()
     assert logged == [(3, {"loss": 0.5}), "finished"]
     Reporters(cfg(tmp_path, "wandb"), tmp_path)
-    assert inits[0]["id"] == inits[1]["id"] and inits[0]["resume"] == "allow"  # --resume continues the W&B run
+    assert (
+        inits[0]["id"] == inits[1]["id"] and inits[0]["resume"] == "allow"
+    )  # --resume continues the W&B run
 
 
 @pytest.mark.parametrize("rich", [True, False])
@@ -70,8 +75,16 @@ def test_sampler_entropy_is_the_sampling_distributions_entropy():
             logits = torch.tensor([2.0, 1.0, 0.0, 0.0, 0.0, 0.0]).expand(*input_ids.shape, 6)
             return types.SimpleNamespace(logits=logits)
 
-    out = sample_completions(Fixed(), [[1, 2], [3]], max_new_tokens=3, temperature=2.0, top_p=1.0,
-                             eos_ids={5}, pad_id=4, suppress_ids=[4])  # pad suppressed: 5 live tokens
+    out = sample_completions(
+        Fixed(),
+        [[1, 2], [3]],
+        max_new_tokens=3,
+        temperature=2.0,
+        top_p=1.0,
+        eos_ids={5},
+        pad_id=4,
+        suppress_ids=[4],
+    )  # pad suppressed: 5 live tokens
     p = torch.softmax(torch.tensor([2.0, 1.0, 0.0, 0.0, 0.0]) / 2.0, -1)
     per_token = float(-(p * p.log()).sum())
     for ids, total in zip(out.completions, out.entropy_sums):

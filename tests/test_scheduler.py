@@ -1,4 +1,5 @@
 """Planner: deterministic, monotone in the budget, within budget, clear refusals; the plan command."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,9 @@ from gcpo_lite.commands import plan as plan_cmd
 from gcpo_lite.config import Config, ConfigError, from_dict
 from gcpo_lite.memory import model as mm
 from gcpo_lite.memory.architectures import registry_architectures, resolve
+from gcpo_lite.memory.planner import InfeasiblePlanError, Plan, make_plan, parse_bytes, plan_run
 
 KNOWN = registry_architectures()
-from gcpo_lite.memory.planner import InfeasiblePlanError, Plan, make_plan, parse_bytes, plan_run
 
 GiB = 2**30
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,11 +45,17 @@ def test_plan_is_deterministic():
     assert a == b
 
 
-@pytest.mark.parametrize("name,shape", [
-    ("qwen2.5-1.5b", SHAPE),
-    ("qwen2.5-0.5b", mm.RunShape(prompt_tokens=512, completion_tokens=1024, gradient_checkpointing=False)),
-    ("llama-3.2-1b", mm.RunShape(prompt_tokens=128, completion_tokens=256, optimizer="paged_adamw_8bit")),
-])
+@pytest.mark.parametrize(
+    "name,shape",
+    [
+        ("qwen2.5-1.5b", SHAPE),
+        (
+            "qwen2.5-0.5b",
+            mm.RunShape(prompt_tokens=512, completion_tokens=1024, gradient_checkpointing=False),
+        ),
+        ("llama-3.2-1b", mm.RunShape(prompt_tokens=128, completion_tokens=256, optimizer="paged_adamw_8bit")),
+    ],
+)
 def test_more_memory_never_gives_smaller_batches(name, shape):
     prev = None
     for tenth in range(20, 400, 3):  # 2.0 .. 40 GiB
@@ -71,8 +78,14 @@ def test_auto_group_size_is_largest_that_fits_and_monotone():
     prev = 0
     for tenth in range(25, 400, 5):
         try:
-            p = _plan(tenth * GiB / 10, batch_size=64, num_generations=8, auto_num_generations=True,
-                      generation_range=(2, 16), shape=mm.RunShape(prompt_tokens=512, completion_tokens=1024))
+            p = _plan(
+                tenth * GiB / 10,
+                batch_size=64,
+                num_generations=8,
+                auto_num_generations=True,
+                generation_range=(2, 16),
+                shape=mm.RunShape(prompt_tokens=512, completion_tokens=1024),
+            )
         except InfeasiblePlanError:
             continue
         assert p.num_generations in (2, 4, 8, 16)
@@ -128,19 +141,39 @@ def test_every_registry_model_plans_offline():
 
 
 def _run_plan(*argv):  # `gcpo-lite plan ...` as a user runs it
-    return subprocess.run([sys.executable, "-m", "gcpo_lite.cli", "plan", *argv], capture_output=True, text=True,
-                          cwd=ROOT, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "gcpo_lite.cli", "plan", *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
 
 
 def test_plan_command_json_and_speed():
     t0 = time.time()
-    proc = _run_plan("--model", "qwen2.5-1.5b", "--memory-budget", "8GiB", "--num-generations", "auto",
-                     "--max-completion-length", "1024", "--json")
+    proc = _run_plan(
+        "--model",
+        "qwen2.5-1.5b",
+        "--memory-budget",
+        "8GiB",
+        "--num-generations",
+        "auto",
+        "--max-completion-length",
+        "1024",
+        "--json",
+    )
     elapsed = time.time() - t0
     assert proc.returncode == 0, proc.stderr
     d = json.loads(proc.stdout)
-    for key in ("generation_batch_size", "micro_batch_size", "num_generations", "logits_chunk_size",
-                "predicted_peak_bytes", "components"):
+    for key in (
+        "generation_batch_size",
+        "micro_batch_size",
+        "num_generations",
+        "logits_chunk_size",
+        "predicted_peak_bytes",
+        "components",
+    ):
         assert key in d
     assert d["predicted_peak_bytes"] <= 8 * GiB
     assert set(d["components"]) >= {"weights_4bit", "kv_cache", "activations", "logits", "optimizer_state"}
@@ -161,10 +194,20 @@ def test_plan_command_table_and_refusal(capsys):
 
 def test_plan_command_accepts_local_config_json(tmp_path):
     arch = KNOWN["qwen2.5-0.5b"]
-    (tmp_path / "config.json").write_text(json.dumps({
-        "model_type": "qwen2", "hidden_size": arch.hidden_size, "intermediate_size": arch.intermediate_size,
-        "num_hidden_layers": arch.num_layers, "num_attention_heads": arch.num_heads,
-        "num_key_value_heads": arch.num_kv_heads, "vocab_size": arch.vocab_size, "tie_word_embeddings": True}))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "qwen2",
+                "hidden_size": arch.hidden_size,
+                "intermediate_size": arch.intermediate_size,
+                "num_hidden_layers": arch.num_layers,
+                "num_attention_heads": arch.num_heads,
+                "num_key_value_heads": arch.num_kv_heads,
+                "vocab_size": arch.vocab_size,
+                "tie_word_embeddings": True,
+            }
+        )
+    )
     d = plan_cmd.build(plan_cmd_args(["--model", str(tmp_path), "--memory-budget", "6GiB"]))
     ref = plan_cmd.build(plan_cmd_args(["--model", "qwen2.5-0.5b", "--memory-budget", "6GiB"]))
     assert d["predicted_peak_bytes"] == ref["predicted_peak_bytes"]
@@ -172,6 +215,7 @@ def test_plan_command_accepts_local_config_json(tmp_path):
 
 def plan_cmd_args(argv):
     import argparse
+
     p = argparse.ArgumentParser()
     plan_cmd.add_arguments(p)
     return p.parse_args(argv)
@@ -181,22 +225,44 @@ def test_unknown_model_error_says_what_to_pass():
     with pytest.raises(ValueError, match="registry name"):
         resolve("no-such/model-xyz")
     cfg = from_dict({"model": {"name": "qwen2.5-3b"}})
-    assert make_plan(cfg, budget_bytes=24 * GiB, device="cuda", compute_dtype="bfloat16").generation_batch_size >= 1
+    assert (
+        make_plan(cfg, budget_bytes=24 * GiB, device="cuda", compute_dtype="bfloat16").generation_batch_size
+        >= 1
+    )
 
 
 def test_scheduler_config_section():
-    cfg = from_dict({"model": {"name": "qwen2.5-1.5b"}, "gcpo": {"max_completion_length": 1024},
-                     "train": {"batch_size": 64},
-                     "scheduler": {"memory_budget": "6GiB", "auto_num_generations": True, "max_num_generations": 16}})
+    cfg = from_dict(
+        {
+            "model": {"name": "qwen2.5-1.5b"},
+            "gcpo": {"max_completion_length": 1024},
+            "train": {"batch_size": 64},
+            "scheduler": {"memory_budget": "6GiB", "auto_num_generations": True, "max_num_generations": 16},
+        }
+    )
     p = make_plan(cfg, device="cuda", compute_dtype="bfloat16")
     assert p.budget_bytes == 6 * GiB and p.predicted_peak_bytes <= 6 * GiB
     assert 64 % p.num_generations == 0
-    effective = cfg.with_num_generations(p.num_generations)  # what the trainer runs with; cfg stays as validated
-    assert effective.prompts_per_step * p.num_generations == 64 and effective.gcpo.num_generations == p.num_generations
+    effective = cfg.with_num_generations(
+        p.num_generations
+    )  # what the trainer runs with; cfg stays as validated
+    assert (
+        effective.prompts_per_step * p.num_generations == 64
+        and effective.gcpo.num_generations == p.num_generations
+    )
     with pytest.raises(ConfigError, match="min <= max"):
         from_dict({"scheduler": {"min_num_generations": 8, "max_num_generations": 4}})
     with pytest.raises(ConfigError, match="8GiB"):
         from_dict({"scheduler": {"memory_budget": "lots"}})
     with pytest.raises(ConfigError, match="divides train.batch_size"):
-        from_dict({"gcpo": {"num_generations": 7}, "train": {"batch_size": 7},
-                   "scheduler": {"auto_num_generations": True, "min_num_generations": 2, "max_num_generations": 6}})
+        from_dict(
+            {
+                "gcpo": {"num_generations": 7},
+                "train": {"batch_size": 7},
+                "scheduler": {
+                    "auto_num_generations": True,
+                    "min_num_generations": 2,
+                    "max_num_generations": 6,
+                },
+            }
+        )

@@ -1,4 +1,5 @@
 """End to end on CPU: a real 4-bit NF4 + LoRA training run, and the `gcpo-lite train` command."""
+
 import json
 import subprocess
 import sys
@@ -12,15 +13,27 @@ from gcpo_lite.trainer import Trainer
 
 
 def tiny_cfg(out_dir, **train):
-    return from_dict({"model": {"quantize": True, "gradient_checkpointing": True},
-                      "gcpo": {"num_generations": 4, "max_completion_length": 4},
-                      "data": {"eval_size": 4},
-                      "train": {"batch_size": 8, "output_dir": str(out_dir), "learning_rate": 5e-2, "max_steps": 2,
-                                "eval_steps": 0, "num_threads": 1, **train}})
+    return from_dict(
+        {
+            "model": {"quantize": True, "gradient_checkpointing": True},
+            "gcpo": {"num_generations": 4, "max_completion_length": 4},
+            "data": {"eval_size": 4},
+            "train": {
+                "batch_size": 8,
+                "output_dir": str(out_dir),
+                "learning_rate": 5e-2,
+                "max_steps": 2,
+                "eval_steps": 0,
+                "num_threads": 1,
+                **train,
+            },
+        }
+    )
 
 
 def test_two_steps_4bit_lora_change_only_the_adapter(embedded_model_dir, tmp_path):
     import bitsandbytes as bnb
+
     tr = Trainer(tiny_cfg(tmp_path / "run", kernels="reference"), progress=False)
     linears4 = [m for m in tr.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert len(linears4) == 2 * 7  # every attention and MLP projection of both layers is NF4
@@ -40,8 +53,16 @@ def test_two_steps_4bit_lora_change_only_the_adapter(embedded_model_dir, tmp_pat
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "reward_mean" in r]
     assert [r["step"] for r in steps] == [1, 2]
-    for key in ("step", "reward_mean", "accuracy", "gold_injected_frac", "all_correct_frac", "all_wrong_frac",
-                "loss", "completion_length_mean"):
+    for key in (
+        "step",
+        "reward_mean",
+        "accuracy",
+        "gold_injected_frac",
+        "all_correct_frac",
+        "all_wrong_frac",
+        "loss",
+        "completion_length_mean",
+    ):
         assert key in steps[0], key
     assert any("eval_accuracy" in r for r in rows)
 
@@ -67,8 +88,20 @@ def test_local_path_model(embedded_model_dir):
 
 def test_cli_train_embedded_default_first_line_and_run_dir(embedded_model_dir, tmp_path):
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "gcpo_lite.cli", "train", "--output-dir", str(out), "--max-steps", "1",
-           "--no-progress", "train.batch_size=16", "data.eval_size=4", "train.eval_steps=0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gcpo_lite.cli",
+        "train",
+        "--output-dir",
+        str(out),
+        "--max-steps",
+        "1",
+        "--no-progress",
+        "train.batch_size=16",
+        "data.eval_size=4",
+        "train.eval_steps=0",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     first = proc.stdout.splitlines()[0]
@@ -77,19 +110,36 @@ def test_cli_train_embedded_default_first_line_and_run_dir(embedded_model_dir, t
 
 
 def test_cli_rejects_bad_config_with_a_clear_message(tmp_path):
-    cmd = [sys.executable, "-m", "gcpo_lite.cli", "train", "--output-dir", str(tmp_path), "gcpo.num_generations=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gcpo_lite.cli",
+        "train",
+        "--output-dir",
+        str(tmp_path),
+        "gcpo.num_generations=1",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "at least 2" in proc.stderr and "Traceback" not in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "gcpo_lite.cli", "train", "--model", "qwen-2.5-15b"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gcpo_lite.cli", "train", "--model", "qwen-2.5-15b"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Did you mean" in proc.stderr
 
 
 def test_train_help_documents_every_option():
     from gcpo_lite.config import describe_options
-    proc = subprocess.run([sys.executable, "-m", "gcpo_lite.cli", "train", "--help"], capture_output=True,
-                          text=True, timeout=120)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "gcpo_lite.cli", "train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0
     for key, _, _ in describe_options():
         assert key in proc.stdout, key

@@ -8,6 +8,7 @@ held-out split, offline. Writes DIR/summary.json and DIR/samples.jsonl (one line
 prompt, completion, extracted answer, verdict). Generation is batched through the trainer's
 sampler (rollout.sample_completions); scoring uses the same verifiers as training.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,37 +19,73 @@ from pathlib import Path
 
 from gcpo_lite.config import ConfigError, DataConfig, ModelConfig
 
-DEFAULT_BUILTIN_TOKENS = 5  # the embedded addition task answers in <= 4 tokens + EOS (presets.EMBEDDED_DEFAULT)
-DEFAULT_MATH_TOKENS = 1024  # enough for a worked MATH solution; R1-distill models want more (--max-new-tokens)
+DEFAULT_BUILTIN_TOKENS = (
+    5  # the embedded addition task answers in <= 4 tokens + EOS (presets.EMBEDDED_DEFAULT)
+)
+DEFAULT_MATH_TOKENS = (
+    1024  # enough for a worked MATH solution; R1-distill models want more (--max-new-tokens)
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="registry short name, hub id or local path (omitted: the embedded tiny model)")
-    p.add_argument("--adapter", metavar="DIR", help="LoRA adapter directory saved by `gcpo-lite train` (DIR/adapter)")
-    p.add_argument("--dataset", help="built-in task (addition), preset (gsm8k, math, math500, aime24, aime25, "
-                                     "openr1), hub id or local .jsonl/.json/.csv/.parquet (omitted: addition)")
+    p.add_argument(
+        "--model", help="registry short name, hub id or local path (omitted: the embedded tiny model)"
+    )
+    p.add_argument(
+        "--adapter", metavar="DIR", help="LoRA adapter directory saved by `gcpo-lite train` (DIR/adapter)"
+    )
+    p.add_argument(
+        "--dataset",
+        help="built-in task (addition), preset (gsm8k, math, math500, aime24, aime25, "
+        "openr1), hub id or local .jsonl/.json/.csv/.parquet (omitted: addition)",
+    )
     p.add_argument("--split", default="test", help="split to score (default: test; presets map it to theirs)")
     p.add_argument("--prompt-field", help="dataset column with the question")
     p.add_argument("--answer-field", help="dataset column with the final answer")
     p.add_argument("--system-prompt", help="system message before every question")
     p.add_argument("--limit", type=int, metavar="N", help="score only the first N prompts")
-    p.add_argument("--num-samples", "-k", type=int, default=1, metavar="K", help="completions per prompt (default 1)")
-    p.add_argument("--temperature", type=float, metavar="T",
-                   help="sampling temperature (default: 0 = greedy for k=1, 1.0 for k>1)")
+    p.add_argument(
+        "--num-samples", "-k", type=int, default=1, metavar="K", help="completions per prompt (default 1)"
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        metavar="T",
+        help="sampling temperature (default: 0 = greedy for k=1, 1.0 for k>1)",
+    )
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1.0)")
-    p.add_argument("--max-new-tokens", type=int, metavar="N",
-                   help=f"tokens per completion (default: {DEFAULT_BUILTIN_TOKENS} for built-in tasks, "
-                        f"{DEFAULT_MATH_TOKENS} otherwise)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        metavar="N",
+        help=f"tokens per completion (default: {DEFAULT_BUILTIN_TOKENS} for built-in tasks, "
+        f"{DEFAULT_MATH_TOKENS} otherwise)",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="sequences per generate call (default 64)")
-    p.add_argument("--verifier", default="auto", choices=["auto", "math", "math_verify"],
-                   help="auto: the task's own verifier for built-in tasks, else math")
-    p.add_argument("--no-last-number-fallback", action="store_true",
-                   help="math verifier: an answer must be boxed / after #### / 'the answer is'")
-    p.add_argument("--no-quantize", action="store_true", help="load the base in bf16/fp32 instead of 4-bit NF4")
+    p.add_argument(
+        "--verifier",
+        default="auto",
+        choices=["auto", "math", "math_verify"],
+        help="auto: the task's own verifier for built-in tasks, else math",
+    )
+    p.add_argument(
+        "--no-last-number-fallback",
+        action="store_true",
+        help="math verifier: an answer must be boxed / after #### / 'the answer is'",
+    )
+    p.add_argument(
+        "--no-quantize", action="store_true", help="load the base in bf16/fp32 instead of 4-bit NF4"
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--seed", type=int, default=0,
-                   help="sampling seed; also the built-in task's split seed (use the run's train.seed)")
-    p.add_argument("--output-dir", metavar="DIR", default="runs/eval", help="where summary.json and samples.jsonl go")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="sampling seed; also the built-in task's split seed (use the run's train.seed)",
+    )
+    p.add_argument(
+        "--output-dir", metavar="DIR", default="runs/eval", help="where summary.json and samples.jsonl go"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -64,20 +101,27 @@ def _check(args) -> float:
         raise ConfigError(f"--num-samples={args.num_samples} must be >= 1")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size={args.batch_size} must be >= 1")
-    temperature = args.temperature if args.temperature is not None else (0.0 if args.num_samples == 1 else 1.0)
+    temperature = (
+        args.temperature if args.temperature is not None else (0.0 if args.num_samples == 1 else 1.0)
+    )
     if temperature < 0:
         raise ConfigError(f"--temperature={temperature} must be >= 0 (0 = greedy)")
     if temperature == 0 and args.num_samples > 1:
-        raise ConfigError(f"--num-samples={args.num_samples} with --temperature 0 gives {args.num_samples} identical "
-                          "greedy completions; pass a sampling temperature, e.g. --temperature 0.6")
+        raise ConfigError(
+            f"--num-samples={args.num_samples} with --temperature 0 gives {args.num_samples} identical "
+            "greedy completions; pass a sampling temperature, e.g. --temperature 0.6"
+        )
     if args.adapter and not (Path(args.adapter) / "adapter_config.json").is_file():
-        raise ConfigError(f"--adapter {args.adapter!r} has no adapter_config.json; pass the adapter directory a "
-                          "training run wrote (RUN_DIR/adapter)")
+        raise ConfigError(
+            f"--adapter {args.adapter!r} has no adapter_config.json; pass the adapter directory a "
+            "training run wrote (RUN_DIR/adapter)"
+        )
     return temperature
 
 
 def _load_model(args, device):
     from gcpo_lite.models import ensure_embedded_model, load_base_model, load_tokenizer, resolve_model
+
     model_cfg = ModelConfig(name=args.model, quantize=not args.no_quantize, gradient_checkpointing=False)
     resolved = resolve_model(model_cfg.name)
     if resolved.embedded:
@@ -86,6 +130,7 @@ def _load_model(args, device):
     model = load_base_model(resolved.source, model_cfg, device)
     if args.adapter:
         from peft import PeftModel
+
         model = PeftModel.from_pretrained(model, args.adapter)
     model.eval()
     return model, tokenizer, resolved
@@ -103,12 +148,16 @@ def run(args: argparse.Namespace) -> int:
 
     temperature = _check(args)
     k = args.num_samples
-    data_cfg = DataConfig(dataset=args.dataset, prompt_field=args.prompt_field, answer_field=args.answer_field,
-                          system_prompt=args.system_prompt)
+    data_cfg = DataConfig(
+        dataset=args.dataset,
+        prompt_field=args.prompt_field,
+        answer_field=args.answer_field,
+        system_prompt=args.system_prompt,
+    )
     name = dataset_name(data_cfg)
     examples = load_split(data_cfg, args.split, seed=args.seed)
     if args.limit is not None:
-        examples = examples[:args.limit]
+        examples = examples[: args.limit]
     if not examples:
         raise ConfigError(f"dataset {name!r} split {args.split!r} has no examples to score")
     verifier = resolve_verifier(args.verifier, name, last_number_fallback=not args.no_last_number_fallback)
@@ -128,9 +177,12 @@ def run(args: argparse.Namespace) -> int:
 
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"gcpo-lite eval: {resolved.display}{' + ' + args.adapter if args.adapter else ''} on {name} "
-          f"[{args.split}] | {len(examples)} prompts x {k} samples | temperature {temperature} | "
-          f"max {max_new} new tokens | device {device}", flush=True)
+    print(
+        f"gcpo-lite eval: {resolved.display}{' + ' + args.adapter if args.adapter else ''} on {name} "
+        f"[{args.split}] | {len(examples)} prompts x {k} samples | temperature {temperature} | "
+        f"max {max_new} new tokens | device {device}",
+        flush=True,
+    )
 
     jobs = [(i, j) for i in range(len(examples)) for j in range(k)]  # sequences: prompt i, sample j
     correct = [[False] * k for _ in examples]
@@ -139,14 +191,23 @@ def run(args: argparse.Namespace) -> int:
     bar = None
     if not args.no_progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=len(jobs), desc="eval", unit="seq", dynamic_ncols=True)
     start = time.time()
     with open(out_dir / "samples.jsonl", "w") as fh:
         for b in range(0, len(jobs), args.batch_size):
-            chunk = jobs[b:b + args.batch_size]
-            out = sample_completions(model, [prompts[i] for i, _ in chunk], max_new_tokens=max_new,
-                                     temperature=temperature, top_p=args.top_p, eos_ids=eos_ids, pad_id=pad_id,
-                                     suppress_ids=suppress, generator=generator)
+            chunk = jobs[b : b + args.batch_size]
+            out = sample_completions(
+                model,
+                [prompts[i] for i, _ in chunk],
+                max_new_tokens=max_new,
+                temperature=temperature,
+                top_p=args.top_p,
+                eos_ids=eos_ids,
+                pad_id=pad_id,
+                suppress_ids=suppress,
+                generator=generator,
+            )
             texts = tokenizer.batch_decode(out.completions, skip_special_tokens=True)
             for (i, j), text in zip(chunk, texts):
                 ex = examples[i]
@@ -154,8 +215,20 @@ def run(args: argparse.Namespace) -> int:
                 answer = extract_answer(text, last_number_fallback=fallback)
                 extracted_any += answer is not None
                 correct[i][j] = ok
-                fh.write(json.dumps({"index": i, "sample": j, "prompt": ex.prompt, "gold": ex.answer,
-                                     "completion": text, "extracted": answer, "correct": ok}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "index": i,
+                            "sample": j,
+                            "prompt": ex.prompt,
+                            "gold": ex.answer,
+                            "completion": text,
+                            "extracted": answer,
+                            "correct": ok,
+                        }
+                    )
+                    + "\n"
+                )
             if bar is not None:
                 bar.update(len(chunk))
                 bar.set_postfix({"acc": f"{sum(map(sum, correct)) / (b + len(chunk)):.3f}"}, refresh=False)
@@ -165,18 +238,32 @@ def run(args: argparse.Namespace) -> int:
 
     n_correct = [sum(row) for row in correct]
     summary = {
-        "model": resolved.display, "adapter": args.adapter, "dataset": name, "split": args.split,
-        "num_prompts": len(examples), "num_samples": k, "temperature": temperature, "top_p": args.top_p,
-        "max_new_tokens": max_new, "verifier": args.verifier, "last_number_fallback": fallback,
+        "model": resolved.display,
+        "adapter": args.adapter,
+        "dataset": name,
+        "split": args.split,
+        "num_prompts": len(examples),
+        "num_samples": k,
+        "temperature": temperature,
+        "top_p": args.top_p,
+        "max_new_tokens": max_new,
+        "verifier": args.verifier,
+        "last_number_fallback": fallback,
         "accuracy": sum(n_correct) / (len(examples) * k),  # mean@k: the mean over all samples
         "pass_at_k": sum(c > 0 for c in n_correct) / len(examples),  # some sample of the k is correct
-        "pass_at": {str(j): sum(pass_at_k(k, c, j) for c in n_correct) / len(examples)
-                    for j in sorted({1, 2, 4, 8, 16, 32, 64, k}) if j <= k},
+        "pass_at": {
+            str(j): sum(pass_at_k(k, c, j) for c in n_correct) / len(examples)
+            for j in sorted({1, 2, 4, 8, 16, 32, 64, k})
+            if j <= k
+        },
         "answer_extracted": extracted_any / len(jobs),  # completions with a recognisable final answer
-        "seconds": round(seconds, 2), "samples_file": "samples.jsonl",
+        "seconds": round(seconds, 2),
+        "samples_file": "samples.jsonl",
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"accuracy (mean@{k}) {summary['accuracy']:.1%} | pass@{k} {summary['pass_at_k']:.1%} | "
-          f"answers extracted {summary['answer_extracted']:.0%} | {seconds:.1f}s -> {out_dir / 'summary.json'}",
-          flush=True)
+    print(
+        f"accuracy (mean@{k}) {summary['accuracy']:.1%} | pass@{k} {summary['pass_at_k']:.1%} | "
+        f"answers extracted {summary['answer_extracted']:.0%} | {seconds:.1f}s -> {out_dir / 'summary.json'}",
+        flush=True,
+    )
     return 0

@@ -16,6 +16,7 @@ Export never deletes or overwrites anything it did not create: OUT must be new o
 replaced only after the new export is complete. OUT inside the run directory, or containing it, is
 refused, as is a file in the way.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,11 +26,14 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import yaml
 
 from gcpo_lite.config import ConfigError, from_dict
+
+if TYPE_CHECKING:  # torch is imported when an export runs, not when the CLI starts
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +52,48 @@ BIBTEX = """@misc{wu2025gcpo,
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a gcpo-lite train output directory")
-    p.add_argument("--output-dir", required=True, metavar="OUT",
-                   help="where to write the export: a new or empty directory outside RUN_DIR (a non-empty one "
-                        "is refused, nothing is ever deleted)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace OUT when it holds a previous gcpo-lite export (its .gcpo-lite-export marker); "
-                        "any other non-empty directory is still refused")
-    p.add_argument("--checkpoint", type=int, metavar="N", help="export checkpoints/step-N instead of the final "
-                   "adapter (default: RUN_DIR/adapter, else the latest checkpoint)")
-    p.add_argument("--merge", action="store_true", help="merge the adapter into a full model (base dequantized)")
-    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"),
-                   help="dtype of the merged model (default bfloat16)")
-    p.add_argument("--merge-base", default="dequantized", choices=("dequantized", "original"),
-                   help="merge into the dequantized 4-bit weights the adapter was trained with (default, "
-                        "reproduces the trained policy) or into the original full-precision weights")
+    p.add_argument(
+        "--output-dir",
+        required=True,
+        metavar="OUT",
+        help="where to write the export: a new or empty directory outside RUN_DIR (a non-empty one "
+        "is refused, nothing is ever deleted)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUT when it holds a previous gcpo-lite export (its .gcpo-lite-export marker); "
+        "any other non-empty directory is still refused",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=int,
+        metavar="N",
+        help="export checkpoints/step-N instead of the final "
+        "adapter (default: RUN_DIR/adapter, else the latest checkpoint)",
+    )
+    p.add_argument(
+        "--merge", action="store_true", help="merge the adapter into a full model (base dequantized)"
+    )
+    p.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=("bfloat16", "float16", "float32"),
+        help="dtype of the merged model (default bfloat16)",
+    )
+    p.add_argument(
+        "--merge-base",
+        default="dequantized",
+        choices=("dequantized", "original"),
+        help="merge into the dequantized 4-bit weights the adapter was trained with (default, "
+        "reproduces the trained policy) or into the original full-precision weights",
+    )
     p.add_argument("--push-to-hub", metavar="USER/NAME", help="upload the export to this Hub repo")
     p.add_argument("--private", action="store_true", help="create the Hub repo private")
 
 
 # ---------------------------------------------------------------- locating the run's pieces
+
 
 def run_config(run_dir: Path):
     path = run_dir / "config.yaml"
@@ -77,6 +104,7 @@ def run_config(run_dir: Path):
 
 def adapter_source(run_dir: Path, checkpoint: Optional[int] = None) -> Path:
     from gcpo_lite.checkpoint import find_checkpoint, list_checkpoints
+
     if checkpoint is not None:
         return find_checkpoint(run_dir, checkpoint) / "adapter"
     if (run_dir / "adapter" / "adapter_config.json").is_file():
@@ -108,30 +136,58 @@ def final_metrics(run_dir: Path, step: Optional[int] = None) -> dict:
 
 # ---------------------------------------------------------------- model card
 
-CARD_METRICS = ("step", "reward_mean", "accuracy", "eval_accuracy", "eval_step", "gold_injected_frac", "all_wrong_frac",
-                "all_correct_frac", "completion_length_mean", "entropy", "loss")
+CARD_METRICS = (
+    "step",
+    "reward_mean",
+    "accuracy",
+    "eval_accuracy",
+    "eval_step",
+    "gold_injected_frac",
+    "all_wrong_frac",
+    "all_correct_frac",
+    "completion_length_mean",
+    "entropy",
+    "loss",
+)
 
 
 def model_card(cfg, resolved, metrics: dict, *, merged: bool, dtype: str, merge_base: str) -> str:
     base = resolved.source if not resolved.embedded else resolved.display
-    tags = ["gcpo", "grpo", "reinforcement-learning", "lora", "qlora" if cfg.model.quantize else "peft", "gcpo-lite"]
+    tags = [
+        "gcpo",
+        "grpo",
+        "reinforcement-learning",
+        "lora",
+        "qlora" if cfg.model.quantize else "peft",
+        "gcpo-lite",
+    ]
     front = {"base_model": base, "library_name": "transformers" if merged else "peft", "tags": tags}
-    kind = (f"a full model: the LoRA adapter merged into the base ({merge_base} weights), saved in {dtype}"
-            if merged else "a LoRA adapter in PEFT format")
-    load = (f"""```python
+    kind = (
+        f"a full model: the LoRA adapter merged into the base ({merge_base} weights), saved in {dtype}"
+        if merged
+        else "a LoRA adapter in PEFT format"
+    )
+    load = (
+        """```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
 model = AutoModelForCausalLM.from_pretrained("REPO_OR_DIR")
 tokenizer = AutoTokenizer.from_pretrained("REPO_OR_DIR")
-```""" if merged else f"""```python
+```"""
+        if merged
+        else f"""```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from peft import PeftModel
 base = AutoModelForCausalLM.from_pretrained("{base}")
 model = PeftModel.from_pretrained(base, "REPO_OR_DIR")
 tokenizer = AutoTokenizer.from_pretrained("REPO_OR_DIR")
-```""")
+```"""
+    )
     g = cfg.gcpo
-    rows = "\n".join(f"| {k} | {metrics[k]:.4g} |" if isinstance(metrics[k], float) else f"| {k} | {metrics[k]} |"
-                     for k in CARD_METRICS if k in metrics)
+    rows = "\n".join(
+        f"| {k} | {metrics[k]:.4g} |" if isinstance(metrics[k], float) else f"| {k} | {metrics[k]} |"
+        for k in CARD_METRICS
+        if k in metrics
+    )
     return f"""---
 {yaml.safe_dump(front, sort_keys=False).strip()}
 ---
@@ -176,19 +232,31 @@ planned steps, {cfg.train.batch_size} completions each. `accuracy` is over the s
 
 # ---------------------------------------------------------------- writing
 
-def _load_base(resolved, cfg, *, quantized: bool, dtype: "torch.dtype"):
+
+def _load_base(resolved, cfg, *, quantized: bool, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
     kwargs = dict(revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code, dtype=dtype)
     if quantized:
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=cfg.model.bnb_4bit_quant_type,
-            bnb_4bit_use_double_quant=cfg.model.bnb_4bit_use_double_quant, bnb_4bit_compute_dtype=dtype)
+            load_in_4bit=True,
+            bnb_4bit_quant_type=cfg.model.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=cfg.model.bnb_4bit_use_double_quant,
+            bnb_4bit_compute_dtype=dtype,
+        )
         kwargs["device_map"] = {"": "cpu"}
     return AutoModelForCausalLM.from_pretrained(resolved.source, **kwargs)
 
 
-def merge(adapter_dir: Path, cfg, resolved, out_dir: Path, *, dtype: str = "bfloat16",
-          merge_base: str = "dequantized") -> None:
+def merge(
+    adapter_dir: Path,
+    cfg,
+    resolved,
+    out_dir: Path,
+    *,
+    dtype: str = "bfloat16",
+    merge_base: str = "dequantized",
+) -> None:
     """Write base + adapter as one full model in `dtype` (safetensors).
 
     The adapter was trained against dequant(NF4(W)), not W: the trained policy is
@@ -203,6 +271,7 @@ def merge(adapter_dir: Path, cfg, resolved, out_dir: Path, *, dtype: str = "bflo
     """
     import torch
     from peft import PeftModel
+
     quantized = cfg.model.quantize and merge_base == "dequantized"
     base = _load_base(resolved, cfg, quantized=quantized, dtype=torch.float32)
     if quantized:
@@ -232,36 +301,60 @@ def check_output_dir(run_dir: Path, out_dir: Path, *, overwrite: bool = False) -
     """Refuse an OUT that would overwrite or delete anything export did not create (before any work)."""
     run_real, out_real = run_dir.resolve(), out_dir.resolve()
     if _is_within(out_real, run_real):
-        raise ExportTargetError(f"--output-dir {out_dir} is inside the run directory {run_dir}; export writes "
-                                "next to the run, never into it: choose a directory outside it (e.g. out/adapter)")
+        raise ExportTargetError(
+            f"--output-dir {out_dir} is inside the run directory {run_dir}; export writes "
+            "next to the run, never into it: choose a directory outside it (e.g. out/adapter)"
+        )
     if _is_within(run_real, out_real):
-        raise ExportTargetError(f"--output-dir {out_dir} contains the run directory {run_dir}; choose a new or "
-                                "empty directory outside it (e.g. out/adapter)")
+        raise ExportTargetError(
+            f"--output-dir {out_dir} contains the run directory {run_dir}; choose a new or "
+            "empty directory outside it (e.g. out/adapter)"
+        )
     if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
-        raise ExportTargetError(f"--output-dir {out_dir} exists and is not a directory; remove or rename it "
-                                "yourself, or choose another path")
+        raise ExportTargetError(
+            f"--output-dir {out_dir} exists and is not a directory; remove or rename it "
+            "yourself, or choose another path"
+        )
     if not out_dir.is_dir() or not any(out_dir.iterdir()):
         return
     if not (out_dir / MARKER).is_file():
-        raise ExportTargetError(f"--output-dir {out_dir} is a non-empty directory that is not a gcpo-lite export; "
-                                "choose a new or empty directory (export never deletes files it did not write)")
+        raise ExportTargetError(
+            f"--output-dir {out_dir} is a non-empty directory that is not a gcpo-lite export; "
+            "choose a new or empty directory (export never deletes files it did not write)"
+        )
     if not overwrite:
-        raise ExportTargetError(f"--output-dir {out_dir} holds a previous export; pass --overwrite to replace "
-                                "it, or choose a new directory")
+        raise ExportTargetError(
+            f"--output-dir {out_dir} holds a previous export; pass --overwrite to replace "
+            "it, or choose a new directory"
+        )
 
 
 def _write_marker(folder: Path, run_dir: Path, step: Optional[int], merged: bool) -> None:
-    (folder / MARKER).write_text(json.dumps({"tool": "gcpo-lite export", "version": 1, "run_dir": str(run_dir.resolve()),
-                                             "checkpoint": step, "merged": merged,
-                                             "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+    (folder / MARKER).write_text(
+        json.dumps(
+            {
+                "tool": "gcpo-lite export",
+                "version": 1,
+                "run_dir": str(run_dir.resolve()),
+                "checkpoint": step,
+                "merged": merged,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+        )
+        + "\n"
+    )
 
 
 def _put_in_place(tmp: Path, out_dir: Path) -> None:
     """Move the finished export to out_dir; a previous export there is set aside first, then removed."""
     if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not (out_dir / MARKER).is_file():  # checked before the work; re-checked now that we are about to move
-            raise ExportTargetError(f"--output-dir {out_dir} changed during the export and is no longer a previous "
-                                    f"export; the new export is in {tmp}")
+        if not (
+            out_dir / MARKER
+        ).is_file():  # checked before the work; re-checked now that we are about to move
+            raise ExportTargetError(
+                f"--output-dir {out_dir} changed during the export and is no longer a previous "
+                f"export; the new export is in {tmp}"
+            )
         old = out_dir.parent / f".{out_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}"
         out_dir.rename(old)
         tmp.rename(out_dir)
@@ -272,11 +365,21 @@ def _put_in_place(tmp: Path, out_dir: Path) -> None:
         tmp.rename(out_dir)
 
 
-def export(run_dir: str | Path, out_dir: str | Path, *, checkpoint: Optional[int] = None, merged: bool = False,
-           dtype: str = "bfloat16", merge_base: str = "dequantized", overwrite: bool = False, echo=print) -> Path:
+def export(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    checkpoint: Optional[int] = None,
+    merged: bool = False,
+    dtype: str = "bfloat16",
+    merge_base: str = "dequantized",
+    overwrite: bool = False,
+    echo=print,
+) -> Path:
     """Write the export into out_dir and return it. out_dir must be new, empty, or (with overwrite) a
     previous export; the new export is complete before anything at out_dir is touched."""
     from gcpo_lite.models import ensure_embedded_model, resolve_model
+
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_output_dir(run_dir, out_dir, overwrite=overwrite)
     cfg = run_config(run_dir)
@@ -291,8 +394,18 @@ def export(run_dir: str | Path, out_dir: str | Path, *, checkpoint: Optional[int
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"  # ours alone: the pid is live while we write
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _write_export(tmp, src, run_dir, cfg, resolved, step, merged=merged, dtype=dtype, merge_base=merge_base,
-                      echo=echo)
+        _write_export(
+            tmp,
+            src,
+            run_dir,
+            cfg,
+            resolved,
+            step,
+            merged=merged,
+            dtype=dtype,
+            merge_base=merge_base,
+            echo=echo,
+        )
         _put_in_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # only our own half-written folder
@@ -300,10 +413,22 @@ def export(run_dir: str | Path, out_dir: str | Path, *, checkpoint: Optional[int
     return out_dir
 
 
-def _write_export(tmp: Path, src: Path, run_dir: Path, cfg, resolved, step: Optional[int], *, merged: bool,
-                  dtype: str, merge_base: str, echo) -> None:
+def _write_export(
+    tmp: Path,
+    src: Path,
+    run_dir: Path,
+    cfg,
+    resolved,
+    step: Optional[int],
+    *,
+    merged: bool,
+    dtype: str,
+    merge_base: str,
+    echo,
+) -> None:
     """Everything an export holds, written into the fresh folder tmp."""
     from gcpo_lite.models import load_tokenizer
+
     adapter_out = tmp / "adapter" if merged else tmp
     adapter_out.mkdir(parents=True)
     for name in ("adapter_model.safetensors", "adapter_config.json"):
@@ -318,15 +443,21 @@ def _write_export(tmp: Path, src: Path, run_dir: Path, cfg, resolved, step: Opti
     if merged:
         echo(f"merging {src} into {resolved.display} ({merge_base} base, {dtype})")
         merge(src, cfg, resolved, tmp, dtype=dtype, merge_base=merge_base)
-    card = model_card(cfg, resolved, final_metrics(run_dir, step), merged=merged, dtype=dtype, merge_base=merge_base)
+    card = model_card(
+        cfg, resolved, final_metrics(run_dir, step), merged=merged, dtype=dtype, merge_base=merge_base
+    )
     (tmp / "README.md").write_text(card)
     if merged:
-        (tmp / "adapter" / "README.md").write_text(model_card(cfg, resolved, final_metrics(run_dir, step),
-                                                              merged=False, dtype=dtype, merge_base=merge_base))
+        (tmp / "adapter" / "README.md").write_text(
+            model_card(
+                cfg, resolved, final_metrics(run_dir, step), merged=False, dtype=dtype, merge_base=merge_base
+            )
+        )
     _write_marker(tmp, run_dir, step, merged)
 
 
 # ---------------------------------------------------------------- the Hub
+
 
 class PushError(ConfigError):
     """A push that failed for a reason the user can fix; the message never contains the token."""
@@ -336,36 +467,45 @@ def _scrub(text: str, token: Optional[str]) -> str:
     return text.replace(token, "***") if token else text
 
 
-def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False, token: Optional[str] = None) -> str:
+def push_to_hub(
+    folder: str | Path, repo_id: str, *, private: bool = False, token: Optional[str] = None
+) -> str:
     """Create (or reuse) the model repo and upload the folder; returns the repo URL."""
     from huggingface_hub import HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
     token = token or get_token()  # HF_TOKEN, else the `hf auth login` cache
     if not token:
-        raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login`; the export in "
-                        f"{folder} is complete, push it later with --push-to-hub or `hf upload`")
+        raise PushError(
+            "no Hugging Face token: set HF_TOKEN or run `hf auth login`; the export in "
+            f"{folder} is complete, push it later with --push-to-hub or `hf upload`"
+        )
     if repo_id.count("/") != 1:
         raise PushError(f"--push-to-hub {repo_id!r}: use USER/NAME (or ORG/NAME)")
     api = HfApi(token=token)
     where = f"the export in {folder} is complete; fix this and push again"
     try:
         url = api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model",
-                          commit_message="gcpo-lite export")
+        api.upload_folder(
+            repo_id=repo_id, folder_path=str(folder), repo_type="model", commit_message="gcpo-lite export"
+        )
     except HfHubHTTPError as e:
         status = getattr(getattr(e, "response", None), "status_code", None)
-        why = {401: "the token was rejected (expired or mistyped); set a valid HF_TOKEN or `hf auth login`",
-               403: f"this token may not write to {repo_id} (the name belongs to another user or org, or the "
-                    "token is read-only)",
-               409: f"{repo_id} exists and cannot be used (taken); choose another name"}.get(
-            status, f"the Hub answered {status}: {_scrub(str(e).splitlines()[0], token)}")
+        why = {
+            401: "the token was rejected (expired or mistyped); set a valid HF_TOKEN or `hf auth login`",
+            403: f"this token may not write to {repo_id} (the name belongs to another user or org, or the "
+            "token is read-only)",
+            409: f"{repo_id} exists and cannot be used (taken); choose another name",
+        }.get(status, f"the Hub answered {status}: {_scrub(str(e).splitlines()[0], token)}")
         raise PushError(f"push to {repo_id} failed: {why}; {where}") from None
     except OfflineModeIsEnabled:
         raise PushError(f"push to {repo_id} failed: HF_HUB_OFFLINE is set; {where}") from None
     except Exception as e:  # no network, DNS, TLS, timeouts
         if isinstance(e, _network_errors()):
-            raise PushError(f"push to {repo_id} failed: could not reach the Hub ({type(e).__name__}: "
-                            f"{_scrub(str(e), token)}); {where}") from None
+            raise PushError(
+                f"push to {repo_id} failed: could not reach the Hub ({type(e).__name__}: "
+                f"{_scrub(str(e), token)}); {where}"
+            ) from None
         raise
     return str(url)
 
@@ -373,6 +513,7 @@ def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False, toke
 def _network_errors() -> tuple:
     """Connection-level exception classes of whichever HTTP client this huggingface_hub uses."""
     import importlib
+
     errors: list = [OSError]
     for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
         try:
@@ -383,8 +524,15 @@ def _network_errors() -> tuple:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = export(args.run_dir, args.output_dir, checkpoint=args.checkpoint, merged=args.merge, dtype=args.dtype,
-                 merge_base=args.merge_base, overwrite=args.overwrite)
+    out = export(
+        args.run_dir,
+        args.output_dir,
+        checkpoint=args.checkpoint,
+        merged=args.merge,
+        dtype=args.dtype,
+        merge_base=args.merge_base,
+        overwrite=args.overwrite,
+    )
     kind = "merged model" if args.merge else "adapter"
     print(f"exported the {kind} to {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     if args.push_to_hub:

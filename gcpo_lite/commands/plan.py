@@ -8,6 +8,7 @@ Offline and without loading the model (registry architectures are built in; othe
 read from a local config.json). Without --memory-budget the budget is this machine's free GPU
 memory, or its available RAM with --device cpu. Exits 2 with what to change when nothing fits.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,26 +47,53 @@ COMPONENT_NOTES = {  # component -> (phase, what it is)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML config to plan for (defaults: gcpo-lite's)")
-    p.add_argument("--model", help="registry name (qwen2.5-1.5b, ...), hub id in the local cache, or a "
-                                   "directory / config.json (model.name)")
-    p.add_argument("--memory-budget", metavar="SIZE", help="e.g. 8GiB, 7.5GB, 6000MiB (default: free GPU "
-                                                           "memory, or available RAM with --device cpu)")
-    p.add_argument("--device", choices=("cuda", "cpu"), help="plan for a GPU (bf16 compute) or the CPU (fp32); "
-                   "default: cuda with --memory-budget, else this machine's")
-    p.add_argument("--num-generations", metavar="G|auto", help="group size, or auto: the largest G in "
-                   "[--min-num-generations, --max-num-generations] dividing the batch that fits")
-    p.add_argument("--min-num-generations", type=int, metavar="G", help="default: scheduler.min_num_generations (2)")
-    p.add_argument("--max-num-generations", type=int, metavar="G", help="default: scheduler.max_num_generations (16)")
+    p.add_argument(
+        "--model",
+        help="registry name (qwen2.5-1.5b, ...), hub id in the local cache, or a "
+        "directory / config.json (model.name)",
+    )
+    p.add_argument(
+        "--memory-budget",
+        metavar="SIZE",
+        help="e.g. 8GiB, 7.5GB, 6000MiB (default: free GPU memory, or available RAM with --device cpu)",
+    )
+    p.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        help="plan for a GPU (bf16 compute) or the CPU (fp32); "
+        "default: cuda with --memory-budget, else this machine's",
+    )
+    p.add_argument(
+        "--num-generations",
+        metavar="G|auto",
+        help="group size, or auto: the largest G in "
+        "[--min-num-generations, --max-num-generations] dividing the batch that fits",
+    )
+    p.add_argument(
+        "--min-num-generations", type=int, metavar="G", help="default: scheduler.min_num_generations (2)"
+    )
+    p.add_argument(
+        "--max-num-generations", type=int, metavar="G", help="default: scheduler.max_num_generations (16)"
+    )
     p.add_argument("--max-completion-length", type=int, metavar="T", help="gcpo.max_completion_length")
     p.add_argument("--max-prompt-length", type=int, metavar="T", help="data.max_prompt_length")
     p.add_argument("--batch-size", type=int, metavar="N", help="completions per step (train.batch_size)")
     p.add_argument("--lora-r", type=int, metavar="R", help="lora.r")
-    p.add_argument("--optimizer", choices=mm.OPTIMIZERS, default=None, help="adamw (fp32 state, default) or "
-                   "paged_adamw_8bit")
-    p.add_argument("--compute-dtype", choices=tuple(mm.DTYPE_BYTES), help="default: bfloat16 on cuda, "
-                   "float32 on cpu")
-    p.add_argument("--kernels", choices=("native", "reference"), help="log-prob kernels the run will use "
-                   "(train.kernels); default: reference unless the config says native (its chunks are smaller)")
+    p.add_argument(
+        "--optimizer",
+        choices=mm.OPTIMIZERS,
+        default=None,
+        help="adamw (fp32 state, default) or paged_adamw_8bit",
+    )
+    p.add_argument(
+        "--compute-dtype", choices=tuple(mm.DTYPE_BYTES), help="default: bfloat16 on cuda, float32 on cpu"
+    )
+    p.add_argument(
+        "--kernels",
+        choices=("native", "reference"),
+        help="log-prob kernels the run will use "
+        "(train.kernels); default: reference unless the config says native (its chunks are smaller)",
+    )
     p.add_argument("--no-gradient-checkpointing", action="store_true")
     p.add_argument("--no-quantize", action="store_true", help="plan for a bf16/fp32 base instead of 4-bit")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -101,6 +129,7 @@ def _device(args, cfg) -> str:
     if args.memory_budget is not None or cfg.scheduler.memory_budget is not None:
         return "cuda"  # a budget given: planning for a GPU, possibly from another machine
     import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -110,39 +139,71 @@ def build(args) -> dict:
     sch = cfg.scheduler  # budget, auto G and its range, after the command-line overrides
     auto = sch.auto_num_generations
     device = _device(args, cfg)
-    dtype = args.compute_dtype or (cfg.model.compute_dtype if cfg.model.compute_dtype != "auto" else
-                                   "bfloat16" if device == "cuda" else "float32")
+    dtype = args.compute_dtype or (
+        cfg.model.compute_dtype
+        if cfg.model.compute_dtype != "auto"
+        else "bfloat16"
+        if device == "cuda"
+        else "float32"
+    )
     budget_text = args.memory_budget if args.memory_budget is not None else cfg.scheduler.memory_budget
-    budget, source = ((parse_bytes(budget_text), "memory budget given") if budget_text is not None
-                      else detect_budget(device))
+    budget, source = (
+        (parse_bytes(budget_text), "memory budget given")
+        if budget_text is not None
+        else detect_budget(device)
+    )
     arch = resolve(cfg.model.name)
     backend = args.kernels or (cfg.train.kernels if cfg.train.kernels != "auto" else "reference")
     shape = shape_from_config(cfg, device, dtype, optimizer=args.optimizer, backend=backend)
-    plan = plan_run(arch, shape, batch_size=cfg.train.batch_size, num_generations=cfg.gcpo.num_generations,
-                    budget_bytes=budget, budget_source=source, auto_num_generations=auto,
-                    generation_range=(sch.min_num_generations, sch.max_num_generations),
-                    generation_batch_size=cfg.train.generation_batch_size,
-                    micro_batch_size=cfg.train.micro_batch_size, logits_chunk_size=cfg.train.logits_chunk_size,
-                    model_name=cfg.model.name)
+    plan = plan_run(
+        arch,
+        shape,
+        batch_size=cfg.train.batch_size,
+        num_generations=cfg.gcpo.num_generations,
+        budget_bytes=budget,
+        budget_source=source,
+        auto_num_generations=auto,
+        generation_range=(sch.min_num_generations, sch.max_num_generations),
+        generation_batch_size=cfg.train.generation_batch_size,
+        micro_batch_size=cfg.train.micro_batch_size,
+        logits_chunk_size=cfg.train.logits_chunk_size,
+        model_name=cfg.model.name,
+    )
     est = mm.estimate(arch, shape, plan.generation_batch_size, plan.micro_batch_size, plan.logits_chunk_size)
     name = cfg.model.name or "embedded tiny model"
     entry = REGISTRY.get((cfg.model.name or "").lower())
     hub = entry.hub_id if entry else None
     return {
-        "model": name, "hub_id": hub, "device": device, "compute_dtype": dtype,
-        "budget_bytes": budget, "budget_source": source,
-        "num_generations": plan.num_generations, "num_generations_auto": auto,
+        "model": name,
+        "hub_id": hub,
+        "device": device,
+        "compute_dtype": dtype,
+        "budget_bytes": budget,
+        "budget_source": source,
+        "num_generations": plan.num_generations,
+        "num_generations_auto": auto,
         "batch_size": cfg.train.batch_size,
-        "generation_batch_size": plan.generation_batch_size, "micro_batch_size": plan.micro_batch_size,
+        "generation_batch_size": plan.generation_batch_size,
+        "micro_batch_size": plan.micro_batch_size,
         "gradient_accumulation_steps": plan.gradient_accumulation_steps,
         "logits_chunk_size": plan.logits_chunk_size,
-        "predicted_peak_bytes": plan.predicted_peak_bytes, "peak_phase": plan.peak_phase,
-        "phase_totals": est.phase_totals, "components": plan.components, "warnings": plan.warnings,
-        "architecture": arch.to_dict(), "num_params": arch.num_params(),
-        "shape": {"prompt_tokens": shape.prompt_tokens, "completion_tokens": shape.completion_tokens,
-                  "lora_r": shape.lora_r, "lora_targets": list(shape.lora_targets), "optimizer": shape.optimizer,
-                  "gradient_checkpointing": shape.gradient_checkpointing, "quantize": shape.quantize,
-                  "logprob_backend": shape.logprob_backend},
+        "predicted_peak_bytes": plan.predicted_peak_bytes,
+        "peak_phase": plan.peak_phase,
+        "phase_totals": est.phase_totals,
+        "components": plan.components,
+        "warnings": plan.warnings,
+        "architecture": arch.to_dict(),
+        "num_params": arch.num_params(),
+        "shape": {
+            "prompt_tokens": shape.prompt_tokens,
+            "completion_tokens": shape.completion_tokens,
+            "lora_r": shape.lora_r,
+            "lora_targets": list(shape.lora_targets),
+            "optimizer": shape.optimizer,
+            "gradient_checkpointing": shape.gradient_checkpointing,
+            "quantize": shape.quantize,
+            "logprob_backend": shape.logprob_backend,
+        },
     }
 
 
@@ -176,7 +237,8 @@ def render(d: dict) -> str:
         f"  predicted peak {gib(d['predicted_peak_bytes'])} of {gib(d['budget_bytes'])} "
         f"({100 * d['predicted_peak_bytes'] / d['budget_bytes']:.0f}%), during {d['peak_phase']}",
         "",
-        f"  {'num_generations':<28}{d['num_generations']}" + ("  (auto)" if d["num_generations_auto"] else ""),
+        f"  {'num_generations':<28}{d['num_generations']}"
+        + ("  (auto)" if d["num_generations_auto"] else ""),
         f"  {'generation_batch_size':<28}{d['generation_batch_size']} sequences per generate call",
         f"  {'micro_batch_size':<28}{d['micro_batch_size']} sequences per forward/backward, "
         f"{d['gradient_accumulation_steps']} accumulation steps for a batch of {d['batch_size']}",

@@ -5,6 +5,7 @@
 Writes RUN_DIR/curves.png (one figure, a panel per quantity). Needs matplotlib, an optional extra:
 pip install matplotlib.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,14 @@ from gcpo_lite.config import ConfigError
 PANELS: list[tuple[str, list[tuple[str, str]]]] = [
     ("reward", [("reward_mean", "mean reward"), ("reward_std", "reward std")]),
     ("accuracy", [("accuracy", "sampled (train)"), ("eval_accuracy", "held-out")]),
-    ("gold injection", [("gold_injected_frac", "groups given gold"), ("all_wrong_frac", "all-wrong groups"),
-                        ("all_correct_frac", "all-correct groups")]),
+    (
+        "gold injection",
+        [
+            ("gold_injected_frac", "groups given gold"),
+            ("all_wrong_frac", "all-wrong groups"),
+            ("all_correct_frac", "all-correct groups"),
+        ],
+    ),
     ("loss", [("loss", "loss")]),
     ("completion length (tokens)", [("completion_length_mean", "mean"), ("completion_length_max", "max")]),
 ]
@@ -27,8 +34,13 @@ PANELS: list[tuple[str, list[tuple[str, str]]]] = [
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a gcpo-lite train output directory")
     p.add_argument("--output", metavar="FILE", help="PNG path (default RUN_DIR/curves.png)")
-    p.add_argument("--smooth", type=int, default=1, metavar="N",
-                   help="also draw an N-step moving average of the training curves (default 1: off)")
+    p.add_argument(
+        "--smooth",
+        type=int,
+        default=1,
+        metavar="N",
+        help="also draw an N-step moving average of the training curves (default 1: off)",
+    )
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -68,6 +80,7 @@ def _moving_average(values: list[float], n: int) -> list[float]:
 def plot(run_dir: str | Path, output: str | Path | None = None, smooth: int = 1) -> Path:
     try:
         import matplotlib
+
         matplotlib.use("Agg")  # files only, no display needed
         import matplotlib.pyplot as plt
     except ImportError:
@@ -85,8 +98,13 @@ def plot(run_dir: str | Path, output: str | Path | None = None, smooth: int = 1)
                 continue
             marker = "o" if key == "eval_accuracy" or len(steps) < 30 else None
             if smooth > 1 and key != "eval_accuracy":
-                line, = ax.plot(steps, values, alpha=0.3, marker=marker, markersize=3)
-                ax.plot(steps, _moving_average(values, smooth), color=line.get_color(), label=f"{label} ({smooth}-step avg)")
+                (line,) = ax.plot(steps, values, alpha=0.3, marker=marker, markersize=3)
+                ax.plot(
+                    steps,
+                    _moving_average(values, smooth),
+                    color=line.get_color(),
+                    label=f"{label} ({smooth}-step avg)",
+                )
             else:
                 ax.plot(steps, values, label=label, marker=marker, markersize=3)
         ax.set_title(title, fontsize=10, loc="left")

@@ -4,6 +4,7 @@ With no --config, --model or --dataset, trains the embedded default offline: a t
 Qwen2 model (created and cached on first use) on the built-in two-digit addition task.
 Every config key can be set as a dotted override, e.g. `gcpo.num_generations=4`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,25 +31,45 @@ def _options_epilog() -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML config mirroring the sections below (see configs/)")
-    p.add_argument("--model", help="registry short name (qwen2.5-1.5b, ...), hub id or local path "
-                                   "(sets model.name; omitted: the embedded tiny model)")
-    p.add_argument("--dataset", help="built-in task (addition), hub id or local .jsonl/.json/.csv/.parquet "
-                                     "(sets data.dataset)")
+    p.add_argument(
+        "--model",
+        help="registry short name (qwen2.5-1.5b, ...), hub id or local path "
+        "(sets model.name; omitted: the embedded tiny model)",
+    )
+    p.add_argument(
+        "--dataset",
+        help="built-in task (addition), hub id or local .jsonl/.json/.csv/.parquet (sets data.dataset)",
+    )
     p.add_argument("--prompt-field", help="dataset column with the question (data.prompt_field)")
     p.add_argument("--answer-field", help="dataset column with the final answer (data.answer_field)")
-    p.add_argument("--solution-field", help="dataset column with the reference solution (data.solution_field)")
+    p.add_argument(
+        "--solution-field", help="dataset column with the reference solution (data.solution_field)"
+    )
     p.add_argument("--output-dir", metavar="DIR", help="run directory (train.output_dir)")
     p.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps (train.max_steps)")
     p.add_argument("--seed", type=int, metavar="S", help="random seed (train.seed)")
-    p.add_argument("--no-quantize", action="store_true", help="load the base in bf16/fp32 instead of 4-bit NF4")
+    p.add_argument(
+        "--no-quantize", action="store_true", help="load the base in bf16/fp32 instead of 4-bit NF4"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per eval instead)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its latest checkpoint, with its "
-                   "config.yaml (flags and overrides still apply, e.g. train.max_steps=400 to extend it)")
-    p.add_argument("--overwrite", action="store_true", help="train into an --output-dir that already holds a "
-                   "run or other files: its contents are first moved aside to DIR.old-DATE (never deleted)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue RUN_DIR from its latest checkpoint, with its "
+        "config.yaml (flags and overrides still apply, e.g. train.max_steps=400 to extend it)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train into an --output-dir that already holds a "
+        "run or other files: its contents are first moved aside to DIR.old-DATE (never deleted)",
+    )
     p.add_argument("--save-steps", type=int, metavar="N", help="checkpoint every N steps (train.save_steps)")
-    p.add_argument("--report-to", metavar="SINKS", help="tensorboard, wandb or tensorboard,wandb (train.report_to; "
-                   "needs that package)")
+    p.add_argument(
+        "--report-to",
+        metavar="SINKS",
+        help="tensorboard, wandb or tensorboard,wandb (train.report_to; needs that package)",
+    )
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     p.epilog = _options_epilog()
 
@@ -71,60 +92,101 @@ def _resume_config(args: argparse.Namespace, flags: list[str]):
     import yaml
 
     from gcpo_lite.config import ConfigError
+
     run_dir = Path(args.resume)
     if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"--resume {run_dir}: no config.yaml there; pass the run directory of a gcpo-lite train run")
+        raise ConfigError(
+            f"--resume {run_dir}: no config.yaml there; pass the run directory of a gcpo-lite train run"
+        )
     if args.config or args.model or args.dataset:
-        raise ConfigError("--resume takes the run's config.yaml; drop --config/--model/--dataset "
-                          "(overrides like train.max_steps=N still apply)")
+        raise ConfigError(
+            "--resume takes the run's config.yaml; drop --config/--model/--dataset "
+            "(overrides like train.max_steps=N still apply)"
+        )
     data = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     cfg = from_dict(apply_overrides(data, flags + list(args.overrides) + [f"train.output_dir={run_dir}"]))
     old = from_dict(data).to_dict()
-    changed = [f"{sec}.{k}" for sec, body in cfg.to_dict().items() for k, v in body.items()
-               if old[sec][k] != v and f"{sec}.{k}" != "train.output_dir"]
-    exact_ok = {"train.max_steps", "train.max_minutes", "train.save_steps", "train.save_total_limit",
-                "train.report_to", "train.eval_steps"}
+    changed = [
+        f"{sec}.{k}"
+        for sec, body in cfg.to_dict().items()
+        for k, v in body.items()
+        if old[sec][k] != v and f"{sec}.{k}" != "train.output_dir"
+    ]
+    exact_ok = {
+        "train.max_steps",
+        "train.max_minutes",
+        "train.save_steps",
+        "train.save_total_limit",
+        "train.report_to",
+        "train.eval_steps",
+    }
     if any(c not in exact_ok for c in changed):
-        print(f"gcpo-lite: note: resuming with changed {', '.join(changed)}; metrics will not match an "
-              "uninterrupted run", flush=True)
+        print(
+            f"gcpo-lite: note: resuming with changed {', '.join(changed)}; metrics will not match an "
+            "uninterrupted run",
+            flush=True,
+        )
     return cfg
 
 
 def run(args: argparse.Namespace) -> int:
     cfg, embedded = config_from_args(args)
     from gcpo_lite.rundir import lock_run_dir, prepare_new_run, remove_stale_temporaries
+
     if getattr(args, "resume", None):  # locked before anything loads: a second run fails at once
         lock_run_dir(cfg.train.output_dir)
         from gcpo_lite.checkpoint import find_checkpoint
+
         resume_from = find_checkpoint(args.resume, echo=lambda s: print(f"gcpo-lite: {s}", flush=True))
     else:
         prepare_new_run(cfg.train.output_dir, overwrite=getattr(args, "overwrite", False))
     stale = remove_stale_temporaries(cfg.train.output_dir)
     if stale:
-        print(f"gcpo-lite: removed {len(stale)} unfinished checkpoint folder(s) left by an interrupted run", flush=True)
+        print(
+            f"gcpo-lite: removed {len(stale)} unfinished checkpoint folder(s) left by an interrupted run",
+            flush=True,
+        )
     if getattr(args, "resume", None):
         print(f"gcpo-lite: resuming {cfg.train.output_dir}", flush=True)
     elif embedded:
-        print("gcpo-lite: no --config/--model/--dataset given: training the embedded default "
-              "(tiny random Qwen2, 4-bit NF4 + LoRA, built-in task 'addition', offline)", flush=True)
+        print(
+            "gcpo-lite: no --config/--model/--dataset given: training the embedded default "
+            "(tiny random Qwen2, 4-bit NF4 + LoRA, built-in task 'addition', offline)",
+            flush=True,
+        )
     else:
-        print(f"gcpo-lite: training {cfg.model.name or 'the embedded tiny model'} on "
-              f"{cfg.data.dataset or 'addition'} -> {cfg.train.output_dir}", flush=True)
+        print(
+            f"gcpo-lite: training {cfg.model.name or 'the embedded tiny model'} on "
+            f"{cfg.data.dataset or 'addition'} -> {cfg.train.output_dir}",
+            flush=True,
+        )
     from gcpo_lite.trainer import Trainer
+
     trainer = Trainer(cfg, progress=not args.no_progress)
-    print(f"model {trainer.resolved.display} on {trainer.device} | kernels: {trainer.kernel_backend} | "
-          f"{cfg.prompts_per_step} prompts x {cfg.gcpo.num_generations} completions per step | "
-          f"gold injection: {cfg.gcpo.gold_injection}", flush=True)
+    print(
+        f"model {trainer.resolved.display} on {trainer.device} | kernels: {trainer.kernel_backend} | "
+        f"{cfg.prompts_per_step} prompts x {cfg.gcpo.num_generations} completions per step | "
+        f"gold injection: {cfg.gcpo.gold_injection}",
+        flush=True,
+    )
     if getattr(args, "resume", None):
         from gcpo_lite.checkpoint import load_checkpoint, resume_note
+
         print(resume_note(resume_from), flush=True)
         load_checkpoint(trainer, resume_from)
     last = trainer.train()
     if getattr(trainer, "interrupted", None):
-        print(f"stopped by {trainer.interrupted} after step {trainer.step}; continue with: "
-              f"gcpo-lite train --resume {cfg.train.output_dir}", flush=True)
+        print(
+            f"stopped by {trainer.interrupted} after step {trainer.step}; continue with: "
+            f"gcpo-lite train --resume {cfg.train.output_dir}",
+            flush=True,
+        )
         return 130 if trainer.interrupted == "SIGINT" else 143
     acc = last.get("eval_accuracy")
-    print(f"done: {trainer.step} steps, held-out accuracy {acc:.1%}" if acc is not None else f"done: {trainer.step} steps")
+    print(
+        f"done: {trainer.step} steps, held-out accuracy {acc:.1%}"
+        if acc is not None
+        else f"done: {trainer.step} steps"
+    )
     print(f"run directory: {cfg.train.output_dir} (adapter/, config.yaml, metrics.jsonl, completions.jsonl)")
     return 0

@@ -6,13 +6,13 @@ docs/KERNELS.md). `auto` uses native when it loads and otherwise falls back to t
 one log line saying why. Select with `set_backend()` (the trainer passes train.kernels) or the
 environment variable GCPO_LITE_KERNELS, which wins when set.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 from typing import Optional
 
-import torch
 from torch import Tensor
 
 from gcpo_lite.kernels import _ext, chunked, reference
@@ -60,8 +60,11 @@ def active_backend(compile_if_needed: bool = True) -> str:
 def _fallback(reason: str) -> bool:
     if reason not in _fallbacks_logged:
         _fallbacks_logged.add(reason)
-        log.warning("gcpo-lite kernels: using the PyTorch reference: %s "
-                    "(set GCPO_LITE_KERNELS=reference to silence, `gcpo-lite doctor` for details)", reason)
+        log.warning(
+            "gcpo-lite kernels: using the PyTorch reference: %s "
+            "(set GCPO_LITE_KERNELS=reference to silence, `gcpo-lite doctor` for details)",
+            reason,
+        )
     return False
 
 
@@ -83,12 +86,20 @@ def _use_native(t: Tensor) -> bool:
 
 
 def _native():
-    from gcpo_lite.kernels import ops  # registers autograd and fake kernels; import only once the ops are loaded
+    from gcpo_lite.kernels import (
+        ops,
+    )  # registers autograd and fake kernels; import only once the ops are loaded
+
     return ops
 
 
-def token_logprobs(logits: Tensor, ids: Tensor, temperature: float = 1.0,
-                   suppress_ids: Optional[Tensor] = None, inplace_backward: bool = False) -> Tensor:
+def token_logprobs(
+    logits: Tensor,
+    ids: Tensor,
+    temperature: float = 1.0,
+    suppress_ids: Optional[Tensor] = None,
+    inplace_backward: bool = False,
+) -> Tensor:
     """logits (N, V), ids (N,) -> float32 (N,) log-probs at temperature; differentiable in logits.
 
     inplace_backward (native only): the backward writes the gradient into `logits`' own buffer, so no
@@ -98,32 +109,55 @@ def token_logprobs(logits: Tensor, ids: Tensor, temperature: float = 1.0,
     return reference.token_logprobs(logits, ids, temperature, suppress_ids)
 
 
-def token_logprobs_from_hidden(hidden: Tensor, weight: Tensor, ids: Tensor, temperature: float = 1.0,
-                               chunk_size: Optional[int] = None,
-                               suppress_ids: Optional[Tensor] = None) -> Tensor:
+def token_logprobs_from_hidden(
+    hidden: Tensor,
+    weight: Tensor,
+    ids: Tensor,
+    temperature: float = 1.0,
+    chunk_size: Optional[int] = None,
+    suppress_ids: Optional[Tensor] = None,
+) -> Tensor:
     """hidden (N, H), lm_head weight (V, H), ids (N,) -> float32 (N,); differentiable in hidden.
 
     Chunked in both backends: at most chunk_size x V logits exist at any time (default from
     chunked.default_chunk_size, ~256 MiB of logits)."""
     if _use_native(hidden):
-        return _native().token_logprobs_from_hidden(hidden, weight, ids, temperature, chunk_size, suppress_ids)
+        return _native().token_logprobs_from_hidden(
+            hidden, weight, ids, temperature, chunk_size, suppress_ids
+        )
     return chunked.token_logprobs_from_hidden(hidden, weight, ids, temperature, chunk_size, suppress_ids)
 
 
-def gcpo_loss(per_token_logps: Tensor, old_per_token_logps: Tensor, advantages: Tensor,
-              completion_mask: Tensor, **kwargs) -> tuple[Tensor, dict[str, Tensor]]:
+def gcpo_loss(
+    per_token_logps: Tensor,
+    old_per_token_logps: Tensor,
+    advantages: Tensor,
+    completion_mask: Tensor,
+    **kwargs,
+) -> tuple[Tensor, dict[str, Tensor]]:
     """See reference.gcpo_loss. The native loss differentiates per_token_logps only; when another
     input requires grad the reference runs instead, so gradients are never silently dropped."""
     others = (old_per_token_logps, advantages, kwargs.get("ref_per_token_logps"))
     if any(t is not None and t.requires_grad for t in others) or not _use_native(per_token_logps):
-        return reference.gcpo_loss(per_token_logps, old_per_token_logps, advantages, completion_mask, **kwargs)
+        return reference.gcpo_loss(
+            per_token_logps, old_per_token_logps, advantages, completion_mask, **kwargs
+        )
     return _native().gcpo_loss(per_token_logps, old_per_token_logps, advantages, completion_mask, **kwargs)
 
 
-def gcpo_loss_from_hidden(hidden: Tensor, weight: Tensor, ids: Tensor, old_per_token_logps: Tensor,
-                          advantages: Tensor, completion_mask: Tensor, *, temperature: float = 1.0,
-                          chunk_size: Optional[int] = None, suppress_ids: Optional[Tensor] = None,
-                          **loss_kwargs) -> tuple[Tensor, dict[str, Tensor]]:
+def gcpo_loss_from_hidden(
+    hidden: Tensor,
+    weight: Tensor,
+    ids: Tensor,
+    old_per_token_logps: Tensor,
+    advantages: Tensor,
+    completion_mask: Tensor,
+    *,
+    temperature: float = 1.0,
+    chunk_size: Optional[int] = None,
+    suppress_ids: Optional[Tensor] = None,
+    **loss_kwargs,
+) -> tuple[Tensor, dict[str, Tensor]]:
     """hidden (B, T, H), weight (V, H), ids (B, T) -> gcpo_loss of their log-probs: the trainer's default path.
 
     Backward: the loss kernel's d loss / d logps (B, T) feeds one chunked pass that writes each
@@ -142,11 +176,28 @@ def status() -> dict:
         why = "not built yet for this torch; `gcpo-lite build-ext` compiles it (else the first kernel call does)"
         if requested_backend() != "reference":
             live = "native after the first-use build (reference if it fails)"
-    return {"requested": requested_backend(), "live": live, "native_loaded": bool(_ext._state["ok"]),
-            "why_not_native": why, "source": _ext._state["source"], "cuda_kernels": bool(_ext._state["cuda"]),
-            "cuda_build_possible": _ext.cuda_build_possible()[0],
-            "build_dir": _ext._state["build_dir"] or str(_ext.default_build_dir(_ext.cuda_build_possible()[0]))}
+    return {
+        "requested": requested_backend(),
+        "live": live,
+        "native_loaded": bool(_ext._state["ok"]),
+        "why_not_native": why,
+        "source": _ext._state["source"],
+        "cuda_kernels": bool(_ext._state["cuda"]),
+        "cuda_build_possible": _ext.cuda_build_possible()[0],
+        "build_dir": _ext._state["build_dir"] or str(_ext.default_build_dir(_ext.cuda_build_possible()[0])),
+    }
 
 
-__all__ = ["BACKENDS", "set_backend", "requested_backend", "active_backend", "token_logprobs",
-           "token_logprobs_from_hidden", "gcpo_loss", "gcpo_loss_from_hidden", "status", "reference", "chunked"]
+__all__ = [
+    "BACKENDS",
+    "set_backend",
+    "requested_backend",
+    "active_backend",
+    "token_logprobs",
+    "token_logprobs_from_hidden",
+    "gcpo_loss",
+    "gcpo_loss_from_hidden",
+    "status",
+    "reference",
+    "chunked",
+]

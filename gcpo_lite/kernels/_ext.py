@@ -11,6 +11,7 @@ Environment:
   GCPO_LITE_PORTABLE=1    no -march=native (for a build dir shared between different CPUs)
   GCPO_LITE_EXT_DIR=path  JIT build/cache dir (default ~/.cache/gcpo-lite/ext/<torch>-<device>-<py>-isa<hash>)
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,12 +30,20 @@ import torch
 
 log = logging.getLogger("gcpo_lite.kernels")
 
-REBUILD_HINT = ("rebuild with `gcpo-lite build-ext` (JIT, cached) or "
-                "`pip install -e . --no-build-isolation` (ahead of time), then check `gcpo-lite doctor`")
+REBUILD_HINT = (
+    "rebuild with `gcpo-lite build-ext` (JIT, cached) or "
+    "`pip install -e . --no-build-isolation` (ahead of time), then check `gcpo-lite doctor`"
+)
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
 
-_state: dict = {"tried": False, "ok": False, "why": "not loaded yet", "source": None, "cuda": False,
-                "build_dir": None}
+_state: dict = {
+    "tried": False,
+    "ok": False,
+    "why": "not loaded yet",
+    "source": None,
+    "cuda": False,
+    "build_dir": None,
+}
 
 
 def _sources(with_cuda: bool) -> list[str]:
@@ -50,6 +59,7 @@ def cuda_build_possible() -> tuple[bool, str]:
     if torch.version.cuda is None:
         return False, f"torch {torch.__version__} is a CPU build"
     from torch.utils.cpp_extension import CUDA_HOME
+
     nvcc = Path(CUDA_HOME or "", "bin", "nvcc")
     if not CUDA_HOME or not nvcc.exists():
         return False, "no nvcc found (set CUDA_HOME)"
@@ -94,6 +104,7 @@ def _try_prebuilt() -> Optional[str]:
     """Import gcpo_lite._C; returns None on success, else the reason."""
     try:
         import gcpo_lite._C  # noqa: F401  (registers torch.ops.gcpo_lite.*)
+
         return None
     except ImportError as e:  # absent, or built against another torch (undefined symbol)
         return f"no prebuilt gcpo_lite._C ({str(e).splitlines()[0][:160]})"
@@ -109,7 +120,14 @@ def _jit_plan() -> tuple[bool, str, list[str], tuple, Path, str]:
     with_cuda, why_not_cuda = cuda_build_possible()
     flags = compile_flags(bool(os.environ.get("GCPO_LITE_DEBUG")))
     srcs = _sources(with_cuda)
-    return with_cuda, why_not_cuda, srcs, flags, default_build_dir(with_cuda), _digest(srcs, flags[0] + flags[1])
+    return (
+        with_cuda,
+        why_not_cuda,
+        srcs,
+        flags,
+        default_build_dir(with_cuda),
+        _digest(srcs, flags[0] + flags[1]),
+    )
 
 
 def cached_build_is_current() -> bool:
@@ -123,6 +141,7 @@ def cached_build_is_current() -> bool:
 
 def _jit_build(verbose: bool) -> None:
     from torch.utils.cpp_extension import load
+
     with_cuda, why_not_cuda, srcs, (cxx, nvcc, ld), build_dir, digest = _jit_plan()
     build_dir.mkdir(parents=True, exist_ok=True)
     _state["build_dir"] = str(build_dir)
@@ -131,12 +150,23 @@ def _jit_build(verbose: bool) -> None:
     if not cached:
         what = "C++/OpenMP" + (" + CUDA" if with_cuda else f" only ({why_not_cuda})")
         took = "a few minutes" if with_cuda else "about a minute on 2 cores"
-        print(f"gcpo-lite: compiling native kernels ({what}) into {build_dir}; first use only, "
-              f"{took} ...", file=sys.stderr, flush=True)
+        print(
+            f"gcpo-lite: compiling native kernels ({what}) into {build_dir}; first use only, {took} ...",
+            file=sys.stderr,
+            flush=True,
+        )
     t0 = time.time()
-    load(name="gcpo_lite_ops", sources=srcs, extra_cflags=cxx, extra_cuda_cflags=nvcc, extra_ldflags=ld,
-         extra_include_paths=[str(CSRC)], build_directory=str(build_dir), is_python_module=False,
-         verbose=verbose)
+    load(
+        name="gcpo_lite_ops",
+        sources=srcs,
+        extra_cflags=cxx,
+        extra_cuda_cflags=nvcc,
+        extra_ldflags=ld,
+        extra_include_paths=[str(CSRC)],
+        build_directory=str(build_dir),
+        is_python_module=False,
+        verbose=verbose,
+    )
     stamp.write_text(digest)
     if not cached:
         print(f"gcpo-lite: native kernels ready ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
@@ -150,8 +180,12 @@ def load(verbose: bool = False) -> bool:
     _state["tried"] = True
     why_prebuilt = _try_prebuilt()
     if why_prebuilt is None:
-        _state.update(ok=True, why="", source="prebuilt gcpo_lite._C",
-                      cuda=torch._C._dispatch_has_kernel_for_dispatch_key("gcpo_lite::token_logprobs_fwd", "CUDA"))
+        _state.update(
+            ok=True,
+            why="",
+            source="prebuilt gcpo_lite._C",
+            cuda=torch._C._dispatch_has_kernel_for_dispatch_key("gcpo_lite::token_logprobs_fwd", "CUDA"),
+        )
         return True
     if os.environ.get("GCPO_LITE_NO_JIT"):
         _state["why"] = f"{why_prebuilt}; JIT disabled by GCPO_LITE_NO_JIT"
@@ -167,7 +201,9 @@ def load(verbose: bool = False) -> bool:
     except Exception as e:  # compiler missing, compile error, ...: keep the tail, which names the cause
         lines = str(e).splitlines()
         first_error = next((ln for ln in lines if "error" in ln.lower()), lines[-1] if lines else repr(e))
-        _state["why"] = f"JIT build failed: {first_error.strip()[:400]} (run `gcpo-lite build-ext` for the full log)"
+        _state["why"] = (
+            f"JIT build failed: {first_error.strip()[:400]} (run `gcpo-lite build-ext` for the full log)"
+        )
         return False
     _state.update(ok=True, why="", source=f"JIT build in {_state['build_dir']}")
     return True
@@ -176,6 +212,7 @@ def load(verbose: bool = False) -> bool:
 def _ninja_module() -> bool:
     try:
         import ninja  # noqa: F401
+
         return True
     except ImportError:
         return False
@@ -200,8 +237,10 @@ def require(device: Optional[torch.device] = None) -> None:
     if not load():
         raise RuntimeError(f"gcpo-lite native kernels are unavailable: {_state['why']}; {REBUILD_HINT}")
     if device is not None and device.type == "cuda" and not _state["cuda"]:
-        raise RuntimeError("gcpo-lite native kernels were built without CUDA "
-                           f"({cuda_build_possible()[1] or 'CPU-only build'}); {REBUILD_HINT}")
+        raise RuntimeError(
+            "gcpo-lite native kernels were built without CUDA "
+            f"({cuda_build_possible()[1] or 'CPU-only build'}); {REBUILD_HINT}"
+        )
 
 
 def build(verbose: bool = True) -> str:
@@ -210,4 +249,3 @@ def build(verbose: bool = True) -> str:
     if not ok:
         return f"native kernels: NOT available: {_state['why']}"
     return f"native kernels: OK ({_state['source']}; CUDA kernels: {'yes' if _state['cuda'] else 'no'})"
-

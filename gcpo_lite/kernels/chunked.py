@@ -4,6 +4,7 @@ reference.token_logprobs_from_hidden stays the oracle (it builds the full (N, V)
 version computes the same values with at most chunk_size x V logits alive (plus a few fp32 temporaries
 of that size), and its backward recomputes each chunk's logits instead of saving them.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -48,8 +49,11 @@ class _ChunkedHiddenLogprobs(torch.autograd.Function):
         hidden, weight, ids, lse, supp = ctx.saved_tensors
         T, C, N = ctx.temperature, ctx.chunk_size, hidden.shape[0]
         grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) \
-            if ctx.needs_input_grad[1] else None
+        grad_weight = (
+            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+            if ctx.needs_input_grad[1]
+            else None
+        )
         g_all = grad_logp.float()
         for s in range(0, N, C):
             e = min(s + C, N)
@@ -69,13 +73,22 @@ class _ChunkedHiddenLogprobs(torch.autograd.Function):
         return grad_hidden, grad_weight, None, None, None, None
 
 
-def token_logprobs_from_hidden(hidden: Tensor, weight: Tensor, ids: Tensor, temperature: float = 1.0,
-                               chunk_size: Optional[int] = None, suppress_ids: Optional[Tensor] = None) -> Tensor:
+def token_logprobs_from_hidden(
+    hidden: Tensor,
+    weight: Tensor,
+    ids: Tensor,
+    temperature: float = 1.0,
+    chunk_size: Optional[int] = None,
+    suppress_ids: Optional[Tensor] = None,
+) -> Tensor:
     """hidden (..., H), lm_head weight (V, H), ids (...) -> float32 (...); same values as the reference."""
     lead, H = hidden.shape[:-1], hidden.shape[-1]
     h = hidden.reshape(-1, H)  # (N, H)
     idx = ids.reshape(-1).to(device=h.device, dtype=torch.long)
     chunk = int(chunk_size) if chunk_size else default_chunk_size(weight.shape[0], hidden.dtype)
-    supp = suppress_ids.reshape(-1).to(device=h.device, dtype=torch.long) \
-        if suppress_ids is not None and suppress_ids.numel() else None
+    supp = (
+        suppress_ids.reshape(-1).to(device=h.device, dtype=torch.long)
+        if suppress_ids is not None and suppress_ids.numel()
+        else None
+    )
     return _ChunkedHiddenLogprobs.apply(h, weight, idx, float(temperature), chunk, supp).reshape(lead)

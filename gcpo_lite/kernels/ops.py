@@ -4,6 +4,7 @@ Import only after `_ext.load()` succeeded (kernels/__init__.py does that). The o
 csrc/gcpo_ops.cpp; registering autograd and fake kernels here, per op, keeps Python free of device
 branches and lets torch.compile and torch.library.opcheck trace every op.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -17,7 +18,13 @@ from gcpo_lite.objective import IS_LEVELS, LOSS_TYPES, resolved_epsilons
 
 _ext.require()
 _ops = torch.ops.gcpo_lite
-METRICS = ("clip_ratio_low", "clip_ratio_high", "clip_ratio", "importance_ratio_mean", "kl")  # op output order
+METRICS = (
+    "clip_ratio_low",
+    "clip_ratio_high",
+    "clip_ratio",
+    "importance_ratio_mean",
+    "kl",
+)  # op output order
 
 
 def _out_dtype(t: Tensor) -> torch.dtype:
@@ -25,6 +32,7 @@ def _out_dtype(t: Tensor) -> torch.dtype:
 
 
 # ---- fake kernels: shapes and dtypes only ------------------------------------------------------
+
 
 @torch.library.register_fake("gcpo_lite::token_logprobs_fwd")
 def _(logits, ids, temperature, suppress_ids):
@@ -50,7 +58,11 @@ def _(hidden, weight, ids, temperature, chunk_size, suppress_ids):
 
 @torch.library.register_fake("gcpo_lite::logprobs_from_hidden_bwd")
 def _(grad_logp, hidden, weight, ids, lse, temperature, chunk_size, suppress_ids, weight_grad):
-    gw = torch.empty_like(weight, memory_format=torch.contiguous_format) if weight_grad else weight.new_empty(0)
+    gw = (
+        torch.empty_like(weight, memory_format=torch.contiguous_format)
+        if weight_grad
+        else weight.new_empty(0)
+    )
     return torch.empty_like(hidden, memory_format=torch.contiguous_format), gw
 
 
@@ -61,6 +73,7 @@ def _(logps, old_logps, ref_logps, advantages, mask, is_level, eps_low, eps_high
 
 
 # ---- autograd ------------------------------------------------------------------------------------
+
 
 def _setup_logprobs(ctx, inputs, output):
     logits, ids, temperature, suppress_ids = inputs
@@ -75,7 +88,9 @@ def _backward_logprobs(ctx, grad_logp, _grad_lse):
     return grad, None, None, None
 
 
-torch.library.register_autograd("gcpo_lite::token_logprobs_fwd", _backward_logprobs, setup_context=_setup_logprobs)
+torch.library.register_autograd(
+    "gcpo_lite::token_logprobs_fwd", _backward_logprobs, setup_context=_setup_logprobs
+)
 
 
 def _setup_hidden(ctx, inputs, output):
@@ -88,12 +103,23 @@ def _setup_hidden(ctx, inputs, output):
 def _backward_hidden(ctx, grad_logp, _grad_lse):
     hidden, weight, ids, lse, suppress_ids = ctx.saved_tensors
     weight_grad = ctx.needs_input_grad[1]
-    gh, gw = _ops.logprobs_from_hidden_bwd(grad_logp.contiguous(), hidden, weight, ids, lse, ctx.temperature,
-                                           ctx.chunk_size, suppress_ids, weight_grad)
+    gh, gw = _ops.logprobs_from_hidden_bwd(
+        grad_logp.contiguous(),
+        hidden,
+        weight,
+        ids,
+        lse,
+        ctx.temperature,
+        ctx.chunk_size,
+        suppress_ids,
+        weight_grad,
+    )
     return gh, (gw if weight_grad else None), None, None, None, None
 
 
-torch.library.register_autograd("gcpo_lite::logprobs_from_hidden_fwd", _backward_hidden, setup_context=_setup_hidden)
+torch.library.register_autograd(
+    "gcpo_lite::logprobs_from_hidden_fwd", _backward_hidden, setup_context=_setup_hidden
+)
 
 
 def _setup_loss(ctx, inputs, output):
@@ -132,6 +158,7 @@ class _LogprobsInplaceGrad(torch.autograd.Function):
 
 # ---- public wrappers -------------------------------------------------------------------------------
 
+
 def _flat_ids(ids: Tensor, n: int, device: torch.device) -> Tensor:
     ids = ids.reshape(-1)
     if ids.numel() != n:
@@ -139,8 +166,13 @@ def _flat_ids(ids: Tensor, n: int, device: torch.device) -> Tensor:
     return ids.to(device=device, dtype=torch.long)
 
 
-def token_logprobs(logits: Tensor, ids: Tensor, temperature: float = 1.0, suppress_ids: Optional[Tensor] = None,
-                   inplace_backward: bool = False) -> Tensor:
+def token_logprobs(
+    logits: Tensor,
+    ids: Tensor,
+    temperature: float = 1.0,
+    suppress_ids: Optional[Tensor] = None,
+    inplace_backward: bool = False,
+) -> Tensor:
     """logits (..., V), ids (...) -> float32 (...) log-probs; see reference.token_logprobs.
 
     inplace_backward: backward writes the logits gradient into `logits` itself (needs a (N, V)
@@ -150,7 +182,9 @@ def token_logprobs(logits: Tensor, ids: Tensor, temperature: float = 1.0, suppre
     if x.stride(-1) != 1:
         x = x.contiguous()
     idx = _flat_ids(ids, x.shape[0], x.device)
-    inplace = inplace_backward and torch.is_grad_enabled() and x.requires_grad and x.data_ptr() == logits.data_ptr()
+    inplace = (
+        inplace_backward and torch.is_grad_enabled() and x.requires_grad and x.data_ptr() == logits.data_ptr()
+    )
     if inplace:
         logp = _LogprobsInplaceGrad.apply(x, idx, float(temperature), suppress_ids)
     else:
@@ -158,8 +192,14 @@ def token_logprobs(logits: Tensor, ids: Tensor, temperature: float = 1.0, suppre
     return logp.reshape(lead)
 
 
-def token_logprobs_from_hidden(hidden: Tensor, weight: Tensor, ids: Tensor, temperature: float = 1.0,
-                               chunk_size: Optional[int] = None, suppress_ids: Optional[Tensor] = None) -> Tensor:
+def token_logprobs_from_hidden(
+    hidden: Tensor,
+    weight: Tensor,
+    ids: Tensor,
+    temperature: float = 1.0,
+    chunk_size: Optional[int] = None,
+    suppress_ids: Optional[Tensor] = None,
+) -> Tensor:
     """hidden (..., H), lm_head weight (V, H), ids (...) -> float32 (...); at most chunk_size x V logits live."""
     lead, H = hidden.shape[:-1], hidden.shape[-1]
     h = hidden.reshape(-1, H)  # (N, H)
@@ -169,23 +209,46 @@ def token_logprobs_from_hidden(hidden: Tensor, weight: Tensor, ids: Tensor, temp
     return logp.reshape(lead)
 
 
-def gcpo_loss(per_token_logps: Tensor, old_per_token_logps: Tensor, advantages: Tensor, completion_mask: Tensor, *,
-              ref_per_token_logps: Optional[Tensor] = None, importance_sampling_level: str = "sequence",
-              epsilon_low: Optional[float] = None, epsilon_high: Optional[float] = None, beta: float = 0.0,
-              loss_type: str = "seq_mean_token_mean", max_completion_length: Optional[int] = None,
-              normalizer: Optional[float] = None) -> tuple[Tensor, dict[str, Tensor]]:
+def gcpo_loss(
+    per_token_logps: Tensor,
+    old_per_token_logps: Tensor,
+    advantages: Tensor,
+    completion_mask: Tensor,
+    *,
+    ref_per_token_logps: Optional[Tensor] = None,
+    importance_sampling_level: str = "sequence",
+    epsilon_low: Optional[float] = None,
+    epsilon_high: Optional[float] = None,
+    beta: float = 0.0,
+    loss_type: str = "seq_mean_token_mean",
+    max_completion_length: Optional[int] = None,
+    normalizer: Optional[float] = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
     """Same contract as reference.gcpo_loss; the gradient flows to per_token_logps only."""
     reference.check_loss_options(importance_sampling_level, loss_type, max_completion_length)
     epsilon_low, epsilon_high = resolved_epsilons(importance_sampling_level, epsilon_low, epsilon_high)
     if beta != 0.0 and ref_per_token_logps is None:
         raise ValueError("beta > 0 needs ref_per_token_logps")
     ref = ref_per_token_logps if beta != 0.0 else None
-    loss, _, m = _ops.gcpo_loss_fwd(per_token_logps, old_per_token_logps, ref, advantages, completion_mask,
-                                    IS_LEVELS.index(importance_sampling_level), float(epsilon_low),
-                                    float(epsilon_high), float(beta), LOSS_TYPES.index(loss_type),
-                                    int(max_completion_length or 0))
+    loss, _, m = _ops.gcpo_loss_fwd(
+        per_token_logps,
+        old_per_token_logps,
+        ref,
+        advantages,
+        completion_mask,
+        IS_LEVELS.index(importance_sampling_level),
+        float(epsilon_low),
+        float(epsilon_high),
+        float(beta),
+        LOSS_TYPES.index(loss_type),
+        int(max_completion_length or 0),
+    )
     m = m.detach()
     if normalizer is not None:  # the op divides by its own count (B, or its tokens): rescale to the step's
-        own = float(completion_mask.sum().clamp(min=1)) if loss_type == "token_mean" else float(max(1, len(advantages)))
+        own = (
+            float(completion_mask.sum().clamp(min=1))
+            if loss_type == "token_mean"
+            else float(max(1, len(advantages)))
+        )
         loss = loss * (own / normalizer)
     return loss, {name: m[i] for i, name in enumerate(METRICS)}

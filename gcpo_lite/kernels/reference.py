@@ -3,6 +3,7 @@
 Every fast path in gcpo_lite.kernels is tested against these functions. They favour
 clarity over memory: `token_logprobs` materializes a float32 copy of the logits.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -13,8 +14,9 @@ from torch import Tensor
 from gcpo_lite.objective import IS_LEVELS, LOSS_TYPES, resolved_epsilons
 
 
-def token_logprobs(logits: Tensor, ids: Tensor, temperature: float = 1.0,
-                   suppress_ids: Optional[Tensor] = None) -> Tensor:
+def token_logprobs(
+    logits: Tensor, ids: Tensor, temperature: float = 1.0, suppress_ids: Optional[Tensor] = None
+) -> Tensor:
     """log softmax(logits / temperature)[ids] per row.
 
     logits (N, V) any float dtype; ids (N,) int64; returns float32 (N,).
@@ -28,32 +30,49 @@ def token_logprobs(logits: Tensor, ids: Tensor, temperature: float = 1.0,
     return x.gather(-1, ids.long().unsqueeze(-1)).squeeze(-1) - lse  # (N,)
 
 
-def token_logprobs_from_hidden(hidden: Tensor, weight: Tensor, ids: Tensor, temperature: float = 1.0,
-                               chunk_size: Optional[int] = None,
-                               suppress_ids: Optional[Tensor] = None) -> Tensor:
+def token_logprobs_from_hidden(
+    hidden: Tensor,
+    weight: Tensor,
+    ids: Tensor,
+    temperature: float = 1.0,
+    chunk_size: Optional[int] = None,
+    suppress_ids: Optional[Tensor] = None,
+) -> Tensor:
     """token_logprobs(hidden @ weight.T, ids): hidden (N, H), lm_head weight (V, H) -> float32 (N,).
 
     The reference builds the full (N, V) logits; chunk_size is accepted for signature parity."""
     return token_logprobs(hidden @ weight.t(), ids, temperature, suppress_ids)
 
 
-def check_loss_options(importance_sampling_level: str, loss_type: str,
-                       max_completion_length: Optional[int]) -> None:
+def check_loss_options(
+    importance_sampling_level: str, loss_type: str, max_completion_length: Optional[int]
+) -> None:
     """Raise ValueError for an option combination gcpo_loss (any backend) cannot compute."""
     if importance_sampling_level not in IS_LEVELS:
-        raise ValueError(f"importance_sampling_level must be one of {IS_LEVELS}, got {importance_sampling_level!r}")
+        raise ValueError(
+            f"importance_sampling_level must be one of {IS_LEVELS}, got {importance_sampling_level!r}"
+        )
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
     if loss_type == "dr_grpo" and not max_completion_length:
         raise ValueError("loss_type='dr_grpo' needs max_completion_length")
 
 
-def gcpo_loss(per_token_logps: Tensor, old_per_token_logps: Tensor, advantages: Tensor,
-              completion_mask: Tensor, *, ref_per_token_logps: Optional[Tensor] = None,
-              importance_sampling_level: str = "sequence", epsilon_low: Optional[float] = None,
-              epsilon_high: Optional[float] = None, beta: float = 0.0, loss_type: str = "seq_mean_token_mean",
-              max_completion_length: Optional[int] = None,
-              normalizer: Optional[float] = None) -> tuple[Tensor, dict[str, Tensor]]:
+def gcpo_loss(
+    per_token_logps: Tensor,
+    old_per_token_logps: Tensor,
+    advantages: Tensor,
+    completion_mask: Tensor,
+    *,
+    ref_per_token_logps: Optional[Tensor] = None,
+    importance_sampling_level: str = "sequence",
+    epsilon_low: Optional[float] = None,
+    epsilon_high: Optional[float] = None,
+    beta: float = 0.0,
+    loss_type: str = "seq_mean_token_mean",
+    max_completion_length: Optional[int] = None,
+    normalizer: Optional[float] = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
     """Clipped GCPO/GRPO surrogate with optional k3 KL, aggregated per `loss_type`.
 
     per_token_logps, old_per_token_logps, ref_per_token_logps, completion_mask: (B, T)
@@ -100,7 +119,9 @@ def gcpo_loss(per_token_logps: Tensor, old_per_token_logps: Tensor, advantages: 
     masked = per_token_loss * mask  # (B, T)
     B = mask.shape[0]
     if loss_type == "seq_mean_token_mean":
-        loss = (masked.sum(-1) / ntok.clamp(min=1.0)).sum() / (max(B, 1) if normalizer is None else normalizer)
+        loss = (masked.sum(-1) / ntok.clamp(min=1.0)).sum() / (
+            max(B, 1) if normalizer is None else normalizer
+        )
     elif loss_type == "token_mean":
         loss = masked.sum() / (mask.sum().clamp(min=1.0) if normalizer is None else normalizer)
     else:  # dr_grpo

@@ -4,6 +4,7 @@ For the registry's short names (and their hub ids) the numbers come from gcpo_li
 models' public config.json), so `gcpo-lite plan` works without the Hub. Any other model is
 read from a local directory / config.json, or from the transformers cache (offline only).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,15 @@ class Architecture:
     def linear_shapes(self) -> dict[str, tuple[int, int]]:
         """Per decoder layer: projection name -> (in_features, out_features)."""
         H, I = self.hidden_size, self.intermediate_size
-        return {"q_proj": (H, self.q_dim), "k_proj": (H, self.kv_dim), "v_proj": (H, self.kv_dim),
-                "o_proj": (self.q_dim, H), "gate_proj": (H, I), "up_proj": (H, I), "down_proj": (I, H)}
+        return {
+            "q_proj": (H, self.q_dim),
+            "k_proj": (H, self.kv_dim),
+            "v_proj": (H, self.kv_dim),
+            "o_proj": (self.q_dim, H),
+            "gate_proj": (H, I),
+            "up_proj": (H, I),
+            "down_proj": (I, H),
+        }
 
     def num_params(self) -> int:
         """Total parameters (embedding + layers + norms + untied lm_head)."""
@@ -71,19 +79,29 @@ def from_hf_config(cfg: dict) -> Architecture:
     try:
         sizes = {key: _positive_int(cfg, key) for key in SIZE_KEYS}
     except KeyError as e:
-        raise UnknownModelError(f"model config lacks {e.args[0]!r}; the memory model needs a decoder-only "
-                                "transformer config (hidden_size, num_hidden_layers, num_attention_heads, "
-                                "intermediate_size, vocab_size)") from None
+        raise UnknownModelError(
+            f"model config lacks {e.args[0]!r}; the memory model needs a decoder-only "
+            "transformer config (hidden_size, num_hidden_layers, num_attention_heads, "
+            "intermediate_size, vocab_size)"
+        ) from None
     hidden, heads = sizes["hidden_size"], sizes["num_attention_heads"]
     kv_heads = _positive_int(cfg, "num_key_value_heads") if cfg.get("num_key_value_heads") else heads
     head_dim = _positive_int(cfg, "head_dim") if cfg.get("head_dim") else hidden // heads
     if head_dim < 1:
-        raise UnknownModelError(f"model config: hidden_size={hidden} is smaller than num_attention_heads={heads}")
+        raise UnknownModelError(
+            f"model config: hidden_size={hidden} is smaller than num_attention_heads={heads}"
+        )
     return Architecture(
-        num_layers=sizes["num_hidden_layers"], hidden_size=hidden, intermediate_size=sizes["intermediate_size"],
-        num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim, vocab_size=sizes["vocab_size"],
+        num_layers=sizes["num_hidden_layers"],
+        hidden_size=hidden,
+        intermediate_size=sizes["intermediate_size"],
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=head_dim,
+        vocab_size=sizes["vocab_size"],
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-        qkv_bias=bool(cfg.get("attention_bias", cfg.get("model_type") == "qwen2")))
+        qkv_bias=bool(cfg.get("attention_bias", cfg.get("model_type") == "qwen2")),
+    )
 
 
 SIZE_KEYS = ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "vocab_size")
@@ -92,8 +110,10 @@ SIZE_KEYS = ("hidden_size", "num_attention_heads", "num_hidden_layers", "interme
 def _positive_int(cfg: dict, key: str) -> int:
     value = cfg[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
-        raise UnknownModelError(f"model config has {key}={value!r}; it must be a positive whole number "
-                                "(is this the config.json of a decoder-only transformer?)")
+        raise UnknownModelError(
+            f"model config has {key}={value!r}; it must be a positive whole number "
+            "(is this the config.json of a decoder-only transformer?)"
+        )
     return int(value)
 
 
@@ -101,7 +121,9 @@ def _read_config_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
-        raise UnknownModelError(f"{path} is not valid JSON ({e}); re-download the model's config.json") from None
+        raise UnknownModelError(
+            f"{path} is not valid JSON ({e}); re-download the model's config.json"
+        ) from None
 
 
 def resolve(name: Optional[str]) -> Architecture:
@@ -118,17 +140,21 @@ def resolve(name: Optional[str]) -> Architecture:
     if path.is_file() and path.suffix == ".json":
         return from_hf_config(_read_config_json(path))
     if path.is_dir():
-        raise UnknownModelError(f"model directory {name!r} has no config.json; pass the folder that holds the "
-                                "model's config.json (what save_pretrained writes), or a registry name")
+        raise UnknownModelError(
+            f"model directory {name!r} has no config.json; pass the folder that holds the "
+            "model's config.json (what save_pretrained writes), or a registry name"
+        )
     try:  # a hub id already in the local transformers cache; never goes online
         from transformers import AutoConfig
+
         return from_hf_config(AutoConfig.from_pretrained(key, local_files_only=True).to_dict())
     except Exception:
         pass
     raise UnknownModelError(
         f"no architecture numbers for model {name!r}: it is not a registry name ({', '.join(REGISTRY)}), "
         "not a local directory with config.json, and not in the local Hugging Face cache. "
-        "Pass a registry name, or a path to the model directory / its config.json")
+        "Pass a registry name, or a path to the model directory / its config.json"
+    )
 
 
 def tiny_architecture() -> Architecture:

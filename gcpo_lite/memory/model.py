@@ -18,14 +18,15 @@ with fp32 adapters, bitsandbytes Linear4bit, gcpo_lite.kernels log-probs); the c
 are not exact counts (transients, allocator slack) are calibrated by benchmarks/calibrate_memory.py
 and the results are in docs/BENCHMARKS.md. No torch import here: `gcpo-lite plan` stays fast.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
 from gcpo_lite.memory.architectures import Architecture
 
-GiB = 1024 ** 3
-MiB = 1024 ** 2
+GiB = 1024**3
+MiB = 1024**2
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 OPTIMIZERS = ("adamw", "paged_adamw_8bit")
 
@@ -34,7 +35,9 @@ NESTED_BLOCK = 256  # double quant: absmax quantized to 8 bit in blocks of 256
 BNB_8BIT_BLOCK = 2048  # 8-bit optimizer state blocksize
 BNB_8BIT_MIN_NUMEL = 4096  # smaller tensors keep 32-bit state
 
-CUDA_RUNTIME_BYTES = 512 * MiB  # CUDA context + cuBLAS workspaces + kernel images (not in the torch allocator)
+CUDA_RUNTIME_BYTES = (
+    512 * MiB
+)  # CUDA context + cuBLAS workspaces + kernel images (not in the torch allocator)
 CPU_RUNTIME_BYTES = 480 * MiB  # python + torch + transformers + peft + bitsandbytes resident after import
 # fraction of the larger phase lost to caching / fragmentation: CUDA's caching allocator rounds and splits
 # blocks; on CPU glibc keeps freed heap memory between phases (the embedded demo peaked at 2x its phase)
@@ -44,6 +47,7 @@ ALLOCATOR_SLACK = {"cuda": 0.10, "cpu": 1.0}
 @dataclass(frozen=True)
 class RunShape:
     """Everything besides the architecture and the three chosen sizes that decides memory."""
+
     prompt_tokens: int = 512  # longest prompt (data.max_prompt_length)
     completion_tokens: int = 256  # gcpo.max_completion_length
     lora_r: int = 16  # adapter rank
@@ -57,8 +61,12 @@ class RunShape:
     top_p: float = 1.0  # < 1 adds a sort of the (g, V) logits to sampling
     device: str = "cuda"  # cuda | cpu
     grad_accumulation: bool = True  # OOM backoff keeps a second gradient buffer while accumulating
-    prefill_all_logits: bool = False  # prefill returns (g, P, V) logits (rollout.sample_completions asks logits_to_keep=1)
-    logprob_backend: str = "reference"  # gcpo_lite.kernels backend: native (compiled ops) | reference (PyTorch chunked)
+    prefill_all_logits: bool = (
+        False  # prefill returns (g, P, V) logits (rollout.sample_completions asks logits_to_keep=1)
+    )
+    logprob_backend: str = (
+        "reference"  # gcpo_lite.kernels backend: native (compiled ops) | reference (PyTorch chunked)
+    )
 
     @property
     def bytes(self) -> int:
@@ -72,6 +80,7 @@ class RunShape:
 @dataclass
 class Estimate:
     """Predicted bytes per component, grouped by phase; `peak_bytes` is what must fit the budget."""
+
     components: dict = field(default_factory=dict)  # name -> bytes
     phase_totals: dict = field(default_factory=dict)  # static | generation | training -> bytes
     peak_bytes: int = 0  # runtime + static + max(generation, training) + allocator_overhead
@@ -79,6 +88,7 @@ class Estimate:
 
 
 # ---------------------------------------------------------------- static: weights and LoRA state
+
 
 def quantized_linear_bytes(numel: int, double_quant: bool) -> tuple[int, int]:
     """(packed 4-bit data, quant state) bytes of one bnb Linear4bit weight with `numel` entries."""
@@ -136,6 +146,7 @@ def lora_state_bytes(arch: Architecture, shape: RunShape) -> dict[str, int]:
 
 # ---------------------------------------------------------------- generation phase
 
+
 def kv_cache_bytes(arch: Architecture, shape: RunShape, gen_batch: int, tokens: int | None = None) -> int:
     """layers x 2 (K, V) x kv_heads x head_dim x tokens x bytes, for gen_batch sequences."""
     tokens = shape.seq_tokens if tokens is None else tokens
@@ -181,13 +192,15 @@ def generation_bytes(arch: Architecture, shape: RunShape, gen_batch: int) -> dic
     sample = sampling_bytes(arch, shape, gen_batch) + dequant_tile_bytes(arch, shape)
     decode = {"kv_cache": full_kv + kv_growth, "generation_working": sample}
     prefill_logits = gen_batch * (P if shape.prefill_all_logits else 1) * arch.vocab_size * shape.bytes
-    prefill = {"kv_cache": kv_cache_bytes(arch, shape, gen_batch, tokens=P),
-               "generation_working": max(layer_transient_bytes(arch, shape, gen_batch * P),
-                                         prefill_logits + sample)}
+    prefill = {
+        "kv_cache": kv_cache_bytes(arch, shape, gen_batch, tokens=P),
+        "generation_working": max(layer_transient_bytes(arch, shape, gen_batch * P), prefill_logits + sample),
+    }
     return max(decode, prefill, key=lambda d: sum(d.values()))
 
 
 # ---------------------------------------------------------------- training phase
+
 
 def layer_activation_bytes_per_token(arch: Architecture, shape: RunShape) -> int:
     """Bytes autograd saves per token in one decoder layer, counted with saved_tensors_hooks on the
@@ -195,7 +208,7 @@ def layer_activation_bytes_per_token(arch: Architecture, shape: RunShape) -> int
     SDPA). The frozen 4-bit matmuls and norm weights save no activations; the LoRA A matmuls save
     their input, which peft first casts to the adapters' fp32 when the compute dtype is 16-bit."""
     b, T = shape.bytes, shape.seq_tokens
-    H, I, q, kv = arch.hidden_size, arch.intermediate_size, arch.q_dim, arch.kv_dim
+    H, I, q = arch.hidden_size, arch.intermediate_size, arch.q_dim
     t = set(shape.lora_targets)
     norms = 2 * (4 * H + 4)  # RMSNorm: fp32 input (or its fp32 copy) + rsqrt, before attention and MLP
     mask = T * b  # the (B, 1, T, T) padding mask SDPA gets, materialized per layer
@@ -206,11 +219,30 @@ def layer_activation_bytes_per_token(arch: Architecture, shape: RunShape) -> int
         lora += 4 * H * (bool(t & {"q_proj", "k_proj", "v_proj"}) + bool(t & {"gate_proj", "up_proj"}))
         lora += 4 * I * ("down_proj" in t)
     else:  # one fp32 copy of the input per adapter
-        widths = {"q_proj": H, "k_proj": H, "v_proj": H, "o_proj": q, "gate_proj": H, "up_proj": H, "down_proj": I}
+        widths = {
+            "q_proj": H,
+            "k_proj": H,
+            "v_proj": H,
+            "o_proj": q,
+            "gate_proj": H,
+            "up_proj": H,
+            "down_proj": I,
+        }
         lora += sum(4 * w for name, w in widths.items() if name in t)
     if shape.lora_dropout > 0:  # dropout output (fp32) + mask per adapter input
-        lora += sum((4 + 1) * w for name, w in {"q_proj": H, "k_proj": H, "v_proj": H, "o_proj": q,
-                                                  "gate_proj": H, "up_proj": H, "down_proj": I}.items() if name in t)
+        lora += sum(
+            (4 + 1) * w
+            for name, w in {
+                "q_proj": H,
+                "k_proj": H,
+                "v_proj": H,
+                "o_proj": q,
+                "gate_proj": H,
+                "up_proj": H,
+                "down_proj": I,
+            }.items()
+            if name in t
+        )
     return norms + mask + sdpa + mlp + lora
 
 
@@ -234,7 +266,9 @@ def logits_bytes(arch: Architecture, shape: RunShape, micro_batch: int, chunk_to
     return min(N, chunk_tokens) * arch.vocab_size * per_logit + N * (arch.hidden_size * b + 8)
 
 
-def training_bytes(arch: Architecture, shape: RunShape, micro_batch: int, chunk_tokens: int) -> dict[str, int]:
+def training_bytes(
+    arch: Architecture, shape: RunShape, micro_batch: int, chunk_tokens: int
+) -> dict[str, int]:
     """Training-phase components for micro_batch sequences of prompt + completion tokens.
 
     activations     what the forward leaves saved: every layer's tensors, or with gradient
@@ -255,8 +289,12 @@ def training_bytes(arch: Architecture, shape: RunShape, micro_batch: int, chunk_
         saved, backward = tokens * arch.num_layers * per_layer, 0
     backward += tokens * backward_transient_bytes_per_token(arch, shape)
     grads = 4 * sum(lora_numels(arch, shape)) * (2 if shape.grad_accumulation else 1)
-    return {"activations": saved + head, "logits": logits_bytes(arch, shape, micro_batch, chunk_tokens),
-            "layer_backward": backward, "lora_grads": grads}
+    return {
+        "activations": saved + head,
+        "logits": logits_bytes(arch, shape, micro_batch, chunk_tokens),
+        "layer_backward": backward,
+        "lora_grads": grads,
+    }
 
 
 def training_phase_bytes(c: dict) -> int:
@@ -265,25 +303,33 @@ def training_phase_bytes(c: dict) -> int:
 
 # ---------------------------------------------------------------- the whole run
 
+
 def runtime_bytes(shape: RunShape) -> int:
     return CUDA_RUNTIME_BYTES if shape.device.startswith("cuda") else CPU_RUNTIME_BYTES
 
 
-def estimate(arch: Architecture, shape: RunShape, gen_batch: int, micro_batch: int,
-             chunk_tokens: int) -> Estimate:
+def estimate(
+    arch: Architecture, shape: RunShape, gen_batch: int, micro_batch: int, chunk_tokens: int
+) -> Estimate:
     """Predicted peak for one step with these sizes; see the module docstring for the sum."""
     comps: dict[str, int] = {"runtime": runtime_bytes(shape)}
     comps.update(weight_bytes(arch, shape))
     comps.update(lora_state_bytes(arch, shape))
     comps.update(generation_bytes(arch, shape, gen_batch))
     comps.update(training_bytes(arch, shape, micro_batch, chunk_tokens))
-    totals = {"static": comps["weights_4bit"] + comps["weights_unquantized"] + comps["lora_params"]
-              + comps["optimizer_state"],
-              "generation": comps["kv_cache"] + comps["generation_working"],
-              "training": training_phase_bytes(comps)}
+    totals = {
+        "static": comps["weights_4bit"]
+        + comps["weights_unquantized"]
+        + comps["lora_params"]
+        + comps["optimizer_state"],
+        "generation": comps["kv_cache"] + comps["generation_working"],
+        "training": training_phase_bytes(comps),
+    }
     peak_phase = "generation" if totals["generation"] >= totals["training"] else "training"
     dynamic = max(totals["generation"], totals["training"])
-    comps["allocator_overhead"] = int(ALLOCATOR_SLACK["cuda" if shape.device.startswith("cuda") else "cpu"] * dynamic)
+    comps["allocator_overhead"] = int(
+        ALLOCATOR_SLACK["cuda" if shape.device.startswith("cuda") else "cpu"] * dynamic
+    )
     peak = comps["runtime"] + totals["static"] + dynamic + comps["allocator_overhead"]
     return Estimate(components=comps, phase_totals=totals, peak_bytes=int(peak), peak_phase=peak_phase)
 

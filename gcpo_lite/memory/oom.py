@@ -13,6 +13,7 @@ half way cannot leave partial gradients behind: the step's update equals that of
 hit the error (up to float summation order when slices change size). Each backoff is logged and
 recorded in `plan.backoffs`. At size 1 the error is re-raised with what to change.
 """
+
 from __future__ import annotations
 
 import gc
@@ -22,10 +23,19 @@ from typing import Callable, Optional, Sequence
 
 log = logging.getLogger(__name__)
 
-PHASE_SIZE = {"generation": "generation_batch_size", "training": "micro_batch_size",
-              "logprobs": "micro_batch_size"}  # phase -> Plan attribute it reads and halves
-_OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
-                 "cublas_status_alloc_failed", "failed to allocate")
+PHASE_SIZE = {
+    "generation": "generation_batch_size",
+    "training": "micro_batch_size",
+    "logprobs": "micro_batch_size",
+}  # phase -> Plan attribute it reads and halves
+_OOM_MESSAGES = (
+    "out of memory",
+    "can't allocate memory",
+    "cannot allocate memory",
+    "not enough memory",
+    "cublas_status_alloc_failed",
+    "failed to allocate",
+)
 
 
 class OutOfMemoryAtSizeOne(RuntimeError):
@@ -36,6 +46,7 @@ def is_oom(exc: BaseException) -> bool:
     """True for torch's OutOfMemoryError (CUDA) and the allocators' RuntimeErrors (CPU, MPS, cuBLAS)."""
     try:
         import torch
+
         if isinstance(exc, torch.OutOfMemoryError):
             return True
     except (ImportError, AttributeError):
@@ -50,6 +61,7 @@ def free_memory() -> None:
     gc.collect()
     try:
         import torch
+
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     except ImportError:
@@ -79,16 +91,32 @@ class OOMBackoff:
             raise OutOfMemoryAtSizeOne(
                 f"out of memory in {phase} with {size_name}=1 ({error}); one sequence does not fit. Shorten "
                 "gcpo.max_completion_length or data.max_prompt_length, lower lora.r, use a smaller model, "
-                "or free memory on the device (see `gcpo-lite plan`)") from error
+                "or free memory on the device (see `gcpo-lite plan`)"
+            ) from error
         new = max(1, old // 2)
         setattr(self.plan, size_name, new)
         if size_name == "micro_batch_size" and getattr(self.plan, "gradient_accumulation_steps", 0):
             self.plan.gradient_accumulation_steps = -(-self.plan.gradient_accumulation_steps * old // new)
-        event = {"step": self.step, "phase": phase, "items": [start, end], "from": old, "to": new,
-                 "error": str(error).splitlines()[0][:200], "time": time.time()}
+        event = {
+            "step": self.step,
+            "phase": phase,
+            "items": [start, end],
+            "from": old,
+            "to": new,
+            "error": str(error).splitlines()[0][:200],
+            "time": time.time(),
+        }
         self.plan.backoffs.append(event)
-        log.warning("out of memory in %s (items %d:%d, %s=%d): retrying with %s=%d",
-                    phase, start, end, size_name, old, size_name, new)
+        log.warning(
+            "out of memory in %s (items %d:%d, %s=%d): retrying with %s=%d",
+            phase,
+            start,
+            end,
+            size_name,
+            old,
+            size_name,
+            new,
+        )
         if self.on_event is not None:
             self.on_event(event)
 
@@ -98,6 +126,7 @@ class OOMBackoff:
         The RNG state is restored before a retry, so a sampled slice redone at the smaller size draws
         what a run that used that size from the start would have drawn."""
         from gcpo_lite.rng import rng_state, set_rng_state  # torch: only once a run uses the backoff
+
         results, start = [], 0
         while start < n:
             end = min(n, start + self.size(phase))
@@ -120,7 +149,9 @@ class OOMBackoff:
             start = end
         return results
 
-    def accumulate(self, n: int, fn: Callable[[int, int], object], params: Sequence, phase: str = "training") -> list:
+    def accumulate(
+        self, n: int, fn: Callable[[int, int], object], params: Sequence, phase: str = "training"
+    ) -> list:
         """Like map, for micro-steps that add into params' .grad (fn runs backward itself).
 
         Before each micro-step the accumulated gradients are moved aside (no copy); on success the

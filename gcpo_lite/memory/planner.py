@@ -17,6 +17,7 @@ gives a smaller size, and the same inputs always give the same plan. When even g
 micro-batch 1 and the smallest chunk do not fit, `InfeasiblePlanError` says what would fit.
 Sizes set explicitly in the config are kept (with a warning when they are predicted not to fit).
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,7 +46,9 @@ class Plan:
     micro_batch_size: int  # sequences per forward/backward
     logits_chunk_size: Optional[int]  # tokens per lm_head chunk in the loss (None = kernel default)
     num_generations: Optional[int] = None  # G; chosen by the planner under auto_num_generations
-    gradient_accumulation_steps: int = 1  # micro-steps per optimizer step: ceil(batch_size / micro_batch_size)
+    gradient_accumulation_steps: int = (
+        1  # micro-steps per optimizer step: ceil(batch_size / micro_batch_size)
+    )
     predicted_peak_bytes: int = 0  # memory_model.estimate(...).peak_bytes for these sizes
     budget_bytes: int = 0  # what the plan had to fit in
     budget_source: str = ""  # where the budget came from
@@ -59,6 +62,7 @@ class Plan:
 
 
 # ---------------------------------------------------------------- budget
+
 
 def _process_rss_bytes() -> int:
     try:
@@ -90,9 +94,12 @@ def detect_budget(device: str, explicit: Optional[str] = None) -> tuple[int, str
         return parse_bytes(explicit), "memory budget given"
     if device.startswith("cuda"):
         import torch
+
         if not torch.cuda.is_available():
-            raise ConfigError("planning for CUDA but this torch sees no GPU; pass a memory budget "
-                              "(scheduler.memory_budget=8GiB or --memory-budget 8GiB) or plan for the CPU")
+            raise ConfigError(
+                "planning for CUDA but this torch sees no GPU; pass a memory budget "
+                "(scheduler.memory_budget=8GiB or --memory-budget 8GiB) or plan for the CPU"
+            )
         dev = torch.device(device)
         free, total = torch.cuda.mem_get_info(dev)
         held = torch.cuda.memory_reserved(dev)
@@ -103,6 +110,7 @@ def detect_budget(device: str, explicit: Optional[str] = None) -> tuple[int, str
 
 
 # ---------------------------------------------------------------- planning
+
 
 def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
@@ -134,11 +142,21 @@ def _largest(cands: list[int], ok) -> Optional[int]:
     return best
 
 
-def plan_run(arch: Architecture, shape: mm.RunShape, *, batch_size: int, num_generations: int,
-             budget_bytes: int, budget_source: str = "", auto_num_generations: bool = False,
-             generation_range: tuple[int, int] = (2, 16), generation_batch_size: Optional[int] = None,
-             micro_batch_size: Optional[int] = None, logits_chunk_size: Optional[int] = None,
-             model_name: Optional[str] = None) -> Plan:
+def plan_run(
+    arch: Architecture,
+    shape: mm.RunShape,
+    *,
+    batch_size: int,
+    num_generations: int,
+    budget_bytes: int,
+    budget_source: str = "",
+    auto_num_generations: bool = False,
+    generation_range: tuple[int, int] = (2, 16),
+    generation_batch_size: Optional[int] = None,
+    micro_batch_size: Optional[int] = None,
+    logits_chunk_size: Optional[int] = None,
+    model_name: Optional[str] = None,
+) -> Plan:
     """Choose the sizes (see the module docstring); explicit sizes are kept as given."""
     warnings: list[str] = []
     floor = mm.estimate(arch, shape, 1, 1, MIN_CHUNK)
@@ -149,37 +167,58 @@ def plan_run(arch: Architecture, shape: mm.RunShape, *, batch_size: int, num_gen
         lo, hi = generation_range
         groups = [G for G in range(hi, lo - 1, -1) if batch_size % G == 0]
         if not groups:
-            raise ConfigError(f"no group size in [{lo}, {hi}] divides train.batch_size={batch_size}; "
-                              f"use a batch size that is a multiple of e.g. {hi} or {lo}")
+            raise ConfigError(
+                f"no group size in [{lo}, {hi}] divides train.batch_size={batch_size}; "
+                f"use a batch size that is a multiple of e.g. {hi} or {lo}"
+            )
         fitting = [G for G in groups if _phase_fits(arch, shape, budget_bytes, gen=G)]
         if not fitting:
             G = groups[-1]
-            warnings.append(f"not even a group of G={G} fits one generate call; each group is generated in parts")
+            warnings.append(
+                f"not even a group of G={G} fits one generate call; each group is generated in parts"
+            )
         else:
             G = fitting[0]
         num_generations = G
         if G < GOLD_MIN_GROUP:
-            warnings.append(f"num_generations={G} (< {GOLD_MIN_GROUP}): groups this small give gold injection "
-                            "and advantages little contrast; shorten completions or use a smaller model for G >= 4")
+            warnings.append(
+                f"num_generations={G} (< {GOLD_MIN_GROUP}): groups this small give gold injection "
+                "and advantages little contrast; shorten completions or use a smaller model for G >= 4"
+            )
 
     sizes = divisors(batch_size)
     gen = generation_batch_size or _largest(sizes, lambda g: _phase_fits(arch, shape, budget_bytes, gen=g))
     micro = micro_batch_size or _largest(sizes, lambda m: _phase_fits(arch, shape, budget_bytes, micro=m))
     chunk = logits_chunk_size or _largest(
-        chunk_candidates(arch, shape), lambda c: _phase_fits(arch, shape, budget_bytes, micro=micro, chunk=c))
-    chunk = min(chunk or MIN_CHUNK, max(MIN_CHUNK, micro * shape.completion_tokens))  # > m x C rows buys nothing
+        chunk_candidates(arch, shape), lambda c: _phase_fits(arch, shape, budget_bytes, micro=micro, chunk=c)
+    )
+    chunk = min(
+        chunk or MIN_CHUNK, max(MIN_CHUNK, micro * shape.completion_tokens)
+    )  # > m x C rows buys nothing
     est = mm.estimate(arch, shape, gen, micro, chunk)
     if est.peak_bytes > budget_bytes:  # only explicit sizes can get here
-        warnings.append(f"the configured sizes are predicted to need {format_bytes(est.peak_bytes)}, more than "
-                        f"the {format_bytes(budget_bytes)} budget; out-of-memory backoff will shrink them if needed")
-    return Plan(generation_batch_size=gen, micro_batch_size=micro, logits_chunk_size=chunk,
-                num_generations=num_generations, gradient_accumulation_steps=-(-batch_size // micro),
-                predicted_peak_bytes=est.peak_bytes, budget_bytes=budget_bytes, budget_source=budget_source,
-                components=dict(est.components), peak_phase=est.peak_phase, warnings=warnings)
+        warnings.append(
+            f"the configured sizes are predicted to need {format_bytes(est.peak_bytes)}, more than "
+            f"the {format_bytes(budget_bytes)} budget; out-of-memory backoff will shrink them if needed"
+        )
+    return Plan(
+        generation_batch_size=gen,
+        micro_batch_size=micro,
+        logits_chunk_size=chunk,
+        num_generations=num_generations,
+        gradient_accumulation_steps=-(-batch_size // micro),
+        predicted_peak_bytes=est.peak_bytes,
+        budget_bytes=budget_bytes,
+        budget_source=budget_source,
+        components=dict(est.components),
+        peak_phase=est.peak_phase,
+        warnings=warnings,
+    )
 
 
-def infeasible_message(arch: Architecture, shape: mm.RunShape, budget: int, floor: mm.Estimate,
-                       model_name: Optional[str]) -> str:
+def infeasible_message(
+    arch: Architecture, shape: mm.RunShape, budget: int, floor: mm.Estimate, model_name: Optional[str]
+) -> str:
     """What does not fit, the biggest components, and concrete changes that would fit."""
     top = sorted(((v, k) for k, v in floor.components.items() if v), reverse=True)[:4]
     parts = ", ".join(f"{k} {format_bytes(v)}" for v, k in top)
@@ -195,8 +234,10 @@ def infeasible_message(arch: Architecture, shape: mm.RunShape, budget: int, floo
         if best:
             fixes.append(f"shorter completions: gcpo.max_completion_length={best}")
         if shape.prompt_tokens > 64:
-            best_p = _largest(list(range(64, shape.prompt_tokens, 32)),
-                              lambda p: fits(mm.with_changes(shape, prompt_tokens=p)))
+            best_p = _largest(
+                list(range(64, shape.prompt_tokens, 32)),
+                lambda p: fits(mm.with_changes(shape, prompt_tokens=p)),
+            )
             if best_p:
                 fixes.append(f"shorter prompts: data.max_prompt_length={best_p}")
     for r in (8, 4):
@@ -217,18 +258,22 @@ def infeasible_message(arch: Architecture, shape: mm.RunShape, budget: int, floo
         fixes.append(f"a smaller model: model.name={smaller[0]}")
     fixes.append(f"more memory: at least {format_bytes(floor.peak_bytes)}")
     what = model_name or "this model"
-    return (f"memory budget {format_bytes(budget)} is too small for {what} with {shape.prompt_tokens}-token prompts "
-            f"and {shape.completion_tokens}-token completions: even generation batch 1, micro-batch 1 and a "
-            f"{MIN_CHUNK}-token logits chunk need {format_bytes(floor.peak_bytes)} (largest: {parts}). "
-            f"To fit, change one of: " + "; ".join(fixes))
+    return (
+        f"memory budget {format_bytes(budget)} is too small for {what} with {shape.prompt_tokens}-token prompts "
+        f"and {shape.completion_tokens}-token completions: even generation batch 1, micro-batch 1 and a "
+        f"{MIN_CHUNK}-token logits chunk need {format_bytes(floor.peak_bytes)} (largest: {parts}). "
+        f"To fit, change one of: " + "; ".join(fixes)
+    )
 
 
 # ---------------------------------------------------------------- from a Config
+
 
 def resolved_device(cfg: Config) -> str:
     dev = cfg.train.device
     if dev == "auto":
         import torch
+
         return "cuda" if torch.cuda.is_available() else "cpu"
     return dev
 
@@ -238,6 +283,7 @@ def resolved_compute_dtype(cfg: Config, device: str) -> str:
         return cfg.model.compute_dtype
     if device.startswith("cuda"):
         import torch
+
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     return "float32"
 
@@ -250,6 +296,7 @@ def logprob_backend(cfg: Config, device: str) -> str:
         return cfg.train.kernels
     try:
         from gcpo_lite import kernels
+
         live = kernels.active_backend(compile_if_needed=False)
         if live == "native" and device.startswith("cuda") and not kernels._ext.has_cuda():
             return "reference"
@@ -258,21 +305,39 @@ def logprob_backend(cfg: Config, device: str) -> str:
         return "reference"
 
 
-def shape_from_config(cfg: Config, device: str, compute_dtype: Optional[str] = None,
-                      optimizer: Optional[str] = None, backend: Optional[str] = None) -> mm.RunShape:
+def shape_from_config(
+    cfg: Config,
+    device: str,
+    compute_dtype: Optional[str] = None,
+    optimizer: Optional[str] = None,
+    backend: Optional[str] = None,
+) -> mm.RunShape:
     return mm.RunShape(
-        prompt_tokens=cfg.data.max_prompt_length, completion_tokens=cfg.gcpo.max_completion_length,
-        lora_r=cfg.lora.r, lora_targets=tuple(cfg.lora.target_modules), lora_dropout=cfg.lora.dropout,
-        quantize=cfg.model.quantize, double_quant=cfg.model.bnb_4bit_use_double_quant,
+        prompt_tokens=cfg.data.max_prompt_length,
+        completion_tokens=cfg.gcpo.max_completion_length,
+        lora_r=cfg.lora.r,
+        lora_targets=tuple(cfg.lora.target_modules),
+        lora_dropout=cfg.lora.dropout,
+        quantize=cfg.model.quantize,
+        double_quant=cfg.model.bnb_4bit_use_double_quant,
         compute_dtype=compute_dtype or resolved_compute_dtype(cfg, device),
         gradient_checkpointing=cfg.model.gradient_checkpointing,
         optimizer=optimizer or "adamw",  # the trainer builds torch AdamW (fp32 moments)
-        top_p=cfg.gcpo.top_p, device="cuda" if device.startswith("cuda") else "cpu",
-        logprob_backend=backend or logprob_backend(cfg, device))
+        top_p=cfg.gcpo.top_p,
+        device="cuda" if device.startswith("cuda") else "cpu",
+        logprob_backend=backend or logprob_backend(cfg, device),
+    )
 
 
-def make_plan(cfg: Config, *, budget_bytes: Optional[int] = None, device: Optional[str] = None,
-              compute_dtype: Optional[str] = None, model_config=None, prompt_tokens: Optional[int] = None) -> Plan:
+def make_plan(
+    cfg: Config,
+    *,
+    budget_bytes: Optional[int] = None,
+    device: Optional[str] = None,
+    compute_dtype: Optional[str] = None,
+    model_config=None,
+    prompt_tokens: Optional[int] = None,
+) -> Plan:
     """The plan the trainer runs with (cfg is not changed: under auto_num_generations, plan.num_generations is
     the chosen G, which the trainer puts into the run's effective config).
 
@@ -294,17 +359,32 @@ def make_plan(cfg: Config, *, budget_bytes: Optional[int] = None, device: Option
     shape = shape_from_config(cfg, device, compute_dtype)
     if prompt_tokens is not None:
         shape = mm.with_changes(shape, prompt_tokens=max(1, min(prompt_tokens, shape.prompt_tokens)))
-    plan = plan_run(arch, shape,
-                    batch_size=cfg.train.batch_size, num_generations=cfg.gcpo.num_generations,
-                    budget_bytes=budget, budget_source=source, auto_num_generations=auto,
-                    generation_range=(sch.min_num_generations, sch.max_num_generations),
-                    generation_batch_size=cfg.train.generation_batch_size,
-                    micro_batch_size=cfg.train.micro_batch_size, logits_chunk_size=cfg.train.logits_chunk_size,
-                    model_name=cfg.model.name)
-    log.info("memory plan: generation batch %d, micro-batch %d (x%d), logits chunk %s, G=%s; predicted peak %s "
-             "of %s (%s)", plan.generation_batch_size, plan.micro_batch_size, plan.gradient_accumulation_steps,
-             plan.logits_chunk_size, plan.num_generations, format_bytes(plan.predicted_peak_bytes),
-             format_bytes(plan.budget_bytes), plan.budget_source)
+    plan = plan_run(
+        arch,
+        shape,
+        batch_size=cfg.train.batch_size,
+        num_generations=cfg.gcpo.num_generations,
+        budget_bytes=budget,
+        budget_source=source,
+        auto_num_generations=auto,
+        generation_range=(sch.min_num_generations, sch.max_num_generations),
+        generation_batch_size=cfg.train.generation_batch_size,
+        micro_batch_size=cfg.train.micro_batch_size,
+        logits_chunk_size=cfg.train.logits_chunk_size,
+        model_name=cfg.model.name,
+    )
+    log.info(
+        "memory plan: generation batch %d, micro-batch %d (x%d), logits chunk %s, G=%s; predicted peak %s "
+        "of %s (%s)",
+        plan.generation_batch_size,
+        plan.micro_batch_size,
+        plan.gradient_accumulation_steps,
+        plan.logits_chunk_size,
+        plan.num_generations,
+        format_bytes(plan.predicted_peak_bytes),
+        format_bytes(plan.budget_bytes),
+        plan.budget_source,
+    )
     for w in plan.warnings:
         log.warning("memory plan: %s", w)
     return plan

@@ -13,6 +13,7 @@ often contains trial answers that are not the final one.
 wrappers, `\\left`/`\\right`, spacing commands, units, degrees, percent, thousands commas) so
 that cheap string and number comparisons settle most pairs before sympy is needed.
 """
+
 from __future__ import annotations
 
 import re
@@ -82,7 +83,7 @@ def last_boxed(text: str) -> Optional[str]:
         if i < len(text) and text[i] == "{":
             end = closing.get(i, -1)
             if end != -1:
-                return text[i + 1:end]
+                return text[i + 1 : end]
         elif i > after:  # `\\boxed 5`: TeX takes one token
             m = _TEX_TOKEN.match(text, i)
             if m:
@@ -167,22 +168,47 @@ def extract_answer(text, last_number_fallback: bool = True) -> Optional[str]:
 # ---------------------------------------------------------------- normalization
 
 _UNICODE = {
-    "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": "\\times ", "\u00b7": "\\cdot ", "\u22c5": "\\cdot ",
-    "\u00f7": "\\div ", "\u221a": "\\sqrt", "\u03c0": "\\pi ", "\u221e": "\\infty ", "\u00b2": "^2", "\u00b3": "^3",
-    "\u00b0": "", "\u2264": "\\le ", "\u2265": "\\ge ", "\u2260": "\\ne ", "\u222a": "\\cup ", "\u2229": "\\cap ",
-    "\uff0c": ",", "\u3002": ".", "\u00a0": " ", "\u2009": " ", "\u202f": " ",
+    "\u2212": "-",
+    "\u2013": "-",
+    "\u2014": "-",
+    "\u00d7": "\\times ",
+    "\u00b7": "\\cdot ",
+    "\u22c5": "\\cdot ",
+    "\u00f7": "\\div ",
+    "\u221a": "\\sqrt",
+    "\u03c0": "\\pi ",
+    "\u221e": "\\infty ",
+    "\u00b2": "^2",
+    "\u00b3": "^3",
+    "\u00b0": "",
+    "\u2264": "\\le ",
+    "\u2265": "\\ge ",
+    "\u2260": "\\ne ",
+    "\u222a": "\\cup ",
+    "\u2229": "\\cap ",
+    "\uff0c": ",",
+    "\u3002": ".",
+    "\u00a0": " ",
+    "\u2009": " ",
+    "\u202f": " ",
 }
-_DROP = re.compile(r"(?<!\\)(?:\\left\b|\\right\b|\\big[lr]?\b|\\Big[lr]?\b|\\displaystyle\b|\\[,;:! ]|\\quad\b|\\qquad\b)|~")
-_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|boldsymbol|operatorname|mathnormal)\s*\{")
+_DROP = re.compile(
+    r"(?<!\\)(?:\\left\b|\\right\b|\\big[lr]?\b|\\Big[lr]?\b|\\displaystyle\b|\\[,;:! ]|\\quad\b|\\qquad\b)|~"
+)
+_WRAPPERS = re.compile(
+    r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|boldsymbol|operatorname|mathnormal)\s*\{"
+)
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ\b|\\degree\b|\bdegrees?\b")
 # Unit words dropped at the end of an answer ("12 cm^2", "5 dollars"); only multi-letter words,
 # so a trailing variable (x, m) is never taken for a unit.
-_UNITS = ("square units|sq units|units?|square feet|square inches|square meters|square centimeters|sq ft|"
-          "cubic feet|cubic inches|cubic meters|cubic centimeters|meters?|metres?|centimeters?|cm|mm|km|"
-          "kilometers?|inches|inch|feet|foot|ft|yards?|miles?|mph|miles per hour|km/h|hours?|hrs?|minutes?|"
-          "mins?|seconds?|secs?|days?|weeks?|months?|years?|dollars?|cents?|euros?|pounds?|grams?|kg|"
-          "kilograms?|liters?|litres?|ml|gallons?|ounces?|oz|lbs?|people|students|apples|marbles|points|"
-          "percent|per cent|ways|times")
+_UNITS = (
+    "square units|sq units|units?|square feet|square inches|square meters|square centimeters|sq ft|"
+    "cubic feet|cubic inches|cubic meters|cubic centimeters|meters?|metres?|centimeters?|cm|mm|km|"
+    "kilometers?|inches|inch|feet|foot|ft|yards?|miles?|mph|miles per hour|km/h|hours?|hrs?|minutes?|"
+    "mins?|seconds?|secs?|days?|weeks?|months?|years?|dollars?|cents?|euros?|pounds?|grams?|kg|"
+    "kilograms?|liters?|litres?|ml|gallons?|ounces?|oz|lbs?|people|students|apples|marbles|points|"
+    "percent|per cent|ways|times"
+)
 _UNIT_TAIL = re.compile(rf"(?<=[\d}}).\s])\s*(?:{_UNITS})\s*(?:\^\s*\{{?[23]\}}?)?\s*\.?$", re.I)
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 # 3\frac{1}{2} is a mixed number in competition answers, not 3 * 1/2
@@ -198,9 +224,9 @@ def _unwrap_commands(s: str) -> str:
         open_at = m.end() - 1
         end = _match_brace(s, open_at)
         if end == -1:
-            s = s[:m.start()] + s[m.end():]
+            s = s[: m.start()] + s[m.end() :]
             continue
-        s = s[:m.start()] + s[open_at + 1:end] + s[end + 1:]
+        s = s[: m.start()] + s[open_at + 1 : end] + s[end + 1 :]
     return s
 
 
@@ -208,7 +234,7 @@ def _strip_outer_math(s: str) -> str:
     s = s.strip()
     for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
         if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
-            s = s[len(left):len(s) - len(right)].strip()
+            s = s[len(left) : len(s) - len(right)].strip()
     return s
 
 

@@ -13,6 +13,7 @@ Order of checks (cheapest first; most pairs never reach sympy):
 A timeout, a parse failure or any exception scores False: a wrong "no" costs one reward, a
 hang costs the run.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,6 +32,7 @@ DEFAULT_TIMEOUT_S = 3.0  # hard wall-clock limit of the sympy part of one compar
 Scalar = Callable[[str, str], Optional[bool]]  # True / False / None (undecided)
 
 # ---------------------------------------------------------------- structure (string level)
+
 
 def split_top(s: str, seps=(",",)) -> list[str]:
     """Split on separators outside any brackets; `\\{`/`\\}` count as brackets, `\\,` does not."""
@@ -71,8 +73,10 @@ def _encloses(s: str) -> bool:
 
 
 # `x = 5`, `x_1 = 5`, `\theta = ...`, `f(x) = ...`, `f^{-1}(x) = ...`: the left side names the answer
-_ASSIGN = re.compile(r"^(?:[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?(?:\^\{-1\})?(?:\([a-z]\))?|\\[a-zA-Z]+)"
-                     r"\s*=\s*([^=<>]+)$")
+_ASSIGN = re.compile(
+    r"^(?:[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?(?:\^\{-1\})?(?:\([a-z]\))?|\\[a-zA-Z]+)"
+    r"\s*=\s*([^=<>]+)$"
+)
 _MATRIX = re.compile(r"^\\begin\{[pbvBV]?matrix\}(.*)\\end\{[pbvBV]?matrix\}$", re.S)
 
 
@@ -83,7 +87,11 @@ def structure(s: str, depth: int = 0):
         return ("scalar", s)
     m = _MATRIX.match(s)
     if m:
-        rows = [[structure(c, depth + 1) for c in split_top(r, ("&",))] for r in m.group(1).split("\\\\") if r.strip()]
+        rows = [
+            [structure(c, depth + 1) for c in split_top(r, ("&",))]
+            for r in m.group(1).split("\\\\")
+            if r.strip()
+        ]
         return ("matrix", rows)
     if "\\cup" in s:
         parts = split_top(s, ("\\cup",))
@@ -198,8 +206,32 @@ _INT = re.compile(r"^[+-]?\d{1,400}$")
 _DEC = re.compile(r"^[+-]?(?:\d{1,400}\.\d{0,400}|\.\d{1,400})$")
 _SLASH = re.compile(r"^([+-]?\d{1,400})\s*/\s*(\d{1,400})$")
 _FRAC = re.compile(r"^([+-]?)\\frac\s*\{\s*([+-]?\d{1,400})\s*\}\s*\{\s*(\d{1,400})\s*\}$")
-_MATH_WORDS = {"sqrt", "frac", "pi", "infty", "sin", "cos", "tan", "sec", "csc", "cot", "log", "ln", "exp",
-               "cdot", "times", "div", "binom", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "inf"}
+_MATH_WORDS = {
+    "sqrt",
+    "frac",
+    "pi",
+    "infty",
+    "sin",
+    "cos",
+    "tan",
+    "sec",
+    "csc",
+    "cot",
+    "log",
+    "ln",
+    "exp",
+    "cdot",
+    "times",
+    "div",
+    "binom",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "inf",
+}
 
 
 def plain_number(s: str) -> Optional[tuple[Fraction, bool]]:
@@ -277,6 +309,7 @@ def choice_letter(gold: str) -> Optional[str]:
 
 # ---------------------------------------------------------------- sympy scalar check (worker side)
 
+
 def _close(x, y) -> bool:
     return abs(x - y) <= REL_TOL * max(abs(x), abs(y)) + 1e-9
 
@@ -289,6 +322,7 @@ def _random_points(symbols, n: int = 5, seed: int = 0):
 
 def _numeric(expr, point=None):
     import sympy as sp
+
     value = expr.evalf(30, subs=point) if point else expr.evalf(30)
     value = complex(value) if value.is_number and not value.has(sp.zoo, sp.nan, sp.oo, -sp.oo) else None
     if value is None or not all(map(math.isfinite, (value.real, value.imag))):
@@ -298,6 +332,7 @@ def _numeric(expr, point=None):
 
 def exprs_equal(a, b) -> bool:
     import sympy as sp
+
     if a == b:
         return True
     symbols = (a - b).free_symbols
@@ -350,6 +385,7 @@ def sympy_scalar(a: str, b: str) -> Optional[bool]:
         return fast
     a, b = unassign(a, b)
     from gcpo_lite.verify.latex import ParseError, Relation, parse_latex
+
     try:
         ea, eb = parse_latex(a), parse_latex(b)
     except (ParseError, RecursionError, ValueError, TypeError, ZeroDivisionError):
@@ -368,6 +404,7 @@ def symbolic_equal(pred: str, gold: str) -> bool:
 
 
 # ---------------------------------------------------------------- the public function
+
 
 def _fast_verdict(p: str, g: str) -> Optional[bool]:
     letter = choice_letter(g)
@@ -396,6 +433,7 @@ def math_equal(predicted, gold, *, timeout_s: Optional[float] = None) -> bool:
         if len(p) > MAX_SYMBOLIC_CHARS or len(g) > MAX_SYMBOLIC_CHARS:
             return False
         from gcpo_lite.verify.workers import symbolic_equal_with_timeout
+
         return symbolic_equal_with_timeout(p, g, DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
     except Exception:
         return False

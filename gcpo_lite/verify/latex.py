@@ -9,6 +9,7 @@ Anything else raises ParseError; the caller scores that pair by string compariso
 It imports sympy, so it runs inside the verifier's worker processes (math_worker.py), where a
 pathological input (2^{2^{100}}) can be killed by the time limit.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,15 +29,46 @@ class Relation:
     rhs: sp.Expr
 
 
-_GREEK = ("alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi "
-          "rho sigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Sigma Phi Psi Omega").split()
-_FUNCS = {"sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "sec": sp.sec, "csc": sp.csc, "cot": sp.cot,
-          "arcsin": sp.asin, "arccos": sp.acos, "arctan": sp.atan, "sinh": sp.sinh, "cosh": sp.cosh,
-          "tanh": sp.tanh, "ln": sp.log, "log": sp.log, "exp": sp.exp}
+_GREEK = (
+    "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi "
+    "rho sigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Sigma Phi Psi Omega"
+).split()
+_FUNCS = {
+    "sin": sp.sin,
+    "cos": sp.cos,
+    "tan": sp.tan,
+    "sec": sp.sec,
+    "csc": sp.csc,
+    "cot": sp.cot,
+    "arcsin": sp.asin,
+    "arccos": sp.acos,
+    "arctan": sp.atan,
+    "sinh": sp.sinh,
+    "cosh": sp.cosh,
+    "tanh": sp.tanh,
+    "ln": sp.log,
+    "log": sp.log,
+    "exp": sp.exp,
+}
 _WORDS = sorted(["sqrt", "pi", "infty", "inf", *_FUNCS], key=len, reverse=True)  # plain-text spellings
-_RELOPS = {"=": "=", "<": "<", ">": ">", "\\lt": "<", "\\gt": ">", "\\leq": "<=", "\\geq": ">=", "\\le": "<=",
-           "\\ge": ">=", "\\leqslant": "<=", "\\geqslant": ">=", "<=": "<=", ">=": ">=", "\\neq": "!=",
-           "\\ne": "!=", "!=": "!="}
+_RELOPS = {
+    "=": "=",
+    "<": "<",
+    ">": ">",
+    "\\lt": "<",
+    "\\gt": ">",
+    "\\leq": "<=",
+    "\\geq": ">=",
+    "\\le": "<=",
+    "\\ge": ">=",
+    "\\leqslant": "<=",
+    "\\geqslant": ">=",
+    "<=": "<=",
+    ">=": ">=",
+    "\\neq": "!=",
+    "\\ne": "!=",
+    "!=": "!=",
+}
 _NOT_ATOMS = {"\\{", "\\}", "\\cup", "\\cap", "\\pm", "\\mp", "\\rfloor", "\\rceil"}  # closers, set operators
 _MUL = {"*", "\\cdot", "\\times", "\\ast"}
 _DIV = {"/", "\\div"}
@@ -49,7 +81,9 @@ def tokenize(s: str) -> list[str]:
     tokens, i = [], 0
     s = s.rstrip()
     while i < len(s):
-        word = next((w for w in _WORDS if s.startswith(w, i) and not s[i + len(w):i + len(w) + 1].isalpha()), None)
+        word = next(
+            (w for w in _WORDS if s.startswith(w, i) and not s[i + len(w) : i + len(w) + 1].isalpha()), None
+        )
         if word and (i == 0 or not s[i - 1].isalpha()):
             tokens.append("\\" + ("infty" if word == "inf" else word))
             i += len(word)
@@ -107,8 +141,13 @@ class _Parser:
             return False
         if tok[0].isdigit() or tok[0] == "." or tok.isalpha() or tok in ("(", "{"):
             return True
-        return tok.startswith("\\") and tok not in _RELOPS and tok not in _MUL and tok not in _DIV \
+        return (
+            tok.startswith("\\")
+            and tok not in _RELOPS
+            and tok not in _MUL
+            and tok not in _DIV
             and tok not in _NOT_ATOMS
+        )
 
     def product(self):
         value = self.unary()
@@ -259,7 +298,7 @@ class _Parser:
 def _pow(base, exponent):
     if exponent.is_Integer and abs(int(exponent)) > BIG_EXPONENT and base.is_number:
         return sp.Pow(base, exponent, evaluate=False)
-    return base ** exponent
+    return base**exponent
 
 
 def parse_latex(s: str):

@@ -6,6 +6,7 @@ the math verifier for other datasets). `math` is this package's verifier (math_a
 extracts, math_equivalence.py decides, sympy in time-limited workers); `math_verify` wraps the
 optional math-verify package, run in the same time-limited workers.
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,8 +33,16 @@ def format_reward(completion: str, example: Example) -> float:
     return 1.0 if _BOXED_OR_FINAL.search(text) or re.fullmatch(r"-?\d+", text) else 0.0
 
 
-__all__ = ["extract_answer", "math_equal", "format_reward", "verify_math", "verify_math_verify", "VERIFIERS",
-           "resolve_verifier", "RewardModel"]
+__all__ = [
+    "extract_answer",
+    "math_equal",
+    "format_reward",
+    "verify_math",
+    "verify_math_verify",
+    "VERIFIERS",
+    "resolve_verifier",
+    "RewardModel",
+]
 
 
 def gold_answer(example: Example) -> str:
@@ -53,6 +62,7 @@ def verify_math(completion: str, example: Example, last_number_fallback: bool = 
 def math_verify_available() -> bool:
     try:
         import math_verify  # noqa: F401
+
         return True
     except ImportError:
         return False
@@ -61,9 +71,12 @@ def math_verify_available() -> bool:
 def verify_math_verify(completion: str, example: Example) -> float:
     """The math-verify package's verdict (parse + verify), run in a time-limited worker process."""
     if not math_verify_available():
-        raise ImportError("reward.verifier=math_verify needs the math-verify package: pip install math-verify "
-                          "(or use reward.verifier=math, this package's own sympy verifier)")
+        raise ImportError(
+            "reward.verifier=math_verify needs the math-verify package: pip install math-verify "
+            "(or use reward.verifier=math, this package's own sympy verifier)"
+        )
     from gcpo_lite.verify.workers import math_verify_with_timeout
+
     return 1.0 if math_verify_with_timeout(completion, gold_answer(example), DEFAULT_TIMEOUT_S) else 0.0
 
 
@@ -83,8 +96,10 @@ def resolve_verifier(name: str, dataset: str, last_number_fallback: bool = True)
     if name not in VERIFIERS:
         raise ConfigError(f"unknown verifier {name!r}; available: auto, {', '.join(sorted(VERIFIERS))}")
     if name == "math_verify" and not math_verify_available():
-        raise ConfigError("reward.verifier=math_verify needs the math-verify package, which is not installed: "
-                         "pip install math-verify (or set reward.verifier=math)")
+        raise ConfigError(
+            "reward.verifier=math_verify needs the math-verify package, which is not installed: "
+            "pip install math-verify (or set reward.verifier=math)"
+        )
     if name == "math" and not last_number_fallback:
         return functools.partial(verify_math, last_number_fallback=False)
     return VERIFIERS[name]
@@ -104,8 +119,12 @@ class RewardModel:
         except Exception as e:  # a broken reward function scores 0; the run goes on
             self.errors += 1
             if self.errors <= 5:
-                log.warning("reward function %s raised %s: %s (scored 0)",
-                            getattr(fn, "__name__", fn), type(e).__name__, e)
+                log.warning(
+                    "reward function %s raised %s: %s (scored 0)",
+                    getattr(fn, "__name__", fn),
+                    type(e).__name__,
+                    e,
+                )
             return 0.0
 
     def correct(self, completion: str, example: Example) -> bool:

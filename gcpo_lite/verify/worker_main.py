@@ -1,5 +1,6 @@
 """The program a verifier worker runs (`python -m gcpo_lite.verify.worker_main`): one JSON request per line
 on stdin, one verdict per line on stdout. The parent side, which starts and times these, is workers.py."""
+
 from __future__ import annotations
 
 import json
@@ -37,12 +38,14 @@ def _serve():
         _exit_with_parent(int(parent))
     try:
         import resource
+
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
     except Exception:  # not on this platform, or a lower hard limit: run without the cap
         pass
     sys.setrecursionlimit(5000)
     import gcpo_lite.verify.latex  # noqa: F401  (pay sympy's import before saying ready)
     from gcpo_lite.verify.equivalence import symbolic_equal
+
     try:
         from math_verify import parse, verify
     except ImportError:  # optional extra; the parent checks before sending such jobs

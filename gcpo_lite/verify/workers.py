@@ -10,6 +10,7 @@ worker killed and replaced, and scores False.
 Requests go to an idle worker; the pool grows to MAX_WORKERS, then callers wait for one to free
 up (each is busy for at most the time limit).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -38,9 +39,15 @@ class _Worker:
         root = str(Path(__file__).resolve().parents[2])  # so the child imports this same gcpo_lite
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env[PARENT_ENV] = str(os.getpid())  # the worker exits when this process is gone
-        self.proc = subprocess.Popen([sys.executable, "-m", "gcpo_lite.verify.worker_main"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-                                     text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gcpo_lite.verify.worker_main"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            text=True,
+            bufsize=1,
+        )
         self.replies: queue.Queue = queue.Queue()
         self.ready = False
         threading.Thread(target=self._read, daemon=True).start()
@@ -114,8 +121,12 @@ class _Pool:
         if verdict is None:
             self.timeouts += 1
             if self.timeouts <= 5:
-                log.warning("math verifier: comparison %r vs %r passed the %.1fs limit (scored 0)",
-                            pred[:80], gold[:80], timeout_s)
+                log.warning(
+                    "math verifier: comparison %r vs %r passed the %.1fs limit (scored 0)",
+                    pred[:80],
+                    gold[:80],
+                    timeout_s,
+                )
             self._replace(worker)
         else:
             self.idle.put(worker)
