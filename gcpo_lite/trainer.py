@@ -167,11 +167,7 @@ class Trainer:
         if cfg.scheduler.auto_num_generations:  # auto values resolved once: the run's effective config
             self.cfg = cfg = cfg.with_num_generations(self.plan.num_generations)
         self.backoff = OOMBackoff(self.plan, enabled=cfg.scheduler.oom_backoff)  # OOM: halve the size, redo
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            params, lr=t.learning_rate, weight_decay=t.weight_decay, betas=(t.adam_beta1, t.adam_beta2)
-        )
-        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.optimizer, self.lr_schedule = self._optimizer()
         self.out_dir = Path(t.output_dir)
         self.step = 0
         self._prompt_cache: dict[int, list[int]] = {}
@@ -179,6 +175,15 @@ class Trainer:
         self._entropy_sums: list[float] = []  # per sequence of the last generate call
 
     # ------------------------------------------------------------ helpers
+    def _optimizer(self):
+        """AdamW on the LoRA weights, and its LR schedule (advanced once per optimizer step)."""
+        t = self.cfg.train
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            params, lr=t.learning_rate, weight_decay=t.weight_decay, betas=(t.adam_beta1, t.adam_beta2)
+        )
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+
     def _lr_factor(self, step: int) -> float:
         t = self.cfg.train
         if step < t.warmup_steps:

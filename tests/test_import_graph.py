@@ -91,3 +91,15 @@ def test_help_and_plan_do_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stderr.strip().splitlines()[-1] == "False"
+
+
+def test_trainer_methods_read_in_one_sitting():
+    """Every Trainer method is at most 40 lines (the loop reads top to bottom: sample, score, update, log)."""
+    tree = ast.parse((PKG / "trainer.py").read_text())
+    trainer = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Trainer")
+    long = {
+        f.name: f.end_lineno - f.lineno + 1
+        for f in trainer.body
+        if isinstance(f, ast.FunctionDef) and f.end_lineno - f.lineno + 1 > 40
+    }
+    assert long == {}
