@@ -178,7 +178,11 @@ class TrainConfig:
         default="runs/gcpo", metadata={"help": "run directory: adapter, config.yaml, metrics.jsonl"}
     )
     max_steps: int = field(
-        default=200, metadata={"help": "optimizer steps (one rollout batch each when num_iterations = 1)"}
+        default=200,
+        metadata={
+            "help": "training steps: one rollout batch each, trained with gcpo.num_iterations optimizer updates; "
+            "the LR schedule advances once per step"
+        },
     )
     max_minutes: Optional[float] = field(
         default=None, metadata={"help": "stop after this much wall time, even before max_steps"}

@@ -279,7 +279,10 @@ class Trainer:
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
         scored = [self.rewards.score(text, examples[i // G]) for i, text in enumerate(texts)]
         rewards, correct = [r for r, _ in scored], [c for _, c in scored]
-        sampled = list(completions)  # the policy's own samples, before gold replaces any
+        sampled, sampled_rewards = (
+            list(completions),
+            list(rewards),
+        )  # the policy's own, before gold replaces any
         golds = _LazyGolds(examples, self._gold)
         slots, gold_status = inject(rewards, correct, mean_lp, golds, G, g.gold_injection)
         is_gold = [False] * len(prompts)
@@ -288,30 +291,42 @@ class Trainer:
         reward_t = torch.tensor(rewards, dtype=torch.float32)
         adv = group_advantages(reward_t, G, g.scale_rewards)
         metrics = self._rollout_metrics(
-            reward_t, torch.tensor(correct), adv, completions, is_gold, sampled, len(examples), gold_status
+            reward_t,
+            torch.tensor(sampled_rewards),
+            torch.tensor(correct),
+            adv,
+            sampled,
+            is_gold,
+            len(examples),
+            gold_status,
         )
         return StepBatch(examples, prompts, completions, reward_t, adv, torch.tensor(is_gold), metrics)
 
     def _rollout_metrics(
-        self, reward_t, sampled_correct, adv, completions, is_gold, sampled, n_groups, gold_status
+        self, reward_t, sampled_reward_t, sampled_correct, adv, sampled, is_gold, n_groups, gold_status
     ) -> dict:
+        """The step's rollout figures. Unsuffixed keys describe the policy's own samples (gold rows excluded);
+        `*_with_gold` keys describe the batch the update trains on."""
         G = self.cfg.gcpo.num_generations
         stats = group_stats(sampled_correct, adv, G)
-        lengths = [len(c) for c, gold in zip(completions, is_gold) if not gold]
+        lengths = [len(c) for c in sampled]
+        std = lambda t: t.std().item() if len(t) > 1 else 0.0  # noqa: E731
         metrics = {
-            "reward_mean": reward_t.mean().item(),
-            "reward_std": reward_t.std().item() if len(reward_t) > 1 else 0.0,
-            "accuracy": sampled_correct.float().mean().item(),  # sampled completions only, gold excluded
+            "reward_mean": sampled_reward_t.mean().item(),
+            "reward_std": std(sampled_reward_t),
+            "reward_mean_with_gold": reward_t.mean().item(),
+            "reward_std_with_gold": std(reward_t),
+            "accuracy": sampled_correct.float().mean().item(),
             "gold_injected_frac": sum(is_gold) / n_groups,
             "all_correct_frac": stats.all_correct_frac,
             "all_wrong_frac": stats.all_wrong_frac,
             "zero_advantage_groups": stats.zero_advantage_groups,
             "completion_length_mean": sum(lengths) / max(1, len(lengths)),
             "completion_length_max": max(lengths, default=0),
+            "sampled_tokens": sum(lengths),
             # mean per sampled token (nats), at the sampling temperature
-            "entropy": sum(self._entropy_sums) / max(1, sum(len(c) for c in sampled)),
-            "truncated_frac": sum(1 for c in completions if c and c[-1] not in self.eos_ids)
-            / len(completions),
+            "entropy": sum(self._entropy_sums) / max(1, sum(lengths)),
+            "truncated_frac": sum(1 for c in sampled if c and c[-1] not in self.eos_ids) / len(sampled),
             "reward_errors": self.rewards.errors,
         }
         for status in ("truncated", "skipped_overflow", "failed_verification", "missing"):
@@ -351,7 +366,8 @@ class Trainer:
             "grad_norm": 0.0,
             "trained_rows": len(rows),
         }
-        if not rows:
+        if not rows:  # every group skipped: no update, but the step still counts for the LR schedule
+            self.lr_schedule.step()
             return out
         work = _UpdateRows(batch, rows, g.loss_type)
         # Old-policy and reference log-probs are kept per row (no grad): the OOM backoff may re-slice the rows.
@@ -368,7 +384,7 @@ class Trainer:
             if self.cfg.train.max_grad_norm > 0:
                 out["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.train.max_grad_norm))
             self.optimizer.step()
-            self.lr_schedule.step()
+        self.lr_schedule.step()  # once per step: train.max_steps counts steps, whatever num_iterations is
         loss, clip, kl = (sums / g.num_iterations).tolist()
         out.update(loss=loss, clip_ratio=clip, kl=kl)
         return out
@@ -486,7 +502,7 @@ class Trainer:
         upd = self.update(batch)
         self.step += 1
         t2 = time.time()
-        tokens = sum(len(c) for c in batch.completions)
+        tokens = batch.metrics["sampled_tokens"]  # the policy's own tokens: gold rows are not generated
         row = {
             "step": self.step,
             **batch.metrics,

@@ -103,3 +103,17 @@ def test_reward_function_that_raises_scores_zero(trainer, monkeypatch):
     batch = run(trainer, monkeypatch, ex, ["99", "42", "99", "1", "20", "99", "99", "99"])
     assert batch.rewards.tolist() == [0, 1, 0, 0, 1, 0, 0, 0]
     assert trainer.rewards.errors >= 5 and calls["n"] >= 8
+
+
+def test_policy_metrics_exclude_gold_rows(trainer, monkeypatch):
+    """At an all-wrong step the policy is at 0% even though half the trained rows are gold (issue 9, item 10)."""
+    ex = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]
+    texts = ["41", "40", "43", "7", "21", "22", "3", "19"]
+    batch = run(trainer, monkeypatch, ex, texts)
+    m = batch.metrics
+    assert batch.is_gold.sum() == 2
+    assert m["accuracy"] == 0.0 and m["reward_mean"] == 0.0 and m["reward_std"] == 0.0
+    assert m["reward_mean_with_gold"] == pytest.approx(2 / 8)
+    tok = trainer.tokenizer
+    assert m["sampled_tokens"] == sum(len(tok(t, add_special_tokens=False).input_ids) + 1 for t in texts)
+    assert m["truncated_frac"] == 0.0

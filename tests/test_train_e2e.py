@@ -143,3 +143,31 @@ def test_train_help_documents_every_option():
     assert proc.returncode == 0
     for key, _, _ in describe_options():
         assert key in proc.stdout, key
+
+
+def test_lr_schedule_advances_once_per_step(embedded_model_dir, tmp_path):
+    """With num_iterations = 2 a linear schedule still spans max_steps steps (issue 9, item 2)."""
+    import json
+
+    cfg = from_dict(
+        {
+            "model": {"gradient_checkpointing": False},
+            "gcpo": {"num_generations": 4, "max_completion_length": 4, "num_iterations": 2},
+            "data": {"eval_size": 4},
+            "train": {
+                "batch_size": 8,
+                "output_dir": str(tmp_path),
+                "learning_rate": 1e-3,
+                "max_steps": 4,
+                "eval_steps": 0,
+                "lr_scheduler": "linear",
+                "num_threads": 1,
+                "kernels": "reference",
+            },
+        }
+    )
+    tr = Trainer(cfg, progress=False)
+    tr.train()
+    lrs = [json.loads(r)["lr"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"lr"' in r]
+    assert lrs == pytest.approx([1e-3 * (1 - k / 4) for k in (1, 2, 3, 4)])
+    assert tr.lr_schedule.last_epoch == 4
