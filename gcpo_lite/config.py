@@ -138,8 +138,13 @@ class GCPOConfig:
     gold_injection: Literal["all_wrong", "never", "always"] = field(
         default="all_wrong", metadata={"help": "all_wrong (GCPO) | never (plain GRPO) | always"}
     )
-    gold_overflow: Literal["truncate", "skip"] = field(
-        default="truncate", metadata={"help": "gold longer than max_completion_length: truncate | skip"}
+    gold_overflow: Literal["skip", "truncate"] = field(
+        default="skip",
+        metadata={
+            "help": "gold longer than max_completion_length: skip (not injected, counted as gold_skipped_overflow) "
+            "| truncate (its first max_completion_length tokens, which lack the answer and the end token, yet keep "
+            "the full reward)"
+        },
     )
     scale_rewards: Literal["group", "batch", "none"] = field(
         default="group", metadata={"help": "divide advantages by the std of: group | batch | none"}

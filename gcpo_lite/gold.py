@@ -74,7 +74,7 @@ def gold_solution_text(
 
 # ---------------------------------------------------------------- checking and injecting
 
-GOLD_STATUSES = ("ok", "truncated", "skipped_overflow", "failed_verification", "missing")
+GOLD_STATUSES = ("ok", "truncated", "skipped_overflow", "failed_verification", "suppressed_token", "missing")
 
 
 @dataclass
@@ -93,15 +93,19 @@ def make_gold(
     score: Callable[[list[int]], tuple],
     max_len: int,
     overflow: str,
+    suppressed: Sequence[int] = (),
 ) -> Gold:
     """Check a gold text the way the policy's own completions are checked.
 
     text: the gold completion text (None: the example has no reference solution);
     tokenize: text -> completion ids (chat template, end token); score: ids -> (reward, correct), on what the
-    tokenizer keeps of the text; overflow: what a gold longer than max_len becomes: truncate | skip."""
+    tokenizer keeps of the text; overflow: what a gold longer than max_len becomes: truncate | skip;
+    suppressed: ids the sampler bans and the training log-probs mask (a gold holding one is not injected)."""
     if not text:
         return Gold(None, status="missing")
     ids = tokenize(text)
+    if suppressed and not set(suppressed).isdisjoint(ids):  # its log-prob would be -inf: the loss NaN
+        return Gold(None, status="suppressed_token")
     reward, ok = score(ids)
     if not ok:
         return Gold(None, reward, "failed_verification")

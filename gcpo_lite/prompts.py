@@ -26,8 +26,9 @@ def prompt_ids(tokenizer, example: Example) -> list[int]:
 
 
 def completion_ids_for_text(tokenizer, example: Example, text: str, eos_ids: set[int]) -> list[int]:
-    """Ids of `text` as the assistant's completion of `example`'s prompt, ending in one EOS id."""
-    eos = next(iter(sorted(eos_ids)))
+    """Ids of `text` as the assistant's completion of `example`'s prompt, ending in the token the chat template
+    really closes the turn with (<|im_end|> for Qwen, <|eot_id|> for Llama-3), never an arbitrary EOS id."""
+    end = turn_end_id(tokenizer, eos_ids)
     if getattr(tokenizer, "chat_template", None):
         msgs = _messages(example)
         prompt = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
@@ -39,8 +40,29 @@ def completion_ids_for_text(tokenizer, example: Example, text: str, eos_ids: set
             for i, t in enumerate(ids):
                 if t in eos_ids:
                     return ids[: i + 1]
-            return ids + [eos]
-    return tokenizer(text, add_special_tokens=False).input_ids + [eos]
+            return ids + [end]
+    return tokenizer(text, add_special_tokens=False).input_ids + [end]
+
+
+def turn_end_id(tokenizer, eos_ids: set[int]) -> int:
+    """The id that ends an assistant turn: the first EOS id the chat template puts after an assistant's text;
+    without a template (or when it shows none), the tokenizer's own EOS when it is one of eos_ids."""
+    if getattr(tokenizer, "chat_template", None):
+        marker = "gcpo-lite-turn-marker"
+        try:
+            rendered = tokenizer.apply_chat_template(
+                [{"role": "user", "content": "q"}, {"role": "assistant", "content": marker}], tokenize=False
+            )
+        except Exception:  # a template that refuses this shape: fall back below
+            rendered = ""
+        if marker in rendered:
+            tail = tokenizer(rendered.split(marker, 1)[1], add_special_tokens=False).input_ids
+            found = next((t for t in tail if t in eos_ids), None)
+            if found is not None:
+                return int(found)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id in eos_ids:
+        return int(tokenizer.eos_token_id)
+    return min(eos_ids)
 
 
 def eos_token_ids(tokenizer, model=None) -> set[int]:

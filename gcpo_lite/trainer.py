@@ -219,6 +219,7 @@ class Trainer:
                 ),
                 max_len=self.cfg.gcpo.max_completion_length,
                 overflow=self.cfg.gcpo.gold_overflow,
+                suppressed=self.suppress,
             )
         return self._gold_cache[key]
 
@@ -329,7 +330,7 @@ class Trainer:
             "truncated_frac": sum(1 for c in sampled if c and c[-1] not in self.eos_ids) / len(sampled),
             "reward_errors": self.rewards.errors,
         }
-        for status in ("truncated", "skipped_overflow", "failed_verification", "missing"):
+        for status in ("truncated", "skipped_overflow", "failed_verification", "suppressed_token", "missing"):
             metrics[f"gold_{status}"] = gold_status.get(status, 0)
         return metrics
 
@@ -381,6 +382,10 @@ class Trainer:
             step = partial(self._micro_step, work, old, ref)
             for part in self.backoff.accumulate(len(rows), step, params):
                 sums += torch.tensor(part, dtype=torch.float64)
+            if not self._grads_finite(params):  # a NaN/inf never reaches the adapter weights
+                out["nonfinite_skipped"] = out.get("nonfinite_skipped", 0) + 1
+                self.optimizer.zero_grad(set_to_none=True)
+                continue
             if self.cfg.train.max_grad_norm > 0:
                 out["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.train.max_grad_norm))
             self.optimizer.step()
@@ -388,6 +393,16 @@ class Trainer:
         loss, clip, kl = (sums / g.num_iterations).tolist()
         out.update(loss=loss, clip_ratio=clip, kl=kl)
         return out
+
+    def _grads_finite(self, params) -> bool:
+        """False (with one warning line) when any LoRA gradient is NaN or infinite: the update is skipped."""
+        ok = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
+        if not ok:
+            log.warning(
+                "step %d: non-finite loss or gradient; this optimizer update is skipped (nonfinite_skipped)",
+                self.step + 1,
+            )
+        return ok
 
     def _rows_to_train(self, batch: StepBatch) -> tuple[list[int], int]:
         """Rows whose group carries a gradient, and how many groups were skipped (all-zero advantages and

@@ -82,11 +82,39 @@ def test_overlong_gold_truncated_or_skipped(trainer, monkeypatch):
     long_gold = "1" * 20 + " so 42"
     ex = [Example("12+30=", "42", long_gold), Example("10+10=", "20", "20")]
     texts = ["1", "2", "3", "4", "20", "1", "1", "1"]
-    batch = run(trainer, monkeypatch, ex, texts)
-    assert batch.metrics["gold_truncated"] == 1
-    monkeypatch.setattr(trainer.cfg.gcpo, "gold_overflow", "skip")
-    batch = run(trainer, monkeypatch, ex, texts)
+    batch = run(trainer, monkeypatch, ex, texts)  # the default: skip (a cut gold has no answer, no end token)
     assert batch.metrics["gold_skipped_overflow"] == 1 and not batch.is_gold.any()
+    monkeypatch.setattr(trainer.cfg.gcpo, "gold_overflow", "truncate")
+    batch = run(trainer, monkeypatch, ex, texts)
+    assert batch.metrics["gold_truncated"] == 1 and batch.is_gold.sum() == 1
+
+
+def test_gold_holding_a_suppressed_token_is_not_injected(trainer, monkeypatch):
+    """Its log-prob would be -inf and the loss NaN (issue 9, item 3)."""
+    ex = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]
+    texts = ["1", "2", "3", "4", "20", "1", "1", "1"]
+    banned = trainer.tokenizer("42", add_special_tokens=False).input_ids[:1]
+    monkeypatch.setattr(trainer, "suppress", banned)
+    batch = run(trainer, monkeypatch, ex, texts)
+    assert batch.metrics["gold_suppressed_token"] == 1 and not batch.is_gold.any()
+
+
+def test_non_finite_gradient_never_reaches_the_adapter(trainer, monkeypatch):
+    import torch
+
+    ex = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]
+    batch = run(trainer, monkeypatch, ex, ["1", "2", "3", "4", "20", "1", "1", "1"])
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    real = trainer._logps
+
+    def poisoned(rows, grad):
+        return real(rows, grad) * float("nan") if grad else real(rows, grad)
+
+    monkeypatch.setattr(trainer, "_logps", poisoned)
+    out = trainer.update(batch)
+    assert out["nonfinite_skipped"] == 1
+    after = {n: p.detach() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert all(torch.equal(before[n], after[n]) for n in before)
 
 
 def test_reward_function_that_raises_scores_zero(trainer, monkeypatch):

@@ -168,3 +168,54 @@ def test_gold_text_survives_the_chat_template():
             assert ids[-1] in eos
             decoded = tok.decode(ids, skip_special_tokens=True)
             assert decoded.strip() == text.strip() and verify(decoded, ex), (decoded, text)
+
+
+def _family_tokenizer(specials, eos, turn_end, template):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    raw.train_from_iterator(["the answer is 42"] * 5, trainer=trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token=eos, pad_token=specials[0])
+    tok.chat_template = template
+    eos_ids = {tok.convert_tokens_to_ids(eos), tok.convert_tokens_to_ids(turn_end)}
+    return tok, eos_ids, tok.convert_tokens_to_ids(turn_end)
+
+
+QWEN = (
+    ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+    "<|endoftext|>",
+    "<|im_end|>",
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+)
+LLAMA3 = (
+    ["<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+    "<|end_of_text|>",
+    "<|eot_id|>",
+    "{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] }}"
+    "<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n"
+    "{% endif %}",
+)
+
+
+@pytest.mark.parametrize("family", [QWEN, LLAMA3], ids=["qwen", "llama3"])
+def test_gold_ends_with_the_turn_end_token(family):
+    """Not min(eos_ids): <|im_end|> for Qwen, <|eot_id|> for Llama-3-Instruct (issue 9, item 6)."""
+    from gcpo_lite.prompts import completion_ids_for_text, turn_end_id
+
+    tok, eos_ids, turn_end = _family_tokenizer(*family)
+    assert min(eos_ids) != turn_end  # the old choice would have been wrong here
+    assert turn_end_id(tok, eos_ids) == turn_end
+    ex = Example(prompt="q", answer="42", solution="42")
+    ids = completion_ids_for_text(tok, ex, "the answer is 42", eos_ids)
+    assert ids[-1] == turn_end and list(ids).count(turn_end) == 1
+    tok.chat_template = None  # no template: the turn ends in the tokenizer's own EOS
+    assert completion_ids_for_text(tok, ex, "42", eos_ids)[-1] == tok.eos_token_id

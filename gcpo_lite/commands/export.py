@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -50,20 +51,33 @@ BIBTEX = """@misc{wu2025gcpo,
 }"""
 
 
+SAFETY = """\
+OUT and your files: export never deletes or overwrites anything it did not create.
+  - OUT must be a new path or an empty directory; a non-empty directory is refused.
+  - OUT inside RUN_DIR, or containing it, is refused (symbolic links are resolved first),
+    as are a file or a symbolic link at OUT.
+  - --overwrite replaces OUT only when it holds a previous export (its .gcpo-lite-export
+    marker lists the files that export wrote; a folder with other files is still refused).
+    The new export is written to a hidden folder next to OUT and swapped in only once it is
+    complete, so a failed export leaves the previous one as it was.
+Refusals happen before any model is loaded and exit with status 2."""
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = SAFETY
     p.add_argument("run_dir", metavar="RUN_DIR", help="a gcpo-lite train output directory")
     p.add_argument(
         "--output-dir",
         required=True,
         metavar="OUT",
         help="where to write the export: a new or empty directory outside RUN_DIR (a non-empty one "
-        "is refused, nothing is ever deleted)",
+        "is refused, nothing is ever deleted; see below)",
     )
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace OUT when it holds a previous gcpo-lite export (its .gcpo-lite-export marker); "
-        "any other non-empty directory is still refused",
+        help="replace OUT when it holds a previous gcpo-lite export (its .gcpo-lite-export marker), "
+        "once the new export is complete; any other non-empty directory is still refused",
     )
     p.add_argument(
         "--checkpoint",
@@ -287,6 +301,7 @@ def merge(
 
 
 MARKER = ".gcpo-lite-export"  # written into every export; only a folder holding it may be replaced
+MARKER_TOOL = "gcpo-lite export"
 
 
 class ExportTargetError(ConfigError):
@@ -297,72 +312,147 @@ def _is_within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def check_output_dir(run_dir: Path, out_dir: Path, *, overwrite: bool = False) -> None:
-    """Refuse an OUT that would overwrite or delete anything export did not create (before any work)."""
-    run_real, out_real = run_dir.resolve(), out_dir.resolve()
-    if _is_within(out_real, run_real):
+def read_marker(folder: Path) -> Optional[dict]:
+    """The marker of a previous export in folder, or None when folder holds no (valid) marker."""
+    path = folder / MARKER
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("tool") == MARKER_TOOL else None
+
+
+def _entries(folder: Path) -> set[str]:
+    """Every file, link and folder under folder, as relative POSIX paths (links are not followed)."""
+    out: set[str] = set()
+    for root, dirs, files in os.walk(folder):
+        rel = Path(root).relative_to(folder)
+        out.update((rel / name).as_posix() for name in (*dirs, *files))
+    return out
+
+
+def _not_written_by_export(folder: Path, marker: dict) -> list[str]:
+    """What lies in a previous export that the export did not write (files the user added)."""
+    listed = marker.get("files")
+    if not isinstance(listed, list):  # a marker without its file list: the whole folder is the export
+        return []
+    ours = {MARKER}
+    for name in listed:
+        ours.add(str(name))
+        ours.update(p.as_posix() for p in Path(str(name)).parents if p != Path("."))
+    return sorted(_entries(folder) - ours)
+
+
+def _check_replaceable(out_dir: Path, *, overwrite: bool) -> None:
+    """out_dir is an existing non-empty directory: it may be replaced only if it is a previous export."""
+    marker = read_marker(out_dir)
+    if marker is None:
         raise ExportTargetError(
-            f"--output-dir {out_dir} is inside the run directory {run_dir}; export writes "
-            "next to the run, never into it: choose a directory outside it (e.g. out/adapter)"
-        )
-    if _is_within(run_real, out_real):
-        raise ExportTargetError(
-            f"--output-dir {out_dir} contains the run directory {run_dir}; choose a new or "
-            "empty directory outside it (e.g. out/adapter)"
-        )
-    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
-        raise ExportTargetError(
-            f"--output-dir {out_dir} exists and is not a directory; remove or rename it "
-            "yourself, or choose another path"
-        )
-    if not out_dir.is_dir() or not any(out_dir.iterdir()):
-        return
-    if not (out_dir / MARKER).is_file():
-        raise ExportTargetError(
-            f"--output-dir {out_dir} is a non-empty directory that is not a gcpo-lite export; "
-            "choose a new or empty directory (export never deletes files it did not write)"
+            f"--output-dir {out_dir} is a non-empty directory that is not a gcpo-lite export (it has no "
+            f"{MARKER} marker); choose a new or empty directory: export never deletes files it did not write"
         )
     if not overwrite:
         raise ExportTargetError(
-            f"--output-dir {out_dir} holds a previous export; pass --overwrite to replace "
-            "it, or choose a new directory"
+            f"--output-dir {out_dir} holds a previous export; pass --overwrite to replace it, or choose "
+            "a new directory"
+        )
+    extra = _not_written_by_export(out_dir, marker)
+    if extra:
+        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise ExportTargetError(
+            f"--output-dir {out_dir} holds a previous export plus files it did not write ({shown}); "
+            "--overwrite would delete them: move them out first, or choose a new directory"
         )
 
 
+def check_output_dir(run_dir: Path, out_dir: Path, *, overwrite: bool = False) -> None:
+    """Refuse an OUT that would overwrite or delete anything export did not create (before any work)."""
+    run_real, out_real = run_dir.resolve(), out_dir.resolve()  # symlinks resolved, on both sides
+    if _is_within(out_real, run_real):
+        raise ExportTargetError(
+            f"--output-dir {out_dir} is inside the run directory {run_dir}; export never writes into a "
+            "run: choose a new or empty directory outside it (e.g. out/adapter)"
+        )
+    if _is_within(run_real, out_real):
+        raise ExportTargetError(
+            f"--output-dir {out_dir} contains the run directory {run_dir}; choose a new or empty "
+            "directory outside it (e.g. out/adapter)"
+        )
+    if out_dir.is_symlink():
+        raise ExportTargetError(
+            f"--output-dir {out_dir} is a symbolic link (to {os.readlink(out_dir)}); export replaces OUT "
+            "itself, not what a link points to: pass the real directory, or another path"
+        )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportTargetError(
+            f"--output-dir {out_dir} exists and is not a directory; remove or rename it yourself, or "
+            "choose another path"
+        )
+    absolute = Path(os.path.abspath(out_dir))
+    for parent in absolute.parents:  # the nearest existing folder above OUT is where the export is made
+        if parent.exists():
+            if not parent.is_dir():
+                raise ExportTargetError(
+                    f"--output-dir {out_dir}: {parent} is a file, not a directory; choose another path"
+                )
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ExportTargetError(
+                    f"--output-dir {out_dir}: cannot write in {parent} (permission denied); choose a "
+                    "directory you can write to"
+                )
+            break
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        _check_replaceable(out_dir, overwrite=overwrite)
+
+
 def _write_marker(folder: Path, run_dir: Path, step: Optional[int], merged: bool) -> None:
+    """Written last: lists every file of the export, so --overwrite can tell them from files added later."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        tool_version = version("gcpo-lite")
+    except PackageNotFoundError:
+        tool_version = "unknown"
     (folder / MARKER).write_text(
         json.dumps(
             {
-                "tool": "gcpo-lite export",
+                "tool": MARKER_TOOL,
                 "version": 1,
+                "gcpo_lite_version": tool_version,
                 "run_dir": str(run_dir.resolve()),
                 "checkpoint": step,
                 "merged": merged,
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            }
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "files": sorted(
+                    p.relative_to(folder).as_posix()
+                    for p in folder.rglob("*")
+                    if not p.is_dir() and p.name != MARKER
+                ),
+            },
+            indent=1,
         )
         + "\n"
     )
 
 
-def _put_in_place(tmp: Path, out_dir: Path) -> None:
-    """Move the finished export to out_dir; a previous export there is set aside first, then removed."""
+def _put_in_place(new: Path, out_dir: Path, stage: Path) -> None:
+    """Move the finished export `new` to out_dir. A previous export there is first moved into stage (our
+    own folder, removed afterwards by the caller) and put back if the new one cannot be moved in."""
     if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not (
-            out_dir / MARKER
-        ).is_file():  # checked before the work; re-checked now that we are about to move
-            raise ExportTargetError(
-                f"--output-dir {out_dir} changed during the export and is no longer a previous "
-                f"export; the new export is in {tmp}"
-            )
-        old = out_dir.parent / f".{out_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+        _check_replaceable(out_dir, overwrite=True)  # checked before the work; again now, just before moving
+        old = stage / "old"
         out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old)
+        try:
+            new.rename(out_dir)
+        except BaseException:
+            old.rename(out_dir)
+            raise
     else:
         if out_dir.is_dir():
-            out_dir.rmdir()  # empty: nothing to lose
-        tmp.rename(out_dir)
+            out_dir.rmdir()  # empty: nothing to lose (rmdir refuses if something appeared meanwhile)
+        new.rename(out_dir)
 
 
 def export(
@@ -377,7 +467,9 @@ def export(
     echo=print,
 ) -> Path:
     """Write the export into out_dir and return it. out_dir must be new, empty, or (with overwrite) a
-    previous export; the new export is complete before anything at out_dir is touched."""
+    previous export; the new export is complete before anything at out_dir is touched.
+
+    Raises ExportTargetError (a ConfigError) before any model is loaded when out_dir is refused."""
     from gcpo_lite.models import ensure_embedded_model, resolve_model
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -391,11 +483,12 @@ def export(
     if step is None and src.parent.parent.name == "checkpoints":
         step = int(src.parent.name.split("-")[1])
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"  # ours alone: the pid is live while we write
-    shutil.rmtree(tmp, ignore_errors=True)
+    # a fresh hidden sibling (same filesystem, so the final moves are renames); nothing else is touched
+    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.gcpo-export-", dir=out_dir.parent))
     try:
+        new = stage / "new"
         _write_export(
-            tmp,
+            new,
             src,
             run_dir,
             cfg,
@@ -406,10 +499,15 @@ def export(
             merge_base=merge_base,
             echo=echo,
         )
-        _put_in_place(tmp, out_dir)
+        _put_in_place(new, out_dir, stage)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # only our own half-written folder
+        if (stage / "old").exists():  # the previous export could not be put back: keep it, say where
+            shutil.rmtree(stage / "new", ignore_errors=True)
+            log.error("export failed while replacing %s; the previous export is in %s", out_dir, stage / "old")
+        else:
+            shutil.rmtree(stage, ignore_errors=True)  # only our own folder
         raise
+    shutil.rmtree(stage)  # empty, or the previous export (checked for its marker) moved aside
     return out_dir
 
 
