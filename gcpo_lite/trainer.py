@@ -49,8 +49,12 @@ class _UpdateRows:
         self.batch, self.rows = batch, rows
         self.lengths = [len(batch.completions[i]) for i in rows]  # completion tokens per row
         self.by_tokens = loss_type == "token_mean"
-        # the step's normalizer: all trained tokens for token_mean, else all trained rows
-        self.normalizer = float(max(1, sum(self.lengths))) if self.by_tokens else float(len(rows))
+        # The step's normalizer is the whole batch's, as in TRL: every completion token for token_mean, else
+        # every row, skipped zero-advantage groups included. Dividing by the kept rows only would scale the
+        # gradient by 1 / (1 - skipped fraction), which changes from step to step as accuracy climbs.
+        all_tokens = sum(len(c) for c in batch.completions)
+        self.normalizer = float(max(1, all_tokens)) if self.by_tokens else float(len(batch.completions))
+        self._trained = float(max(1, sum(self.lengths))) if self.by_tokens else float(len(rows))
 
     def padded(self, s: int, e: int, pad_id: int, device) -> RowBatch:
         idx = self.rows[s:e]
@@ -59,7 +63,8 @@ class _UpdateRows:
         )
 
     def share(self, s: int, e: int) -> float:
-        return (sum(self.lengths[s:e]) if self.by_tokens else e - s) / self.normalizer
+        """rows[s:e]'s weight among the trained rows (or their tokens): clip and KL are means over those."""
+        return (sum(self.lengths[s:e]) if self.by_tokens else e - s) / self._trained
 
 
 def _stack(values: list, s: int, e: int, width: int, device) -> torch.Tensor:

@@ -145,3 +145,32 @@ def test_policy_metrics_exclude_gold_rows(trainer, monkeypatch):
     tok = trainer.tokenizer
     assert m["sampled_tokens"] == sum(len(tok(t, add_special_tokens=False).input_ids) + 1 for t in texts)
     assert m["truncated_frac"] == 0.0
+
+
+@pytest.mark.parametrize("loss_type", ["seq_mean_token_mean", "token_mean", "dr_grpo"])
+def test_skipping_zero_advantage_groups_does_not_rescale_the_step(trainer, monkeypatch, loss_type):
+    """The LoRA gradient is the same whether zero-advantage groups are skipped or forwarded (issue 9, item 1)."""
+    import torch
+
+    ex = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]
+    texts = ["42", "40", "42", "7", "20", "20", "20", "20"]  # group 1 all correct: zero advantages
+    monkeypatch.setattr(trainer.cfg.gcpo, "loss_type", loss_type)
+    batch = run(trainer, monkeypatch, ex, texts)
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+    start = [p.detach().clone() for p in params]
+
+    def grads_of_one_update():
+        seen = []
+        monkeypatch.setattr(trainer.optimizer, "step", lambda: seen.append([p.grad.clone() for p in params]))
+        out = trainer.update(batch)
+        for p, s in zip(params, start):
+            p.data.copy_(s)
+        return out, seen[0]
+
+    skipped_out, skipped = grads_of_one_update()
+    everything = list(range(len(batch.prompts)))
+    monkeypatch.setattr(trainer, "_rows_to_train", lambda b: (everything, 0))
+    forwarded_out, forwarded = grads_of_one_update()
+    assert skipped_out["skipped_groups"] == 1 and skipped_out["trained_rows"] == 4
+    for a, b in zip(skipped, forwarded):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-8)

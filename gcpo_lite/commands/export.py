@@ -12,9 +12,9 @@ printed or logged. A failed push (no token, no network, a name you cannot use) s
 the local export as it is.
 
 Export never deletes or overwrites anything it did not create: OUT must be new or empty; with
---overwrite it may also be a previous export (recognised by its `.gcpo-lite-export` marker), which is
-replaced only after the new export is complete. OUT inside the run directory, or containing it, is
-refused, as is a file in the way.
+--overwrite it may also be a previous export (recognised by its `.gcpo-lite-export` marker, which lists
+the files that export wrote), which is replaced only after the new export is complete. OUT inside the run
+directory, or containing it (symlinks resolved), is refused, as is a file or a symlink in the way.
 """
 
 from __future__ import annotations
@@ -503,7 +503,9 @@ def export(
     except BaseException:
         if (stage / "old").exists():  # the previous export could not be put back: keep it, say where
             shutil.rmtree(stage / "new", ignore_errors=True)
-            log.error("export failed while replacing %s; the previous export is in %s", out_dir, stage / "old")
+            log.error(
+                "export failed while replacing %s; the previous export is in %s", out_dir, stage / "old"
+            )
         else:
             shutil.rmtree(stage, ignore_errors=True)  # only our own folder
         raise
