@@ -24,7 +24,7 @@ from gcpo_lite.memory.planner import (
     detect_budget,
     format_bytes,
     parse_bytes,
-    plan_run,
+    plan_for_config,
     shape_from_config,
 )
 from gcpo_lite.registry import REGISTRY
@@ -155,20 +155,7 @@ def build(args) -> dict:
     arch = resolve(cfg.model.name)
     backend = args.kernels or (cfg.train.kernels if cfg.train.kernels != "auto" else "reference")
     shape = shape_from_config(cfg, device, dtype, optimizer=args.optimizer, backend=backend)
-    plan = plan_run(
-        arch,
-        shape,
-        batch_size=cfg.train.batch_size,
-        num_generations=cfg.gcpo.num_generations,
-        budget_bytes=budget,
-        budget_source=source,
-        auto_num_generations=auto,
-        generation_range=(sch.min_num_generations, sch.max_num_generations),
-        generation_batch_size=cfg.train.generation_batch_size,
-        micro_batch_size=cfg.train.micro_batch_size,
-        logits_chunk_size=cfg.train.logits_chunk_size,
-        model_name=cfg.model.name,
-    )
+    plan = plan_for_config(cfg, arch, shape, budget, source)
     est = mm.estimate(arch, shape, plan.generation_batch_size, plan.micro_batch_size, plan.logits_chunk_size)
     name = cfg.model.name or "embedded tiny model"
     entry = REGISTRY.get((cfg.model.name or "").lower())

@@ -329,6 +329,25 @@ def shape_from_config(
     )
 
 
+def plan_for_config(cfg: Config, arch: Architecture, shape: mm.RunShape, budget: int, source: str) -> Plan:
+    """plan_run with the batch, group-size and size overrides a config holds."""
+    sch = cfg.scheduler
+    return plan_run(
+        arch,
+        shape,
+        batch_size=cfg.train.batch_size,
+        num_generations=cfg.gcpo.num_generations,
+        budget_bytes=budget,
+        budget_source=source,
+        auto_num_generations=sch.auto_num_generations,
+        generation_range=(sch.min_num_generations, sch.max_num_generations),
+        generation_batch_size=cfg.train.generation_batch_size,
+        micro_batch_size=cfg.train.micro_batch_size,
+        logits_chunk_size=cfg.train.logits_chunk_size,
+        model_name=cfg.model.name,
+    )
+
+
 def make_plan(
     cfg: Config,
     *,
@@ -355,24 +374,10 @@ def make_plan(
         budget, source = budget_bytes, "memory budget given"
     else:
         budget, source = detect_budget(device, sch.memory_budget)
-    auto = sch.auto_num_generations
     shape = shape_from_config(cfg, device, compute_dtype)
     if prompt_tokens is not None:
         shape = mm.with_changes(shape, prompt_tokens=max(1, min(prompt_tokens, shape.prompt_tokens)))
-    plan = plan_run(
-        arch,
-        shape,
-        batch_size=cfg.train.batch_size,
-        num_generations=cfg.gcpo.num_generations,
-        budget_bytes=budget,
-        budget_source=source,
-        auto_num_generations=auto,
-        generation_range=(sch.min_num_generations, sch.max_num_generations),
-        generation_batch_size=cfg.train.generation_batch_size,
-        micro_batch_size=cfg.train.micro_batch_size,
-        logits_chunk_size=cfg.train.logits_chunk_size,
-        model_name=cfg.model.name,
-    )
+    plan = plan_for_config(cfg, arch, shape, budget, source)
     log.info(
         "memory plan: generation batch %d, micro-batch %d (x%d), logits chunk %s, G=%s; predicted peak %s "
         "of %s (%s)",
