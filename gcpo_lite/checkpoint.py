@@ -91,6 +91,7 @@ def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
     return found[-1][1] if found else None
 
 
+STATE_KEYS = ("step", "optimizer", "lr_schedule", "data", "rng")  # what load_checkpoint reads
 REQUIRED_FILES = (
     "trainer_state.pt",
     "adapter/adapter_model.safetensors",
@@ -135,6 +136,9 @@ def checkpoint_problem(path: Path) -> Optional[str]:
             f"trainer_state.pt has format {state.get('format') if isinstance(state, dict) else '?'}, "
             f"this gcpo-lite reads {FORMAT}"
         )
+    lacking = [k for k in STATE_KEYS if k not in state]
+    if lacking:
+        return f"trainer_state.pt lacks {', '.join(lacking)} (not a complete gcpo-lite checkpoint)"
     try:
         from safetensors.torch import load_file
 
@@ -146,6 +150,16 @@ def checkpoint_problem(path: Path) -> Optional[str]:
             json.loads((path / name).read_text())
         except (ValueError, UnicodeDecodeError) as e:
             return f"{name} is damaged ({e})"
+    try:  # it replaces the run's metrics.jsonl on resume: every row must parse
+        lines = (path / "metrics.jsonl").read_text().splitlines()
+    except UnicodeDecodeError as e:
+        return f"metrics.jsonl is damaged ({e})"
+    for n, line in enumerate(lines, 1):
+        try:
+            if line.strip():
+                json.loads(line)
+        except ValueError as e:
+            return f"metrics.jsonl is damaged (line {n}: {str(e)[:80]})"
     return None
 
 
@@ -237,7 +251,7 @@ def _rows_up_to(path: Path, step: int) -> list[str]:
     if not path.is_file():
         return []
     keep = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():  # damaged bytes: that row is dropped
         if not line.strip():
             continue
         try:
@@ -333,7 +347,13 @@ def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> 
         )
     trainer.prompts.load_state_dict(state["data"])  # first: a checkpoint of other data is refused untouched
     weights = load_file(str(path / "adapter" / "adapter_model.safetensors"), device=str(trainer.device))
-    result = set_peft_model_state_dict(trainer.model, weights)
+    try:
+        result = set_peft_model_state_dict(trainer.model, weights)
+    except RuntimeError as e:  # shapes differ: another LoRA rank or base model
+        raise ConfigError(
+            f"adapter in {path} does not fit this model ({str(e).splitlines()[-1].strip()[:160]}); "
+            "resume with the run's own config (model.*, lora.* unchanged)"
+        ) from None
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise ConfigError(f"adapter in {path} does not fit this model (unexpected keys {unexpected[:3]}...)")
@@ -364,7 +384,13 @@ def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> 
         comp = run_dir / "completions.jsonl"
         if comp.is_file():
             _write_text_atomic(comp, "".join(r + "\n" for r in _rows_up_to(comp, int(state["step"]))))
-    trainer.load_state_dict({**state, "rng": rng})  # last: nothing after this may draw random numbers
+    try:
+        trainer.load_state_dict({**state, "rng": rng})  # last: nothing after this may draw random numbers
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise ConfigError(
+            f"{path / 'trainer_state.pt'} does not fit this run ({type(e).__name__}: {str(e)[:120]}); "
+            "resume with the run's own config, or pick another checkpoint"
+        ) from None
     return trainer.step
 
 
@@ -474,5 +500,10 @@ class Checkpointer:
 
 
 def resume_note(path: Path) -> str:
-    state = json.loads((path / "state.json").read_text()) if (path / "state.json").is_file() else {}
+    try:  # state.json is for people: a damaged one is not worth stopping for
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        state = {}
+    if not isinstance(state, dict):
+        state = {}
     return f"resuming from {path} (step {state.get('step', '?')}, epoch {state.get('epoch', '?')})"

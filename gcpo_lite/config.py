@@ -328,6 +328,11 @@ def validate(cfg: Config) -> None:
             raise ConfigError(
                 f"{section}.{key}={value!r} is not one of {list(allowed)}; set e.g. {section}.{key}={allowed[0]}"
             )
+    if cfg.model.name is not None and not cfg.model.name.strip():
+        raise ConfigError(
+            "model.name is empty; give a registry name (e.g. qwen2.5-0.5b), a hub id or a model directory, "
+            "or leave it out for the embedded tiny model"
+        )
     g, t = cfg.gcpo, cfg.train
     if g.num_generations < 2:
         raise ConfigError(
@@ -420,8 +425,8 @@ def _field_types(section_cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(section_cls)}
 
 
-def _unknown_key(where: str, key: str, valid: list[str]) -> ConfigError:
-    close = difflib.get_close_matches(key, valid, n=1)
+def _unknown_key(where: str, key: Any, valid: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, valid, n=1) if isinstance(key, str) else []
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return ConfigError(f"unknown config key {where}{key!r}.{hint} Valid keys: {', '.join(sorted(valid))}")
 
@@ -437,8 +442,10 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
     if typing.get_origin(base) is Literal:  # a choice: a string here, checked against the choices in validate
         base = str
     if isinstance(value, str) and base is not str:
-        parsed = yaml.safe_load(value) if value.strip() else value
-        value = parsed
+        try:
+            value = yaml.safe_load(value) if value.strip() else value
+        except (yaml.YAMLError, RecursionError):
+            pass  # not YAML: kept as the string, which the checks below refuse with the field's type
     try:
         if base is bool:
             if isinstance(value, bool):
@@ -453,6 +460,10 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
                 raise TypeError
             return float(value)
         if base is str:
+            if isinstance(
+                value, (list, dict)
+            ):  # `output_dir: [a]` or an unquoted `a: b` would become "['a']"
+                raise TypeError
             return str(value)
         if base is list or typing.get_origin(base) is list:
             if isinstance(value, (list, tuple)):
@@ -463,7 +474,10 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
     else:
         return value
     tname = getattr(base, "__name__", str(base))
-    raise ConfigError(f"{name}={value!r} should be a {tname}{' or null' if optional else ''}")
+    hint = (
+        f"; quote it: {name}: 'a: b' in a file, {name}=\"'a: b'\" on the command line" if base is str else ""
+    )
+    raise ConfigError(f"{name}={_shown(value)} should be {_a(tname)}{' or null' if optional else ''}{hint}")
 
 
 def _expand_auto_group_size(data: dict) -> dict:
@@ -477,8 +491,10 @@ def _expand_auto_group_size(data: dict) -> dict:
     sched = data.setdefault("scheduler", {}) or {}
     data["scheduler"] = sched
     sched["auto_num_generations"] = True
-    lo, hi = int(sched.get("min_num_generations", 2)), int(sched.get("max_num_generations", 16))
-    batch = int((data.get("train") or {}).get("batch_size", TrainConfig.batch_size))
+    lo = _coerce(sched.get("min_num_generations", 2), int, "scheduler.min_num_generations")
+    hi = _coerce(sched.get("max_num_generations", 16), int, "scheduler.max_num_generations")
+    train = data.get("train") if isinstance(data.get("train"), dict) else {}
+    batch = _coerce(train.get("batch_size", TrainConfig.batch_size), int, "train.batch_size")
     fits = [g for g in range(max(2, lo), hi + 1) if batch % g == 0]
     if not fits:
         raise ConfigError(
@@ -493,7 +509,7 @@ def from_dict(data: dict | None) -> Config:
     """Build and validate a Config from a nested dict (as YAML gives it)."""
     data = data or {}
     if not isinstance(data, dict):
-        raise ConfigError(f"a config file must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(f"a config file must be a mapping of sections, got {_a(type(data).__name__)}")
     data = _expand_auto_group_size(data)
     sections = _sections()
     kwargs = {}
@@ -522,7 +538,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     for item in overrides:
         if "=" not in item:
             raise ConfigError(
-                f"override {item!r} is not of the form section.key=value (e.g. gcpo.num_generations=4)"
+                f"override {_shown(item)} is not of the form section.key=value (e.g. gcpo.num_generations=4)"
             )
         dotted, raw = item.split("=", 1)
         parts = dotted.strip().split(".")
@@ -539,13 +555,30 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             raise _unknown_key(f"{section}.", key, list(types))
         try:
             data.setdefault(section, {})[key] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as e:
+        except (yaml.YAMLError, RecursionError) as e:
             why = str(getattr(e, "problem", None) or e).splitlines()[0]
             raise ConfigError(
-                f"override {item!r}: the value is not valid YAML ({why}); close brackets and quotes, "
+                f"override {_shown(item)}: the value is not valid YAML ({why}); close brackets and quotes, "
                 f"e.g. lora.target_modules=[q_proj,v_proj] or data.system_prompt='a: b'"
             ) from None
     return data
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """repr(value), shortened to about `limit` characters so one bad value stays a one-line message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 12]}...{text[-6:]} ({len(text)} chars)"
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """One line for a YAML error: the problem and where (PyYAML's own message spans several lines)."""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def _check_shape(data) -> None:
@@ -554,8 +587,8 @@ def _check_shape(data) -> None:
         return
     if not isinstance(data, dict):
         raise ConfigError(
-            f"a config must be a mapping of sections (model:, train:, ...), got a "
-            f"{type(data).__name__}; see configs/ for the layout"
+            f"a config must be a mapping of sections (model:, train:, ...), got "
+            f"{_a(type(data).__name__)}; see configs/ for the layout"
         )
     for name, body in data.items():
         if body is not None and not isinstance(body, dict):
@@ -581,10 +614,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
+            raise ConfigError(
+                f"config file {str(p)!r} is not valid YAML ({_yaml_problem(e)}); fix that line, or start "
+                "from one of configs/*.yaml"
+            ) from None
+        except RecursionError:
+            raise ConfigError(
+                f"config file {str(p)!r} is nested too deeply to be a config; start from one of configs/*.yaml"
+            ) from None
         except UnicodeDecodeError as e:
             raise ConfigError(
                 f"config file {str(p)!r} is not UTF-8 text ({e.reason}); re-save it as UTF-8"
+            ) from None
+        except OSError as e:
+            raise ConfigError(
+                f"config file {str(p)!r} cannot be read ({e.strerror or e}); check its permissions"
             ) from None
     return from_dict(apply_overrides(data, overrides or []))
 

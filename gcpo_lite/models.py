@@ -57,6 +57,7 @@ def resolve_model(name: Optional[str]) -> ResolvedModel:
         return ResolvedModel(e.hub_id, e.family, f"{key} ({e.hub_id})")
     if Path(name).expanduser().exists():
         path = str(Path(name).expanduser())
+        check_local_model_dir(path)  # config and tokenizer present: fail here, before any weights load
         return ResolvedModel(path, _family_from_config(path), path)
     if "/" in name:
         return ResolvedModel(
@@ -75,7 +76,9 @@ def _family_from_config(path: str) -> str:
         cfg = json.loads((Path(path) / "config.json").read_text())
     except (OSError, ValueError):
         return "qwen2"
-    name = (cfg.get("_name_or_path") or "").lower()
+    if not isinstance(cfg, dict):
+        return "qwen2"
+    name = str(cfg.get("_name_or_path") or "").lower()
     if "r1-distill" in name:
         return "r1_distill"
     return "llama" if cfg.get("model_type") == "llama" else "qwen2"
@@ -197,6 +200,12 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
 def check_local_model_dir(source: str) -> None:
     """A local model directory must hold a config and a tokenizer; checked before any weights load."""
     path = Path(source).expanduser()
+    if path.exists() and not path.is_dir():
+        parent = f", here {str(path.parent)!r}" if path.name == "config.json" else ""
+        raise ModelNameError(
+            f"model {source!r} is a file, not a model directory; pass the folder that holds config.json, "
+            f"the weights and the tokenizer files{parent}"
+        )
     if not path.is_dir():
         return
     if not (path / "config.json").is_file():
@@ -204,6 +213,28 @@ def check_local_model_dir(source: str) -> None:
             f"model directory {source!r} has no config.json; pass the folder save_pretrained "
             "wrote (config.json, weights, tokenizer files)"
         )
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        why = getattr(e, "strerror", None) or ("nested too deeply" if isinstance(e, RecursionError) else e)
+        raise ModelNameError(
+            f"{path / 'config.json'} cannot be read as JSON ({why}); re-download or re-save the model "
+            "(model.save_pretrained(DIR))"
+        ) from None
+    if not isinstance(config, dict):
+        raise ModelNameError(
+            f"{path / 'config.json'} holds a JSON {type(config).__name__}, not a model config object; "
+            "re-download or re-save the model (model.save_pretrained(DIR))"
+        )
+    from gcpo_lite.memory.architectures import SIZE_KEYS, _positive_int
+
+    sizes = config.get("text_config") if "hidden_size" not in config else config
+    for key in SIZE_KEYS if isinstance(sizes, dict) else ():
+        if key in sizes:  # a size transformers would reject with a traceback, or a model no machine holds
+            try:
+                _positive_int(sizes, key)
+            except ConfigError as e:
+                raise ModelNameError(f"{path / 'config.json'}: {e}") from None
     if not any((path / f).is_file() for f in TOKENIZER_FILES):
         raise ModelNameError(
             f"model directory {source!r} has no tokenizer ({', '.join(TOKENIZER_FILES)}); save "

@@ -30,11 +30,24 @@ class RunDirError(ConfigError):
 def lock_run_dir(run_dir: str | Path) -> Path:
     """Take RUN_DIR/.lock (creating the directory); a RunDirError at once when another process holds it."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(
+            f"cannot create run directory {run_dir} ({e.strerror}); choose another --output-dir"
+        ) from None
     key = run_dir.resolve()
     if key in _held:
-        return run_dir
-    fd = os.open(key / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        if _same_file(_held[key], key / LOCK_NAME):
+            return run_dir
+        os.close(_held.pop(key))  # the directory was moved or replaced since: lock the one there now
+    try:
+        fd = os.open(key / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise RunDirError(
+            f"cannot open the lock file {key / LOCK_NAME} ({e.strerror}); the run directory must be "
+            "writable: fix its permissions or choose another --output-dir"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -44,10 +57,24 @@ def lock_run_dir(run_dir: str | Path) -> Path:
             f"{run_dir} is in use by another gcpo-lite run (pid {owner}); two runs cannot share a "
             "run directory: wait for it to finish, or choose another --output-dir"
         ) from None
+    except OSError as e:  # e.g. a filesystem without flock support
+        os.close(fd)
+        raise RunDirError(
+            f"cannot lock {key / LOCK_NAME} ({e.strerror}); put the run directory on a local "
+            "filesystem that supports file locks"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[key] = fd
     return run_dir
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def unlock_run_dir(run_dir: str | Path) -> None:
@@ -82,14 +109,31 @@ def prepare_new_run(run_dir: str | Path, *, overwrite: bool = False, echo=print)
             f"{run_dir} {what}; {hint}choose another --output-dir, or pass --overwrite to move it "
             f"aside to {run_dir.name}.old-DATE (nothing is deleted)"
         )
-    aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-    n = 1
+    real = run_dir.resolve()
+    cwd = Path.cwd().resolve()
+    if real == cwd or real in cwd.parents:
+        unlock_run_dir(run_dir)
+        raise RunDirError(
+            f"--overwrite cannot move {run_dir} aside: it is (or contains) the current directory; "
+            "run from outside it, or choose another --output-dir"
+        )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside, n = real.with_name(f"{real.name}.old-{stamp}"), 1
     while aside.exists():
-        aside, n = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}-{n}"), n + 1
-    old_fd = _held.pop(run_dir.resolve())
-    run_dir.rename(aside)  # our lock moves with it; keep holding it until the new directory is locked
-    lock_run_dir(run_dir)
-    os.close(old_fd)
+        aside, n = real.with_name(f"{real.name}.old-{stamp}-{n}"), n + 1
+    old_fd = _held.pop(real)
+    try:
+        real.rename(aside)  # our lock moves with it; keep holding it until the new directory is locked
+    except OSError as e:
+        os.close(old_fd)
+        raise RunDirError(
+            f"--overwrite could not move {run_dir} aside to {aside} ({e.strerror}); move or rename "
+            "it yourself, or choose another --output-dir"
+        ) from None
+    try:
+        lock_run_dir(run_dir)
+    finally:
+        os.close(old_fd)
     echo(f"gcpo-lite: --overwrite: moved the previous contents of {run_dir} to {aside}")
     return run_dir
 

@@ -26,6 +26,10 @@ def files(tmp_path):
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     (tmp_path / "scalar.yaml").write_text("42\n")
     (tmp_path / "section.yaml").write_text("train: 5\n")
+    (tmp_path / "intkey.yaml").write_text("train:\n  1: 2\n")
+    (tmp_path / "nullkey.yaml").write_text("~: {}\n")
+    (tmp_path / "unhashable.yaml").write_text("? [a]\n: 1\n")
+    (tmp_path / "notyamlvalue.yaml").write_text('train:\n  seed: "[1"\n')
     (tmp_path / "cfgdir").mkdir()
     return tmp_path
 
@@ -34,12 +38,38 @@ def files(tmp_path):
     "name, needle",
     [
         ("list.yaml", "got a list"),
-        ("scalar.yaml", "got a int"),
+        ("scalar.yaml", "got an int"),
         ("section.yaml", "section 'train' must be a mapping"),
     ],
 )
 def test_config_file_of_the_wrong_shape(files, capsys, name, needle):
     assert_clean(*run_cli(capsys, "train", "--config", str(files / name)), needle)
+
+
+@pytest.mark.parametrize(
+    "name, needle",
+    [
+        ("intkey.yaml", "unknown config key train.1"),
+        ("nullkey.yaml", "unknown config key section None"),
+        ("unhashable.yaml", "not valid YAML (found unhashable key at line 1, column 3)"),
+        ("notyamlvalue.yaml", "train.seed='[1' should be an int"),
+    ],
+)
+def test_config_file_with_odd_keys_or_values(files, capsys, name, needle):
+    assert_clean(*run_cli(capsys, "train", "--config", str(files / name)), needle)
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("scheduler.min_num_generations=abc", "scheduler.min_num_generations='abc' should be an int"),
+        ("train.batch_size=[1]", "train.batch_size=[1] should be an int"),
+    ],
+)
+def test_auto_group_size_with_a_non_number(capsys, override, needle):
+    assert_clean(
+        *run_cli(capsys, "plan", "--memory-budget", "8GiB", "--num-generations", "auto", override), needle
+    )
 
 
 def test_config_that_is_a_directory(files, capsys):
@@ -84,6 +114,12 @@ SIZES = {
         ("negative", {**SIZES, "num_hidden_layers": -2}, "num_hidden_layers=-2"),
         ("text", {**SIZES, "vocab_size": "lots"}, "vocab_size='lots'"),
         ("list", "[1, 2]", "not an object"),
+        ("number", "5", "holds a JSON number"),
+        ("null", "null", "holds a JSON null"),
+        ("infinite", {**SIZES, "hidden_size": float("inf")}, "hidden_size=inf"),
+        ("nan", {**SIZES, "vocab_size": float("nan")}, "vocab_size=nan"),
+        ("zerokv", {**SIZES, "num_key_value_heads": 0}, "num_key_value_heads=0"),
+        ("zeroheaddim", {**SIZES, "head_dim": 0}, "head_dim=0"),
     ],
 )
 def test_plan_with_a_bad_model_directory(tmp_path, capsys, name, config, needle):
@@ -106,6 +142,7 @@ def test_plan_with_an_unknown_model(capsys):
         ("99999TB", "above 1 PiB"),
         ("0GiB", "positive"),
         ("lots", "not understood"),
+        ("9" * 400 + "GiB", "above 1 PiB"),
     ],
 )
 def test_memory_budget_is_checked(capsys, budget, needle):
@@ -128,6 +165,32 @@ def test_train_model_dir_without_tokenizer_fails_before_loading(tmp_path, capsys
         capsys, "train", "--model", str(d), "--output-dir", str(tmp_path / "run"), "--no-progress"
     )
     assert_clean(code, err, "has no tokenizer")
+
+
+@pytest.mark.parametrize(
+    "config, needle",
+    [
+        ("{not json", "cannot be read as JSON"),
+        ("[1, 2]", "holds a JSON list"),
+        ('{"_name_or_path": 5}', "no tokenizer"),
+    ],
+)
+def test_train_model_dir_with_a_bad_config_fails_before_loading(
+    tmp_path, capsys, monkeypatch, config, needle
+):
+    import gcpo_lite.models as models
+
+    def no_weights(*a, **k):
+        raise AssertionError("weights loaded before the model directory was checked")
+
+    monkeypatch.setattr(models, "load_base_model", no_weights)
+    d = model_dir(tmp_path, "model", config)
+    if needle != "no tokenizer":
+        (d / "tokenizer.json").write_text("{}")
+    code, err = run_cli(
+        capsys, "train", "--model", str(d), "--output-dir", str(tmp_path / "run"), "--no-progress"
+    )
+    assert_clean(code, err, needle)
 
 
 def test_full_disk_is_one_sentence(monkeypatch, capsys):
@@ -159,3 +222,10 @@ def test_debug_keeps_the_traceback(tmp_path, where):
     argv = ["--debug", *argv] if where == "before" else [*argv, "--debug"]
     with pytest.raises(ConfigError, match="not valid JSON"):
         main(argv)
+
+
+def test_debug_after_the_subcommand_of_a_parsed_command(files):
+    from gcpo_lite.config import ConfigError
+
+    with pytest.raises(ConfigError, match="is a directory"):
+        main(["train", "--config", str(files / "cfgdir"), "--debug"])

@@ -29,6 +29,8 @@ DAMAGE = {
     "missing metrics.jsonl": lambda c: (c / "metrics.jsonl").unlink(),
     "missing plan.json": lambda c: (c / "plan.json").unlink(),
     "garbage plan.json": lambda c: (c / "plan.json").write_bytes(b"\x00\xff{"),
+    "garbage metrics.jsonl": lambda c: (c / "metrics.jsonl").write_bytes(b'{"step": 1}\n\x8f\xff\x00\n'),
+    "trainer_state.pt without its state": lambda c: torch.save({"format": 1}, c / "trainer_state.pt"),
 }
 
 
@@ -72,8 +74,11 @@ def test_nothing_intact_is_a_clean_error(run, capsys):
     assert "no intact checkpoint" in err and "step-000001" in err and "Traceback" not in err
 
 
-def test_cli_resume_falls_back_and_finishes(run, capsys):
-    DAMAGE["truncated trainer_state.pt"](run / "checkpoints" / "step-000002")
+@pytest.mark.parametrize("damage", ["truncated trainer_state.pt", "garbage metrics.jsonl"])
+def test_cli_resume_falls_back_and_finishes(run, capsys, damage):
+    DAMAGE[damage](run / "checkpoints" / "step-000002")
+    with open(run / "completions.jsonl", "ab") as f:
+        f.write(b"\x8f\xff cut short by a kill")  # damaged bytes in the run's own log: that row is dropped
     (run / "checkpoints" / ".tmp-step-000003-abc").mkdir()  # left by a kill during a save
     assert main(["train", "--resume", str(run), "--no-progress", "train.max_steps=3"]) == 0
     out = capsys.readouterr().out
@@ -83,3 +88,23 @@ def test_cli_resume_falls_back_and_finishes(run, capsys):
     steps = [line for line in (run / "metrics.jsonl").read_text().splitlines() if '"reward_mean"' in line]
     assert len(steps) == 3  # steps 1 (kept), 2 and 3 (re-run): no duplicate, no gap
     assert ck.find_checkpoint(run).name == "step-000003"
+
+
+def test_damaged_state_json_does_not_stop_a_resume(run):
+    (run / "checkpoints" / "step-000002" / "state.json").write_bytes(b"\x8f\xff{")
+    path = ck.find_checkpoint(run)
+    assert path.name == "step-000002"  # state.json is for people: not needed to resume
+    assert str(path) in ck.resume_note(path)
+
+
+def test_adapter_of_another_shape_is_a_clean_error(run, capsys):
+    from safetensors.torch import load_file, save_file
+
+    adapter = run / "checkpoints" / "step-000002" / "adapter" / "adapter_model.safetensors"
+    weights = load_file(str(adapter))
+    name = next(k for k in weights if "lora_A" in k)
+    weights[name] = torch.zeros(weights[name].shape[0] * 2, weights[name].shape[1])  # another LoRA rank
+    save_file(weights, str(adapter))
+    assert main(["train", "--resume", str(run), "--no-progress", "train.max_steps=3"]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit this model" in err and "Traceback" not in err

@@ -115,3 +115,44 @@ def test_help_describes_lock_and_overwrite(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--overwrite" in text and "exclusive lock" in text and "fails at once" in text
+
+
+def test_overwrite_of_the_current_directory_is_refused(finished_run, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    before = snapshot(run_dir)
+    monkeypatch.chdir(run_dir / "checkpoints")  # inside the run: moving it would move the cwd too
+    with pytest.raises(RunDirError, match="current directory"):
+        prepare_new_run(run_dir, overwrite=True)
+    monkeypatch.chdir(run_dir)
+    with pytest.raises(RunDirError, match="current directory"):
+        prepare_new_run(".", overwrite=True)
+    assert snapshot(run_dir) == before and not list(tmp_path.glob("run.old-*"))
+    lock_run_dir(run_dir)  # refused cleanly: the lock was released
+    unlock_run_dir(run_dir)
+
+
+def test_a_replaced_directory_is_locked_afresh(tmp_path):
+    run_dir = tmp_path / "run"
+    lock_run_dir(run_dir)
+    os.rename(run_dir, tmp_path / "moved")  # someone moved it away while this process held its lock
+    run_dir.mkdir()
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # and another run locked the new directory at that path
+    try:
+        with pytest.raises(RunDirError, match="in use"):
+            lock_run_dir(run_dir)
+    finally:
+        os.close(fd)
+    lock_run_dir(run_dir)
+    unlock_run_dir(run_dir)
+
+
+def test_resume_and_overwrite_together_are_refused(finished_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    before = snapshot(run_dir)
+    assert main(["train", "--resume", str(run_dir), "--overwrite", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "pass one" in err and "Traceback" not in err
+    assert snapshot(run_dir) == before and not list(tmp_path.glob("run.old-*"))

@@ -98,3 +98,111 @@ def test_ctrl_c_does_not_kill_workers():
         assert pool.ask("sympy", "2x", "x+x", 30.0) is True and pool.workers == [worker]
     finally:
         pool.close()
+
+
+def _wait_gone(pid, seconds):
+    deadline = time.time() + seconds
+    while _alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux")
+def test_worker_stuck_holding_the_gil_dies_with_its_killed_parent():
+    # One long C call (a huge integer power) holds the GIL: the getppid() watchdog thread cannot run, so only
+    # PR_SET_PDEATHSIG (asked for because the parent starts the worker from its main thread) can end it.
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
+        import json, os, subprocess, sys, time
+        from gcpo_lite.verify import workers as mw
+        env = dict(os.environ, **{mw.PARENT_ENV: str(os.getpid()), mw.PDEATHSIG_ENV: "1"})
+        stuck = ("import gcpo_lite.verify.equivalence as e, gcpo_lite.verify.worker_main as m; "
+                 "e.symbolic_equal = lambda a, b: pow(3, 10 ** int(a)) > 0; m._serve()")
+        w = subprocess.Popen([sys.executable, "-c", stuck], env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        assert w.stdout.readline().strip() == "ready"
+        w.stdin.write(json.dumps(["sympy", "9", "x"]) + "\\n")
+        w.stdin.flush()
+        print(w.pid, flush=True)
+        time.sleep(120)
+    """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    worker_pid = int(parent.stdout.readline())
+    time.sleep(0.3)  # let it get into the power
+    assert _alive(worker_pid)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    try:
+        assert _wait_gone(worker_pid, 3.0), "a worker busy in C code outlived its killed parent"
+    finally:
+        if _alive(worker_pid):
+            os.kill(worker_pid, signal.SIGKILL)
+        parent.stdin.close()
+
+
+def test_worker_started_from_a_finished_thread_stays_alive():
+    # PR_SET_PDEATHSIG fires when the spawning *thread* exits: a pool grown from a helper thread must not
+    # lose its workers when that thread ends.
+    import threading
+
+    from gcpo_lite.verify import workers as mw
+
+    pool = mw._Pool(1)
+    verdicts = []
+    try:
+        helper = threading.Thread(target=lambda: verdicts.append(pool.ask("sympy", "1/2", "0.5", 30.0)))
+        helper.start()
+        helper.join()
+        assert verdicts == [True]
+        worker = pool.workers[0]
+        time.sleep(0.5)
+        assert worker.proc.poll() is None, "the worker died with the thread that started it"
+        assert pool.ask("sympy", "2x", "x+x", 30.0) is True and pool.workers == [worker]
+    finally:
+        pool.close()
+
+
+def test_the_pool_is_closed_at_exit():
+    # A normal exit (including after Ctrl-C's KeyboardInterrupt) runs the pool's close: no worker is left.
+    code = textwrap.dedent("""
+        from gcpo_lite.verify import workers as mw
+        assert mw.symbolic_equal_with_timeout("1/2", "0.5", 30.0)
+        print(mw.pool().workers[0].proc.pid, flush=True)
+        raise KeyboardInterrupt
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    worker_pid = int(out.stdout.split()[0])
+    assert _wait_gone(worker_pid, 3.0)
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        "1 " * 50_000,
+        "1,000" * 20_000,
+        "(1,2)," * 16_000,
+        "\\text{" * 16_000,
+        "{}" * 50_000,
+        "1" + "." * 99_000,
+    ],
+    ids=["digits", "thousands", "tuples", "open-text", "empty-braces", "dots"],
+)
+def test_the_whole_reward_on_a_100kb_answer_is_fast(inner):
+    # extraction keeps the last 100 KB; normalization and the fast comparison that follow in the trainer's
+    # process must stay linear in it (about 0.3 s at worst here; generous bound)
+    from gcpo_lite.tasks import Example
+    from gcpo_lite.verify.rewards import verify_math
+
+    t0 = time.perf_counter()
+    assert (
+        verify_math("\\boxed{" + inner + "}", Example(prompt="q", answer="\\frac{1}{2}", solution=None))
+        == 0.0
+    )
+    assert time.perf_counter() - t0 < 2.0

@@ -51,7 +51,7 @@ def test_yaml_and_dotted_overrides(tmp_path):
         (["gcpo.temperature=0"], "must be > 0"),
         (["train.max_steps=-1"], ">= 0"),
         (["train.micro_batch_size=0"], ">= 1"),
-        (["gcpo.num_generations=abc"], "should be a int"),
+        (["gcpo.num_generations=abc"], "should be an int"),
         (["model.quantize=maybe"], "should be a bool"),
         (["novalue"], "section.key=value"),
         (["a.b.c=1"], "must name section.key"),

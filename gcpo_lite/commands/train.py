@@ -130,6 +130,12 @@ def _resume_config(args: argparse.Namespace, flags: list[str]):
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "resume", None) and getattr(args, "overwrite", False):
+        from gcpo_lite.config import ConfigError
+
+        raise ConfigError(
+            "--resume continues a run and --overwrite starts a new one (moving the old aside); pass one"
+        )
     cfg, embedded = config_from_args(args)
     from gcpo_lite.rundir import lock_run_dir, prepare_new_run, remove_stale_temporaries
 

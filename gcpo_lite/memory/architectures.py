@@ -8,6 +8,7 @@ read from a local directory / config.json, or from the transformers cache (offli
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -72,10 +73,13 @@ class UnknownModelError(ConfigError):
 
 def from_hf_config(cfg: dict) -> Architecture:
     """Architecture from a transformers config dict (config.json contents)."""
-    if "text_config" in cfg and "hidden_size" not in cfg:  # multimodal wrappers
+    if isinstance(cfg, dict) and "text_config" in cfg and "hidden_size" not in cfg:  # multimodal wrappers
         cfg = cfg["text_config"]
     if not isinstance(cfg, dict):
-        raise UnknownModelError(f"model config is a JSON {type(cfg).__name__}, not an object of sizes")
+        raise UnknownModelError(
+            f"model config is a JSON {_json_type(cfg)}, not an object of sizes; pass the model's own "
+            "config.json (what save_pretrained writes)"
+        )
     try:
         sizes = {key: _positive_int(cfg, key) for key in SIZE_KEYS}
     except KeyError as e:
@@ -85,8 +89,10 @@ def from_hf_config(cfg: dict) -> Architecture:
             "intermediate_size, vocab_size)"
         ) from None
     hidden, heads = sizes["hidden_size"], sizes["num_attention_heads"]
-    kv_heads = _positive_int(cfg, "num_key_value_heads") if cfg.get("num_key_value_heads") else heads
-    head_dim = _positive_int(cfg, "head_dim") if cfg.get("head_dim") else hidden // heads
+    kv_heads = (
+        _positive_int(cfg, "num_key_value_heads") if cfg.get("num_key_value_heads") is not None else heads
+    )
+    head_dim = _positive_int(cfg, "head_dim") if cfg.get("head_dim") is not None else hidden // heads
     if head_dim < 1:
         raise UnknownModelError(
             f"model config: hidden_size={hidden} is smaller than num_attention_heads={heads}"
@@ -104,26 +110,58 @@ def from_hf_config(cfg: dict) -> Architecture:
     )
 
 
+MAX_SIZE = 2**24  # a layer count, width or vocabulary above ~16.7M is a typo, not a model
 SIZE_KEYS = ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "vocab_size")
 
 
 def _positive_int(cfg: dict, key: str) -> int:
     value = cfg[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer()))
+        or value < 1
+    ):
         raise UnknownModelError(
             f"model config has {key}={value!r}; it must be a positive whole number "
             "(is this the config.json of a decoder-only transformer?)"
         )
+    if value > MAX_SIZE:
+        raise UnknownModelError(
+            f"model config has {key}={value!r}, above {MAX_SIZE} (no real model is that large); "
+            "fix or re-download the model's config.json"
+        )
     return int(value)
+
+
+def _json_type(value) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
 
 
 def _read_config_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise UnknownModelError(
             f"{path} is not valid JSON ({e}); re-download the model's config.json"
         ) from None
+    except RecursionError:
+        raise UnknownModelError(
+            f"{path} is not a model config (JSON nested too deeply to read); re-download the model's "
+            "config.json"
+        ) from None
+    except OSError as e:
+        raise UnknownModelError(
+            f"cannot read {path} ({e.strerror or e}); check that the file exists and is readable"
+        ) from None
+    if not isinstance(data, dict):
+        raise UnknownModelError(
+            f"{path} holds a JSON {_json_type(data)}, not an object of sizes; re-download the model's "
+            "config.json"
+        )
+    return data
 
 
 def resolve(name: Optional[str]) -> Architecture:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from gcpo_lite.errors import ConfigError
@@ -31,8 +32,9 @@ _UNITS = {
 
 def parse_bytes(text: str | int | float) -> int:
     """'8GiB' -> 8589934592; GiB/MiB/KiB and bare G/M/K are binary, GB/MB/KB decimal, no unit = bytes."""
+    shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:30] + "..." + repr(text)[-6:]
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        n = int(text)
+        n = text
     elif not str(text).strip():
         raise ConfigError(
             "memory size is empty; give one like 8GiB, or leave the option out to use the free memory"
@@ -41,15 +43,20 @@ def parse_bytes(text: str | int | float) -> int:
         m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
         if not m or m.group(2).lower() not in _UNITS:
             raise ConfigError(
-                f"memory size {text!r} not understood; write it like 8GiB, 7.5GB, 6000MiB or 512M"
+                f"memory size {shown} not understood; write it like 8GiB, 7.5GB, 6000MiB or 512M"
             )
-        n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        n = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if isinstance(n, float) and math.isnan(n):
+        raise ConfigError(f"memory size {shown} not understood; write it like 8GiB, 7.5GB, 6000MiB or 512M")
     if n <= 0:
-        raise ConfigError(f"memory size {text!r} must be positive, e.g. 8GiB")
+        raise ConfigError(f"memory size {shown} must be positive, e.g. 8GiB")
     if n > MAX_BUDGET_BYTES:
         raise ConfigError(
-            f"memory size {text!r} is above 1 PiB, more than any machine has; did you mean GiB? e.g. 8GiB"
+            f"memory size {shown} is above 1 PiB, more than any machine has; did you mean GiB? e.g. 8GiB"
         )
+    n = int(n)
+    if n <= 0:  # a fraction of a byte
+        raise ConfigError(f"memory size {shown} must be positive, e.g. 8GiB")
     return n
 
 

@@ -8,18 +8,35 @@ import os
 import sys
 import threading
 
-from gcpo_lite.verify.workers import MEMORY_LIMIT_BYTES, PARENT_ENV, PARENT_POLL_S
+from gcpo_lite.verify.workers import MEMORY_LIMIT_BYTES, PARENT_ENV, PARENT_POLL_S, PDEATHSIG_ENV
+
+
+def _kill_me_with_parent_thread() -> None:
+    """Linux: SIGKILL this process when the thread that started it exits (PR_SET_PDEATHSIG). The kernel
+    delivers it even while a comparison holds the GIL in one long C call (a huge integer power), when the
+    watchdog thread cannot run. Only asked for when the parent says it started us from its main thread."""
+    if not sys.platform.startswith("linux") or os.environ.get(PDEATHSIG_ENV) != "1":
+        return
+    try:
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except Exception:  # no libc prctl here: the watchdog alone
+        pass
 
 
 def _exit_with_parent(parent_pid: int) -> None:
     """Die when the parent dies, even in the middle of a comparison (a kill -9 of the trainer must not leave
-    a worker spinning at 100% CPU). A watchdog thread polls getppid(), which changes when the parent is gone;
-    PR_SET_PDEATHSIG is not used because it fires when the *thread* that spawned the worker ends, and the
-    pool starts workers from whichever thread asks."""
+    a worker spinning at 100% CPU). PR_SET_PDEATHSIG where it is safe (see _kill_me_with_parent_thread), and
+    a watchdog thread polling getppid(), which changes when the parent is gone: that one works on any POSIX
+    system and whichever thread of the pool started the worker."""
     import signal
     import time
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the trainer, which then closes the pool
+    _kill_me_with_parent_thread()
 
     def watch():
         while True:
@@ -27,7 +44,7 @@ def _exit_with_parent(parent_pid: int) -> None:
                 os._exit(1)
             time.sleep(PARENT_POLL_S)
 
-    if os.getppid() != parent_pid:  # the parent died before we got here
+    if os.getppid() != parent_pid:  # the parent died before we got here (or before prctl took effect)
         os._exit(1)
     threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
 

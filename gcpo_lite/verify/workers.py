@@ -31,6 +31,10 @@ STARTUP_TIMEOUT_S = 60.0  # python + sympy import in a fresh worker; not counted
 MEMORY_LIMIT_BYTES = 4 << 30  # address-space cap per worker: 2^(10^10) fails fast instead of swapping
 PARENT_ENV = "GCPO_LITE_VERIFIER_PARENT"  # pid of the process that started the worker
 PARENT_POLL_S = 0.5  # how often a worker checks that its parent is alive
+# "1" when the worker was started from the parent's main thread: it may then ask Linux to SIGKILL it when that
+# thread exits (PR_SET_PDEATHSIG). From another thread it must not: the signal would fire when *that thread*
+# ends, with the trainer still alive. Either way the worker's getppid() watchdog is the portable fallback.
+PDEATHSIG_ENV = "GCPO_LITE_VERIFIER_PDEATHSIG"
 
 
 class _Worker:
@@ -39,6 +43,7 @@ class _Worker:
         root = str(Path(__file__).resolve().parents[2])  # so the child imports this same gcpo_lite
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env[PARENT_ENV] = str(os.getpid())  # the worker exits when this process is gone
+        env[PDEATHSIG_ENV] = "1" if threading.current_thread() is threading.main_thread() else "0"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gcpo_lite.verify.worker_main"],
             stdin=subprocess.PIPE,
