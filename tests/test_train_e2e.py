@@ -171,3 +171,19 @@ def test_lr_schedule_advances_once_per_step(embedded_model_dir, tmp_path):
     lrs = [json.loads(r)["lr"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"lr"' in r]
     assert lrs == pytest.approx([1e-3 * (1 - k / 4) for k in (1, 2, 3, 4)])
     assert tr.lr_schedule.last_epoch == 4
+
+
+def test_a_real_model_without_dataset_trains_on_gsm8k(tmp_path):
+    """The built-in tasks are for the embedded model; an instruct model solves them outright (issue 9, item 12)."""
+    from gcpo_lite.cli import build_parser
+    from gcpo_lite.commands.train import config_from_args
+
+    parse = build_parser().parse_args
+    cfg, embedded = config_from_args(parse(["train", "--model", "qwen2.5-1.5b"]))
+    assert cfg.data.dataset == "gsm8k" and not embedded
+    cfg, _ = config_from_args(parse(["train", "--model", "qwen2.5-1.5b", "--dataset", "math500"]))
+    assert cfg.data.dataset == "math500"
+    cfg, _ = config_from_args(parse(["train", "--model", "qwen2.5-1.5b", "data.dataset=addition"]))
+    assert cfg.data.dataset == "addition"  # an explicit choice wins
+    cfg, embedded = config_from_args(parse(["train"]))
+    assert embedded and cfg.data.dataset in (None, "addition")

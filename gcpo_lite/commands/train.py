@@ -13,6 +13,7 @@ import textwrap
 from gcpo_lite.commands.flags import flag_overrides
 from gcpo_lite.config import apply_overrides, describe_options, from_dict, load_config
 from gcpo_lite.presets import EMBEDDED_DEFAULT
+from gcpo_lite.registry import EMBEDDED_NAME
 
 RUN_DIR_NOTE = """\
 the run directory: one run writes it at a time (an exclusive lock, RUN_DIR/.lock, released when the
@@ -74,6 +75,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = _options_epilog()
 
 
+REAL_MODEL_DATASET = "gsm8k"  # what a real model trains on when no --dataset is given
+
+
+def _dataset_note(args: argparse.Namespace, cfg) -> str:
+    if getattr(args, "dataset", None) is None and cfg.data.dataset == REAL_MODEL_DATASET and cfg.model.name:
+        return " (no --dataset given: gsm8k, the default for real models; the built-in tasks are for the embedded one)"
+    return ""
+
+
 def config_from_args(args: argparse.Namespace):
     """(Config, used_embedded_default) from --config / flags / overrides."""
     flags = flag_overrides(args)
@@ -82,7 +92,11 @@ def config_from_args(args: argparse.Namespace):
     embedded = args.config is None and args.model is None and args.dataset is None
     if embedded:
         return from_dict(apply_overrides(EMBEDDED_DEFAULT, flags + list(args.overrides))), True
-    return load_config(args.config, flags + list(args.overrides)), False
+    cfg = load_config(args.config, flags + list(args.overrides))
+    if cfg.data.dataset is None and cfg.model.name not in (None, EMBEDDED_NAME):
+        # A real model solves the built-in tasks outright (every group all-correct: nothing to learn).
+        cfg = load_config(args.config, [f"data.dataset={REAL_MODEL_DATASET}"] + flags + list(args.overrides))
+    return cfg, False
 
 
 def _resume_config(args: argparse.Namespace, flags: list[str]):
@@ -163,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(
             f"gcpo-lite: training {cfg.model.name or 'the embedded tiny model'} on "
-            f"{cfg.data.dataset or 'addition'} -> {cfg.train.output_dir}",
+            f"{cfg.data.dataset or 'addition'}{_dataset_note(args, cfg)} -> {cfg.train.output_dir}",
             flush=True,
         )
     from gcpo_lite.trainer import Trainer
