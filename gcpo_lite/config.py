@@ -334,6 +334,18 @@ def validate(cfg: Config) -> None:
             "or leave it out for the embedded tiny model"
         )
     g, t = cfg.gcpo, cfg.train
+    targets = cfg.lora.target_modules
+    if not targets or not all(isinstance(m, str) and m.strip() for m in targets):
+        raise ConfigError(
+            f"lora.target_modules={_shown(targets)} must be a non-empty list of module names, "
+            "e.g. lora.target_modules=[q_proj,k_proj,v_proj,o_proj]"
+        )
+    bad_ids = [i for i in g.suppress_tokens or [] if isinstance(i, bool) or not isinstance(i, int) or i < 0]
+    if bad_ids:
+        raise ConfigError(
+            f"gcpo.suppress_tokens has {_shown(bad_ids[0])}; it takes token ids (whole numbers >= 0), "
+            "e.g. gcpo.suppress_tokens=[151643], or null"
+        )
     if g.num_generations < 2:
         raise ConfigError(
             f"gcpo.num_generations={g.num_generations}: a group needs at least 2 completions "

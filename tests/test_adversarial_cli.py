@@ -229,3 +229,96 @@ def test_debug_after_the_subcommand_of_a_parsed_command(files):
 
     with pytest.raises(ConfigError, match="is a directory"):
         main(["train", "--config", str(files / "cfgdir"), "--debug"])
+
+
+# ---------------------------------------------------------------- absurd sizes, deep nesting, files as models
+
+
+@pytest.mark.parametrize(
+    "name, config, needle",
+    [
+        ("hugefloat", {**SIZES, "hidden_size": 1e300}, "hidden_size=1e+300, above"),
+        ("hugeint", {**SIZES, "vocab_size": 10**38}, f"vocab_size={10**38}, above"),
+        ("deep", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_plan_with_absurd_model_config(tmp_path, capsys, name, config, needle):
+    d = model_dir(tmp_path, name, config)
+    assert_clean(*run_cli(capsys, "plan", "--model", str(d), "--memory-budget", "8GiB"), needle)
+
+
+def _no_weights(monkeypatch):
+    import gcpo_lite.models as models
+
+    def no_weights(*a, **k):
+        raise AssertionError("weights loaded before the model was checked")
+
+    monkeypatch.setattr(models, "load_base_model", no_weights)
+
+
+@pytest.mark.parametrize(
+    "what, needle",
+    [
+        ("file", "is a file, not a model directory"),
+        ("config.json", "is a file, not a model directory"),
+        ("hugedir", "hidden_size=1e+300, above"),
+        ("deepdir", "nested too deeply"),
+    ],
+)
+def test_train_model_that_is_a_file_or_absurd_fails_before_loading(
+    tmp_path, capsys, monkeypatch, what, needle
+):
+    _no_weights(monkeypatch)
+    if what == "file":
+        target = tmp_path / "weights.bin"
+        target.write_bytes(b"\0" * 16)
+    elif what == "config.json":
+        target = model_dir(tmp_path, "m", SIZES) / "config.json"
+    else:
+        config = {**SIZES, "hidden_size": 1e300} if what == "hugedir" else "[" * 100_000 + "]" * 100_000
+        target = model_dir(tmp_path, what, config)
+        (target / "tokenizer.json").write_text("{}")
+    code, err = run_cli(
+        capsys, "train", "--model", str(target), "--output-dir", str(tmp_path / "run"), "--no-progress"
+    )
+    assert_clean(code, err, needle)
+
+
+def test_empty_model_name(capsys):
+    assert_clean(*run_cli(capsys, "plan", "--model", "", "--memory-budget", "8GiB"), "model.name is empty")
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("train.output_dir=[1]", "train.output_dir=[1] should be a str; quote it"),
+        ("data.system_prompt=a: b", "data.system_prompt={'a': 'b'} should be a str or null; quote it"),
+        ("lora.target_modules=[]", "must be a non-empty list of module names"),
+        ("lora.target_modules=[[q_proj]]", "must be a non-empty list of module names"),
+        ("lora.target_modules=[1, 2]", "must be a non-empty list of module names"),
+        ("gcpo.suppress_tokens=[a]", "gcpo.suppress_tokens has 'a'"),
+        ("gcpo.suppress_tokens=[-1]", "gcpo.suppress_tokens has -1"),
+    ],
+)
+def test_override_of_the_wrong_shape_is_refused_not_stringified(capsys, override, needle):
+    assert_clean(*run_cli(capsys, "plan", "--memory-budget", "8GiB", override), needle)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "train.seed=" + "[" * 20_000,
+        "lora.target_modules=" + "[" * 20_000 + "]" * 20_000,
+        "train.seed=" + "[1," * 20_000 + "]",
+    ],
+)
+def test_huge_or_deep_override_gives_a_short_message(capsys, override):
+    code, err = run_cli(capsys, "plan", "--memory-budget", "8GiB", override)
+    assert_clean(code, err, "chars")
+    assert len(err) < 600, err
+
+
+def test_config_file_nested_too_deeply(tmp_path, capsys):
+    f = tmp_path / "deep.yaml"
+    f.write_text("train: " + "[" * 20_000 + "]" * 20_000 + "\n")
+    assert_clean(*run_cli(capsys, "train", "--config", str(f)), "nested too deeply")
