@@ -237,6 +237,11 @@ def rows_to_examples(rows, cfg: DataConfig, source: str, preset: Optional[Preset
         if prompt is None or str(prompt).strip() == "":  # a JSON null must not train as the text "None"
             skipped_prompts += 1
             continue
+        if isinstance(prompt, (dict, list, tuple)):  # would train as its Python repr "[{'role': ...}]"
+            raise DataError(
+                f"{source}: the prompt column {prompt_col!r} holds a {type(prompt).__name__}, not text. "
+                f"Pass --prompt-field COLUMN (data.prompt_field=COLUMN) naming a column of question text"
+            )
         prompt = str(prompt)
         if p is not None and not cfg.prompt_field:
             prompt = f"{prompt.rstrip()}\n\n{p.instruction or MATH_INSTRUCTION}"
@@ -280,14 +285,23 @@ def _utf8_error(path: Path, lineno: int, line: bytes, e: UnicodeDecodeError) -> 
     )
 
 
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+def _json_type(value) -> str:
+    return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
+
+
 def check_data_file(path: Path) -> None:
-    """Empty files, non-UTF-8 bytes and invalid JSON lines fail here, naming the file and the line."""
+    """Empty files, non-UTF-8 bytes and invalid JSON lines fail here, naming the file and the line.
+
+    A UTF-8 byte-order mark (Windows editors write one) is allowed, as `datasets` allows it."""
     suffix = path.suffix.lower()
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty: a dataset file needs at least one row")
     if suffix == ".parquet":
-        return  # binary: pyarrow reports its own errors
-    blank = True
+        return  # binary: load_rows wraps what pyarrow reports
+    filled = 0  # non-blank lines
     with open(path, "rb") as f:
         whole = f.read() if suffix == ".json" else None
         lines = whole.splitlines(keepends=True) if whole is not None else f
@@ -296,9 +310,11 @@ def check_data_file(path: Path) -> None:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise _utf8_error(path, lineno, raw, e) from None
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")
             if not line.strip():
                 continue
-            blank = False
+            filled += 1
             if suffix == ".jsonl":
                 try:
                     row = json.loads(line)
@@ -309,18 +325,34 @@ def check_data_file(path: Path) -> None:
                     ) from None
                 if not isinstance(row, dict):
                     raise DataError(
-                        f"{path}: line {lineno} is a JSON {type(row).__name__}, not an object "
+                        f"{path}: line {lineno} is a JSON {_json_type(row)}, not an object "
                         '{"prompt": ..., "answer": ...}'
                     )
-    if blank:
+    if not filled:
         raise DataError(f"{path} has no rows (only blank lines)")
+    if suffix == ".csv" and filled == 1:
+        raise DataError(f"{path} has a header line but no data rows")
     if whole is not None:
         try:
-            json.loads(whole)
+            data = json.loads(whole)  # bytes: a byte-order mark is detected and skipped
         except ValueError as e:
             raise DataError(
                 f"{path}: not valid JSON at line {e.lineno}, column {e.colno} ({e.msg})"
             ) from None
+        if isinstance(data, list):
+            if not data:
+                raise DataError(f"{path} has no rows (an empty JSON array)")
+            bad = next((i for i, row in enumerate(data) if not isinstance(row, dict)), None)
+            if bad is not None:
+                raise DataError(
+                    f"{path}: item {bad} of the top-level array is a JSON {_json_type(data[bad])}, not an "
+                    'object; a .json dataset is an array of objects [{"prompt": ..., "answer": ...}, ...]'
+                )
+        elif not isinstance(data, dict):
+            raise DataError(
+                f"{path} holds a JSON {_json_type(data)}; a .json dataset is an array of objects "
+                '[{"prompt": ..., "answer": ...}, ...] (or use .jsonl: one object per line)'
+            )
 
 
 def load_rows(cfg: DataConfig, split: str):
@@ -334,9 +366,17 @@ def load_rows(cfg: DataConfig, split: str):
             if not path.is_file():
                 raise DataError(f"dataset file {name!r} not found")
             check_data_file(path)
-            return datasets.load_dataset(
-                FILE_FORMATS[path.suffix.lower()], data_files=str(path), split="train"
-            )
+            try:
+                return datasets.load_dataset(
+                    FILE_FORMATS[path.suffix.lower()], data_files=str(path), split="train"
+                )
+            except Exception as e:  # a local file: the hub advice below would not apply
+                cause = e.__cause__ or e.__context__ or e  # DatasetGenerationError wraps the reader's error
+                why = str(cause)[:300].rstrip(". ")
+                raise DataError(
+                    f"could not read dataset file {str(path)!r}: {type(cause).__name__}: {why}. "
+                    f"Check that it is valid {path.suffix.lower()[1:]} with one row per example"
+                ) from None
         if path.is_dir() and (path / "dataset_info.json").is_file():  # Dataset.save_to_disk: one split
             return datasets.load_from_disk(str(path))
         if path.is_dir() and (path / "dataset_dict.json").is_file():  # DatasetDict.save_to_disk

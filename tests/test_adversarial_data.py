@@ -85,3 +85,53 @@ def test_a_cli_run_on_a_bad_file_is_one_sentence(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert code == 2 and "line 2 is not valid JSON" in err and "Traceback" not in err
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    # Windows editors write one; `datasets` reads such files, so the pre-check must not refuse them
+    rows = '{"prompt": "a", "answer": "1"}\n{"prompt": "b", "answer": "2"}\n'
+    for name, text in [
+        ("bom.jsonl", rows),
+        ("bom.json", '[{"prompt": "a", "answer": "1"}]'),
+        ("bom.csv", "prompt,answer\na,1\n"),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+        assert [e.prompt for e in load(path)][:1] == ["a"]
+
+
+@pytest.mark.parametrize(
+    "name, text, needle",
+    [
+        ("empty.json", "[]", "has no rows \\(an empty JSON array\\)"),
+        (
+            "item.json",
+            '[{"prompt": "a", "answer": "1"}, 3]',
+            "item 1 of the top-level array is a JSON number",
+        ),
+        ("str.json", '"rows"', "holds a JSON string; a .json dataset is an array of objects"),
+        ("null.jsonl", '{"prompt": "a", "answer": "1"}\nnull\n', "line 2 is a JSON null, not an object"),
+        ("header.csv", "prompt,answer\n", "has a header line but no data rows"),
+        ("quote.csv", 'prompt,answer\n"a,1\n', "could not read dataset file .*quote.csv.*valid csv"),
+        ("bad.parquet", "not parquet", "could not read dataset file .*bad.parquet.*valid parquet"),
+    ],
+)
+def test_malformed_files_say_what_is_wrong_with_the_file(tmp_path, name, text, needle):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DataError, match=needle) as err:
+        load(path)
+    assert "hub id" not in str(err.value)  # a local file gets no advice about the hub
+
+
+def test_a_chat_list_prompt_is_refused_not_trained_as_its_repr(tmp_path):
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps({"prompt": [{"role": "user", "content": "1+1?"}], "answer": "2"}) + "\n")
+    with pytest.raises(DataError, match="prompt column 'prompt' holds a list, not text.*--prompt-field"):
+        load(path)
+
+
+def test_numbers_as_prompts_and_answers_still_load(tmp_path):
+    path = tmp_path / "n.jsonl"
+    path.write_text('{"prompt": 12, "answer": 3}\n{"prompt": "b", "answer": "4"}\n')
+    assert [(e.prompt, e.answer) for e in load(path)] == [("12", "3"), ("b", "4")]

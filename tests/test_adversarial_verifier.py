@@ -206,3 +206,88 @@ def test_the_whole_reward_on_a_100kb_answer_is_fast(inner):
         == 0.0
     )
     assert time.perf_counter() - t0 < 2.0
+
+
+def _start_parent(code, **popen):
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("spawned_from", ["main thread", "helper thread"])
+def test_pool_workers_die_within_3s_of_a_kill_9_of_the_trainer(spawned_from):
+    # The real pool's own spawn path: from the main thread (PR_SET_PDEATHSIG + watchdog) and from a helper
+    # thread that has already ended (the getppid() watchdog alone; a thread-bound death signal would misfire).
+    parent = _start_parent(f"""
+        import threading, time
+        from gcpo_lite.verify import workers as mw
+        ask = lambda: mw.symbolic_equal_with_timeout("1/2", "0.5", 30.0)
+        if {spawned_from == "helper thread"}:
+            t = threading.Thread(target=ask); t.start(); t.join()
+        else:
+            assert ask()
+        mw.pool().max_workers = 2
+
+        def busy():  # keeps the workers comparing while the parent is killed
+            for i in range(10**6):
+                mw.pool().ask("sympy", f"x**{{i}}", "y", 30.0)
+
+        for _ in range(2):
+            threading.Thread(target=busy, daemon=True).start()
+        while len(mw.pool().workers) < 2:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        print(*[w.proc.pid for w in mw.pool().workers], flush=True)
+        time.sleep(120)
+    """)
+    pids = [int(p) for p in parent.stdout.readline().split()]
+    assert len(pids) == 2 and all(_alive(p) for p in pids)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    try:
+        assert all(_wait_gone(p, 3.0) for p in pids), "a verifier worker outlived its kill -9'd parent"
+    finally:
+        for p in pids:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+        parent.stdin.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_to_the_process_group_reaches_only_the_trainer_which_closes_the_pool():
+    # A terminal's Ctrl-C signals the whole foreground process group: the workers must ignore it, keep working
+    # while the trainer handles its KeyboardInterrupt, and be closed (atexit) when the trainer exits.
+    parent = _start_parent(
+        """
+        import time
+        from gcpo_lite.verify import workers as mw
+        assert mw.symbolic_equal_with_timeout("1/2", "0.5", 30.0)
+        worker = mw.pool().workers[0]
+        try:
+            print(worker.proc.pid, flush=True)  # inside the try: the test's Ctrl-C may come at once
+            time.sleep(120)
+        except KeyboardInterrupt:
+            time.sleep(0.5)
+            ok = worker.proc.poll() is None and mw.pool().ask("sympy", "2x", "x+x", 30.0) is True
+            print("alive" if ok and mw.pool().workers == [worker] else "dead", flush=True)
+        """,
+        start_new_session=True,  # its own process group, as a shell gives a job
+    )
+    worker_pid = int(parent.stdout.readline())
+    try:
+        assert os.getpgid(worker_pid) == parent.pid  # the worker is in the group Ctrl-C signals
+        os.killpg(parent.pid, signal.SIGINT)
+        assert parent.stdout.readline().strip() == "alive"
+        assert parent.wait(timeout=30) == 0
+        assert _wait_gone(worker_pid, 3.0), "the trainer exited without closing its verifier workers"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        if _alive(worker_pid):
+            os.kill(worker_pid, signal.SIGKILL)
+        parent.stdin.close()
