@@ -105,21 +105,38 @@ class UnsafeCheckpointError(ConfigError):
     """torch.load(weights_only=True) refused a pickle in a checkpoint: it could run code when loaded."""
 
 
+# What the safe loader says when a pickle asks for code it will not run (a global function or class, a
+# call, a constructed object); any other UnpicklingError ("Unsupported operand 197") is bytes that are not
+# a pickle torch.save wrote: damage, not an attack.
+_UNSAFE_PICKLE = re.compile(
+    r"GLOBAL|Trying to call reduce|Can only create new object|Can only build|persistent_load", re.I
+)
+
+
 def load_state_file(path: Path) -> dict:
-    """trainer_state.pt through the safe loader; an unsafe or unreadable file becomes a ConfigError."""
+    """trainer_state.pt through the safe loader; an unsafe or unreadable file becomes a ConfigError
+    (UnsafeCheckpointError when the loader refused code in it)."""
     import pickle
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Unsupported" in str(e) or "global" in str(e).lower():
+        if _UNSAFE_PICKLE.search(str(e)):
             raise UnsafeCheckpointError(
                 f"{path} was refused as unsafe: it holds Python objects that could run "
                 "code when loaded (not a file gcpo-lite wrote); use another checkpoint"
             ) from None
-        raise ConfigError(f"{path} is damaged ({type(e).__name__}: {str(e)[:120]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise ConfigError(f"{path} is damaged or truncated ({type(e).__name__}: {str(e)[:120]})") from None
+        detail = next((ln.strip() for ln in str(e).splitlines() if "Unsupported" in ln), str(e)[:120])
+        raise ConfigError(f"{path} is damaged: the safe loader cannot read it ({detail})") from None
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is missing") from None
+    except Exception as e:  # truncated zip (RuntimeError), empty (EOFError), garbage (KeyError, struct.error)
+        raise ConfigError(f"{path} is damaged or truncated ({_describe(e)})") from None
+
+
+def _describe(e: BaseException) -> str:
+    first = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 def checkpoint_problem(path: Path) -> Optional[str]:
@@ -131,35 +148,59 @@ def checkpoint_problem(path: Path) -> Optional[str]:
         state = load_state_file(path / "trainer_state.pt")
     except ConfigError as e:
         return str(e)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        return (
-            f"trainer_state.pt has format {state.get('format') if isinstance(state, dict) else '?'}, "
-            f"this gcpo-lite reads {FORMAT}"
-        )
-    lacking = [k for k in STATE_KEYS if k not in state]
-    if lacking:
-        return f"trainer_state.pt lacks {', '.join(lacking)} (not a complete gcpo-lite checkpoint)"
+    problem = _state_problem(state)
+    if problem:
+        return problem
     try:
         from safetensors.torch import load_file
 
         load_file(str(path / "adapter" / "adapter_model.safetensors"))
     except Exception as e:  # truncated or corrupt safetensors: several exception types across versions
-        return f"adapter/adapter_model.safetensors is damaged ({type(e).__name__}: {str(e)[:100]})"
+        return f"adapter/adapter_model.safetensors is damaged ({_describe(e)})"
     for name in ("adapter/adapter_config.json", "plan.json"):
         try:
-            json.loads((path / name).read_text())
-        except (ValueError, UnicodeDecodeError) as e:
-            return f"{name} is damaged ({e})"
+            value = json.loads((path / name).read_text())
+        except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+            return f"{name} is damaged ({_describe(e)})"
+        if not isinstance(value, dict):
+            return f"{name} is damaged (a JSON {type(value).__name__}, not an object)"
     try:  # it replaces the run's metrics.jsonl on resume: every row must parse
         lines = (path / "metrics.jsonl").read_text().splitlines()
-    except UnicodeDecodeError as e:
-        return f"metrics.jsonl is damaged ({e})"
+    except (OSError, ValueError) as e:
+        return f"metrics.jsonl is damaged ({_describe(e)})"
     for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
-            if line.strip():
-                json.loads(line)
+            row = json.loads(line)
         except ValueError as e:
             return f"metrics.jsonl is damaged (line {n}: {str(e)[:80]})"
+        if not isinstance(row, dict):
+            return f"metrics.jsonl is damaged (line {n} is not a JSON object)"
+    return None
+
+
+def _state_problem(state) -> Optional[str]:
+    """What is wrong with a loaded trainer_state.pt (a file that unpickles but is not one this program
+    wrote, or was altered), or None."""
+    if not isinstance(state, dict):
+        return f"trainer_state.pt holds a {type(state).__name__}, not a gcpo-lite trainer state"
+    if state.get("format") != FORMAT:
+        return f"trainer_state.pt has format {state.get('format')}, this gcpo-lite reads {FORMAT}"
+    lacking = [k for k in STATE_KEYS if k not in state]
+    if lacking:
+        return f"trainer_state.pt lacks {', '.join(lacking)} (not a complete gcpo-lite checkpoint)"
+    step = state["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"trainer_state.pt is damaged (step is {step!r})"
+    for key in ("optimizer", "lr_schedule", "data", "rng"):
+        if not isinstance(state[key], dict):
+            return f"trainer_state.pt is damaged ({key} is a {type(state[key]).__name__}, not a dict)"
+    lacking = [f"data.{k}" for k in ("cursor", "epoch", "order", "fingerprint") if k not in state["data"]]
+    lacking += [f"optimizer.{k}" for k in ("state", "param_groups") if k not in state["optimizer"]]
+    lacking += [f"rng.{k}" for k in ("python", "torch") if k not in state["rng"]]
+    if lacking:
+        return f"trainer_state.pt is damaged (no {', '.join(lacking)})"
     return None
 
 
@@ -214,7 +255,11 @@ def find_checkpoint(run_dir: str | Path, step: Optional[int] = None, echo=None) 
             return path
         problems.append(f"{path.name}: {problem}")
         say(f"skipping checkpoint {path.name}: {problem}")
-    raise ConfigError(f"no intact checkpoint in {root}:\n  " + "\n  ".join(problems))
+    raise ConfigError(
+        f"no intact checkpoint in {root}; restore one from a backup, or start over with "
+        f"`gcpo-lite train --output-dir {run_dir} --overwrite` (moves this run aside):\n  "
+        + "\n  ".join(problems)
+    )
 
 
 # ---------------------------------------------------------------- state capture
@@ -258,7 +303,10 @@ def _rows_up_to(path: Path, step: int) -> list[str]:
             row = json.loads(line)
         except ValueError:  # a line cut short by a kill
             continue
-        if row.get("step", 0) <= step:
+        if not isinstance(row, dict):  # not a row this program wrote
+            continue
+        at = row.get("step", 0)
+        if not isinstance(at, (int, float)) or at <= step:
             keep.append(line)
     return keep
 
@@ -341,11 +389,17 @@ def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> 
 
     path = Path(path)
     state = load_state_file(path / "trainer_state.pt")
-    if state.get("format") != FORMAT:
-        raise ConfigError(
-            f"{path} has checkpoint format {state.get('format')}, this gcpo-lite reads {FORMAT}"
-        )
-    trainer.prompts.load_state_dict(state["data"])  # first: a checkpoint of other data is refused untouched
+    needed = ["adapter/adapter_model.safetensors"] + (["metrics.jsonl"] if restore_logs else [])
+    missing = [f for f in needed if not (path / f).is_file()]
+    problem = f"missing {', '.join(missing)}" if missing else _state_problem(state)
+    if problem:
+        raise ConfigError(f"checkpoint {path} cannot be used: {problem}")
+    try:  # first: a checkpoint of other data is refused untouched
+        trainer.prompts.load_state_dict(state["data"])
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"{path / 'trainer_state.pt'} is damaged (data position: {_describe(e)})") from None
     weights = load_file(str(path / "adapter" / "adapter_model.safetensors"), device=str(trainer.device))
     try:
         result = set_peft_model_state_dict(trainer.model, weights)
@@ -362,7 +416,14 @@ def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> 
     if (
         plan_file.is_file()
     ):  # same generation / micro-batch splits as before (they decide how the RNG is consumed)
-        saved = json.loads(plan_file.read_text())
+        try:
+            saved = json.loads(plan_file.read_text())
+        except ValueError as e:  # UnicodeDecodeError included
+            raise ConfigError(
+                f"checkpoint {path} cannot be used: plan.json is damaged ({_describe(e)})"
+            ) from None
+        if not isinstance(saved, dict):
+            raise ConfigError(f"checkpoint {path} cannot be used: plan.json is not a JSON object")
         changed = {
             k: (getattr(trainer.plan, k, None), v)
             for k, v in saved.items()
@@ -386,9 +447,11 @@ def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> 
             _write_text_atomic(comp, "".join(r + "\n" for r in _rows_up_to(comp, int(state["step"]))))
     try:
         trainer.load_state_dict({**state, "rng": rng})  # last: nothing after this may draw random numbers
-    except (KeyError, ValueError, RuntimeError) as e:
+    except ConfigError:
+        raise
+    except Exception as e:  # KeyError, ValueError, RuntimeError (optimizer shapes), TypeError (altered file)
         raise ConfigError(
-            f"{path / 'trainer_state.pt'} does not fit this run ({type(e).__name__}: {str(e)[:120]}); "
+            f"{path / 'trainer_state.pt'} does not fit this run ({_describe(e)}); "
             "resume with the run's own config, or pick another checkpoint"
         ) from None
     return trainer.step

@@ -10,6 +10,7 @@ unless asked to overwrite, and then moves the old run aside to RUN_DIR.old-DATE:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -41,11 +42,31 @@ def lock_run_dir(run_dir: str | Path) -> Path:
         if _same_file(_held[key], key / LOCK_NAME):
             return run_dir
         os.close(_held.pop(key))  # the directory was moved or replaced since: lock the one there now
+    for _ in range(10):
+        fd = _lock_file(run_dir, key / LOCK_NAME)
+        if _same_file(fd, key / LOCK_NAME):
+            break
+        # the file was unlinked (a refused run cleaning up) or replaced between our open and our lock:
+        # a lock on it guards nothing; lock the file there now
+        os.close(fd)
+    else:
+        raise RunDirError(
+            f"cannot lock {key / LOCK_NAME}: it keeps being removed or replaced; is another program "
+            "cleaning the run directory? Choose another --output-dir"
+        )
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held[key] = fd
+    return run_dir
+
+
+def _lock_file(run_dir: Path, path: Path) -> int:
+    """Open and flock(LOCK_EX | LOCK_NB) path; its fd, or a RunDirError naming the holder's pid."""
     try:
-        fd = os.open(key / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
         raise RunDirError(
-            f"cannot open the lock file {key / LOCK_NAME} ({e.strerror}); the run directory must be "
+            f"cannot open the lock file {path} ({e.strerror}); the run directory must be "
             "writable: fix its permissions or choose another --output-dir"
         ) from None
     try:
@@ -60,13 +81,10 @@ def lock_run_dir(run_dir: str | Path) -> Path:
     except OSError as e:  # e.g. a filesystem without flock support
         os.close(fd)
         raise RunDirError(
-            f"cannot lock {key / LOCK_NAME} ({e.strerror}); put the run directory on a local "
+            f"cannot lock {path} ({e.strerror}); put the run directory on a local "
             "filesystem that supports file locks"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    _held[key] = fd
-    return run_dir
+    return fd
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -96,14 +114,16 @@ def prepare_new_run(run_dir: str | Path, *, overwrite: bool = False, echo=print)
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"--output-dir {run_dir} is a file; choose a directory path")
+    had_lock_file = (run_dir / LOCK_NAME).exists()
     lock_run_dir(run_dir)  # no one else is writing it from here on
     found = run_contents(run_dir)
     if not found:
         return run_dir
     is_run = any(name in RUN_FILES for name in found)
     if not overwrite:
-        unlock_run_dir(run_dir)
-        what = "holds a gcpo-lite run" if is_run else f"is not empty ({', '.join(found[:3])}...)"
+        _refuse_cleanly(run_dir, had_lock_file)
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        what = "holds a gcpo-lite run" if is_run else f"is not empty ({shown})"
         hint = f"continue it with `gcpo-lite train --resume {run_dir}`, " if is_run else ""
         raise RunDirError(
             f"{run_dir} {what}; {hint}choose another --output-dir, or pass --overwrite to move it "
@@ -112,7 +132,7 @@ def prepare_new_run(run_dir: str | Path, *, overwrite: bool = False, echo=print)
     real = run_dir.resolve()
     cwd = Path.cwd().resolve()
     if real == cwd or real in cwd.parents:
-        unlock_run_dir(run_dir)
+        _refuse_cleanly(run_dir, had_lock_file)
         raise RunDirError(
             f"--overwrite cannot move {run_dir} aside: it is (or contains) the current directory; "
             "run from outside it, or choose another --output-dir"
@@ -131,11 +151,21 @@ def prepare_new_run(run_dir: str | Path, *, overwrite: bool = False, echo=print)
             "it yourself, or choose another --output-dir"
         ) from None
     try:
-        lock_run_dir(run_dir)
+        lock_run_dir(real)  # the real path: a symlinked --output-dir points at the new directory again
     finally:
         os.close(old_fd)
     echo(f"gcpo-lite: --overwrite: moved the previous contents of {run_dir} to {aside}")
     return run_dir
+
+
+def _refuse_cleanly(run_dir: Path, had_lock_file: bool) -> None:
+    """Release the lock of a run that will not start; remove the lock file if this call created it (a
+    refused directory is left as it was found). Safe while others race for it: lock_run_dir re-checks
+    that the file it locked is still the one at the path."""
+    if not had_lock_file:
+        with contextlib.suppress(OSError):
+            (run_dir / LOCK_NAME).unlink()
+    unlock_run_dir(run_dir)
 
 
 def remove_stale_temporaries(run_dir: str | Path) -> list[str]:

@@ -1,5 +1,7 @@
 """--resume survives a damaged newest checkpoint: it falls back to the newest intact one and says why."""
 
+import os
+import random
 import shutil
 
 import pytest
@@ -31,7 +33,23 @@ DAMAGE = {
     "garbage plan.json": lambda c: (c / "plan.json").write_bytes(b"\x00\xff{"),
     "garbage metrics.jsonl": lambda c: (c / "metrics.jsonl").write_bytes(b'{"step": 1}\n\x8f\xff\x00\n'),
     "trainer_state.pt without its state": lambda c: torch.save({"format": 1}, c / "trainer_state.pt"),
+    "random bytes as trainer_state.pt": lambda c: (c / "trainer_state.pt").write_bytes(
+        bytes(random.Random(0).randrange(256) for _ in range(4096))
+    ),
+    "text as trainer_state.pt": lambda c: (c / "trainer_state.pt").write_text("hello world\n"),
+    "trainer_state.pt with altered data": lambda c: alter_state(c, data=[1]),
+    "trainer_state.pt with a bad step": lambda c: alter_state(c, step="two"),
+    "plan.json not an object": lambda c: (c / "plan.json").write_text("[]"),
+    "metrics.jsonl row not an object": lambda c: (c / "metrics.jsonl").write_text(
+        (c / "metrics.jsonl").read_text() + "5\n"
+    ),
 }
+
+
+def alter_state(ckpt, **changes):
+    state = torch.load(ckpt / "trainer_state.pt", weights_only=True)
+    state.update(changes)
+    torch.save(state, ckpt / "trainer_state.pt")
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
@@ -108,3 +126,38 @@ def test_adapter_of_another_shape_is_a_clean_error(run, capsys):
     assert main(["train", "--resume", str(run), "--no-progress", "train.max_steps=3"]) == 2
     err = capsys.readouterr().err
     assert "does not fit this model" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("damage", ["random bytes as trainer_state.pt", "text as trainer_state.pt"])
+def test_damaged_bytes_are_called_damaged_not_unsafe(run, damage):
+    DAMAGE[damage](run / "checkpoints" / "step-000002")
+    with pytest.raises(ConfigError) as err:
+        ck.find_checkpoint(run, 2)
+    assert not isinstance(err.value, ck.UnsafeCheckpointError)
+    assert "damaged" in str(err.value) and "unsafe" not in str(err.value)
+    assert "trainer_state.pt" in str(err.value)
+
+
+def test_a_blocked_global_is_refused_as_unsafe(run):
+    torch.save({"format": 1, "payload": os.system}, run / "checkpoints" / "step-000002" / "trainer_state.pt")
+    with pytest.raises(ck.UnsafeCheckpointError, match=r"step-000002/trainer_state.pt was refused as unsafe"):
+        ck.find_checkpoint(run, 2)
+
+
+@pytest.mark.parametrize("damage", ["trainer_state.pt with altered data", "plan.json not an object"])
+def test_loading_an_altered_checkpoint_directly_is_a_clean_error(run, damage):
+    import yaml
+
+    from gcpo_lite.config import from_dict
+    from gcpo_lite.trainer import Trainer
+
+    DAMAGE[damage](run / "checkpoints" / "step-000002")
+    cfg = from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    with pytest.raises(ConfigError, match="step-000002"):
+        ck.load_checkpoint(Trainer(cfg, progress=False), run / "checkpoints" / "step-000002")
+
+
+def test_rows_that_are_not_objects_are_dropped_from_the_logs(tmp_path):
+    log = tmp_path / "completions.jsonl"
+    log.write_text('{"step": 1}\n5\n["x"]\n{"step": 2}\n{"step": "?"}\n')
+    assert ck._rows_up_to(log, 1) == ['{"step": 1}', '{"step": "?"}']

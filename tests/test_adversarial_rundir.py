@@ -156,3 +156,80 @@ def test_resume_and_overwrite_together_are_refused(finished_run, tmp_path, capsy
     err = capsys.readouterr().err
     assert "pass one" in err and "Traceback" not in err
     assert snapshot(run_dir) == before and not list(tmp_path.glob("run.old-*"))
+
+
+def test_a_refused_directory_is_left_as_found(tmp_path, capsys):
+    run_dir = tmp_path / "mine"
+    run_dir.mkdir()
+    (run_dir / "thesis.tex").write_text("years of work")
+    assert main(["train", "--output-dir", str(run_dir), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "is not empty (thesis.tex)" in err and "--overwrite" in err
+    assert sorted(p.name for p in run_dir.iterdir()) == ["thesis.tex"]  # no lock file left behind
+
+
+def test_resume_of_a_locked_run_is_refused_and_touches_nothing(finished_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    (run_dir / "checkpoints" / ".tmp-step-000003-abc").mkdir()  # the holder's save in progress
+    before = snapshot(run_dir)
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.write(fd, b"4242\n")
+    try:
+        t0 = time.time()
+        assert main(["train", "--resume", str(run_dir), "--no-progress", "train.max_steps=3"]) == 2
+        assert time.time() - t0 < 5
+    finally:
+        os.close(fd)
+    err = capsys.readouterr().err
+    assert "in use by another gcpo-lite run (pid 4242)" in err and str(run_dir) in err
+    assert snapshot(run_dir) == before and (run_dir / "checkpoints" / ".tmp-step-000003-abc").is_dir()
+
+
+def test_overwrite_through_a_symlinked_output_dir(finished_run, tmp_path, capsys):
+    real = tmp_path / "real"
+    shutil.copytree(finished_run, real)
+    before = snapshot(real)
+    (tmp_path / "link").symlink_to(real)
+    prepare_new_run(tmp_path / "link", overwrite=True)
+    try:
+        aside = [p for p in tmp_path.iterdir() if p.name.startswith("real.old-")]
+        assert len(aside) == 1 and snapshot(aside[0]) == before
+        assert str(aside[0]) in capsys.readouterr().out
+        assert (tmp_path / "link").resolve() == real and run_contents_of(real) == []
+    finally:
+        unlock_run_dir(tmp_path / "link")
+
+
+def run_contents_of(path):
+    return [p.name for p in path.iterdir() if p.name != LOCK_NAME]
+
+
+def test_a_lock_file_removed_while_locking_is_not_trusted(tmp_path, monkeypatch):
+    from gcpo_lite import rundir
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    real_lock_file, calls = rundir._lock_file, []
+
+    def racing(run, path):
+        fd = real_lock_file(run, path)
+        if not calls:  # a refused run unlinked the file between our open and our flock
+            os.unlink(path)
+        calls.append(fd)
+        return fd
+
+    monkeypatch.setattr(rundir, "_lock_file", racing)
+    lock_run_dir(run_dir)
+    try:
+        assert len(calls) == 2  # it locked again, the file now at the path
+        fd = os.open(run_dir / LOCK_NAME, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):  # a newcomer opening the path conflicts with us
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    finally:
+        unlock_run_dir(run_dir)
