@@ -119,6 +119,14 @@ class RewardConfig:
         default=True,
         metadata={"help": 'math verifier: take the last number when no \boxed{} / #### / "the answer is"'},
     )
+    truncated: Literal["zero", "score", "mask"] = field(
+        default="zero",
+        metadata={
+            "help": "a sample that hit max_completion_length without its end token: zero (scores 0 and counts "
+            "as wrong) | score (its text is scored as usual) | mask (scored, but left out of the loss, like "
+            "DAPO's overlong filtering); counted as truncated_zeroed / truncated_masked"
+        },
+    )
 
 
 @dataclass

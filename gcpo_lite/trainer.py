@@ -52,8 +52,10 @@ class _UpdateRows:
         # The step's normalizer is the whole batch's, as in TRL: every completion token for token_mean, else
         # every row, skipped zero-advantage groups included. Dividing by the kept rows only would scale the
         # gradient by 1 / (1 - skipped fraction), which changes from step to step as accuracy climbs.
-        all_tokens = sum(len(c) for c in batch.completions)
-        self.normalizer = float(max(1, all_tokens)) if self.by_tokens else float(len(batch.completions))
+        # Rows masked out of the loss (reward.truncated=mask) are out of the normalizer too, as in DAPO.
+        masked = batch.masked.tolist() if batch.masked is not None else [False] * len(batch.completions)
+        counted = [c for c, m in zip(batch.completions, masked) if not m]
+        self.normalizer = float(max(1, sum(map(len, counted)) if self.by_tokens else len(counted)))
         self._trained = float(max(1, sum(self.lengths))) if self.by_tokens else float(len(rows))
 
     def padded(self, s: int, e: int, pad_id: int, device) -> RowBatch:
@@ -140,6 +142,7 @@ class StepBatch:
     advantages: torch.Tensor  # (B,)
     is_gold: torch.Tensor  # (B,) bool
     metrics: dict = field(default_factory=dict)
+    masked: Optional[torch.Tensor] = None  # (B,) bool: rows left out of the loss (reward.truncated=mask)
 
 
 class Trainer:
@@ -285,6 +288,10 @@ class Trainer:
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
         scored = [self.rewards.score(text, examples[i // G]) for i, text in enumerate(texts)]
         rewards, correct = [r for r, _ in scored], [c for _, c in scored]
+        truncated = [self._is_truncated(c) for c in completions]  # hit the length limit without an end token
+        if self.cfg.reward.truncated == "zero":  # scores 0 and counts as wrong (also for gold injection)
+            rewards = [0.0 if t else r for r, t in zip(rewards, truncated)]
+            correct = [c and not t for c, t in zip(correct, truncated)]
         sampled, sampled_rewards = (
             list(completions),
             list(rewards),
@@ -306,7 +313,19 @@ class Trainer:
             len(examples),
             gold_status,
         )
-        return StepBatch(examples, prompts, completions, reward_t, adv, torch.tensor(is_gold), metrics)
+        # reward.truncated=mask: a truncated policy sample stays in its group's advantages but out of the loss
+        masked = [t and not gold and self.cfg.reward.truncated == "mask" for t, gold in zip(truncated, is_gold)]
+        metrics["truncated_zeroed"] = sum(truncated) if self.cfg.reward.truncated == "zero" else 0
+        metrics["truncated_masked"] = sum(masked)
+        return StepBatch(
+            examples, prompts, completions, reward_t, adv, torch.tensor(is_gold), metrics, torch.tensor(masked)
+        )
+
+    def _is_truncated(self, completion: list[int]) -> bool:
+        """True for a sample that stopped at max_completion_length rather than on an end token."""
+        return len(completion) >= self.cfg.gcpo.max_completion_length and (
+            not completion or completion[-1] not in self.eos_ids
+        )
 
     def _rollout_metrics(
         self, reward_t, sampled_reward_t, sampled_correct, adv, sampled, is_gold, n_groups, gold_status
@@ -332,7 +351,7 @@ class Trainer:
             "sampled_tokens": sum(lengths),
             # mean per sampled token (nats), at the sampling temperature
             "entropy": sum(self._entropy_sums) / max(1, sum(lengths)),
-            "truncated_frac": sum(1 for c in sampled if c and c[-1] not in self.eos_ids) / len(sampled),
+            "truncated_frac": sum(1 for c in sampled if self._is_truncated(c)) / len(sampled),
             "reward_errors": self.rewards.errors,
         }
         for status in ("truncated", "skipped_overflow", "failed_verification", "suppressed_token", "missing"):
@@ -419,7 +438,9 @@ class Trainer:
             if self.cfg.gcpo.beta == 0
             else torch.ones(len(adv_groups), dtype=torch.bool)
         )
-        return [i for i in range(len(batch.prompts)) if keep[i // G]], int((~keep).sum().item())
+        masked = batch.masked if batch.masked is not None else torch.zeros(len(batch.prompts), dtype=torch.bool)
+        rows = [i for i in range(len(batch.prompts)) if keep[i // G] and not masked[i]]
+        return rows, int((~keep).sum().item())
 
     def _per_row_logps(
         self, work: "_UpdateRows", *, grad_free: bool = False, reference: bool = False
