@@ -14,6 +14,7 @@ from torch import Tensor
 
 from gcpo_lite import kernels
 from gcpo_lite.models import decoder_and_head
+from gcpo_lite.output_head import logit_multiplier
 from gcpo_lite.rollout import RowBatch
 
 
@@ -27,6 +28,8 @@ def completion_logprobs(
 ) -> Tensor:
     """log pi(completion token | prefix) at `temperature`: (B, T) float32, 0 where completion_mask is 0."""
     decoder, head = decoder_and_head(model)
+    # logits = m * hidden @ W.T for some models (output_head.py): the kernels run at temperature / m
+    temperature = temperature / logit_multiplier(model.config)
     input_ids = torch.cat([rows.prompt_ids, rows.completion_ids], dim=1)  # (B, P+T)
     attn = torch.cat([rows.prompt_mask, rows.completion_mask], dim=1)  # (B, P+T)
     position = (attn.cumsum(-1) - 1).clamp(min=0)  # (B, P+T)

@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 
 from gcpo_lite.config import Config, ConfigError, LoraConfig, ModelConfig
+from gcpo_lite.output_head import check_head, check_supported
 from gcpo_lite.registry import (
     EMBEDDED_ARCH,
     EMBEDDED_NAME,
@@ -257,7 +258,7 @@ def load_tokenizer(source: str, cfg: ModelConfig):
 
 def load_base_model(source: str, cfg: ModelConfig, device: torch.device):
     """The frozen base: 4-bit NF4 (double quant, compute dtype) when cfg.quantize, else full precision."""
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
 
     dtype = compute_dtype(cfg, device)
     kwargs = dict(
@@ -279,6 +280,13 @@ def load_base_model(source: str, cfg: ModelConfig, device: torch.device):
             else (0 if device.type == "cuda" else "cpu")
         }
     try:
+        # refuse a model whose logits the training log-probs cannot reproduce before its weights load
+        check_supported(
+            AutoConfig.from_pretrained(
+                source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
+            ),
+            source,
+        )
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as e:
         raise ModelNameError(
@@ -289,6 +297,7 @@ def load_base_model(source: str, cfg: ModelConfig, device: torch.device):
         model.to(device)
     else:
         _keep_cpu_4bit_trainable(model)
+    check_head(model.get_output_embeddings(), source)
     for p in model.parameters():
         p.requires_grad_(False)
     return model

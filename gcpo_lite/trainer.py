@@ -285,13 +285,7 @@ class Trainer:
         G = g.num_generations
         prompts = [self._prompt(ex) for ex in examples for _ in range(G)]
         completions, mean_lp = self.generate(prompts, g.temperature, g.max_completion_length)
-        texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
-        scored = [self.rewards.score(text, examples[i // G]) for i, text in enumerate(texts)]
-        rewards, correct = [r for r, _ in scored], [c for _, c in scored]
-        truncated = [self._is_truncated(c) for c in completions]  # hit the length limit without an end token
-        if self.cfg.reward.truncated == "zero":  # scores 0 and counts as wrong (also for gold injection)
-            rewards = [0.0 if t else r for r, t in zip(rewards, truncated)]
-            correct = [c and not t for c, t in zip(correct, truncated)]
+        rewards, correct, truncated = self._score(completions, examples)
         sampled, sampled_rewards = (
             list(completions),
             list(rewards),
@@ -314,12 +308,34 @@ class Trainer:
             gold_status,
         )
         # reward.truncated=mask: a truncated policy sample stays in its group's advantages but out of the loss
-        masked = [t and not gold and self.cfg.reward.truncated == "mask" for t, gold in zip(truncated, is_gold)]
+        masked = [
+            t and not gold and self.cfg.reward.truncated == "mask" for t, gold in zip(truncated, is_gold)
+        ]
         metrics["truncated_zeroed"] = sum(truncated) if self.cfg.reward.truncated == "zero" else 0
         metrics["truncated_masked"] = sum(masked)
         return StepBatch(
-            examples, prompts, completions, reward_t, adv, torch.tensor(is_gold), metrics, torch.tensor(masked)
+            examples,
+            prompts,
+            completions,
+            reward_t,
+            adv,
+            torch.tensor(is_gold),
+            metrics,
+            torch.tensor(masked),
         )
+
+    def _score(self, completions: list[list[int]], examples: list[Example]):
+        """(rewards, correct, truncated) per row; reward.truncated=zero scores a truncated sample 0 and wrong
+        (also for gold injection)."""
+        G = self.cfg.gcpo.num_generations
+        texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
+        scored = [self.rewards.score(text, examples[i // G]) for i, text in enumerate(texts)]
+        rewards, correct = [r for r, _ in scored], [c for _, c in scored]
+        truncated = [self._is_truncated(c) for c in completions]  # hit the length limit without an end token
+        if self.cfg.reward.truncated == "zero":
+            rewards = [0.0 if t else r for r, t in zip(rewards, truncated)]
+            correct = [c and not t for c, t in zip(correct, truncated)]
+        return rewards, correct, truncated
 
     def _is_truncated(self, completion: list[int]) -> bool:
         """True for a sample that stopped at max_completion_length rather than on an end token."""
@@ -438,7 +454,9 @@ class Trainer:
             if self.cfg.gcpo.beta == 0
             else torch.ones(len(adv_groups), dtype=torch.bool)
         )
-        masked = batch.masked if batch.masked is not None else torch.zeros(len(batch.prompts), dtype=torch.bool)
+        masked = (
+            batch.masked if batch.masked is not None else torch.zeros(len(batch.prompts), dtype=torch.bool)
+        )
         rows = [i for i in range(len(batch.prompts)) if keep[i // G] and not masked[i]]
         return rows, int((~keep).sum().item())
 
