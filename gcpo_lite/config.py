@@ -205,6 +205,13 @@ class TrainConfig:
     )
     learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate on the LoRA weights"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit"] = field(
+        default="adamw",
+        metadata={
+            "help": "adamw (torch, fp32 moments) | adamw_8bit (bitsandbytes, 8-bit moments; CPU or CUDA) | "
+            "paged_adamw_8bit (8-bit moments in CUDA unified memory; CUDA only); `plan` budgets the same one"
+        },
+    )
     adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1"})
     adam_beta2: float = field(default=0.99, metadata={"help": "AdamW beta2"})
     warmup_steps: int = field(default=0, metadata={"help": "linear warmup steps"})

@@ -25,7 +25,7 @@ import torch
 
 from gcpo_lite import kernels
 from gcpo_lite.advantages import group_advantages, group_stats
-from gcpo_lite.config import Config, save_config
+from gcpo_lite.config import Config, ConfigError, save_config
 from gcpo_lite.data import PromptStream, dataset_name, is_builtin, load_examples
 from gcpo_lite.gold import Gold, gold_solution_text, inject, make_gold, prompt_opens_think
 from gcpo_lite.kernels import gcpo_loss
@@ -33,6 +33,7 @@ from gcpo_lite.logprobs import completion_logprobs
 from gcpo_lite.memory.oom import OOMBackoff
 from gcpo_lite.memory.planner import make_plan
 from gcpo_lite.models import load_policy, pick_device
+from gcpo_lite.optimizers import build_optimizer, check_optimizer
 from gcpo_lite.prompts import completion_ids_for_text, eos_token_ids, prompt_ids, suppressed_ids
 from gcpo_lite.rng import rng_state, set_rng_state
 from gcpo_lite.rollout import RowBatch, pad_batch, sample_completions
@@ -155,6 +156,7 @@ class Trainer:
             torch.set_num_threads(t.num_threads)
         self.device = pick_device(t.device)
         self.kernel_backend = kernels.set_backend(t.kernels)
+        check_optimizer(t.optimizer, self.device.type)  # before the model loads: a clear error, fast
         self.model, self.tokenizer, self.resolved = load_policy(cfg, self.device)
         train_examples, self.eval_examples = load_examples(cfg.data, t.seed, tokenizer=self.tokenizer)
         self.prompts = PromptStream(train_examples, t.seed, cfg.data.shuffle)  # order, cursor, epoch
@@ -184,11 +186,15 @@ class Trainer:
 
     # ------------------------------------------------------------ helpers
     def _optimizer(self):
-        """AdamW on the LoRA weights, and its LR schedule (advanced once per optimizer step)."""
+        """train.optimizer on the LoRA weights, and its LR schedule (advanced once per step)."""
         t = self.cfg.train
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            params, lr=t.learning_rate, weight_decay=t.weight_decay, betas=(t.adam_beta1, t.adam_beta2)
+        optimizer = build_optimizer(
+            t.optimizer,
+            params,
+            lr=t.learning_rate,
+            weight_decay=t.weight_decay,
+            betas=(t.adam_beta1, t.adam_beta2),
         )
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
 
@@ -240,6 +246,7 @@ class Trainer:
         return {
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
+            "optimizer_kind": self.cfg.train.optimizer,
             "lr_schedule": self.lr_schedule.state_dict(),
             "data": self.prompts.state_dict(),
             "reward_errors": self.rewards.errors,
@@ -248,6 +255,12 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore state_dict()'s contents (the random streams last: nothing may draw after them)."""
+        kind = state.get("optimizer_kind", "adamw")  # checkpoints before train.optimizer existed: AdamW
+        if kind != self.cfg.train.optimizer:
+            raise ConfigError(
+                f"this checkpoint's optimizer state is {kind}'s and this run builds {self.cfg.train.optimizer}; "
+                f"resume with train.optimizer={kind}"
+            )
         self.prompts.load_state_dict(state["data"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
@@ -297,32 +310,17 @@ class Trainer:
             completions[row], rewards[row], is_gold[row] = list(gold.ids), gold.reward, True
         reward_t = torch.tensor(rewards, dtype=torch.float32)
         adv = group_advantages(reward_t, G, g.scale_rewards)
-        metrics = self._rollout_metrics(
-            reward_t,
-            torch.tensor(sampled_rewards),
-            torch.tensor(correct),
-            adv,
-            sampled,
-            is_gold,
-            len(examples),
-            gold_status,
-        )
         # reward.truncated=mask: a truncated policy sample stays in its group's advantages but out of the loss
         masked = [
             t and not gold and self.cfg.reward.truncated == "mask" for t, gold in zip(truncated, is_gold)
         ]
+        metrics = self._rollout_metrics(
+            reward_t, torch.tensor(sampled_rewards), torch.tensor(correct), adv, sampled, is_gold, gold_status
+        )
         metrics["truncated_zeroed"] = sum(truncated) if self.cfg.reward.truncated == "zero" else 0
         metrics["truncated_masked"] = sum(masked)
-        return StepBatch(
-            examples,
-            prompts,
-            completions,
-            reward_t,
-            adv,
-            torch.tensor(is_gold),
-            metrics,
-            torch.tensor(masked),
-        )
+        is_gold_t, masked_t = torch.tensor(is_gold), torch.tensor(masked)
+        return StepBatch(examples, prompts, completions, reward_t, adv, is_gold_t, metrics, masked_t)
 
     def _score(self, completions: list[list[int]], examples: list[Example]):
         """(rewards, correct, truncated) per row; reward.truncated=zero scores a truncated sample 0 and wrong
@@ -344,8 +342,8 @@ class Trainer:
         )
 
     def _rollout_metrics(
-        self, reward_t, sampled_reward_t, sampled_correct, adv, sampled, is_gold, n_groups, gold_status
-    ) -> dict:
+        self, reward_t, sampled_reward_t, sampled_correct, adv, sampled, is_gold, gold_status
+    ):
         """The step's rollout figures. Unsuffixed keys describe the policy's own samples (gold rows excluded);
         `*_with_gold` keys describe the batch the update trains on."""
         G = self.cfg.gcpo.num_generations
@@ -358,7 +356,7 @@ class Trainer:
             "reward_mean_with_gold": reward_t.mean().item(),
             "reward_std_with_gold": std(reward_t),
             "accuracy": sampled_correct.float().mean().item(),
-            "gold_injected_frac": sum(is_gold) / n_groups,
+            "gold_injected_frac": sum(is_gold) / (len(is_gold) // G),
             "all_correct_frac": stats.all_correct_frac,
             "all_wrong_frac": stats.all_wrong_frac,
             "zero_advantage_groups": stats.zero_advantage_groups,

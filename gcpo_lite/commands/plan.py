@@ -83,7 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--optimizer",
         choices=mm.OPTIMIZERS,
         default=None,
-        help="adamw (fp32 state, default) or paged_adamw_8bit",
+        help="train.optimizer: adamw (fp32 state) | adamw_8bit | paged_adamw_8bit (default: the config's)",
     )
     p.add_argument(
         "--compute-dtype", choices=tuple(mm.DTYPE_BYTES), help="default: bfloat16 on cuda, float32 on cpu"

@@ -24,15 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from gcpo_lite.memory.architectures import Architecture
+from gcpo_lite.optimizers import OPTIMIZERS  # adamw | adamw_8bit | paged_adamw_8bit
 
 GiB = 1024**3
 MiB = 1024**2
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-OPTIMIZERS = ("adamw", "paged_adamw_8bit")
 
 NF4_BLOCK = 64  # bitsandbytes 4-bit blocksize: one absmax per 64 weights
 NESTED_BLOCK = 256  # double quant: absmax quantized to 8 bit in blocks of 256
-BNB_8BIT_BLOCK = 2048  # 8-bit optimizer state blocksize
+BNB_8BIT_BLOCK = 256  # 8-bit optimizer state blocksize (bitsandbytes 0.50 blockwise; measured)
 BNB_8BIT_MIN_NUMEL = 4096  # smaller tensors keep 32-bit state
 
 CUDA_RUNTIME_BYTES = (
@@ -135,9 +135,9 @@ def lora_state_bytes(arch: Architecture, shape: RunShape) -> dict[str, int]:
     params = 4 * sum(numels)
     if shape.optimizer == "adamw":
         opt = 8 * sum(numels)  # exp_avg + exp_avg_sq, fp32
-    elif shape.optimizer == "paged_adamw_8bit":
+    elif shape.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
         opt = 0
-        for n in numels:  # two uint8 states + an fp32 absmax per 2048-block each, small tensors stay fp32
+        for n in numels:  # two uint8 states + an fp32 absmax per 256-block each, small tensors stay fp32
             opt += 2 * (n + 4 * -(-n // BNB_8BIT_BLOCK)) if n >= BNB_8BIT_MIN_NUMEL else 8 * n
     else:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {shape.optimizer!r}")

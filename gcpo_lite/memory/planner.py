@@ -246,8 +246,9 @@ def infeasible_message(
             break
     if not shape.gradient_checkpointing and fits(mm.with_changes(shape, gradient_checkpointing=True)):
         fixes.append("gradient checkpointing: model.gradient_checkpointing=true")
-    if shape.optimizer == "adamw" and fits(mm.with_changes(shape, optimizer="paged_adamw_8bit")):
-        fixes.append("8-bit optimizer state: optimizer paged_adamw_8bit")
+    eight_bit = "paged_adamw_8bit" if shape.device == "cuda" else "adamw_8bit"
+    if shape.optimizer == "adamw" and fits(mm.with_changes(shape, optimizer=eight_bit)):
+        fixes.append(f"8-bit optimizer state: train.optimizer={eight_bit}")
     if not shape.quantize and fits(mm.with_changes(shape, quantize=True)):
         fixes.append("4-bit weights: model.quantize=true")
     family = (model_name or "").lower().rsplit("-", 1)[0]
@@ -322,7 +323,7 @@ def shape_from_config(
         double_quant=cfg.model.bnb_4bit_use_double_quant,
         compute_dtype=compute_dtype or resolved_compute_dtype(cfg, device),
         gradient_checkpointing=cfg.model.gradient_checkpointing,
-        optimizer=optimizer or "adamw",  # the trainer builds torch AdamW (fp32 moments)
+        optimizer=optimizer or cfg.train.optimizer,  # the one the trainer builds
         top_p=cfg.gcpo.top_p,
         device="cuda" if device.startswith("cuda") else "cpu",
         logprob_backend=backend or logprob_backend(cfg, device),
