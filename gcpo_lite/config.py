@@ -236,6 +236,13 @@ class TrainConfig:
             "help": "log-prob / loss kernels: auto | native | reference (env GCPO_LITE_KERNELS overrides)"
         },
     )
+    fused_loss: bool = field(
+        default=True,
+        metadata={
+            "help": "train through the fused op gcpo_loss_from_hidden (hidden states -> loss, chunked lm_head); "
+            "false: per-token log-probs first, then the loss (the composition: same loss and gradients)"
+        },
+    )
     logits_chunk_size: Optional[int] = field(
         default=None, metadata={"help": "tokens per lm_head chunk in the loss; None = the kernel's default"}
     )

@@ -1,8 +1,9 @@
-"""Per-token log-probs of completions under the policy (or the adapter-free reference).
+"""Per-token log-probs of completions under the policy (or the adapter-free reference), and the GCPO loss
+straight from the decoder's hidden states.
 
-Runs the decoder once over prompt + completion, keeps the hidden states that predict
-completion tokens, and turns only those into log-probs through gcpo_lite.kernels'
-`token_logprobs_from_hidden`, so the full (B, L, V) logits are never built here.
+Runs the decoder once over prompt + completion and keeps the hidden states that predict completion tokens;
+only those go through the lm_head, chunk by chunk, in gcpo_lite.kernels, so the full (B, L, V) logits are
+never built here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,21 @@ from gcpo_lite.output_head import logit_multiplier
 from gcpo_lite.rollout import RowBatch
 
 
+def completion_hidden(model, rows: RowBatch, temperature: float) -> tuple[Tensor, Tensor, float]:
+    """(hidden (B, T, H) whose position t predicts completion token t, lm_head weight (V, H), the temperature
+    the kernels must use on hidden @ W.T to give the model's own logits / `temperature`)."""
+    decoder, head = decoder_and_head(model)
+    input_ids = torch.cat([rows.prompt_ids, rows.completion_ids], dim=1)  # (B, P+T)
+    attn = torch.cat([rows.prompt_mask, rows.completion_mask], dim=1)  # (B, P+T)
+    position = (attn.cumsum(-1) - 1).clamp(min=0)  # (B, P+T)
+    hidden = decoder(
+        input_ids=input_ids, attention_mask=attn, position_ids=position, use_cache=False
+    ).last_hidden_state  # (B, P+T, H)
+    P = rows.prompt_ids.shape[1]
+    # logits = m * hidden @ W.T for some models (output_head.py): the kernels run at temperature / m
+    return hidden[:, P - 1 : -1, :], head.weight, temperature / logit_multiplier(model.config)
+
+
 def completion_logprobs(
     model,
     rows: RowBatch,
@@ -27,27 +43,44 @@ def completion_logprobs(
     chunk_size: Optional[int] = None,
 ) -> Tensor:
     """log pi(completion token | prefix) at `temperature`: (B, T) float32, 0 where completion_mask is 0."""
-    decoder, head = decoder_and_head(model)
-    # logits = m * hidden @ W.T for some models (output_head.py): the kernels run at temperature / m
-    temperature = temperature / logit_multiplier(model.config)
-    input_ids = torch.cat([rows.prompt_ids, rows.completion_ids], dim=1)  # (B, P+T)
-    attn = torch.cat([rows.prompt_mask, rows.completion_mask], dim=1)  # (B, P+T)
-    position = (attn.cumsum(-1) - 1).clamp(min=0)  # (B, P+T)
-    hidden = decoder(
-        input_ids=input_ids, attention_mask=attn, position_ids=position, use_cache=False
-    ).last_hidden_state  # (B, P+T, H)
-    P = rows.prompt_ids.shape[1]
-    pred = hidden[:, P - 1 : -1, :]  # (B, T, H): position t predicts completion token t
+    pred, weight, temp = completion_hidden(model, rows, temperature)
     sel = rows.completion_mask.bool()  # (B, T)
-    out = torch.zeros(rows.completion_ids.shape, dtype=torch.float32, device=hidden.device)  # (B, T)
+    out = torch.zeros(rows.completion_ids.shape, dtype=torch.float32, device=pred.device)  # (B, T)
     if sel.any():
         lp = kernels.token_logprobs_from_hidden(
             pred[sel],
-            head.weight,
+            weight,
             rows.completion_ids[sel],
-            temperature,
+            temp,
             chunk_size=chunk_size,
             suppress_ids=suppress_ids,
         )  # (N,)
         out = out.masked_scatter(sel, lp)
     return out
+
+
+def completion_loss(
+    model,
+    rows: RowBatch,
+    old_per_token_logps: Optional[Tensor],
+    advantages: Tensor,
+    *,
+    temperature: float,
+    suppress_ids: Optional[Tensor] = None,
+    chunk_size: Optional[int] = None,
+    **loss_kwargs,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The GCPO loss of `rows` through the fused op kernels.gcpo_loss_from_hidden (old = None: on-policy)."""
+    pred, weight, temp = completion_hidden(model, rows, temperature)
+    return kernels.gcpo_loss_from_hidden(
+        pred,
+        weight,
+        rows.completion_ids,
+        old_per_token_logps,
+        advantages,
+        rows.completion_mask,
+        temperature=temp,
+        chunk_size=chunk_size,
+        suppress_ids=suppress_ids,
+        **loss_kwargs,
+    )

@@ -29,7 +29,7 @@ from gcpo_lite.config import Config, ConfigError, save_config
 from gcpo_lite.data import PromptStream, dataset_name, is_builtin, load_examples
 from gcpo_lite.gold import Gold, gold_solution_text, inject, make_gold, prompt_opens_think
 from gcpo_lite.kernels import gcpo_loss
-from gcpo_lite.logprobs import completion_logprobs
+from gcpo_lite.logprobs import completion_logprobs, completion_loss
 from gcpo_lite.memory.oom import OOMBackoff
 from gcpo_lite.memory.planner import make_plan
 from gcpo_lite.models import load_policy, pick_device
@@ -475,13 +475,10 @@ class Trainer:
         g = self.cfg.gcpo
         rows = work.padded(s, e, self.pad_id, self.device)
         width = rows.completion_ids.shape[1]
-        lp = self._logps(rows, grad=True)  # (b, T)
         eps_low, eps_high = self.cfg.resolved_epsilons()
-        loss, m = gcpo_loss(
-            lp,
-            lp.detach() if old is None else _stack(old, s, e, width, self.device),
-            work.batch.advantages[work.rows[s:e]].to(self.device),
-            rows.completion_mask,
+        old_lp = None if old is None else _stack(old, s, e, width, self.device)  # None: on-policy
+        advantages = work.batch.advantages[work.rows[s:e]].to(self.device)
+        loss_kw = dict(
             ref_per_token_logps=None if ref is None else _stack(ref, s, e, width, self.device),
             importance_sampling_level=g.importance_sampling_level,
             epsilon_low=eps_low,
@@ -491,6 +488,16 @@ class Trainer:
             max_completion_length=g.max_completion_length,
             normalizer=work.normalizer,
         )
+        lp_kw = dict(
+            temperature=g.temperature, suppress_ids=self.suppress_t, chunk_size=self.plan.logits_chunk_size
+        )
+        if self.cfg.train.fused_loss:  # hidden states -> loss in one op (kernels.gcpo_loss_from_hidden)
+            loss, m = completion_loss(self.model, rows, old_lp, advantages, **lp_kw, **loss_kw)
+        else:  # the composition: per-token log-probs, then the loss
+            lp = completion_logprobs(self.model, rows, **lp_kw)  # (b, T)
+            loss, m = gcpo_loss(
+                lp, lp.detach() if old_lp is None else old_lp, advantages, rows.completion_mask, **loss_kw
+            )
         loss.backward()
         share = work.share(s, e)  # this micro-batch's weight in the step's clip / KL means
         return loss.item(), m["clip_ratio"].item() * share, m["kl"].item() * share

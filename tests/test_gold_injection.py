@@ -99,18 +99,23 @@ def test_gold_holding_a_suppressed_token_is_not_injected(trainer, monkeypatch):
     assert batch.metrics["gold_suppressed_token"] == 1 and not batch.is_gold.any()
 
 
-def test_non_finite_gradient_never_reaches_the_adapter(trainer, monkeypatch):
+@pytest.mark.parametrize("fused", [True, False])
+def test_non_finite_gradient_never_reaches_the_adapter(trainer, monkeypatch, fused):
     import torch
+
+    from gcpo_lite import kernels
 
     ex = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]
     batch = run(trainer, monkeypatch, ex, ["1", "2", "3", "4", "20", "1", "1", "1"])
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
-    real = trainer._logps
+    real = kernels.token_logprobs_from_hidden
 
-    def poisoned(rows, grad):
-        return real(rows, grad) * float("nan") if grad else real(rows, grad)
+    def poisoned(*a, **kw):
+        lp = real(*a, **kw)
+        return lp * float("nan") if torch.is_grad_enabled() else lp
 
-    monkeypatch.setattr(trainer, "_logps", poisoned)
+    monkeypatch.setattr(kernels, "token_logprobs_from_hidden", poisoned)
+    monkeypatch.setattr(trainer.cfg.train, "fused_loss", fused)
     out = trainer.update(batch)
     assert out["nonfinite_skipped"] == 1
     after = {n: p.detach() for n, p in trainer.model.named_parameters() if p.requires_grad}

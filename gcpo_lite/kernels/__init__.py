@@ -149,7 +149,7 @@ def gcpo_loss_from_hidden(
     hidden: Tensor,
     weight: Tensor,
     ids: Tensor,
-    old_per_token_logps: Tensor,
+    old_per_token_logps: Optional[Tensor],
     advantages: Tensor,
     completion_mask: Tensor,
     *,
@@ -158,12 +158,19 @@ def gcpo_loss_from_hidden(
     suppress_ids: Optional[Tensor] = None,
     **loss_kwargs,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """hidden (B, T, H), weight (V, H), ids (B, T) -> gcpo_loss of their log-probs: the trainer's default path.
+    """hidden (B, T, H), weight (V, H), ids (B, T) -> gcpo_loss of their log-probs: the trainer's path.
 
-    Backward: the loss kernel's d loss / d logps (B, T) feeds one chunked pass that writes each
-    chunk's logits gradient in place and multiplies by the weight; no (N, V) tensor exists."""
-    logps = token_logprobs_from_hidden(hidden, weight, ids, temperature, chunk_size, suppress_ids)  # (B, T)
-    return gcpo_loss(logps, old_per_token_logps, advantages, completion_mask, **loss_kwargs)
+    Only the N masked-in positions go through the lm_head, at most chunk_size x V logits at a time, and no
+    log-softmax of vocab size is ever stored. Backward: the loss kernel's d loss / d logps (B, T) feeds one
+    chunked pass that rebuilds each chunk's logits, turns them into their gradient in place and multiplies by
+    the weight. old_per_token_logps=None means on-policy (num_iterations=1): old = the log-probs, detached."""
+    sel = completion_mask.bool()  # (B, T)
+    lp = token_logprobs_from_hidden(
+        hidden[sel], weight, ids[sel], temperature, chunk_size, suppress_ids
+    )  # (N,)
+    logps = lp.new_zeros(ids.shape).masked_scatter(sel, lp)  # (B, T), 0 past each row's end
+    old = logps.detach() if old_per_token_logps is None else old_per_token_logps
+    return gcpo_loss(logps, old, advantages, completion_mask, **loss_kwargs)
 
 
 def status() -> dict:
