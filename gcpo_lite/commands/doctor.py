@@ -219,6 +219,10 @@ def format_report(r: dict) -> str:
     elif k.get("why_not_native"):
         line += f"; not native because: {k['why_not_native']}"
     lines.append(line)
+    for device, verdict in (k.get("self_check") or {}).items():
+        lines.append(
+            f"  native {device} kernels vs the PyTorch reference (fwd + bwd, fp32 + bf16): {verdict}"
+        )
     d = r["disk"]
     lines.append(
         f"disk: {_gib(d['free_bytes'])} free of {_gib(d['total_bytes'])} at {d['checked_at']}"

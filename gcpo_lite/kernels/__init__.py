@@ -54,7 +54,7 @@ def active_backend(compile_if_needed: bool = True) -> str:
     if _requested == "native":
         _ext.require()
         return "native"
-    return "native" if _ext.available() else "reference"
+    return "native" if _ext.available() and not self_check("cpu") else "reference"
 
 
 def _fallback(reason: str) -> bool:
@@ -68,12 +68,40 @@ def _fallback(reason: str) -> bool:
     return False
 
 
+_selfchecks: dict[str, str] = {}  # device type -> '' (native matches the reference) or what failed
+
+
+def self_check(device) -> str:
+    """Run (once per device type per process) the native-vs-reference check of kernels/selfcheck.py on
+    `device`; '' when it passed, else why not. Needs the extension loaded."""
+    import torch
+
+    device = torch.device(device)
+    if device.type not in _selfchecks:
+        from gcpo_lite.kernels import selfcheck
+
+        _selfchecks[device.type] = "checking"  # the check calls the ops directly, never through here
+        _selfchecks[device.type] = selfcheck.check(_native(), device)
+        if _selfchecks[device.type]:
+            log.warning(
+                "gcpo-lite kernels: the native %s kernels FAILED their self-check against the PyTorch reference "
+                "(%s); %s",
+                device.type,
+                _selfchecks[device.type],
+                "GCPO_LITE_KERNELS=native keeps them anyway"
+                if _requested == "native"
+                else "using the reference instead. Please report this with `gcpo-lite doctor` output",
+            )
+    return _selfchecks[device.type]
+
+
 def _use_native(t: Tensor) -> bool:
-    """Route one call: native when requested/available for t's device, else reference."""
+    """Route one call: native when requested/available for t's device and self-checked, else reference."""
     if _requested == "reference":
         return False
     if _requested == "native":
         _ext.require(t.device)
+        self_check(t.device)  # forced: a failed check is reported, native stays
         return True
     if not _ext.available():
         return _fallback(_ext.why_unavailable())
@@ -82,7 +110,7 @@ def _use_native(t: Tensor) -> bool:
         return _fallback(f"the native extension has no CUDA kernels ({why})")
     if t.device.type not in ("cpu", "cuda"):
         return _fallback(f"no native kernels for device {t.device.type}")
-    return True
+    return not self_check(t.device)
 
 
 def _native():
@@ -183,9 +211,20 @@ def status() -> dict:
         why = "not built yet for this torch; `gcpo-lite build-ext` compiles it (else the first kernel call does)"
         if requested_backend() != "reference":
             live = "native after the first-use build (reference if it fails)"
+    checks = {}  # device type -> 'passed' or 'FAILED: why' (the same check training runs on first use)
+    if _ext._state["ok"]:
+        import torch
+
+        devices = ["cpu"] + (["cuda"] if _ext._state["cuda"] and torch.cuda.is_available() else [])
+        for d in devices:
+            failed = self_check(d)
+            checks[d] = f"FAILED: {failed}" if failed else "passed"
+        if checks["cpu"] != "passed" and not why:
+            why = f"the native CPU kernels failed their self-check ({checks['cpu'][8:]})"
     return {
         "requested": requested_backend(),
         "live": live,
+        "self_check": checks,
         "native_loaded": bool(_ext._state["ok"]),
         "why_not_native": why,
         "source": _ext._state["source"],
@@ -205,6 +244,7 @@ __all__ = [
     "gcpo_loss",
     "gcpo_loss_from_hidden",
     "status",
+    "self_check",
     "reference",
     "chunked",
 ]
