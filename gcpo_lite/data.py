@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from gcpo_lite.config import ConfigError, DataConfig
+from gcpo_lite.hub import HubError, ensure_fetchable
 from gcpo_lite.tasks import DEFAULT_TASK, TASKS, Example
 from gcpo_lite.verify.answer import last_boxed
 
@@ -387,10 +388,20 @@ def load_rows(cfg: DataConfig, split: str):
                     f"Set data.train_split / data.eval_split"
                 )
             return saved[split]
+        if name.startswith(("/", ".", "~")) or name.count("/") > 1:  # a path, and nothing is there
+            raise DataError(
+                f"dataset path {name!r} does not exist. Use a built-in task ({', '.join(TASKS)}), a preset "
+                f"({', '.join(PRESETS)}), a hub id (owner/name or owner/name:config), or a local "
+                ".jsonl/.json/.csv/.parquet file"
+            )
         preset = find_preset(name)
         hub_id, config = _hub_id_and_config(name, preset)
+        if (
+            not Path(hub_id).expanduser().exists()
+        ):  # a hub id: one fast probe, a clear error instead of retries
+            ensure_fetchable(hub_id, repo_type="dataset")
         return datasets.load_dataset(hub_id, config, split=_split_name(preset, split))
-    except DataError:
+    except (DataError, HubError):
         raise
     except Exception as e:  # network, unknown id, missing split: say which and how to fix
         presets = ", ".join(PRESETS)

@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 
 from gcpo_lite.config import Config, ConfigError, LoraConfig, ModelConfig
+from gcpo_lite.hub import ensure_fetchable
 from gcpo_lite.output_head import check_head, check_supported
 from gcpo_lite.registry import (
     EMBEDDED_ARCH,
@@ -60,6 +61,10 @@ def resolve_model(name: Optional[str]) -> ResolvedModel:
         path = str(Path(name).expanduser())
         check_local_model_dir(path)  # config and tokenizer present: fail here, before any weights load
         return ResolvedModel(path, _family_from_config(path), path)
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
+        raise ModelNameError(
+            f"model directory {name!r} does not exist; check the path (or give a hub id owner/name)"
+        )
     if "/" in name:
         return ResolvedModel(
             name, "r1_distill" if "r1-distill" in key else "llama" if "llama" in key else "qwen2", name
@@ -248,6 +253,8 @@ def load_tokenizer(source: str, cfg: ModelConfig):
     from transformers import AutoTokenizer
 
     check_local_model_dir(source)
+    if not Path(source).exists():  # a hub id (train, eval and export load it first): one fast probe
+        ensure_fetchable(source, revision=cfg.revision)
     tok = AutoTokenizer.from_pretrained(
         source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
     )

@@ -101,6 +101,21 @@ def unlock_run_dir(run_dir: str | Path) -> None:
         os.close(fd)  # closing the last descriptor releases the flock
 
 
+def abandon_if_empty(run_dir: str | Path) -> bool:
+    """A new run that failed before writing anything: release the lock and remove the directory when it
+    holds nothing but its lock file (it was created empty, or found empty, by this run). True if removed."""
+    run_dir = Path(run_dir)
+    unlock_run_dir(run_dir)
+    if not run_dir.is_dir() or run_contents(run_dir):
+        return False
+    try:
+        (run_dir / LOCK_NAME).unlink(missing_ok=True)
+        run_dir.rmdir()
+    except OSError:  # someone else's file appeared, or no permission: leave it
+        return False
+    return True
+
+
 def run_contents(run_dir: Path) -> list[str]:
     """Names in run_dir other than its lock file."""
     if not run_dir.is_dir():

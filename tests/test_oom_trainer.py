@@ -52,6 +52,7 @@ def test_backoff_run_matches_a_clean_run(embedded_model_dir, tmp_path, monkeypat
     clean_samples, clean_params = run(make(tmp_path / "clean", gen_batch=4, micro=8))
 
     real_sample, real_logprobs = trainer_mod.sample_completions, trainer_mod.completion_logprobs
+    real_loss = trainer_mod.completion_loss
     failed = set()
 
     def sample(model, prompts, **kw):  # more than 4 sequences "do not fit", after drawing random numbers
@@ -66,18 +67,22 @@ def test_backoff_run_matches_a_clean_run(embedded_model_dir, tmp_path, monkeypat
         if not torch.is_grad_enabled() and b > 4 and "nograd" not in failed:
             failed.add("nograd")  # the old-policy / reference pass runs out of memory
             raise _oom()
-        lp = real_logprobs(model, rows, **kw)
-        if torch.is_grad_enabled() and b > 2 and "backward" not in failed:
+        return real_logprobs(model, rows, **kw)
+
+    def loss_fn(model, rows, *a, **kw):  # the training micro-step (the fused op)
+        loss, m = real_loss(model, rows, *a, **kw)
+        if rows.prompt_ids.shape[0] > 2 and "backward" not in failed:
             failed.add("backward")  # the micro-step dies in its backward pass
 
             def boom(grad):
                 raise _oom()
 
-            lp.register_hook(boom)
-        return lp
+            loss.register_hook(boom)
+        return loss, m
 
     monkeypatch.setattr(trainer_mod, "sample_completions", sample)
     monkeypatch.setattr(trainer_mod, "completion_logprobs", logprobs)
+    monkeypatch.setattr(trainer_mod, "completion_loss", loss_fn)
     tr = make(tmp_path / "backoff", gen_batch=8, micro=8)
     samples, params = run(tr)
 

@@ -182,7 +182,14 @@ def run(args: argparse.Namespace) -> int:
         )
     from gcpo_lite.trainer import Trainer
 
-    trainer = Trainer(cfg, progress=not args.no_progress)
+    try:
+        trainer = Trainer(cfg, progress=not args.no_progress)
+    except BaseException:
+        if not getattr(args, "resume", None):  # a bad model, dataset or option: leave no empty run behind
+            from gcpo_lite.rundir import abandon_if_empty
+
+            abandon_if_empty(cfg.train.output_dir)
+        raise
     print(
         f"model {trainer.resolved.display} on {trainer.device} | kernels: {trainer.kernel_backend} | "
         f"{cfg.prompts_per_step} prompts x {cfg.gcpo.num_generations} completions per step | "
