@@ -13,12 +13,16 @@ NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 CACHE=${GCPO_LITE_CI_CACHE:-$HOME/.cache/gcpo-lite-ci}
 TORCH_VER=${TORCH_CUDA_WHEEL_VERSION:-2.14.1}
 ARCHS=(-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90)
-COMMON=(-std=c++20 -O3 --expt-relaxed-constexpr -Xcompiler -fPIC "${ARCHS[@]}")
+# torch's own nvcc flags (what torch.utils.cpp_extension adds to every .cu it builds: no implicit half/bf16
+# operators or conversions), so a kernel that only compiles without them fails here, not on a user's machine.
+mapfile -t TORCH_NVCC < <(python -c "from torch.utils.cpp_extension import COMMON_NVCC_FLAGS as f; print(*f, sep='\n')")
+[ "${#TORCH_NVCC[@]}" -gt 0 ] || { echo "check_cuda_compile: FAIL: could not read torch's COMMON_NVCC_FLAGS"; exit 1; }
+COMMON=(-std=c++20 -O3 "${TORCH_NVCC[@]}" -Xcompiler -fPIC "${ARCHS[@]}")
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
 [ -x "$NVCC" ] || { echo "check_cuda_compile: FAIL: nvcc not found (set NVCC)"; exit 1; }
-echo "check_cuda_compile: $("$NVCC" --version | grep -o 'release [0-9.]*'), archs sm_80 sm_90"
+echo "check_cuda_compile: $("$NVCC" --version | grep -o 'release [0-9.]*'), archs sm_80 sm_90, torch flags: ${TORCH_NVCC[*]}"
 
 # 1. header-only kernels
 mapfile -t headers < <(find csrc -name '*.cuh' | sort)

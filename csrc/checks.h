@@ -36,14 +36,14 @@ inline at::Tensor suppress_list(const std::optional<at::Tensor>& suppress_ids, c
     return at::Tensor(logits.new_empty({0}, logits.options().dtype(at::kLong)));
   TORCH_CHECK(!at::isFloatingType(suppress_ids->scalar_type()), "suppress_ids must be an integer tensor, got ",
               suppress_ids->scalar_type());
-  at::Tensor s = suppress_ids->to(logits.device(), at::kLong).reshape({-1}).contiguous();
-  if (s.device().is_cpu()) {
+  at::Tensor s = suppress_ids->to(at::kLong).reshape({-1}).contiguous();
+  if (s.device().is_cpu()) {  // checked here, before any move to the GPU (ids already there: a device assert)
     const int64_t V = logits.size(-1);
     const int64_t* p = s.const_data_ptr<int64_t>();
     for (int64_t k = 0; k < s.numel(); ++k)
       TORCH_CHECK(p[k] >= 0 && p[k] < V, "suppress_ids: id ", p[k], " is outside the vocab [0, ", V, ")");
   }
-  return s;
+  return s.to(logits.device()).contiguous();
 }
 
 }  // namespace gcpo_lite

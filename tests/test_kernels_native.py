@@ -7,6 +7,8 @@ CUDA cases run only with a GPU and a CUDA build; the CPU build JIT-compiles once
 """
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -322,4 +324,57 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="max_completion_length"):
         ops.gcpo_loss(
             torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1), torch.ones(1, 2), loss_type="dr_grpo"
+        )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_rows_with_minus_inf_entries(device, dtype):
+    """Masked or padded vocab entries at -inf (whole stretches of a thread's share on CUDA, issue 15) give the
+    reference's log-probs and gradients, never NaN."""
+    V = 2053
+    logits, ids, grad = make_logits(6, V, dtype, device)
+    logits[0, : V // 2] = float("-inf")  # a leading run: the first threads see only -inf
+    logits[1, ::2] = float("-inf")  # interleaved
+    logits[2, 1:] = float("-inf")  # a single finite entry
+    logits[3, V - 64 :] = float("-inf")  # a padded vocab tail
+    ids[0], ids[1], ids[2], ids[3] = V - 1, 1, 0, 5
+    x1, x2 = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    lp = ops.token_logprobs(x1, ids, 0.8)
+    want = reference.token_logprobs(x2, ids, 0.8)
+    assert torch.isfinite(lp).all()
+    assert_close(lp, want, *LP_TOL[dtype], "logp with -inf entries")
+    (lp * grad).sum().backward()
+    (want * grad).sum().backward()
+    assert not torch.isnan(x1.grad).any()
+    assert_close(x1.grad, x2.grad, *GRAD_TOL[dtype], "grad with -inf entries")
+
+
+@pytest.mark.skipif(not CUDA_OK, reason="no GPU / no CUDA build")
+@pytest.mark.parametrize("bad_id", [-100, 4231])
+def test_cuda_out_of_range_id_is_a_device_assert(bad_id):
+    """An id outside [0, V) stops the CUDA kernel with a device-side assertion instead of reading another row.
+    A device assert ends the process's CUDA context, so it runs in a child process."""
+    code = (
+        "import torch; from gcpo_lite.kernels import _ext; _ext.require(); from gcpo_lite.kernels import ops\n"
+        f"x = torch.randn(4, 4231, device='cuda'); ids = torch.tensor([0, 1, {bad_id}, 3], device='cuda')\n"
+        "ops.token_logprobs(x, ids); torch.cuda.synchronize()\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "assert" in (r.stderr + r.stdout).lower(), r.stderr[-2000:]
+
+
+@pytest.mark.skipif(not CUDA_OK, reason="no GPU / no CUDA build")
+def test_cuda_suppress_ids_checked_before_the_move():
+    x = torch.randn(3, 10, device="cuda")
+    with pytest.raises(RuntimeError, match="suppress_ids: id 12"):
+        ops.token_logprobs(x, torch.tensor([0, 1, 2], device="cuda"), 1.0, torch.tensor([12]))
+
+
+def test_inplace_backward_refuses_overlapping_logits():
+    base = torch.randn(10)
+    x = base.as_strided((3, 10), (0, 1))  # three rows on one buffer
+    with pytest.raises(RuntimeError, match="more than one element of the written-to tensor"):
+        torch.ops.gcpo_lite.token_logprobs_bwd_(
+            torch.ones(3), x, torch.tensor([0, 1, 2]), torch.zeros(3), 1.0, None
         )

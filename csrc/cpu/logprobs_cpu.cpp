@@ -3,6 +3,7 @@
 // The vocab loops carry no calls or branches so the compiler vectorizes them (omp simd + exp_vec).
 #include <ATen/core/Tensor.h>
 #include <ATen/Dispatch.h>
+#include <ATen/MemoryOverlap.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
@@ -16,6 +17,7 @@
 
 #include "../checks.h"
 #include "../chunked.h"
+#include "../lse_math.h"
 #include "vec_exp.h"
 
 namespace gcpo_lite {
@@ -151,9 +153,9 @@ void bwd_rows(const acc_type<scalar_t>* grad, const scalar_t* logits, int64_t ld
         continue;
       }
       const int64_t id = ids[i];
-      const acc_t p_id = exp_vec(load_acc(row, id) * scale - l);
+      const acc_t logp_id = load_acc(row, id) * scale - l;  // read before `o` (maybe `row`) is overwritten
       grad_row(row, o, V, g, l, scale);
-      o[id] = scalar_t(g - g * p_id);
+      o[id] = scalar_t(lse::target_grad(g, logp_id));  // g (1 - p) as -g expm1(logp): no cancelling as p -> 1
       for (int64_t k = 0; k < S; ++k) o[supp[k]] = scalar_t(0);  // index_fill(-inf) blocks the gradient
     }
   });
@@ -208,6 +210,7 @@ void token_logprobs_bwd_inplace_cpu(const at::Tensor& grad_logp, at::Tensor& log
                                     const std::optional<at::Tensor>& suppress_ids) {
   check_logits(logits, ids, temperature, "token_logprobs_bwd_");
   check_rows(grad_logp, lse, logits.size(0), "token_logprobs_bwd_");
+  at::assert_no_internal_overlap(logits);  // each element is read then written by one thread: no aliasing rows
   bwd_into(grad_logp, logits, ids, lse, temperature, suppress_ids, logits);
 }
 

@@ -3,6 +3,10 @@
 //
 // Forward: one block per row. Each thread walks its strided share of the vocab once, keeping an
 // online (max, sum of exp(x - max)) pair; the pairs merge across warps -> lse. One pass over memory.
+// The pair arithmetic (push, merge) is ../lse_math.h, shared with a host-compiled test: -inf entries
+// (masked or padded vocab, fp16 underflow) add nothing and infinities are never subtracted from each other.
+// Token ids are checked on the device (CUDA_KERNEL_ASSERT): an id outside [0, V) stops the kernel with an
+// assertion instead of reading another row.
 // Backward: a 2-D grid of (vocab block, row); every element is independent:
 //   grad[v] = g * scale * (onehot(v == id) - exp(x[v] * scale - lse)), 0 at suppressed ids,
 // which may overwrite the logits in place (each thread reads its element before writing it).
@@ -12,6 +16,13 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+
+#include "../lse_math.h"
+
+#ifndef CUDA_KERNEL_ASSERT  // torch's (always on, also with NDEBUG) inside the extension; plain assert elsewhere
+#include <cassert>
+#define CUDA_KERNEL_ASSERT(cond) assert(cond)
+#endif
 
 namespace gcpo_lite {
 namespace cuda {
@@ -34,21 +45,13 @@ __device__ __forceinline__ double exp_acc(double x) { return exp(x); }
 __device__ __forceinline__ float log_acc(float x) { return logf(x); }
 __device__ __forceinline__ double log_acc(double x) { return log(x); }
 
-// (max, sum of exp(x - max)) over a set; merge is associative, identity is (-inf, 0).
-template <typename acc_t> struct MaxSum { acc_t m, s; };
-
-template <typename acc_t>
-__device__ __forceinline__ MaxSum<acc_t> merge(MaxSum<acc_t> a, MaxSum<acc_t> b) {
-  if (a.m < b.m) { MaxSum<acc_t> t = a; a = b; b = t; }   // a has the larger max
-  if (b.s == acc_t(0)) return a;                          // also covers b.m == -inf
-  return {a.m, a.s + b.s * exp_acc(b.m - a.m)};
-}
+using lse::MaxSum;  // (max, sum of exp(x - max)); lse::merge is associative, identity lse::empty()
 
 template <typename acc_t>
 __device__ __forceinline__ MaxSum<acc_t> warp_merge(MaxSum<acc_t> v) {
   for (int o = 16; o > 0; o >>= 1) {
     MaxSum<acc_t> w{__shfl_xor_sync(0xffffffffu, v.m, o), __shfl_xor_sync(0xffffffffu, v.s, o)};
-    v = merge(v, w);
+    v = lse::merge(v, w);
   }
   return v;
 }
@@ -60,29 +63,30 @@ __global__ void __launch_bounds__(BLOCK) logprobs_fwd_kernel(
     const uint8_t* __restrict__ supp_mask, typename AccOf<scalar_t>::type scale, int64_t N, int64_t V,
     typename AccOf<scalar_t>::type* __restrict__ logp, typename AccOf<scalar_t>::type* __restrict__ lse) {
   using acc_t = typename AccOf<scalar_t>::type;
+  static_assert(BLOCK % 32 == 0 && BLOCK >= 32 && BLOCK <= 1024, "BLOCK: whole warps, at most 1024 threads");
   constexpr int WARPS = BLOCK / 32;
+  static_assert(WARPS <= 32, "the second merge stage is one warp: at most 32 warps");
   __shared__ acc_t sm_m[WARPS], sm_s[WARPS];
   const acc_t neg_inf = -INFINITY;
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
     const scalar_t* row = logits + i * ld;
-    MaxSum<acc_t> ms{neg_inf, acc_t(0)};
+    MaxSum<acc_t> ms = lse::empty<acc_t>();
 #pragma unroll 4
     for (int64_t v = threadIdx.x; v < V; v += BLOCK) {
-      const acc_t x = to_acc(row[v]) * scale;
       if (supp_mask != nullptr && supp_mask[v]) continue;
-      if (x > ms.m) { ms.s = ms.s * exp_acc(ms.m - x) + acc_t(1); ms.m = x; }
-      else { ms.s += exp_acc(x - ms.m); }
+      ms = lse::push(ms, acc_t(to_acc(row[v]) * scale));
     }
     ms = warp_merge(ms);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     if (lane == 0) { sm_m[warp] = ms.m; sm_s[warp] = ms.s; }
     __syncthreads();
     if (warp == 0) {
-      ms = lane < WARPS ? MaxSum<acc_t>{sm_m[lane], sm_s[lane]} : MaxSum<acc_t>{neg_inf, acc_t(0)};
+      ms = lane < WARPS ? MaxSum<acc_t>{sm_m[lane], sm_s[lane]} : lse::empty<acc_t>();
       ms = warp_merge(ms);
       if (lane == 0) {
-        const acc_t l = ms.m + log_acc(ms.s);
+        const acc_t l = lse::value(ms);
         const int64_t id = ids[i];
+        CUDA_KERNEL_ASSERT(lse::id_in_range(id, V) && "token id outside [0, V): -100 or a wrong vocab?");
         const bool banned = supp_mask != nullptr && supp_mask[id];
         lse[i] = l;
         logp[i] = banned ? neg_inf : to_acc(row[id]) * scale - l;
@@ -100,9 +104,11 @@ __global__ void __launch_bounds__(BLOCK) logprobs_bwd_kernel(
     const uint8_t* __restrict__ supp_mask, typename AccOf<scalar_t>::type scale, int64_t N, int64_t V,
     scalar_t* out, int64_t ld_out) {
   using acc_t = typename AccOf<scalar_t>::type;
+  static_assert(BLOCK % 32 == 0 && BLOCK <= 1024 && PER_THREAD >= 1, "BLOCK: whole warps, at most 1024 threads");
   for (int64_t i = blockIdx.y; i < N; i += gridDim.y) {
     const acc_t g = grad[i] * scale, l = lse[i];
     const int64_t id = ids[i];
+    CUDA_KERNEL_ASSERT(lse::id_in_range(id, V) && "token id outside [0, V): -100 or a wrong vocab?");
     const scalar_t* row = logits + i * ld;
     scalar_t* o = out + i * ld_out;
     const int64_t base = int64_t(blockIdx.x) * BLOCK * PER_THREAD + threadIdx.x;
@@ -112,18 +118,21 @@ __global__ void __launch_bounds__(BLOCK) logprobs_bwd_kernel(
       if (v >= V) break;
       acc_t r = acc_t(0);
       if (g != acc_t(0) && (supp_mask == nullptr || !supp_mask[v])) {
-        r = -g * exp_acc(to_acc(row[v]) * scale - l);
-        if (v == id) r += g;
+        const acc_t logp = to_acc(row[v]) * scale - l;
+        r = v == id ? lse::target_grad(g, logp) : -g * exp_acc(logp);  // g (1 - p) without cancelling
       }
       o[v] = from_acc<scalar_t>(r);
     }
   }
 }
 
-// supp (S,) vocab ids -> mask (V,) with 1 at each in-range id (mask zeroed by the caller).
+// supp (S,) vocab ids -> mask (V,) with 1 at each id (mask zeroed by the caller; ids already range-checked
+// on the host when they came from the CPU, asserted here when they were on the device already).
 __global__ void suppress_mask_kernel(const int64_t* __restrict__ supp, int64_t S, int64_t V, uint8_t* mask) {
   const int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (k < S && supp[k] >= 0 && supp[k] < V) mask[supp[k]] = 1;
+  if (k >= S) return;
+  CUDA_KERNEL_ASSERT(lse::id_in_range(supp[k], V) && "suppress_ids: id outside the vocab");
+  mask[supp[k]] = 1;
 }
 
 }  // namespace cuda

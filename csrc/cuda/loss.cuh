@@ -1,4 +1,7 @@
 // CUDA GCPO loss: value, d loss / d logps (B, T) and the five metrics, in one single-block launch.
+// Phase 1 (per-row token count and log-ratio sum) gives each row a warp whose lanes read consecutive tokens;
+// it was one thread per row walking its row alone, so a warp's 32 loads hit 32 rows T apart (uncoalesced)
+// and B < 1024 rows left most of the block idle.
 // The inputs hold one float per token (a few thousand to a few hundred thousand values), so one block
 // is enough and keeps every reduction deterministic. Maths in ../loss_math.h, same as the CPU path.
 #pragma once
@@ -15,6 +18,7 @@ namespace cuda {
 // Sums `vals[0..K)` over the block; the result is valid in thread 0. `sm` holds K * BLOCK/32 values.
 template <typename acc_t, int BLOCK, int K>
 __device__ __forceinline__ void block_sum(acc_t (&vals)[K], acc_t* sm) {
+  static_assert(BLOCK % 32 == 0 && BLOCK <= 1024, "BLOCK: whole warps, at most 1024 threads");
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 #pragma unroll
   for (int j = 0; j < K; ++j) {
@@ -39,21 +43,28 @@ __global__ void __launch_bounds__(BLOCK) gcpo_loss_kernel(
     LossParams<acc_t> p, const acc_t* __restrict__ lp, const acc_t* __restrict__ old, const acc_t* __restrict__ ref,
     const acc_t* __restrict__ adv, const acc_t* __restrict__ mask, acc_t* __restrict__ row_stats,
     acc_t* __restrict__ loss, acc_t* __restrict__ grad, acc_t* __restrict__ metrics) {
+  static_assert(BLOCK % 32 == 0 && BLOCK >= 32 && BLOCK <= 1024, "BLOCK: whole warps, at most 1024 threads");
   __shared__ acc_t sm[6 * (BLOCK / 32)];
   __shared__ acc_t ntot_sh;
   const int64_t B = p.B, T = p.T;
   acc_t* ntok = row_stats;      // (B,) masked token count
   acc_t* sum_lr = row_stats + B;  // (B,) masked log-ratio sum
   acc_t tot[1] = {0};
-  for (int64_t b = threadIdx.x; b < B; b += BLOCK) {
+  // Phase 1, one warp per row: its 32 lanes read consecutive tokens (coalesced), then reduce by shuffles.
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int64_t b = warp; b < B; b += BLOCK / 32) {  // every lane of a warp runs the same iterations
     acc_t n = 0, s = 0;
-    for (int64_t t = 0; t < T; ++t) {
+    for (int64_t t = lane; t < T; t += 32) {
       const acc_t m = mask[b * T + t];
       if (m == acc_t(0)) continue;
       n += m;
       s += (lp[b * T + t] - old[b * T + t]) * m;
     }
-    ntok[b] = n, sum_lr[b] = s, tot[0] += n;
+    for (int o = 16; o > 0; o >>= 1) {
+      n += __shfl_xor_sync(0xffffffffu, n, o);
+      s += __shfl_xor_sync(0xffffffffu, s, o);
+    }
+    if (lane == 0) ntok[b] = n, sum_lr[b] = s, tot[0] += n;
   }
   block_sum<acc_t, BLOCK, 1>(tot, sm);
   if (threadIdx.x == 0) ntot_sh = tot[0];

@@ -2,6 +2,7 @@
 // Kernels live in logprobs.cuh / loss.cuh; the token chunking of the hidden-state op in ../chunked.h.
 #include <ATen/core/Tensor.h>
 #include <ATen/Dispatch.h>
+#include <ATen/MemoryOverlap.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
@@ -114,6 +115,7 @@ void token_logprobs_bwd_inplace_cuda(const at::Tensor& grad_logp, at::Tensor& lo
                                      const std::optional<at::Tensor>& suppress_ids) {
   check_logits(logits, ids, temperature, "token_logprobs_bwd_");
   check_rows(grad_logp, lse, logits.size(0), "token_logprobs_bwd_");
+  at::assert_no_internal_overlap(logits);  // each element is read then written by one thread: no aliasing rows
   bwd_into(grad_logp, logits, ids, lse, temperature, suppress_ids, logits);
 }
 

@@ -59,8 +59,10 @@ class _ChunkedHiddenLogprobs(torch.autograd.Function):
             e = min(s + C, N)
             x = _scaled_chunk(hidden[s:e], weight, T, supp)  # (c, V)
             g = g_all[s:e, None]  # (c, 1)
-            x.sub_(lse[s:e, None]).exp_().mul_(-g)  # -g * softmax, in place
-            x.scatter_add_(-1, ids[s:e, None], g)  # + g * onehot
+            x.sub_(lse[s:e, None])  # log-softmax, in place
+            target = -g * torch.expm1(x.gather(-1, ids[s:e, None]))  # g (1 - p) without cancelling as p -> 1
+            x.exp_().mul_(-g)  # -g * softmax, in place
+            x.scatter_(-1, ids[s:e, None], target)  # the target's entry: g * (1 - p), as the native kernels
             if supp is not None:
                 x.index_fill_(-1, supp, 0.0)  # index_fill(-inf) passes no gradient
             gl = x.div_(T).to(hidden.dtype)  # d logp / d logits in the logits' dtype

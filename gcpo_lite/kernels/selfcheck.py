@@ -2,9 +2,10 @@
 
 On the first native call in a process for each device type (cpu, cuda), kernels/__init__.py runs `check` on
 that device: a few small random cases of every op, forward and backward, in float32 and bfloat16, with
-padding, suppressed ids, chunking and both ratio levels. Any mismatch or error makes the backend fall back to
-the reference for that device, with one loud line (GCPO_LITE_KERNELS=native keeps native and still says so).
-`gcpo-lite doctor` runs the same check. Well under a second: the largest case is 37 x 1031 logits.
+padding, suppressed ids, rows with -inf entries, chunking and both ratio levels, and (CPU) an out-of-range
+id. Any mismatch or error makes the backend fall back to the reference for that device, with one loud line
+(GCPO_LITE_KERNELS=native keeps native and still says so). `gcpo-lite doctor` runs the same check. Well under
+a second: the largest case is 37 x 1031 logits.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def _logprob_cases(ops, device, dtype) -> None:
     supp = torch.tensor([5, 900], device=device)
     ids[ids == 5] = 6
     ids[ids == 900] = 901
+    logits[0, : V // 2] = float("-inf")  # masked or padded vocab: a leading run of -inf (issue 15's NaN)
+    logits[1, ::2] = float("-inf")  # and interleaved -inf
+    ids[0], ids[1] = V - 1, 1  # targets stay finite
     for temp, s in ((1.0, None), (0.7, supp)):
         got, (g_got,) = _grad(lambda x, t=temp, s=s: ops.token_logprobs(x, ids, t, s), logits)
         want, (g_want,) = _grad(lambda x, t=temp, s=s: reference.token_logprobs(x, ids, t, s), logits)
@@ -86,12 +90,26 @@ def _loss_cases(ops, device) -> None:
         _close(name + " backward", g_got, g_want, torch.float32)
 
 
+def _bad_id_case(ops, device) -> None:
+    """An id outside the vocab must raise, not read another row. On CUDA that is a device-side assert, which
+    would end the process's CUDA context, so it is tested in a child process there (tests/test_kernels_native.py),
+    not here."""
+    if device.type != "cpu":
+        return
+    try:
+        ops.token_logprobs(torch.zeros(2, 7), torch.tensor([0, -100]))
+    except RuntimeError:
+        return
+    raise AssertionError("token_logprobs read an out-of-range id (-100) instead of raising")
+
+
 def check(ops, device: torch.device) -> str:
     """'' when every native op matches the reference on `device`, else what failed (first failure)."""
     try:
         for dtype in (torch.float32, torch.bfloat16):
             _logprob_cases(ops, device, dtype)
         _loss_cases(ops, device)
+        _bad_id_case(ops, device)
     except Exception as e:  # a mismatch (AssertionError) or a kernel error: either way, not trusted
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         return f"{type(e).__name__}: {first}"[:300]
