@@ -37,6 +37,18 @@ def test_real_native_kernels_pass(ops):
     assert K.self_check("cpu") == "" and K.active_backend() == "native"
 
 
+def test_first_use_inside_no_grad_still_checks_backward(ops):
+    K.set_backend("auto")
+    logits, ids = _inputs()
+    with torch.no_grad():
+        K.token_logprobs(logits, ids, 0.8)  # the old-policy pass can be the first native call
+    assert K._selfchecks["cpu"] == "" and K.active_backend() == "native"
+    K._selfchecks.clear()
+    with torch.inference_mode():
+        K.token_logprobs(logits, ids, 0.8)
+    assert K._selfchecks["cpu"] == ""
+
+
 def test_a_wrong_native_result_falls_back_to_the_reference(ops, monkeypatch, caplog):
     real = ops.token_logprobs
     monkeypatch.setattr(ops, "token_logprobs", lambda *a, **kw: real(*a, **kw) + 1e-2)  # subtly wrong

@@ -81,7 +81,10 @@ def self_check(device) -> str:
         from gcpo_lite.kernels import selfcheck
 
         _selfchecks[device.type] = "checking"  # the check calls the ops directly, never through here
-        _selfchecks[device.type] = selfcheck.check(_native(), device)
+        # the first native call may come from a no-grad pass (old or reference log-probs): the check's backward
+        # cases need autograd whatever the caller's mode
+        with torch.inference_mode(False), torch.enable_grad():
+            _selfchecks[device.type] = selfcheck.check(_native(), device)
         if _selfchecks[device.type]:
             log.warning(
                 "gcpo-lite kernels: the native %s kernels FAILED their self-check against the PyTorch reference "
