@@ -176,6 +176,17 @@ class GCPOConfig:
         default="seq_mean_token_mean", metadata={"help": "seq_mean_token_mean | token_mean (DAPO) | dr_grpo"}
     )
     num_iterations: int = field(default=1, metadata={"help": "policy updates per rollout batch"})
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata={
+            "help": "DAPO's dynamic sampling: drop groups whose rewards are all equal and refill the step with "
+            "groups of new prompts (oversampled by the last round's keep rate), for at most "
+            "dynamic_sampling_max_rounds extra generation rounds; every generated rollout is counted (rollouts)"
+        },
+    )
+    dynamic_sampling_max_rounds: int = field(
+        default=3, metadata={"help": "extra generation rounds a step may take to refill (dynamic_sampling)"}
+    )
     suppress_tokens: Optional[list] = field(
         default=None,
         metadata={

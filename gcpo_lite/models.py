@@ -22,8 +22,10 @@ from gcpo_lite.hub import ensure_fetchable
 from gcpo_lite.output_head import check_head, check_supported
 from gcpo_lite.registry import (
     EMBEDDED_ARCH,
+    EMBEDDED_BASE_NAME,
     EMBEDDED_NAME,
     REGISTRY,
+    embedded_base_dir,
     embedded_model_dir,
 )  # noqa: F401 (re-exported)
 
@@ -53,6 +55,8 @@ def resolve_model(name: Optional[str]) -> ResolvedModel:
     """Map --model to something from_pretrained can load; unknown short names suggest close ones."""
     if name is None or name == EMBEDDED_NAME:
         return ResolvedModel(str(embedded_model_dir()), "qwen2", EMBEDDED_NAME, embedded=True)
+    if name == EMBEDDED_BASE_NAME:
+        return ResolvedModel(str(embedded_base_dir()), "qwen2", EMBEDDED_BASE_NAME, embedded=True)
     key = name.lower()
     if key in REGISTRY:
         e = REGISTRY[key]
@@ -172,12 +176,22 @@ def create_embedded_model(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-def ensure_embedded_model() -> Path:
+def ensure_embedded_model(name: str = EMBEDDED_NAME) -> Path:
+    """The embedded model `name` (the random one, or the demo's pretrained base), created on first use."""
     d = embedded_model_dir()
     if not (d / "config.json").is_file():
         log.info("creating the embedded tiny model in %s (once)", d)
         create_embedded_model(d)
-    return d
+    if name != EMBEDDED_BASE_NAME:
+        return d
+    base = embedded_base_dir()
+    if not (base / "config.json").is_file():
+        from gcpo_lite.embedded_base import pretrain
+        from gcpo_lite.tasks import DEFAULT_TASK
+
+        log.info("gcpo-lite: pretraining the demo's base model once (%s, ~25 s)", base)
+        pretrain(d, base, DEFAULT_TASK)
+    return base
 
 
 # ---------------------------------------------------------------- loading
@@ -352,7 +366,7 @@ def load_policy(cfg: Config, device: torch.device):
     """(peft model, tokenizer, ResolvedModel) for a run."""
     resolved = resolve_model(cfg.model.name)
     if resolved.embedded:
-        ensure_embedded_model()
+        ensure_embedded_model(resolved.display)
     tokenizer = load_tokenizer(resolved.source, cfg.model)
     base = load_base_model(resolved.source, cfg.model, device)
     model = add_lora(base, cfg.lora, cfg.model.gradient_checkpointing)

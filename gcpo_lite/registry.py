@@ -130,3 +130,12 @@ def cache_root() -> Path:
 
 def embedded_model_dir() -> Path:
     return cache_root() / f"{EMBEDDED_NAME}-{EMBEDDED_VERSION}"
+
+
+# The demo's base: the random embedded model briefly fine-tuned on the built-in task (embedded_base.py).
+EMBEDDED_BASE_NAME = "embedded-tiny-qwen2-addition"
+EMBEDDED_BASE_VERSION = "b1"  # bump when embedded_base.py's recipe changes
+
+
+def embedded_base_dir() -> Path:
+    return cache_root() / f"{EMBEDDED_BASE_NAME}-{EMBEDDED_VERSION}-{EMBEDDED_BASE_VERSION}"

@@ -22,6 +22,31 @@ log = logging.getLogger(__name__)
 PLAN_KEYS = ("generation_batch_size", "micro_batch_size", "logits_chunk_size", "predicted_peak_bytes")
 
 
+def _linux_peak_rss() -> Optional[int]:
+    """VmHWM: this process's peak resident set since it started or since reset_peak_memory (Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def reset_peak_memory(device) -> None:
+    """Start a new peak-memory window: CUDA's peak stats, or (Linux) the process's VmHWM, so that the first
+    step's peak is the step's and not the model load's (which the memory plan does not model)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current resident set
+    except OSError:
+        pass
+
+
 def step_extras(trainer) -> dict:
     """Per-step fields: measured peak memory (since the last call) and the plan's current sizes."""
     out: dict = {}
@@ -30,7 +55,10 @@ def step_extras(trainer) -> dict:
         out["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated(dev))
         out["peak_reserved_bytes"] = int(torch.cuda.max_memory_reserved(dev))
         torch.cuda.reset_peak_memory_stats(dev)
-    else:  # the process's peak resident set (Linux reports KiB, macOS bytes); never goes down
+    elif (hwm := _linux_peak_rss()) is not None:  # peak resident set during this step
+        out["peak_memory_bytes"] = hwm
+        reset_peak_memory(dev)
+    else:  # elsewhere: the process's peak resident set so far (macOS reports bytes); never goes down
         try:
             import resource  # POSIX only
 

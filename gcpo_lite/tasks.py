@@ -2,7 +2,7 @@
 
 `addition` is the embedded default: two-digit addition, "47+38=" -> "85". A constant answer
 passes at most ~1% of prompts (the sums spread over 20..198), so accuracy measures learning.
-Train and held-out prompts come from disjoint (a, b) pairs.
+Train and held-out prompts come from disjoint (a, b) pairs, the same split for every seed.
 """
 
 from __future__ import annotations
@@ -41,9 +41,16 @@ def verify_last_integer(completion: str, example: Example) -> float:
     return 1.0 if found and found[-1].lstrip("+") == example.answer.strip() else 0.0
 
 
+SPLIT_SEED = 0  # built-in splits are fixed: every train.seed is held out on the same prompts
+
+
 def _addition_splits(seed: int, test_size: int = 500) -> tuple[list[Example], list[Example]]:
+    """(train, held-out). The split is the same for every seed (the seed orders training prompts, through
+    PromptStream), so runs with different seeds are scored on the same held-out prompts, and the demo's base,
+    pretrained on the training split (embedded_base.py), never saw any of them."""
+    del seed  # see SPLIT_SEED
     pairs = [(a, b) for a in range(10, 100) for b in range(10, 100)]  # 8100 prompts
-    random.Random(seed).shuffle(pairs)
+    random.Random(SPLIT_SEED).shuffle(pairs)
     examples = [Example(prompt=f"{a}+{b}=", answer=str(a + b), solution=str(a + b)) for a, b in pairs]
     return examples[test_size:], examples[:test_size]
 

@@ -133,6 +133,33 @@ class _LazyGolds:
 
 
 @dataclass
+class _Sampled:
+    """Scored policy samples, one row each, grouped contiguously by prompt (G rows a group)."""
+
+    prompts: list  # (B,) prompt ids
+    completions: list  # (B,) completion ids
+    mean_lp: list  # (B,) mean sampled log-prob
+    rewards: list  # (B,)
+    correct: list  # (B,)
+    truncated: list  # (B,)
+
+    @staticmethod
+    def empty() -> "_Sampled":
+        return _Sampled([], [], [], [], [], [])
+
+    def group(self, j: int, G: int) -> "_Sampled":
+        sl = slice(j * G, (j + 1) * G)
+        return _Sampled(*(getattr(self, f)[sl] for f in _SAMPLED_FIELDS))
+
+    def extend(self, other: "_Sampled") -> None:
+        for f in _SAMPLED_FIELDS:
+            getattr(self, f).extend(getattr(other, f))
+
+
+_SAMPLED_FIELDS = ("prompts", "completions", "mean_lp", "rewards", "correct", "truncated")
+
+
+@dataclass
 class StepBatch:
     """One step's rollouts, B = prompts x G rows grouped contiguously."""
 
@@ -296,15 +323,14 @@ class Trainer:
         advantages. Rows are grouped contiguously: B = len(examples) x G."""
         g = self.cfg.gcpo
         G = g.num_generations
-        prompts = [self._prompt(ex) for ex in examples for _ in range(G)]
-        completions, mean_lp = self.generate(prompts, g.temperature, g.max_completion_length)
-        rewards, correct, truncated = self._score(completions, examples)
-        sampled, sampled_rewards = (
-            list(completions),
-            list(rewards),
-        )  # the policy's own, before gold replaces any
+        if g.dynamic_sampling:  # DAPO: only groups whose rewards differ, refilled from new prompts
+            examples, s, dyn = self._dynamic_sample(examples)
+        else:
+            s = self._sample_groups(examples)
+            dyn = {"rollouts": len(s.prompts)}
+        prompts, completions, rewards = s.prompts, list(s.completions), list(s.rewards)
         golds = _LazyGolds(examples, self._gold)
-        slots, gold_status = inject(rewards, correct, mean_lp, golds, G, g.gold_injection)
+        slots, gold_status = inject(rewards, s.correct, s.mean_lp, golds, G, g.gold_injection)
         is_gold = [False] * len(prompts)
         for row, gold in slots.items():
             completions[row], rewards[row], is_gold[row] = list(gold.ids), gold.reward, True
@@ -312,15 +338,60 @@ class Trainer:
         adv = group_advantages(reward_t, G, g.scale_rewards)
         # reward.truncated=mask: a truncated policy sample stays in its group's advantages but out of the loss
         masked = [
-            t and not gold and self.cfg.reward.truncated == "mask" for t, gold in zip(truncated, is_gold)
+            t and not gold and self.cfg.reward.truncated == "mask" for t, gold in zip(s.truncated, is_gold)
         ]
         metrics = self._rollout_metrics(
-            reward_t, torch.tensor(sampled_rewards), torch.tensor(correct), adv, sampled, is_gold, gold_status
+            reward_t,
+            torch.tensor(s.rewards),
+            torch.tensor(s.correct),
+            adv,
+            s.completions,
+            is_gold,
+            gold_status,
         )
-        metrics["truncated_zeroed"] = sum(truncated) if self.cfg.reward.truncated == "zero" else 0
+        metrics["truncated_zeroed"] = sum(s.truncated) if self.cfg.reward.truncated == "zero" else 0
         metrics["truncated_masked"] = sum(masked)
+        metrics.update(dyn)
         is_gold_t, masked_t = torch.tensor(is_gold), torch.tensor(masked)
         return StepBatch(examples, prompts, completions, reward_t, adv, is_gold_t, metrics, masked_t)
+
+    def _sample_groups(self, examples: list[Example]) -> "_Sampled":
+        """G scored samples of each example, grouped contiguously (the policy's own: no gold yet)."""
+        g = self.cfg.gcpo
+        prompts = [self._prompt(ex) for ex in examples for _ in range(g.num_generations)]
+        completions, mean_lp = self.generate(prompts, g.temperature, g.max_completion_length)
+        rewards, correct, truncated = self._score(completions, examples)
+        return _Sampled(prompts, completions, mean_lp, rewards, correct, truncated)
+
+    def _dynamic_sample(self, examples: list[Example]):
+        """(examples, samples, metrics) for gcpo.dynamic_sampling: groups whose rewards are all equal are
+        dropped and new prompts sampled in their place, oversampled by the last round's keep rate, for at most
+        dynamic_sampling_max_rounds extra rounds. With nothing kept at all, the first round's groups stay."""
+        g = self.cfg.gcpo
+        G, want = g.num_generations, len(examples)
+        kept_ex, kept, first = [], _Sampled.empty(), None
+        drawn, rounds, rollouts, dropped, tokens = examples, 0, 0, 0, 0
+        while True:
+            s = self._sample_groups(drawn)
+            first, rollouts = first or (drawn, s), rollouts + len(s.prompts)
+            tokens += sum(len(c) for c in s.completions)
+            for j, ex in enumerate(drawn):
+                r = s.rewards[j * G : (j + 1) * G]
+                if max(r) == min(r):
+                    dropped += 1
+                elif len(kept_ex) < want:
+                    kept_ex.append(ex)
+                    kept.extend(s.group(j, G))
+            keep_rate = max(0.1, 1 - dropped / max(1, rollouts // G))
+            if len(kept_ex) >= want or rounds >= g.dynamic_sampling_max_rounds:
+                break
+            rounds += 1
+            shortfall = want - len(kept_ex)
+            drawn = self.next_examples(min(4 * shortfall, math.ceil(shortfall / keep_rate)))
+        if not kept_ex:
+            kept_ex, kept = first
+        info = {"rollouts": rollouts, "generated_tokens": tokens, "dynamic_rounds": rounds}
+        return kept_ex, kept, {**info, "dynamic_dropped_groups": dropped}
 
     def _score(self, completions: list[list[int]], examples: list[Example]):
         """(rewards, correct, truncated) per row; reward.truncated=zero scores a truncated sample 0 and wrong
@@ -537,8 +608,9 @@ class Trainer:
         """Lock the run directory, record the config and plan; (checkpointer, metric sinks, progress bar)."""
         from gcpo_lite.checkpoint import Checkpointer
         from gcpo_lite.rundir import lock_run_dir
-        from gcpo_lite.runlog import ProgressBar, Reporters
+        from gcpo_lite.runlog import ProgressBar, Reporters, reset_peak_memory
 
+        reset_peak_memory(self.device)  # metrics' peak_memory_bytes: each step's own, not the model load's
         lock_run_dir(self.out_dir)  # re-entrant: the CLI already holds it; a second process fails here
         save_config(self.cfg, self.out_dir / "config.yaml")
         (self.out_dir / "plan.json").write_text(json.dumps(self.plan.to_dict(), indent=1, default=str))
@@ -566,7 +638,8 @@ class Trainer:
         upd = self.update(batch)
         self.step += 1
         t2 = time.time()
-        tokens = batch.metrics["sampled_tokens"]  # the policy's own tokens: gold rows are not generated
+        # the policy's own tokens (gold rows are not generated), dropped dynamic-sampling groups included
+        tokens = batch.metrics.get("generated_tokens", batch.metrics["sampled_tokens"])
         row = {
             "step": self.step,
             **batch.metrics,

@@ -250,3 +250,12 @@ def test_data_errors_are_config_errors():
     from gcpo_lite.config import ConfigError
 
     assert issubclass(DataError, ConfigError)  # the CLI prints them without a traceback
+
+
+def test_builtin_held_out_split_is_the_same_for_every_seed():
+    """Runs with different seeds are scored on the same prompts, none of which the demo's pretrained base (made
+    from the training split) has seen (issue 10)."""
+    _, held0 = load_examples(DataConfig(), seed=0)
+    train5, held5 = load_examples(DataConfig(), seed=5)
+    assert [e.prompt for e in held0] == [e.prompt for e in held5]
+    assert not {e.prompt for e in held5} & {e.prompt for e in train5}

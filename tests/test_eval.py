@@ -143,3 +143,23 @@ def test_cli_has_eval(embedded_model_dir, tmp_path):
         == 0
     )
     assert (tmp_path / "ev" / "summary.json").is_file()
+
+
+def test_eval_without_model_uses_the_adapters_own_base(tmp_path):
+    """`eval --adapter RUN/adapter` scores the adapter on the base it was trained on (the demo's base is not the
+    default model), unless that base was a path on another machine."""
+    import json
+
+    from gcpo_lite.commands.evaluate import _adapter_base
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    for base, want in [
+        (str(tmp_path), str(tmp_path)),
+        ("embedded-tiny-qwen2-addition", "embedded-tiny-qwen2-addition"),
+        ("Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct"),
+        ("/elsewhere/model", None),
+    ]:
+        (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base}))
+        assert _adapter_base(str(adapter)) == want
+    assert _adapter_base(None) is None

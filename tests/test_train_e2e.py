@@ -187,3 +187,5 @@ def test_a_real_model_without_dataset_trains_on_gsm8k(tmp_path):
     assert cfg.data.dataset == "addition"  # an explicit choice wins
     cfg, embedded = config_from_args(parse(["train"]))
     assert embedded and cfg.data.dataset in (None, "addition")
+    cfg, _ = config_from_args(parse(["train", "--model", "embedded-tiny-qwen2-addition"]))
+    assert cfg.data.dataset is None  # the demo's base is embedded: the built-in task, not gsm8k

@@ -16,6 +16,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Optional
 
 from gcpo_lite.config import ConfigError, DataConfig, ModelConfig
 
@@ -29,7 +30,8 @@ DEFAULT_MATH_TOKENS = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--model", help="registry short name, hub id or local path (omitted: the embedded tiny model)"
+        "--model",
+        help="registry short name, hub id or local path (omitted: the --adapter's own base, else the embedded model)",
     )
     p.add_argument(
         "--adapter", metavar="DIR", help="LoRA adapter directory saved by `gcpo-lite train` (DIR/adapter)"
@@ -119,13 +121,32 @@ def _check(args) -> float:
     return temperature
 
 
+def _adapter_base(adapter: Optional[str]) -> Optional[str]:
+    """The base an adapter was trained on (its adapter_config.json), when that is still on this machine or a
+    hub id; None without an adapter. Lets `eval --adapter RUN/adapter` score the adapter on its own base."""
+    if not adapter:
+        return None
+    try:
+        base = json.loads((Path(adapter) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError):
+        return None
+    if (
+        not isinstance(base, str)
+        or not base
+        or (base.startswith(("/", ".", "~")) and not Path(base).exists())
+    ):
+        return None  # a path from another machine: the default model, as before
+    return base
+
+
 def _load_model(args, device):
     from gcpo_lite.models import ensure_embedded_model, load_base_model, load_tokenizer, resolve_model
 
-    model_cfg = ModelConfig(name=args.model, quantize=not args.no_quantize, gradient_checkpointing=False)
+    name = args.model or _adapter_base(args.adapter)  # no --model: the adapter's own base
+    model_cfg = ModelConfig(name=name, quantize=not args.no_quantize, gradient_checkpointing=False)
     resolved = resolve_model(model_cfg.name)
     if resolved.embedded:
-        ensure_embedded_model()
+        ensure_embedded_model(resolved.display)
     tokenizer = load_tokenizer(resolved.source, model_cfg)
     model = load_base_model(resolved.source, model_cfg, device)
     if args.adapter:

@@ -477,7 +477,7 @@ def export(
     cfg = run_config(run_dir)
     resolved = resolve_model(cfg.model.name)
     if resolved.embedded:
-        ensure_embedded_model()
+        ensure_embedded_model(resolved.display)
     src = adapter_source(run_dir, checkpoint)
     step = checkpoint if checkpoint is not None else None
     if step is None and src.parent.parent.name == "checkpoints":

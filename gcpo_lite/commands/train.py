@@ -1,7 +1,7 @@
 """Train a LoRA adapter with GCPO.
 
-With no --config, --model or --dataset, trains the embedded default offline: a tiny random
-Qwen2 model (created and cached on first use) on the built-in two-digit addition task.
+With no --config, --model or --dataset, trains the embedded default offline: a tiny Qwen2 model with
+partial skill (created and briefly pretrained on first use, then cached) on the built-in two-digit addition task.
 Every config key can be set as a dotted override, e.g. `gcpo.num_generations=4`.
 """
 
@@ -13,7 +13,7 @@ import textwrap
 from gcpo_lite.commands.flags import flag_overrides
 from gcpo_lite.config import apply_overrides, describe_options, from_dict, load_config
 from gcpo_lite.presets import EMBEDDED_DEFAULT
-from gcpo_lite.registry import EMBEDDED_NAME
+from gcpo_lite.registry import EMBEDDED_BASE_NAME, EMBEDDED_NAME
 
 RUN_DIR_NOTE = """\
 the run directory: one run writes it at a time (an exclusive lock, RUN_DIR/.lock, released when the
@@ -93,7 +93,7 @@ def config_from_args(args: argparse.Namespace):
     if embedded:
         return from_dict(apply_overrides(EMBEDDED_DEFAULT, flags + list(args.overrides))), True
     cfg = load_config(args.config, flags + list(args.overrides))
-    if cfg.data.dataset is None and cfg.model.name not in (None, EMBEDDED_NAME):
+    if cfg.data.dataset is None and cfg.model.name not in (None, EMBEDDED_NAME, EMBEDDED_BASE_NAME):
         # A real model solves the built-in tasks outright (every group all-correct: nothing to learn).
         cfg = load_config(args.config, [f"data.dataset={REAL_MODEL_DATASET}"] + flags + list(args.overrides))
     return cfg, False
@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     elif embedded:
         print(
             "gcpo-lite: no --config/--model/--dataset given: training the embedded default "
-            "(tiny random Qwen2, 4-bit NF4 + LoRA, built-in task 'addition', offline)",
+            "(a tiny Qwen2 base with partial skill, 4-bit NF4 + LoRA, built-in task 'addition', G=4, offline)",
             flush=True,
         )
     else:

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Optional
 
 from gcpo_lite.errors import ConfigError
-from gcpo_lite.registry import BY_HUB_ID, EMBEDDED_ARCH, EMBEDDED_NAME, REGISTRY, embedded_model_dir
+from gcpo_lite.registry import (
+    BY_HUB_ID,
+    EMBEDDED_ARCH,
+    EMBEDDED_BASE_NAME,
+    EMBEDDED_NAME,
+    REGISTRY,
+    embedded_model_dir,
+)
 
 
 @dataclass(frozen=True)
@@ -166,7 +173,7 @@ def _read_config_json(path: Path) -> dict:
 
 def resolve(name: Optional[str]) -> Architecture:
     """Architecture for a registry short name, hub id, local path or the embedded tiny model (None)."""
-    if name is None or name == EMBEDDED_NAME:
+    if name is None or name in (EMBEDDED_NAME, EMBEDDED_BASE_NAME):  # the demo's base: the same shapes
         return tiny_architecture()
     key = name.strip()
     short = key.lower() if key.lower() in REGISTRY else BY_HUB_ID.get(key.lower())

@@ -1,0 +1,74 @@
+"""gcpo.dynamic_sampling (DAPO): groups whose rewards are all equal are dropped and refilled from new prompts
+for at most dynamic_sampling_max_rounds extra rounds; every generated rollout is counted (issue 10)."""
+
+import pytest
+
+from gcpo_lite.config import from_dict
+from gcpo_lite.tasks import Example
+from gcpo_lite.trainer import Trainer
+
+G = 4
+EX = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]
+
+
+@pytest.fixture(scope="module")
+def trainer(embedded_model_dir, tmp_path_factory):
+    cfg = from_dict(
+        {
+            "model": {"quantize": False, "gradient_checkpointing": False},
+            "gcpo": {"num_generations": G, "max_completion_length": 6, "dynamic_sampling": True},
+            "train": {"batch_size": 2 * G, "output_dir": str(tmp_path_factory.mktemp("run"))},
+            "data": {"eval_size": 4},
+        }
+    )
+    return Trainer(cfg, progress=False)
+
+
+def script(tr, monkeypatch, rounds):
+    """Each generate call answers with the next round's group patterns ('1' is right, '0' wrong)."""
+    calls = []
+
+    def generate(prompts, temperature, max_new_tokens):
+        texts = [t for group in rounds[len(calls)] for t in group]
+        assert len(texts) == len(prompts), (len(texts), len(prompts))
+        calls.append(len(prompts))
+        ids = [
+            tr.tokenizer(t, add_special_tokens=False).input_ids + [tr.tokenizer.eos_token_id] for t in texts
+        ]
+        return ids, [-1.0] * len(ids)
+
+    monkeypatch.setattr(tr, "generate", generate)
+    monkeypatch.setattr(tr.rewards, "verifier", lambda text, ex: float(text == "1"))
+    monkeypatch.setattr(tr.cfg.gcpo, "gold_injection", "never")
+    return calls
+
+
+def test_equal_groups_are_dropped_and_refilled(trainer, monkeypatch):
+    mixed, solved, failed = ["1", "0", "0", "1"], ["1"] * 4, ["0"] * 4
+    # round 1: one of two groups has contrast -> keep rate 1/2 -> 2 new prompts for 1 missing group
+    calls = script(trainer, monkeypatch, [[solved, mixed], [failed, mixed]])
+    b = trainer.rollout(EX)
+    assert calls == [8, 8] and len(b.examples) == 2 and len(b.prompts) == 8
+    assert b.examples[0] is EX[1]  # the kept group of the first round, then one refill
+    assert b.metrics["rollouts"] == 16 and b.metrics["dynamic_rounds"] == 1
+    assert b.metrics["dynamic_dropped_groups"] == 2
+    assert b.rewards.tolist() == [1, 0, 0, 1] * 2
+    assert (b.advantages.view(2, G).abs().sum(1) > 0).all()  # every kept group carries a gradient
+
+
+def test_rounds_are_bounded_and_nothing_kept_falls_back(trainer, monkeypatch):
+    monkeypatch.setattr(trainer.cfg.gcpo, "dynamic_sampling_max_rounds", 2)
+    failed = ["0"] * 4
+    calls = script(trainer, monkeypatch, [[failed, failed], [failed] * 8, [failed] * 8])
+    b = trainer.rollout(EX)
+    assert len(calls) == 3 and b.metrics["dynamic_rounds"] == 2  # 1 round + at most 2 extra
+    assert b.metrics["rollouts"] == sum(calls) == 8 + 32 + 32  # keep rate floor 0.1 -> 4x oversampling cap
+    assert b.examples == EX
+    assert len(b.prompts) == 8  # the first round's groups: all zero-advantage, skipped by the update
+
+
+def test_tokens_per_second_counts_dropped_rollouts(trainer, monkeypatch):
+    mixed, solved = ["1", "0", "0", "1"], ["1"] * 4
+    script(trainer, monkeypatch, [[solved, mixed], [mixed, mixed]])
+    b = trainer.rollout(EX)
+    assert b.metrics["generated_tokens"] == 16 * 2 > b.metrics["sampled_tokens"] == 8 * 2
