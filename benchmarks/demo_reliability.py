@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_md import write_section  # this folder (the script's own, first on sys.path)
+
 SECTION = "## Demo reliability: `gcpo-lite train` over seeds (issue 10)"
 THRESHOLDS = (0.5, 0.8)
 
@@ -107,21 +109,9 @@ def main() -> int:
             + "\n".join(table)
             + f"\n\n{summary}\n"
         )
-        write_section(args.write_md, body)
+        write_section(args.write_md, SECTION, body)
         print(f"wrote {SECTION!r} to {args.write_md}")
     return 0
-
-
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) this script's '## ' section, leaving the rest of the file as it is."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[nxt:] if nxt >= 0 else "")
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_md import write_section  # this folder (the script's own, first on sys.path)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gcpo_lite.config import apply_overrides, from_dict  # noqa: E402
@@ -183,21 +185,9 @@ def main() -> int:
             "",
         ]
         md += [f"- {line}" for line in lines] + [""] + table
-        write_section(Path(args.write_md), "\n".join(md) + "\n")
+        write_section(Path(args.write_md), SECTION, "\n".join(md) + "\n")
         print(f"wrote {SECTION!r} to {args.write_md}")
     return 0
-
-
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) this script's '## ' section, leaving the rest of the file as it is."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("" if nxt < 0 else "\n" + text[nxt + 1 :])
-    path.write_text(text)
 
 
 if __name__ == "__main__":

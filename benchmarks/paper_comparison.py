@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_md import write_section  # this folder (the script's own, first on sys.path)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gcpo_lite.config import apply_overrides, from_dict  # noqa: E402
@@ -194,21 +196,9 @@ def main() -> int:
             f"a three-digit answer; at the base, {wrong:.0%} of their groups of 4 are all wrong.\n\n"
             f"{summary}\n\n{curves}\n" + (f"\n![curves]({args.plot.name})\n" if args.plot else "")
         )
-        write_section(args.write_md, body)
+        write_section(args.write_md, SECTION, body)
         print(f"wrote {SECTION!r} to {args.write_md}")
     return 0
-
-
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) this script's '## ' section, leaving the rest of the file as it is."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[nxt:] if nxt >= 0 else "")
-    path.write_text(text)
 
 
 if __name__ == "__main__":

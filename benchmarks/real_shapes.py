@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+from bench_md import write_section  # noqa: E402
 from synthetic_model import QWEN25_05B  # noqa: E402  (a dict: imports nothing heavy)
 
 SECTION = "## Real-size shapes: Qwen2.5-0.5B architecture on this machine (issue 10)"
@@ -95,14 +96,7 @@ def main() -> int:
             f"{SECTION}\n\nCommand: `python benchmarks/real_shapes.py --layers {args.layers} --steps {args.steps}` "
             f"({platform.machine()}, {os.cpu_count()} cores, torch CPU).\n\n" + "\n".join(lines) + "\n"
         )
-        text = args.write_md.read_text()
-        start = text.find(SECTION)
-        if start < 0:
-            text = text.rstrip("\n") + "\n\n" + body
-        else:
-            nxt = text.find("\n## ", start + len(SECTION))
-            text = text[:start] + body + (text[nxt:] if nxt >= 0 else "")
-        args.write_md.write_text(text)
+        write_section(args.write_md, SECTION, body)
     return 0
 
 

@@ -9,7 +9,6 @@ log-probs see the full vocabulary. Used by benchmarks/real_shapes.py and tests/t
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 QWEN25_05B = dict(  # Qwen/Qwen2.5-0.5B-Instruct's config.json
@@ -80,24 +79,12 @@ def save_model(directory: Path, arch: dict, tokenizer_size: int = QWEN_TOKENIZER
     """A random Qwen2 with `arch` (a Qwen2Config's fields) and the synthetic tokenizer, saved to `directory`
     in bf16 as a hub checkpoint would be."""
     import torch
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from gcpo_lite.models import CHAT_TEMPLATE
+    from gcpo_lite.models import save_chatml_tokenizer
 
     raw = synthetic_tokenizer(tokenizer_size)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=raw,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token=None,
-        bos_token=None,
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(directory)
-    cfg_path = directory / "tokenizer_config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["tokenizer_class"] = "Qwen2Tokenizer"
-    cfg_path.write_text(json.dumps(cfg, indent=2))
+    save_chatml_tokenizer(raw, directory)
     config = Qwen2Config(
         **arch,
         bos_token_id=None,

@@ -3,11 +3,7 @@
 // closed-form forward and its derivative with respect to the per-token log-probs.
 #pragma once
 
-#if defined(__CUDACC__)
-#define GCPO_HD __host__ __device__ __forceinline__
-#else
-#define GCPO_HD inline
-#endif
+#include "hd.h"
 
 namespace gcpo_lite {
 

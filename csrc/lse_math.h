@@ -12,11 +12,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define GCPO_HD __host__ __device__ __forceinline__
-#else
-#define GCPO_HD inline
-#endif
+#include "hd.h"
 
 namespace gcpo_lite {
 namespace lse {

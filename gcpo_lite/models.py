@@ -123,17 +123,11 @@ def build_tiny_tokenizer(corpus: list[str]):
     return tok
 
 
-def create_embedded_model(directory: Path, seed: int = 0) -> Path:
-    """Write the tiny random Qwen2 model and its tokenizer to `directory` (atomically)."""
-    import tempfile
+def save_chatml_tokenizer(raw, directory: Path) -> None:
+    """Save a `tokenizers.Tokenizer` with ChatML specials as a Qwen2 tokenizer (EOS <|im_end|>, pad
+    <|endoftext|>, the ChatML template), which AutoTokenizer reloads as Qwen2's own class."""
+    from transformers import PreTrainedTokenizerFast
 
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    from gcpo_lite.tasks import DEFAULT_TASK, TASKS
-
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".", dir=directory.parent))
-    raw = build_tiny_tokenizer(TASKS[DEFAULT_TASK].corpus())
     fast = PreTrainedTokenizerFast(
         tokenizer_object=raw,
         eos_token="<|im_end|>",
@@ -142,12 +136,25 @@ def create_embedded_model(directory: Path, seed: int = 0) -> Path:
         bos_token=None,
     )
     fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(tmp)
-    # Make AutoTokenizer load it as Qwen2's own tokenizer class.
-    tcfg_path = tmp / "tokenizer_config.json"
+    fast.save_pretrained(directory)
+    tcfg_path = Path(directory) / "tokenizer_config.json"
     tcfg = json.loads(tcfg_path.read_text())
     tcfg["tokenizer_class"] = "Qwen2Tokenizer"
     tcfg_path.write_text(json.dumps(tcfg, indent=2))
+
+
+def create_embedded_model(directory: Path, seed: int = 0) -> Path:
+    """Write the tiny random Qwen2 model and its tokenizer to `directory` (atomically)."""
+    import tempfile
+
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from gcpo_lite.tasks import DEFAULT_TASK, TASKS
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".", dir=directory.parent))
+    raw = build_tiny_tokenizer(TASKS[DEFAULT_TASK].corpus())
+    save_chatml_tokenizer(raw, tmp)
     config = Qwen2Config(
         vocab_size=raw.get_vocab_size(),
         **EMBEDDED_ARCH,

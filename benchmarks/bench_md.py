@@ -1,0 +1,18 @@
+"""Writing a benchmark's results into docs/BENCHMARKS.md: each script owns one '## ' section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_section(path: Path, section: str, body: str) -> None:
+    """Replace the '## ' section titled `section` in `path` with `body` (which starts with that title), or append
+    it; the rest of the file stays as it is."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start = text.find(section)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + body
+    else:
+        nxt = text.find("\n## ", start + len(section))
+        text = text[:start] + body + (text[nxt:] if nxt >= 0 else "")
+    path.write_text(text)
