@@ -328,7 +328,23 @@ def load_base_model(source: str, cfg: ModelConfig, device: torch.device):
     check_head(model.get_output_embeddings(), source)
     for p in model.parameters():
         p.requires_grad_(False)
+    if device.type == "cpu":
+        release_freed_heap()
     return model
+
+
+def release_freed_heap() -> None:
+    """Give the heap that loading freed back to the OS (glibc's malloc_trim). Loading a checkpoint, casting and
+    quantizing it frees several hundred MB that glibc otherwise keeps mapped, so a CPU run's resident set stays
+    that much above what the memory plan counts (measured: 0.25-0.8 GiB for a 0.5B model). No-op elsewhere."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _keep_cpu_4bit_trainable(model) -> None:
