@@ -444,25 +444,19 @@ class Trainer:
         return metrics
 
     # ------------------------------------------------------------ update
-    def _logps(self, rows, grad: bool):
-        with torch.set_grad_enabled(grad):
-            return completion_logprobs(
-                self.model,
-                rows,
-                temperature=self.cfg.gcpo.temperature,
-                suppress_ids=self.suppress_t,
-                chunk_size=self.plan.logits_chunk_size,
-            )
+    def _logprob_kwargs(self) -> dict:
+        """How every training-side log-prob is taken: sampling temperature, banned ids, the plan's chunk."""
+        return dict(
+            temperature=self.cfg.gcpo.temperature,
+            suppress_ids=self.suppress_t,
+            chunk_size=self.plan.logits_chunk_size,
+        )
 
-    def _ref_logps(self, rows):
-        with torch.no_grad(), self.model.disable_adapter():
-            return completion_logprobs(
-                self.model,
-                rows,
-                temperature=self.cfg.gcpo.temperature,
-                suppress_ids=self.suppress_t,
-                chunk_size=self.plan.logits_chunk_size,
-            )
+    def _nograd_logps(self, rows, reference: bool = False):
+        """(b, T) log-probs without gradient: the old policy's, or with reference=True the adapter-free base's."""
+        adapter_off = self.model.disable_adapter() if reference else contextlib.nullcontext()
+        with torch.no_grad(), adapter_off:
+            return completion_logprobs(self.model, rows, **self._logprob_kwargs())
 
     def update(self, batch: StepBatch) -> dict:
         """num_iterations optimizer steps on the batch; returns loss metrics."""
@@ -538,7 +532,7 @@ class Trainer:
 
     def _logps_part(self, work: "_UpdateRows", reference: bool, s: int, e: int) -> list:
         rows = work.padded(s, e, self.pad_id, self.device)
-        lp = self._ref_logps(rows) if reference else self._logps(rows, grad=False)  # (b, T)
+        lp = self._nograd_logps(rows, reference)  # (b, T)
         return [lp[j, :n] for j, n in enumerate(work.lengths[s:e])]
 
     def _micro_step(self, work: "_UpdateRows", old, ref, s: int, e: int) -> tuple[float, float, float]:
@@ -559,9 +553,7 @@ class Trainer:
             max_completion_length=g.max_completion_length,
             normalizer=work.normalizer,
         )
-        lp_kw = dict(
-            temperature=g.temperature, suppress_ids=self.suppress_t, chunk_size=self.plan.logits_chunk_size
-        )
+        lp_kw = self._logprob_kwargs()
         if self.cfg.train.fused_loss:  # hidden states -> loss in one op (kernels.gcpo_loss_from_hidden)
             loss, m = completion_loss(self.model, rows, old_lp, advantages, **lp_kw, **loss_kw)
         else:  # the composition: per-token log-probs, then the loss
