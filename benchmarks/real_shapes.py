@@ -1,12 +1,13 @@
 """Real-size shapes on this machine: a random Qwen2.5-0.5B (exact architecture, 151,936-wide vocabulary, tied
 embeddings) with a synthetic tokenizer of the full size, through train -> eval -> export (issue 10).
 
-    python benchmarks/real_shapes.py [--layers 24] [--steps 2] [--write-md docs/BENCHMARKS.md]
+    python benchmarks/real_shapes.py [--layers 24] [--steps 2] [--allocators caching,system] [--write-md FILE]
 
 Runs, each as its own process: `gcpo-lite train` for --steps steps in 4-bit NF4 with LoRA (2 prompts x G=4,
 completions of up to 32 tokens), `gcpo-lite eval` of the adapter, `gcpo-lite export`. Reports each command's
 wall time and peak RSS (os.wait4), the training steps' measured peak RSS (metrics.jsonl: peak_memory_bytes)
-against the memory plan's prediction (plan_predicted_peak_bytes), and the time per step.
+against the memory plan's prediction (plan_predicted_peak_bytes), and the time per step. With more than one
+--allocators value, `train` runs once per CPU allocator (scheduler.cpu_allocator), side by side.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, default=QWEN25_05B["num_hidden_layers"])
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--allocators", default="caching", help="comma-separated scheduler.cpu_allocator values")
     ap.add_argument("--write-md", type=Path)
     args = ap.parse_args()
     cli = [sys.executable, "-m", "gcpo_lite.cli"]
@@ -62,38 +64,50 @@ def main() -> int:
             f"save_model(Path({str(model)!r}), {{**QWEN25_05B, 'num_hidden_layers': {args.layers}}})"
         )
         make_s, _, _ = timed([sys.executable, "-c", make])
-        train = [
-            *cli, "train", "--model", str(model), "--dataset", "addition", "--output-dir", str(run), "--no-progress",
-            f"train.max_steps={args.steps}", "train.batch_size=8", "gcpo.num_generations=4",
-            "gcpo.max_completion_length=32", "train.eval_steps=0", "data.eval_size=8",
-        ]  # fmt: skip
-        results = {"train": timed(train)}
+        allocators = args.allocators.split(",")
+        results, steps_by = {}, {}
+        for alloc in allocators:
+            run = Path(tmp) / f"run-{alloc}"
+            train = [
+                *cli, "train", "--model", str(model), "--dataset", "addition", "--output-dir", str(run),
+                "--no-progress", f"train.max_steps={args.steps}", "train.batch_size=8", "gcpo.num_generations=4",
+                "gcpo.max_completion_length=32", "train.eval_steps=0", "data.eval_size=8",
+                f"scheduler.cpu_allocator={alloc}",
+            ]  # fmt: skip
+            results[f"train ({alloc} allocator)"] = timed(train)
+            rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+            steps_by[alloc] = [r for r in rows if "rollout_s" in r]
+        run = Path(tmp) / f"run-{allocators[0]}"
         evaluate = [
             *cli, "eval", "--model", str(model), "--adapter", str(run / "adapter"), "--dataset", "addition",
             "--limit", "8", "--max-new-tokens", "32", "--no-progress",
         ]  # fmt: skip
         results["eval"] = timed(evaluate)
         results["export"] = timed([*cli, "export", str(run), "--output-dir", str(export)])
-        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        steps = [r for r in rows if "rollout_s" in r]
+    step_lines = []
+    for alloc, steps in steps_by.items():
         measured = max(r["peak_memory_bytes"] for r in steps)
         predicted = steps[-1]["plan_predicted_peak_bytes"]
-        step_s = [r["rollout_s"] + r["update_s"] for r in steps]
+        times = ", ".join(f"{r['rollout_s'] + r['update_s']:.1f} s" for r in steps)
+        step_lines.append(
+            f"- {alloc} allocator: steps {times} (rollout + update, 8 rollouts of up to 32 tokens); steps' peak RSS "
+            f"{measured / GiB:.2f} GiB vs the plan's {predicted / GiB:.2f} GiB: {measured / predicted - 1:+.0%}"
+        )
     lines = [
         f"model: random Qwen2.5-0.5B architecture ({args.layers} layers, hidden 896, 14/2 heads, vocab 151,936, "
         f"tied), synthetic 151,665-token tokenizer; made and saved in {make_s:.0f} s",
+        "",
         "| command | wall time | peak RSS |",
         "|---|---|---|",
         *(f"| gcpo-lite {k} | {v[0]:.0f} s | {v[1] / GiB:.2f} GiB |" for k, v in results.items()),
         "",
-        f"training steps: {', '.join(f'{s:.1f} s' for s in step_s)} (rollout + update, 8 rollouts of up to 32 tokens)",
-        f"training peak RSS {measured / GiB:.2f} GiB vs the plan's prediction {predicted / GiB:.2f} GiB: "
-        f"{measured / predicted - 1:+.0%}",
+        *step_lines,
     ]
     print("\n".join(lines))
     if args.write_md:
         body = (
-            f"{SECTION}\n\nCommand: `python benchmarks/real_shapes.py --layers {args.layers} --steps {args.steps}` "
+            f"{SECTION}\n\nCommand: `python benchmarks/real_shapes.py --layers {args.layers} --steps {args.steps} "
+            f"--allocators {args.allocators}` "
             f"({platform.machine()}, {os.cpu_count()} cores, torch CPU).\n\n" + "\n".join(lines) + "\n"
         )
         write_section(args.write_md, SECTION, body)

@@ -30,6 +30,7 @@ from gcpo_lite.data import PromptStream, dataset_name, is_builtin, load_examples
 from gcpo_lite.gold import Gold, gold_solution_text, inject, make_gold, prompt_opens_think
 from gcpo_lite.kernels import gcpo_loss
 from gcpo_lite.logprobs import completion_logprobs, completion_loss
+from gcpo_lite.memory import cpu_allocator
 from gcpo_lite.memory.oom import OOMBackoff
 from gcpo_lite.memory.planner import make_plan
 from gcpo_lite.models import load_policy, pick_device
@@ -197,12 +198,15 @@ class Trainer:
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.suppress = suppressed_ids(self.tokenizer, self.eos_ids, cfg.gcpo.suppress_tokens)
         self.suppress_t = torch.tensor(self.suppress, dtype=torch.long, device=self.device)
+        if self.device.type == "cpu" and cfg.scheduler.cpu_allocator == "caching":
+            self.cfg = cfg = self._install_cpu_allocator(cfg)
         longest_prompt = max(
             (len(prompt_ids(self.tokenizer, ex)) for ex in train_examples + self.eval_examples), default=1
         )  # the memory plan sizes for the prompts this run really has
         self.plan = make_plan(cfg, model_config=self.model.config, prompt_tokens=longest_prompt)
         if cfg.scheduler.auto_num_generations:  # auto values resolved once: the run's effective config
             self.cfg = cfg = cfg.with_num_generations(self.plan.num_generations)
+        self._cap_cpu_allocator()
         self.backoff = OOMBackoff(self.plan, enabled=cfg.scheduler.oom_backoff)  # OOM: halve the size, redo
         self.optimizer, self.lr_schedule = self._optimizer()
         self.out_dir = Path(t.output_dir)
@@ -212,6 +216,26 @@ class Trainer:
         self._entropy_sums: list[float] = []  # per sequence of the last generate call
 
     # ------------------------------------------------------------ helpers
+    def _install_cpu_allocator(self, cfg: Config) -> Config:
+        """The caching CPU allocator (its cap is set once the plan exists), or the system one with a warning
+        when the native extension is unavailable; returns the config naming the allocator the run has."""
+        ok, why = cpu_allocator.install(cpu_allocator.MIN_CAP_BYTES)
+        if ok:
+            return cfg
+        log.info("scheduler.cpu_allocator=caching is unavailable: %s; using the system allocator", why)
+        return cfg.with_cpu_allocator("system")
+
+    def _cap_cpu_allocator(self) -> None:
+        """The caching CPU allocator may cache what the plan counts as allocator slack."""
+        if self.device.type == "cpu" and self.cfg.scheduler.cpu_allocator == "caching":
+            slack = self.plan.components["allocator_overhead"]
+            cpu_allocator.install(max(slack, cpu_allocator.MIN_CAP_BYTES))
+
+    def _between_phases(self) -> None:
+        """Unmap the caching CPU allocator's cached blocks: one phase's sizes never sit through the other."""
+        if self.device.type == "cpu" and self.cfg.scheduler.cpu_allocator == "caching":
+            cpu_allocator.empty_cache()
+
     def _optimizer(self):
         """train.optimizer on the LoRA weights, and its LR schedule (advanced once per step)."""
         t = self.cfg.train
@@ -575,6 +599,7 @@ class Trainer:
         completions, _ = self.generate(
             prompts, self.cfg.train.eval_temperature, self.cfg.gcpo.max_completion_length
         )
+        self._between_phases()
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
         return sum(self.rewards.correct(t, ex) for t, ex in zip(texts, examples)) / len(examples)
 
@@ -626,8 +651,10 @@ class Trainer:
         t0 = time.time()
         self.backoff.step = self.step + 1  # OOM backoff events name the step they happened in
         batch = self.rollout(self.next_examples(self.cfg.prompts_per_step))
+        self._between_phases()
         t1 = time.time()
         upd = self.update(batch)
+        self._between_phases()
         self.step += 1
         t2 = time.time()
         # the policy's own tokens (gold rows are not generated), dropped dynamic-sampling groups included

@@ -41,7 +41,7 @@ COMPONENT_NOTES = {  # component -> (phase, what it is)
     "logits": ("training", "one log-prob chunk: (chunk, V) scores + hidden grad"),
     "layer_backward": ("training", "one layer recomputed + its grads (not with logits)"),
     "lora_grads": ("training", "fp32 LoRA grads (x2 while accumulating)"),
-    "allocator_overhead": ("always", "fragmentation / caching slack"),
+    "allocator_overhead": ("always", "fragmentation / caching slack (CPU caching allocator: its cap)"),
 }
 
 
@@ -190,6 +190,7 @@ def build(args) -> dict:
             "gradient_checkpointing": shape.gradient_checkpointing,
             "quantize": shape.quantize,
             "logprob_backend": shape.logprob_backend,
+            "cpu_allocator": shape.cpu_allocator if shape.device == "cpu" else None,
         },
     }
 
@@ -208,7 +209,8 @@ def render(d: dict) -> str:
         f"{a['vocab_size']}; {s['prompt_tokens']}-token prompts + {s['completion_tokens']}-token completions; "
         f"LoRA r={s['lora_r']} on {len(s['lora_targets'])} modules; {s['optimizer']}; gradient checkpointing "
         f"{'on' if s['gradient_checkpointing'] else 'off'}; {'4-bit NF4' if s['quantize'] else 'unquantized'} base; "
-        f"{s['logprob_backend']} log-prob kernels",
+        f"{s['logprob_backend']} log-prob kernels"
+        + (f"; {s['cpu_allocator']} CPU allocator" if s.get("cpu_allocator") else ""),
         f"  budget {gib(d['budget_bytes'])} ({d['budget_source']})",
         "",
         f"  {'component':<20}{'predicted':>11}  {'phase':<11}what",

@@ -327,6 +327,7 @@ def shape_from_config(
         top_p=cfg.gcpo.top_p,
         device="cuda" if device.startswith("cuda") else "cpu",
         logprob_backend=backend or logprob_backend(cfg, device),
+        cpu_allocator=cfg.scheduler.cpu_allocator,
     )
 
 
