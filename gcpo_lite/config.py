@@ -308,6 +308,14 @@ class SchedulerConfig:
             "sample lost)"
         },
     )
+    dequantized_base: bool = field(
+        default=True,
+        metadata={
+            "help": "keep a dequantized copy (compute dtype) of the frozen 4-bit base for the decoder layers "
+            "that fit the memory budget with 20% to spare, so matmuls skip bitsandbytes' per-call "
+            "dequantization; false = always dequantize on the fly (the least memory)"
+        },
+    )
     cpu_allocator: Literal["caching", "system"] = field(
         default="caching",
         metadata={

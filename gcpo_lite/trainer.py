@@ -23,7 +23,7 @@ from typing import Callable, Optional
 
 import torch
 
-from gcpo_lite import kernels
+from gcpo_lite import dequantized_base, kernels
 from gcpo_lite.advantages import group_advantages, group_stats
 from gcpo_lite.config import Config, ConfigError, save_config
 from gcpo_lite.data import PromptStream, dataset_name, is_builtin, load_examples
@@ -33,7 +33,7 @@ from gcpo_lite.logprobs import completion_logprobs, completion_loss
 from gcpo_lite.memory import cpu_allocator
 from gcpo_lite.memory.oom import OOMBackoff
 from gcpo_lite.memory.planner import make_plan
-from gcpo_lite.models import load_policy, pick_device
+from gcpo_lite.models import compute_dtype, load_policy, pick_device
 from gcpo_lite.optimizers import build_optimizer, check_optimizer
 from gcpo_lite.prompts import completion_ids_for_text, eos_token_ids, prompt_ids, suppressed_ids
 from gcpo_lite.rng import rng_state, set_rng_state
@@ -206,7 +206,7 @@ class Trainer:
         self.plan = make_plan(cfg, model_config=self.model.config, prompt_tokens=longest_prompt)
         if cfg.scheduler.auto_num_generations:  # auto values resolved once: the run's effective config
             self.cfg = cfg = cfg.with_num_generations(self.plan.num_generations)
-        self._cap_cpu_allocator()
+        self._spend_planned_memory()
         self.backoff = OOMBackoff(self.plan, enabled=cfg.scheduler.oom_backoff)  # OOM: halve the size, redo
         self.optimizer, self.lr_schedule = self._optimizer()
         self.out_dir = Path(t.output_dir)
@@ -225,8 +225,12 @@ class Trainer:
         log.info("scheduler.cpu_allocator=caching is unavailable: %s; using the system allocator", why)
         return cfg.with_cpu_allocator("system")
 
-    def _cap_cpu_allocator(self) -> None:
-        """The caching CPU allocator may cache what the plan counts as allocator slack."""
+    def _spend_planned_memory(self) -> None:
+        """What the plan set aside beyond the batch sizes: the dequantized base's layers (speed) and, on CPU,
+        the caching allocator's cap (what the plan counts as allocator slack)."""
+        if self.plan.dequantized_layers and self.cfg.model.quantize:
+            dtype = compute_dtype(self.cfg.model, self.device)
+            dequantized_base.attach(self.model, self.plan.dequantized_layers, dtype)
         if self.device.type == "cpu" and self.cfg.scheduler.cpu_allocator == "caching":
             slack = self.plan.components["allocator_overhead"]
             cpu_allocator.install(max(slack, cpu_allocator.MIN_CAP_BYTES))
@@ -545,6 +549,9 @@ class Trainer:
             batch.masked if batch.masked is not None else torch.zeros(len(batch.prompts), dtype=torch.bool)
         )
         rows = [i for i in range(len(batch.prompts)) if keep[i // G] and not masked[i]]
+        # Micro-batches are consecutive slices of these rows: ordered by length, each one pads to lengths
+        # close to its own (the step's loss is a sum over rows, so the order does not change it).
+        rows.sort(key=lambda i: (len(batch.completions[i]), len(batch.prompts[i])))
         return rows, int((~keep).sum().item())
 
     def _per_row_logps(

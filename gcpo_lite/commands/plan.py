@@ -33,6 +33,7 @@ COMPONENT_NOTES = {  # component -> (phase, what it is)
     "runtime": ("always", "CUDA context + cuBLAS, or the Python/torch process"),
     "weights_4bit": ("static", "NF4 linear weights + quant state"),
     "weights_unquantized": ("static", "embeddings, untied lm_head, norms, biases"),
+    "weights_dequantized": ("static", "dequantized copy of the 4-bit base's layers that fit (speed)"),
     "lora_params": ("static", "LoRA A/B, fp32"),
     "optimizer_state": ("static", "AdamW moments (fp32 or 8-bit)"),
     "kv_cache": ("generation", "layers x 2 x kv_heads x head_dim x tokens x bytes"),
@@ -156,6 +157,7 @@ def build(args) -> dict:
     backend = args.kernels or (cfg.train.kernels if cfg.train.kernels != "auto" else "reference")
     shape = shape_from_config(cfg, device, dtype, optimizer=args.optimizer, backend=backend)
     plan = plan_for_config(cfg, arch, shape, budget, source)
+    shape = mm.with_changes(shape, dequantized_layers=plan.dequantized_layers)
     est = mm.estimate(arch, shape, plan.generation_batch_size, plan.micro_batch_size, plan.logits_chunk_size)
     name = cfg.model.name or "embedded tiny model"
     entry = REGISTRY.get((cfg.model.name or "").lower())
@@ -174,6 +176,7 @@ def build(args) -> dict:
         "micro_batch_size": plan.micro_batch_size,
         "gradient_accumulation_steps": plan.gradient_accumulation_steps,
         "logits_chunk_size": plan.logits_chunk_size,
+        "dequantized_layers": plan.dequantized_layers,
         "predicted_peak_bytes": plan.predicted_peak_bytes,
         "peak_phase": plan.peak_phase,
         "phase_totals": est.phase_totals,
@@ -232,6 +235,8 @@ def render(d: dict) -> str:
         f"  {'micro_batch_size':<28}{d['micro_batch_size']} sequences per forward/backward, "
         f"{d['gradient_accumulation_steps']} accumulation steps for a batch of {d['batch_size']}",
         f"  {'logits_chunk_size':<28}{d['logits_chunk_size']} tokens per log-prob chunk",
+        f"  {'dequantized_layers':<28}{d['dequantized_layers']} of {a['num_layers']} decoder layers keep a "
+        f"dequantized base ({gib(d['components'].get('weights_dequantized', 0))})",
     ]
     lines += [f"  warning: {w}" for w in d["warnings"]]
     return "\n".join(lines)

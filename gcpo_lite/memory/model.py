@@ -6,7 +6,8 @@ A step has two phases that never overlap, so the peak is
     runtime + static + max(generation, training) + allocator slack (a fraction of the larger phase)
 
   static      4-bit base weights with their quant state, unquantized embeddings / lm_head / norms,
-              LoRA parameters and optimizer state (alive the whole run)
+              the dequantized copy of the base layers the plan has room for, LoRA parameters and
+              optimizer state (alive the whole run)
   generation  KV cache for g sequences of prompt + completion tokens, the prefill's logits or
               per-layer transient, the sampler's (g, V) working set, a dequantized weight tile
   training    saved activations of m sequences (all layers, or layer inputs with gradient
@@ -71,6 +72,9 @@ class RunShape:
         "reference"  # gcpo_lite.kernels backend: native (compiled ops) | reference (PyTorch chunked)
     )
     cpu_allocator: str = "caching"  # CPU runs: caching (memory/cpu_allocator.py) | system (glibc's heap)
+    dequantized_layers: int = (
+        0  # leading decoder layers with a resident dequantized base (dequantized_base.py)
+    )
 
     @property
     def bytes(self) -> int:
@@ -121,7 +125,15 @@ def weight_bytes(arch: Architecture, shape: RunShape) -> dict[str, int]:
     head = 0 if arch.tie_word_embeddings else arch.vocab_size * H * b
     norms = (2 * L + 1) * H * b
     bias = L * (arch.q_dim + 2 * arch.kv_dim) * b if arch.qkv_bias else 0
-    return {"weights_4bit": linear_q, "weights_unquantized": embed + head + norms + bias + linear_full}
+    dequantized = 0
+    if shape.quantize:  # the resident compute-dtype copy of the first k layers' 4-bit projections
+        k = min(shape.dequantized_layers, L)
+        dequantized = k * sum(fin * fout for fin, fout in arch.linear_shapes().values()) * b
+    return {
+        "weights_4bit": linear_q,
+        "weights_unquantized": embed + head + norms + bias + linear_full,
+        "weights_dequantized": dequantized,
+    }
 
 
 def lora_numels(arch: Architecture, shape: RunShape) -> list[int]:
@@ -168,8 +180,9 @@ def layer_transient_bytes(arch: Architecture, shape: RunShape, tokens: int) -> i
 
 
 def dequant_tile_bytes(arch: Architecture, shape: RunShape) -> int:
-    """bnb dequantizes a 4-bit weight to the compute dtype for matmuls with more than one row."""
-    if not shape.quantize:
+    """bnb dequantizes a 4-bit weight to the compute dtype for matmuls with more than one row (not in the
+    layers that keep a dequantized copy)."""
+    if not shape.quantize or shape.dequantized_layers >= arch.num_layers:
         return 0
     return max(i * o for i, o in arch.linear_shapes().values()) * shape.bytes
 
@@ -330,6 +343,7 @@ def estimate(
     totals = {
         "static": comps["weights_4bit"]
         + comps["weights_unquantized"]
+        + comps["weights_dequantized"]
         + comps["lora_params"]
         + comps["optimizer_state"],
         "generation": comps["kv_cache"] + comps["generation_working"],

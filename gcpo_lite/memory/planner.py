@@ -11,6 +11,10 @@ already holds. The planner takes the memory model (memory_model.py) and picks
   logits_chunk_size      then the largest chunk up to the kernel's default (~256 MiB of logits) that fits
   num_generations        with scheduler.auto_num_generations: the largest G in [min, max] dividing
                          batch_size whose whole group fits one generate call (warns when G < 4)
+  dequantized_layers     with scheduler.dequantized_base and a 4-bit base: last, with what is left, the
+                         most decoder layers whose dequantized copy keeps the peak within
+                         DEQUANT_BUDGET_FRACTION of the budget (sizes come first: the copy buys speed, never
+                         a smaller batch)
 
 Each size is the largest that fits on its own and the phases never overlap, so more memory never
 gives a smaller size, and the same inputs always give the same plan. When even generation batch 1,
@@ -34,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MIN_CHUNK = 16  # smallest logits chunk the planner uses (tokens)
 GOLD_MIN_GROUP = 4  # below this group size gold injection has little contrast to work with
+DEQUANT_BUDGET_FRACTION = 0.8  # the dequantized base may raise the peak to this share of the budget, no more
 
 
 class InfeasiblePlanError(ConfigError):
@@ -54,6 +59,9 @@ class Plan:
     budget_source: str = ""  # where the budget came from
     components: dict = field(default_factory=dict)  # component -> predicted bytes
     peak_phase: str = ""  # generation | training
+    dequantized_layers: int = (
+        0  # leading decoder layers with a resident dequantized base (dequantized_base.py)
+    )
     warnings: list = field(default_factory=list)  # human-readable notes (small G, explicit sizes over budget)
     backoffs: list = field(default_factory=list)  # out-of-memory backoff events (oom.py) since the start
 
@@ -156,6 +164,7 @@ def plan_run(
     micro_batch_size: Optional[int] = None,
     logits_chunk_size: Optional[int] = None,
     model_name: Optional[str] = None,
+    dequantized_base: bool = False,
 ) -> Plan:
     """Choose the sizes (see the module docstring); explicit sizes are kept as given."""
     warnings: list[str] = []
@@ -195,6 +204,10 @@ def plan_run(
     chunk = min(
         chunk or MIN_CHUNK, max(MIN_CHUNK, micro * shape.completion_tokens)
     )  # > m x C rows buys nothing
+    if dequantized_base and shape.quantize:
+        shape = mm.with_changes(
+            shape, dequantized_layers=_dequantized_layers(arch, shape, budget_bytes, gen, micro, chunk)
+        )
     est = mm.estimate(arch, shape, gen, micro, chunk)
     if est.peak_bytes > budget_bytes:  # only explicit sizes can get here
         warnings.append(
@@ -212,8 +225,21 @@ def plan_run(
         budget_source=budget_source,
         components=dict(est.components),
         peak_phase=est.peak_phase,
+        dequantized_layers=shape.dequantized_layers,
         warnings=warnings,
     )
+
+
+def _dequantized_layers(
+    arch: Architecture, shape: mm.RunShape, budget: int, gen: int, micro: int, chunk: int
+) -> int:
+    """The most leading layers whose dequantized copy keeps the peak within DEQUANT_BUDGET_FRACTION x budget."""
+
+    def fits(k: int) -> bool:
+        est = mm.estimate(arch, mm.with_changes(shape, dequantized_layers=k), gen, micro, chunk)
+        return est.peak_bytes <= DEQUANT_BUDGET_FRACTION * budget
+
+    return _largest(list(range(arch.num_layers + 1)), fits) or 0
 
 
 def infeasible_message(
@@ -347,6 +373,7 @@ def plan_for_config(cfg: Config, arch: Architecture, shape: mm.RunShape, budget:
         micro_batch_size=cfg.train.micro_batch_size,
         logits_chunk_size=cfg.train.logits_chunk_size,
         model_name=cfg.model.name,
+        dequantized_base=sch.dequantized_base,
     )
 
 

@@ -1,0 +1,81 @@
+"""A resident dequantized copy of the frozen 4-bit base, for the decoder layers the memory plan has room for.
+
+The 4-bit base never changes, yet bitsandbytes dequantizes each weight again on every matmul of every decode
+step, recomputed forward and backward. Where the budget allows (memory/planner.py picks `dequantized_layers`),
+each bnb `Linear4bit` of the first k decoder layers keeps its weight dequantized once, in the compute dtype
+(bf16 on GPU, fp32 on CPU), and its forward becomes a plain `F.linear` on it. The values are the ones
+bitsandbytes' own dequantization gives, so the outputs are the same; the 4-bit weights stay as the storage
+format (adapter export, merge and the layers past k still use them).
+
+Shapes: a projection's weight is (out_features, in_features); x is (..., in_features).
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+import torch.nn.functional as F
+
+ATTR = "_gcpo_dequantized"  # the dequantized (out, in) weight on a Linear4bit
+
+
+def _dequantized_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """Linear4bit.forward with the resident weight: compute in its dtype, return in x's (as bitsandbytes)."""
+    weight = getattr(self, ATTR)
+    bias = None if self.bias is None else self.bias.to(weight.dtype)
+    return F.linear(x.to(weight.dtype), weight, bias).to(x.dtype)
+
+
+def _linear4bit_modules(layer) -> list:
+    import bitsandbytes as bnb
+
+    return [m for m in layer.modules() if isinstance(m, bnb.nn.Linear4bit)]
+
+
+def decoder_layers(model) -> list:
+    """The decoder's layer modules, in order (peft-wrapped or not)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return list(base.get_decoder().layers)
+
+
+@torch.no_grad()
+def attach(model, num_layers: int, dtype: torch.dtype) -> int:
+    """Keep a dequantized weight for every 4-bit projection of the first num_layers decoder layers, in the
+    layer's compute dtype (`dtype` where it has none set); returns the bytes now held. Layers already
+    attached are kept as they are."""
+    import bitsandbytes.functional as bnbf
+
+    held = 0
+    for layer in decoder_layers(model)[:num_layers]:
+        for m in _linear4bit_modules(layer):
+            if not hasattr(m, ATTR):
+                w = m.weight
+                as_dtype = m.compute_dtype or dtype  # bitsandbytes computes in the layer's compute dtype
+                setattr(m, ATTR, bnbf.dequantize_4bit(w.data, w.quant_state).to(as_dtype))
+                m.forward = types.MethodType(_dequantized_forward, m)
+            held += getattr(m, ATTR).numel() * getattr(m, ATTR).element_size()
+    return held
+
+
+def detach(model) -> int:
+    """Drop every dequantized copy (back to on-the-fly dequantization); returns the bytes released."""
+    released = 0
+    for layer in decoder_layers(model):
+        for m in _linear4bit_modules(layer):
+            if hasattr(m, ATTR):
+                released += getattr(m, ATTR).numel() * getattr(m, ATTR).element_size()
+                delattr(m, ATTR)
+                del m.forward  # the class's Linear4bit.forward again
+    return released
+
+
+def attached_layers(model) -> int:
+    """How many leading decoder layers have their dequantized copy."""
+    n = 0
+    for layer in decoder_layers(model):
+        mods = _linear4bit_modules(layer)
+        if not mods or not all(hasattr(m, ATTR) for m in mods):
+            break
+        n += 1
+    return n

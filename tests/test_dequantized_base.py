@@ -1,0 +1,109 @@
+"""The resident dequantized base (gcpo_lite/dequantized_base.py): the same log-probs and LoRA gradients as
+bitsandbytes' on-the-fly dequantization, attach/detach round trips, and the planner's choice of layers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gcpo_lite import dequantized_base
+from gcpo_lite.config import from_dict
+from gcpo_lite.logprobs import completion_logprobs
+from gcpo_lite.memory import model as mm
+from gcpo_lite.memory.architectures import resolve
+from gcpo_lite.memory.planner import DEQUANT_BUDGET_FRACTION, plan_run
+from gcpo_lite.models import load_policy
+from gcpo_lite.rollout import pad_batch
+
+GiB = 2**30
+
+
+@pytest.fixture(scope="module")
+def policy(embedded_model_dir):
+    cfg = from_dict({"model": {"name": str(embedded_model_dir), "gradient_checkpointing": False}})
+    torch.manual_seed(0)
+    model, tok, _ = load_policy(cfg, torch.device("cpu"))
+    for name, p in model.named_parameters():  # nonzero LoRA B, so the adapters take part in the check
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)
+    return model
+
+
+def _rows(vocab: int):
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(1, vocab, (n,), generator=g).tolist() for n in (7, 12, 3)]
+    completions = [torch.randint(1, vocab, (n,), generator=g).tolist() for n in (5, 9, 1)]
+    return pad_batch(prompts, completions, pad_id=0, device="cpu")
+
+
+def _logps_and_grads(model):
+    model.zero_grad(set_to_none=True)
+    lp = completion_logprobs(
+        model, _rows(model.config.vocab_size), temperature=0.7, suppress_ids=None, chunk_size=16
+    )
+    lp.sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    return lp.detach(), grads
+
+
+def test_same_logprobs_and_gradients_as_on_the_fly(policy):
+    lp_ref, g_ref = _logps_and_grads(policy)
+    layers = len(dequantized_base.decoder_layers(policy))
+    held = dequantized_base.attach(policy, layers, torch.float32)
+    try:
+        assert held > 0 and dequantized_base.attached_layers(policy) == layers
+        lp, g = _logps_and_grads(policy)
+    finally:
+        assert dequantized_base.detach(policy) == held
+    assert dequantized_base.attached_layers(policy) == 0
+    torch.testing.assert_close(lp, lp_ref, atol=1e-6, rtol=1e-6)
+    for name in g_ref:
+        torch.testing.assert_close(g[name], g_ref[name], atol=1e-6, rtol=1e-5, msg=name)
+    lp_after, _ = _logps_and_grads(policy)  # detached: bitsandbytes' own path again
+    torch.testing.assert_close(lp_after, lp_ref, atol=0, rtol=0)
+
+
+def test_partial_attach_counts_bytes(policy):
+    layers = dequantized_base.decoder_layers(policy)
+    held = dequantized_base.attach(policy, 1, torch.float32)
+    try:
+        expected = sum(
+            m.weight.quant_state.shape.numel() * 4 for m in dequantized_base._linear4bit_modules(layers[0])
+        )
+        assert held == expected and dequantized_base.attached_layers(policy) == 1
+    finally:
+        dequantized_base.detach(policy)
+
+
+def test_planner_spends_only_spare_memory_on_the_copy():
+    arch = resolve("qwen2.5-1.5b")
+    shape = mm.RunShape(prompt_tokens=256, completion_tokens=256, device="cuda")
+    kw = dict(batch_size=8, num_generations=8)
+    plain = plan_run(arch, shape, budget_bytes=8 * GiB, **kw)
+    spent = plan_run(arch, shape, budget_bytes=8 * GiB, dequantized_base=True, **kw)
+    # the same batch sizes: the copy never costs a smaller batch
+    assert (spent.generation_batch_size, spent.micro_batch_size) == (
+        plain.generation_batch_size,
+        plain.micro_batch_size,
+    )
+    assert 0 < spent.dequantized_layers < arch.num_layers
+    assert spent.predicted_peak_bytes <= DEQUANT_BUDGET_FRACTION * 8 * GiB
+    per_layer = sum(i * o for i, o in arch.linear_shapes().values()) * 2  # bf16
+    assert spent.components["weights_dequantized"] == spent.dequantized_layers * per_layer
+    assert plain.dequantized_layers == 0 and plain.components["weights_dequantized"] == 0
+    # one more layer would cross the line
+    more = mm.estimate(
+        arch,
+        mm.with_changes(shape, dequantized_layers=spent.dequantized_layers + 1),
+        spent.generation_batch_size,
+        spent.micro_batch_size,
+        spent.logits_chunk_size,
+    )
+    assert more.peak_bytes > DEQUANT_BUDGET_FRACTION * 8 * GiB
+    # plenty of memory: every layer; an unquantized base: none
+    assert (
+        plan_run(arch, shape, budget_bytes=64 * GiB, dequantized_base=True, **kw).dequantized_layers
+        == arch.num_layers
+    )
+    unq = mm.with_changes(shape, quantize=False)
+    assert plan_run(arch, unq, budget_bytes=64 * GiB, dequantized_base=True, **kw).dequantized_layers == 0
