@@ -327,6 +327,25 @@ class SchedulerConfig:
 
 
 @dataclass
+class RolloutConfig:
+    backend: Literal["builtin"] = field(
+        default="builtin",
+        metadata={
+            "help": "what turns prompts into completions and their sampling log-probs (gcpo_lite/"
+            "rollout_backends.py): builtin = gcpo-lite's KV-cached sampler on the training model"
+        },
+    )
+    share_prefill: bool = field(
+        default=True,
+        metadata={"help": "prefill each distinct prompt once and copy its KV cache to its G samples (exact)"},
+    )
+    drop_finished: bool = field(
+        default=True,
+        metadata={"help": "drop finished sequences from the decode batch, compacting the KV cache (exact)"},
+    )
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -335,6 +354,7 @@ class Config:
     gcpo: GCPOConfig = field(default_factory=GCPOConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
 
     def __post_init__(self):
         validate(self)

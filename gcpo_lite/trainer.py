@@ -37,7 +37,8 @@ from gcpo_lite.models import compute_dtype, load_policy, pick_device
 from gcpo_lite.optimizers import build_optimizer, check_optimizer
 from gcpo_lite.prompts import completion_ids_for_text, eos_token_ids, prompt_ids, suppressed_ids
 from gcpo_lite.rng import rng_state, set_rng_state
-from gcpo_lite.rollout import RowBatch, pad_batch, sample_completions
+from gcpo_lite.rollout import RowBatch, pad_batch
+from gcpo_lite.rollout_backends import make_backend
 from gcpo_lite.tasks import Example
 from gcpo_lite.verify.rewards import RewardModel, resolve_verifier
 
@@ -209,6 +210,7 @@ class Trainer:
         self._spend_planned_memory()
         self.backoff = OOMBackoff(self.plan, enabled=cfg.scheduler.oom_backoff)  # OOM: halve the size, redo
         self.optimizer, self.lr_schedule = self._optimizer()
+        self.rollout_backend = make_backend(cfg.rollout)  # prompts -> completions + sampling log-probs
         self.out_dir = Path(t.output_dir)
         self.step = 0
         self._prompt_cache: dict[int, list[int]] = {}
@@ -329,7 +331,7 @@ class Trainer:
         g = self.cfg.gcpo
 
         def chunk(s: int, e: int):
-            return sample_completions(
+            return self.rollout_backend.generate(
                 self.model,
                 prompts[s:e],
                 max_new_tokens=max_new_tokens,

@@ -4,6 +4,7 @@ with the same LoRA weights as a run that never hit an error."""
 
 import torch
 
+from gcpo_lite import rollout_backends as backends_mod
 from gcpo_lite import trainer as trainer_mod
 from gcpo_lite.config import from_dict
 from gcpo_lite.trainer import Trainer
@@ -51,7 +52,7 @@ def _oom():
 def test_backoff_run_matches_a_clean_run(embedded_model_dir, tmp_path, monkeypatch):
     clean_samples, clean_params = run(make(tmp_path / "clean", gen_batch=4, micro=8))
 
-    real_sample, real_logprobs = trainer_mod.sample_completions, trainer_mod.completion_logprobs
+    real_sample, real_logprobs = backends_mod.sample_completions, trainer_mod.completion_logprobs
     real_loss = trainer_mod.completion_loss
     failed = set()
 
@@ -80,7 +81,7 @@ def test_backoff_run_matches_a_clean_run(embedded_model_dir, tmp_path, monkeypat
             loss.register_hook(boom)
         return loss, m
 
-    monkeypatch.setattr(trainer_mod, "sample_completions", sample)
+    monkeypatch.setattr(backends_mod, "sample_completions", sample)
     monkeypatch.setattr(trainer_mod, "completion_logprobs", logprobs)
     monkeypatch.setattr(trainer_mod, "completion_loss", loss_fn)
     tr = make(tmp_path / "backoff", gen_batch=8, micro=8)
