@@ -59,7 +59,6 @@ class _UpdateRows:
         masked = batch.masked.tolist() if batch.masked is not None else [False] * len(batch.completions)
         counted = [c for c, m in zip(batch.completions, masked) if not m]
         self.normalizer = float(max(1, sum(map(len, counted)) if self.by_tokens else len(counted)))
-        self._trained = float(max(1, sum(self.lengths))) if self.by_tokens else float(len(rows))
 
     def padded(self, s: int, e: int, pad_id: int, device) -> RowBatch:
         idx = self.rows[s:e]
@@ -68,8 +67,9 @@ class _UpdateRows:
         )
 
     def share(self, s: int, e: int) -> float:
-        """rows[s:e]'s weight among the trained rows (or their tokens): clip and KL are means over those."""
-        return (sum(self.lengths[s:e]) if self.by_tokens else e - s) / self._trained
+        """rows[s:e]'s share of the trained completion tokens: the clip ratio and KL a micro-step reports are
+        means over its tokens, so token shares combine them into the step's token means exactly."""
+        return sum(self.lengths[s:e]) / max(1, sum(self.lengths))
 
 
 def _stack(values: list, s: int, e: int, width: int, device) -> torch.Tensor:
@@ -569,6 +569,21 @@ class Trainer:
         return [lp[j, :n] for j, n in enumerate(work.lengths[s:e])]
 
     def _micro_step(self, work: "_UpdateRows", old, ref, s: int, e: int) -> tuple[float, float, float]:
+        """Forward + backward of rows[s:e] (ordered by length) in up to train.length_buckets consecutive parts,
+        each padded to its own longest row: the gradients add up to the whole micro-batch's, with less
+        padding computed. Returns (loss, clip_ratio share, kl share) summed over the parts."""
+        parts = min(e - s, self._length_buckets())
+        bounds = [s + (e - s) * k // parts for k in range(parts + 1)]
+        sums = [self._bucket_step(work, old, ref, a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+        return tuple(sum(x) for x in zip(*sums))
+
+    def _length_buckets(self) -> int:
+        """train.length_buckets, or by default 4 on CPU (smaller matmuls cost the CPU little per token) and 1
+        on CUDA (keep the GPU's matmuls large; not measured there yet)."""
+        n = self.cfg.train.length_buckets
+        return n if n is not None else (4 if self.device.type == "cpu" else 1)
+
+    def _bucket_step(self, work: "_UpdateRows", old, ref, s: int, e: int) -> tuple[float, float, float]:
         """Forward + backward of rows[s:e]; the loss is already divided by the whole step's normalizer."""
         g = self.cfg.gcpo
         rows = work.padded(s, e, self.pad_id, self.device)
