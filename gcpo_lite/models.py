@@ -143,11 +143,26 @@ def save_chatml_tokenizer(raw, directory: Path) -> None:
     tcfg_path.write_text(json.dumps(tcfg, indent=2))
 
 
+def chatml_qwen2_config(raw, arch: dict):
+    """A Qwen2Config of architecture `arch` (layers, widths, heads) for the ChatML tokenizer `raw` (a tokenizers
+    BPE from build_tiny_tokenizer): its vocabulary, <|im_end|> as EOS, <|endoftext|> as padding."""
+    from transformers import Qwen2Config
+
+    return Qwen2Config(
+        vocab_size=raw.get_vocab_size(),
+        **arch,
+        bos_token_id=None,
+        eos_token_id=raw.token_to_id("<|im_end|>"),
+        pad_token_id=raw.token_to_id("<|endoftext|>"),
+        use_cache=True,
+    )
+
+
 def create_embedded_model(directory: Path, seed: int = 0) -> Path:
     """Write the tiny random Qwen2 model and its tokenizer to `directory` (atomically)."""
     import tempfile
 
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
     from gcpo_lite.tasks import DEFAULT_TASK, TASKS
 
@@ -155,14 +170,7 @@ def create_embedded_model(directory: Path, seed: int = 0) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".", dir=directory.parent))
     raw = build_tiny_tokenizer(TASKS[DEFAULT_TASK].corpus())
     save_chatml_tokenizer(raw, tmp)
-    config = Qwen2Config(
-        vocab_size=raw.get_vocab_size(),
-        **EMBEDDED_ARCH,
-        bos_token_id=None,
-        eos_token_id=raw.token_to_id("<|im_end|>"),
-        pad_token_id=raw.token_to_id("<|endoftext|>"),
-        use_cache=True,
-    )
+    config = chatml_qwen2_config(raw, EMBEDDED_ARCH)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
     # The base stays frozen, so the output layer's scale is fixed for good. With the usual 0.02 init its rows
