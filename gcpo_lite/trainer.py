@@ -219,8 +219,9 @@ class Trainer:
 
     # ------------------------------------------------------------ helpers
     def _install_cpu_allocator(self, cfg: Config) -> Config:
-        """The caching CPU allocator (its cap is set once the plan exists), or the system one with a warning
-        when the native extension is unavailable; returns the config naming the allocator the run has."""
+        """The caching CPU allocator (its cap is set once the plan exists), or the system one (logged, and
+        planned with the system allocator's slack) when the native extension is unavailable; returns the
+        config naming the allocator the run has."""
         ok, why = cpu_allocator.install(cpu_allocator.MIN_CAP_BYTES)
         if ok:
             return cfg
@@ -572,7 +573,7 @@ class Trainer:
         """Forward + backward of rows[s:e] (ordered by length) in up to train.length_buckets consecutive parts,
         each padded to its own longest row: the gradients add up to the whole micro-batch's, with less
         padding computed. Returns (loss, clip_ratio share, kl share) summed over the parts."""
-        parts = min(e - s, self._length_buckets())
+        parts = max(1, min(e - s, self._length_buckets()))
         bounds = [s + (e - s) * k // parts for k in range(parts + 1)]
         sums = [self._bucket_step(work, old, ref, a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
         return tuple(sum(x) for x in zip(*sums))
