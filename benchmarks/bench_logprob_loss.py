@@ -39,6 +39,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from bench_md import write_section  # noqa: E402  (this folder, first on sys.path when run as a script)
+
 V, H, TEMP, T_PER_SEQ = 151936, 1536, 0.9, 256
 LOSS_KW = dict(
     importance_sampling_level="token", epsilon_low=0.2, epsilon_high=0.28, beta=0.04, loss_type="token_mean"
@@ -283,7 +285,7 @@ def main() -> None:
     table = render(rows, bw) + "\n\n" + targets(rows)
     print("\n" + table)
     if a.write_md:
-        write_section(Path(a.write_md), table, "python " + " ".join(sys.argv), bw, a.device)
+        write_results(Path(a.write_md), table, "python " + " ".join(sys.argv), bw, a.device)
 
 
 def _liger_ok() -> bool:
@@ -356,7 +358,7 @@ def targets(rows) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, table: str, cmd: str, bw: float, device: str) -> None:
+def write_results(path: Path, table: str, cmd: str, bw: float, device: str) -> None:
     cpu = next(
         (
             ln.split(":", 1)[1].strip()
@@ -372,15 +374,8 @@ def write_section(path: Path, table: str, cmd: str, bw: float, device: str) -> N
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, torch {torch.__version__}, "
         f"copy bandwidth {bw / 1e9:.1f} GB/s.\nCommand: `{cmd}`\n\n{table}\n"
     )
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[end + 1 :] if end >= 0 else "")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    write_section(path, SECTION, body)
     print(f"wrote {path}")
 
 

@@ -47,8 +47,8 @@ def _right_pad(seqs: Sequence[Sequence[int]], pad_id: int, width: int, device) -
 def _top_p_filter(logits: Tensor, top_p: float) -> Tensor:
     """Keep the smallest set of tokens whose probability reaches top_p; logits (B, V)."""
     sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-    cum = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
-    drop_sorted = cum - torch.softmax(sorted_logits, dim=-1) >= top_p  # mass before this token already enough
+    probs = torch.softmax(sorted_logits, dim=-1)
+    drop_sorted = probs.cumsum(-1) - probs >= top_p  # mass before this token already enough
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 

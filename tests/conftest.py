@@ -52,3 +52,24 @@ def finished_run(embedded_model_dir, tmp_path_factory):
     )
     Trainer(cfg, progress=False).train()
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def small_trainer(embedded_model_dir, tmp_path_factory):
+    """make(**gcpo) -> a Trainer on the embedded model, unquantized, no checkpointing, G=4, 2 prompts per step,
+    completions of up to 6 tokens, with the given gcpo.* settings on top (one fresh run directory each)."""
+    from gcpo_lite.config import from_dict
+    from gcpo_lite.trainer import Trainer
+
+    def make(**gcpo) -> Trainer:
+        cfg = from_dict(
+            {
+                "model": {"quantize": False, "gradient_checkpointing": False},
+                "gcpo": {"num_generations": 4, "max_completion_length": 6, **gcpo},
+                "train": {"batch_size": 8, "output_dir": str(tmp_path_factory.mktemp("run"))},
+                "data": {"eval_size": 4},
+            }
+        )
+        return Trainer(cfg, progress=False)
+
+    return make

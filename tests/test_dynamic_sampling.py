@@ -3,25 +3,15 @@ for at most dynamic_sampling_max_rounds extra rounds; every generated rollout is
 
 import pytest
 
-from gcpo_lite.config import from_dict
 from gcpo_lite.tasks import Example
-from gcpo_lite.trainer import Trainer
 
 G = 4
 EX = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]
 
 
 @pytest.fixture(scope="module")
-def trainer(embedded_model_dir, tmp_path_factory):
-    cfg = from_dict(
-        {
-            "model": {"quantize": False, "gradient_checkpointing": False},
-            "gcpo": {"num_generations": G, "max_completion_length": 6, "dynamic_sampling": True},
-            "train": {"batch_size": 2 * G, "output_dir": str(tmp_path_factory.mktemp("run"))},
-            "data": {"eval_size": 4},
-        }
-    )
-    return Trainer(cfg, progress=False)
+def trainer(small_trainer):
+    return small_trainer(dynamic_sampling=True)
 
 
 def script(tr, monkeypatch, rounds):

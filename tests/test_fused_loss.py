@@ -5,26 +5,16 @@ import pytest
 import torch
 
 from gcpo_lite import kernels as K
-from gcpo_lite.config import from_dict
 from gcpo_lite.kernels import reference
 from gcpo_lite.tasks import Example
-from gcpo_lite.trainer import Trainer
 
 G = 4
 EX = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]
 
 
 @pytest.fixture(scope="module")
-def trainer(embedded_model_dir, tmp_path_factory):
-    cfg = from_dict(
-        {
-            "model": {"quantize": False, "gradient_checkpointing": False},
-            "gcpo": {"num_generations": G, "max_completion_length": 6},
-            "train": {"batch_size": 2 * G, "output_dir": str(tmp_path_factory.mktemp("run"))},
-            "data": {"eval_size": 4},
-        }
-    )
-    tr = Trainer(cfg, progress=False)
+def trainer(small_trainer):
+    tr = small_trainer()
     for p in tr.model.parameters():  # LoRA B starts at 0: give the adapter a non-trivial state
         if p.requires_grad:
             p.data.normal_(0, 0.05)

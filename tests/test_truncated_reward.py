@@ -4,25 +4,15 @@
 import pytest
 import torch
 
-from gcpo_lite.config import from_dict
 from gcpo_lite.tasks import Example
-from gcpo_lite.trainer import Trainer
 
 G = 4
 EX = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]
 
 
 @pytest.fixture(scope="module")
-def trainer(embedded_model_dir, tmp_path_factory):
-    cfg = from_dict(
-        {
-            "model": {"quantize": False, "gradient_checkpointing": False},
-            "gcpo": {"num_generations": G, "max_completion_length": 6, "gold_injection": "never"},
-            "train": {"batch_size": 2 * G, "output_dir": str(tmp_path_factory.mktemp("run"))},
-            "data": {"eval_size": 4},
-        }
-    )
-    return Trainer(cfg, progress=False)
+def trainer(small_trainer):
+    return small_trainer(gold_injection="never")
 
 
 def rollout(tr, monkeypatch, mode, samples):
