@@ -7,6 +7,13 @@ each bnb `Linear4bit` of the first k decoder layers keeps its weight dequantized
 bitsandbytes' own dequantization gives, so the outputs are the same; the 4-bit weights stay as the storage
 format (adapter export, merge and the layers past k still use them).
 
+The peft LoRA wrapper around such a projection gets a lean forward too: peft's own clones the base output on
+every call (a guard for bitsandbytes' 4-bit matmul output, which a plain F.linear does not need) and goes
+through its adapter-routing checks and three sub-module calls. The lean one runs the same ops in the same
+order, F.linear(x, W) + lora_B(lora_A(dropout(x))) * scaling, so its values are bit-identical; anything it
+does not cover (several or disabled adapters, merged weights, DoRA-style variants, extra arguments) goes
+to peft's forward.
+
 Shapes: a projection's weight is (out_features, in_features); x is (..., in_features).
 """
 
@@ -25,6 +32,30 @@ def _dequantized_forward(self, x: torch.Tensor) -> torch.Tensor:
     weight = getattr(self, ATTR)
     bias = None if self.bias is None else self.bias.to(weight.dtype)
     return F.linear(x.to(weight.dtype), weight, bias).to(x.dtype)
+
+
+def _lean_lora_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """peft LoRA Linear4bit.forward over a dequantized base, without the clone: result (..., out)."""
+    active = self.active_adapters
+    variants = getattr(self, "lora_variant", {})
+    if args or kwargs or self.disable_adapters or self.merged or len(active) != 1 or active[0] in variants:
+        return type(self).forward(self, x, *args, **kwargs)
+    name = active[0]
+    result = _dequantized_forward(self.base_layer, x)
+    lora_a = self.lora_A[name].weight  # (r, in)
+    if not torch.is_autocast_enabled():
+        x = x.to(lora_a.dtype)
+    lora_b = self.lora_B[name]  # (out, r), a bias with peft's lora_bias
+    update = F.linear(F.linear(self.lora_dropout[name](x), lora_a), lora_b.weight, lora_b.bias)  # (..., out)
+    update = update * self.scaling[name]
+    return result + update.to(result.dtype)
+
+
+def _lora_wrappers(layer) -> list:
+    """peft LoRA layers (they have a base_layer and lora_A) in `layer` whose base has a dequantized copy."""
+    return [
+        m for m in layer.modules() if hasattr(m, "lora_A") and hasattr(getattr(m, "base_layer", None), ATTR)
+    ]
 
 
 def _linear4bit_modules(layer) -> list:
@@ -55,6 +86,9 @@ def attach(model, num_layers: int, dtype: torch.dtype) -> int:
                 setattr(m, ATTR, bnbf.dequantize_4bit(w.data, w.quant_state).to(as_dtype))
                 m.forward = types.MethodType(_dequantized_forward, m)
             held += getattr(m, ATTR).numel() * getattr(m, ATTR).element_size()
+        for wrapper in _lora_wrappers(layer):
+            if "forward" not in wrapper.__dict__:
+                wrapper.forward = types.MethodType(_lean_lora_forward, wrapper)
     return held
 
 
@@ -62,6 +96,8 @@ def detach(model) -> int:
     """Drop every dequantized copy (back to on-the-fly dequantization); returns the bytes released."""
     released = 0
     for layer in decoder_layers(model):
+        for wrapper in _lora_wrappers(layer):
+            wrapper.__dict__.pop("forward", None)  # peft's own forward again
         for m in _linear4bit_modules(layer):
             if hasattr(m, ATTR):
                 released += getattr(m, ATTR).numel() * getattr(m, ATTR).element_size()

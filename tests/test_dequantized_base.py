@@ -107,3 +107,35 @@ def test_planner_spends_only_spare_memory_on_the_copy():
     )
     unq = mm.with_changes(shape, quantize=False)
     assert plan_run(arch, unq, budget_bytes=64 * GiB, dequantized_base=True, **kw).dequantized_layers == 0
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_lean_lora_forward_is_bit_identical_to_peft(policy, train_mode):
+    """The clone-free LoRA forward over the dequantized copy: the same outputs and input gradients as peft's
+    own forward over it, bit for bit (LoRA dropout on, in train mode, with the same random stream)."""
+    layer = dequantized_base.decoder_layers(policy)[0]
+    dequantized_base.attach(policy, 1, torch.float32)
+    try:
+        wrappers = dequantized_base._lora_wrappers(layer)
+        assert wrappers and all("forward" in w.__dict__ for w in wrappers)
+        for w in wrappers:
+            name = w.active_adapters[0]
+            saved = w.lora_dropout[name]
+            w.lora_dropout[name] = torch.nn.Dropout(0.3)
+            w.train(train_mode)
+            try:
+                x = torch.randn(3, 5, w.in_features, generator=torch.Generator().manual_seed(2))
+                outs = []
+                for forward in (w.forward, lambda t, w=w: type(w).forward(w, t)):
+                    xi = x.clone().requires_grad_()
+                    torch.manual_seed(3)
+                    out = forward(xi)
+                    out.square().sum().backward()
+                    outs.append((out.detach(), xi.grad))
+                torch.testing.assert_close(outs[0], outs[1], atol=0, rtol=0)
+            finally:
+                w.lora_dropout[name] = saved
+                w.train(False)
+    finally:
+        dequantized_base.detach(policy)
+    assert not any("forward" in m.__dict__ for m in layer.modules() if hasattr(m, "lora_A"))  # peft's again
