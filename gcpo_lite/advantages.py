@@ -7,24 +7,30 @@ belong to prompt g.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from torch import Tensor
 
 STD_EPS = 1e-4  # advantage = (r - mean) / (std + STD_EPS)
 
 
-def group_advantages(rewards: Tensor, num_generations: int, scale_rewards: str = "group") -> Tensor:
+def group_advantages(
+    rewards: Tensor, num_generations: int, scale_rewards: str = "group", batch_std: Optional[Tensor] = None
+) -> Tensor:
     """rewards (B,) -> advantages (B,).
 
     group: (r - group mean) / (group std + eps)
     batch: (r - group mean) / (batch std + eps)
     none:  r - group mean
-    std is the unbiased (n - 1) standard deviation, as TRL uses.
+    std is the unbiased (n - 1) standard deviation, as TRL uses. batch_std (a 0-d tensor): the batch's std
+    when `rewards` is one part of it (a torchrun process's share of the global batch).
     """
     r = rewards.float().view(-1, num_generations)  # (groups, G)
     centered = r - r.mean(dim=1, keepdim=True)  # (groups, G)
     if scale_rewards == "group":
         centered = centered / (r.std(dim=1, keepdim=True) + STD_EPS)
+    elif scale_rewards == "batch" and batch_std is not None:
+        centered = centered / (batch_std + STD_EPS)
     elif scale_rewards == "batch":
         centered = centered / (r.std() + STD_EPS) if r.numel() > 1 else centered
     elif scale_rewards != "none":

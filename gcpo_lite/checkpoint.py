@@ -38,6 +38,7 @@ from typing import Optional
 import torch
 
 from gcpo_lite.config import ConfigError
+from gcpo_lite.distributed import rank_view
 from gcpo_lite.rng import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -394,6 +395,7 @@ def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> 
     problem = f"missing {', '.join(missing)}" if missing else _state_problem(state)
     if problem:
         raise ConfigError(f"checkpoint {path} cannot be used: {problem}")
+    state = rank_view(state, trainer.world, f"checkpoint {path}")  # torchrun: this rank's own streams
     try:  # first: a checkpoint of other data is refused untouched
         trainer.prompts.load_state_dict(state["data"])
     except ConfigError:
@@ -413,11 +415,11 @@ def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> 
         raise ConfigError(f"adapter in {path} does not fit this model (unexpected keys {unexpected[:3]}...)")
     rng = state.pop("rng")
     plan_file = path / "plan.json"
-    if (
-        plan_file.is_file()
-    ):  # same generation / micro-batch splits as before (they decide how the RNG is consumed)
+    if "plan" in state or plan_file.is_file():
+        # same generation / micro-batch splits as before (they decide how the RNG is consumed); under
+        # torchrun each rank's own plan (an OOM on one rank shrinks only its sizes)
         try:
-            saved = json.loads(plan_file.read_text())
+            saved = state.pop("plan") if "plan" in state else json.loads(plan_file.read_text())
         except ValueError as e:  # UnicodeDecodeError included
             raise ConfigError(
                 f"checkpoint {path} cannot be used: plan.json is damaged ({_describe(e)})"
@@ -499,16 +501,22 @@ class Checkpointer:
         self._in_step = True
 
     def end_step(self) -> bool:
-        """After the step's metrics are logged: save when due; True when the loop must stop."""
+        """After the step's metrics are logged: save when due; True when the loop must stop (under torchrun
+        when any rank must: they stop, and save, together)."""
         self._in_step = False
         t = self.trainer
+        if t.world.any(self.stop_requested) and not self.stop_requested:  # another rank caught the signal
+            self.stop_requested, self.interrupted_by = True, "SIGTERM"
         every = t.cfg.train.save_steps
         if self.stop_requested or (every and t.step % every == 0):
             self.save()
         return self.stop_requested
 
-    def save(self) -> Path:
-        path = save_checkpoint(self.trainer)
+    def save(self) -> Optional[Path]:
+        """Write a checkpoint (under torchrun every rank calls this: their states are gathered and rank 0
+        writes; the others return None)."""
+        state = trainer_state(self.trainer)
+        path = save_checkpoint(self.trainer, state=state) if self.trainer.world.is_main else None
         self.last_saved_step = self.trainer.step
         return path
 
@@ -532,7 +540,9 @@ class Checkpointer:
         if self.stop_requested:  # second signal: quit now
             raise KeyboardInterrupt
         self.stop_requested, self.interrupted_by = True, name
-        if self._in_step and not self._updated:
+        # A single process abandons a step that has not updated yet; torchrun ranks never abandon one on
+        # their own (the others would wait for them): they all finish the step and stop at its end.
+        if self._in_step and not self._updated and not self.trainer.world.distributed:
             raise StepInterrupted(name)
         self.trainer.echo(
             f"\n{name}: finishing step {self.trainer.step + (1 if self._in_step else 0)}, then saving "

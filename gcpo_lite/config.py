@@ -384,6 +384,12 @@ class Config:
         data["scheduler"]["cpu_allocator"] = allocator
         return from_dict(data)
 
+    def with_batch_size(self, batch_size: int) -> "Config":
+        """A new, validated Config with train.batch_size set (one torchrun process's share of the step)."""
+        data = self.to_dict()
+        data["train"]["batch_size"] = batch_size
+        return from_dict(data)
+
     def with_num_generations(self, num_generations: int) -> "Config":
         """A new, validated Config with G set (how a planner-chosen G enters the run's effective config);
         this one is not changed."""

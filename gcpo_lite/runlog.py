@@ -82,9 +82,9 @@ def _sinks(report_to: str) -> list[str]:
 class Reporters:
     """Forwards each numeric metric row to TensorBoard and/or W&B."""
 
-    def __init__(self, cfg: Config, run_dir: Path, *, resume_step: int = 0):
-        self.writers = []
-        for sink in _sinks(cfg.train.report_to):
+    def __init__(self, cfg: Config, run_dir: Path, *, resume_step: int = 0, enabled: bool = True):
+        self.writers = []  # enabled=False (torchrun ranks other than 0): nothing is written
+        for sink in _sinks(cfg.train.report_to) if enabled else []:
             if sink == "tensorboard":
                 try:
                     from torch.utils.tensorboard import SummaryWriter

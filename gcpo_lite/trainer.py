@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from gcpo_lite import dequantized_base, kernels
 from gcpo_lite.advantages import group_advantages, group_stats
 from gcpo_lite.config import Config, ConfigError, save_config
 from gcpo_lite.data import PromptStream, dataset_name, is_builtin, load_examples
+from gcpo_lite.distributed import World, check_split, merge_records
 from gcpo_lite.gold import Gold, gold_solution_text, inject, make_gold, prompt_opens_think
 from gcpo_lite.kernels import gcpo_loss
 from gcpo_lite.logprobs import completion_logprobs, completion_loss
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 class _UpdateRows:
     """The rows one update trains, in a fixed order that micro-batches slice as rows[s:e]."""
 
-    def __init__(self, batch: "StepBatch", rows: list[int], loss_type: str):
+    def __init__(self, batch: "StepBatch", rows: list[int], loss_type: str, world: World = World()):
         self.batch, self.rows = batch, rows
         self.lengths = [len(batch.completions[i]) for i in rows]  # completion tokens per row
         self.by_tokens = loss_type == "token_mean"
@@ -56,9 +58,12 @@ class _UpdateRows:
         # every row, skipped zero-advantage groups included. Dividing by the kept rows only would scale the
         # gradient by 1 / (1 - skipped fraction), which changes from step to step as accuracy climbs.
         # Rows masked out of the loss (reward.truncated=mask) are out of the normalizer too, as in DAPO.
+        # Under torchrun, "the whole batch" is every rank's: a rank with fewer tokens contributes less.
         masked = batch.masked.tolist() if batch.masked is not None else [False] * len(batch.completions)
         counted = [c for c, m in zip(batch.completions, masked) if not m]
-        self.normalizer = float(max(1, sum(map(len, counted)) if self.by_tokens else len(counted)))
+        local = sum(map(len, counted)) if self.by_tokens else len(counted)
+        total, self.trained_tokens, self.trained_rows = world.all_sum([local, sum(self.lengths), len(rows)])
+        self.normalizer = float(max(1, total))
 
     def padded(self, s: int, e: int, pad_id: int, device) -> RowBatch:
         idx = self.rows[s:e]
@@ -67,9 +72,9 @@ class _UpdateRows:
         )
 
     def share(self, s: int, e: int) -> float:
-        """rows[s:e]'s share of the trained completion tokens: the clip ratio and KL a micro-step reports are
-        means over its tokens, so token shares combine them into the step's token means exactly."""
-        return sum(self.lengths[s:e]) / max(1, sum(self.lengths))
+        """rows[s:e]'s share of the step's trained completion tokens (every rank's): the clip ratio and KL a
+        micro-step reports are means over its tokens, so token shares combine them into token means."""
+        return sum(self.lengths[s:e]) / max(1, self.trained_tokens)
 
 
 def _stack(values: list, s: int, e: int, width: int, device) -> torch.Tensor:
@@ -175,23 +180,33 @@ class StepBatch:
     masked: Optional[torch.Tensor] = None  # (B,) bool: rows left out of the loss (reward.truncated=mask)
 
 
+def _seed_and_threads(seed: int, num_threads) -> None:
+    """Seed python's and torch's random streams; set torch's CPU threads (when given)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if num_threads:
+        torch.set_num_threads(num_threads)
+
+
 class Trainer:
-    def __init__(self, cfg: Config, *, echo: Callable[[str], None] = print, progress: bool = True):
-        self.cfg, self.echo, self.progress = cfg, echo, progress
+    def __init__(
+        self, cfg: Config, *, echo: Callable = print, progress: bool = True, world: Optional[World] = None
+    ):
+        self.world = world or World()  # under torchrun: this process's rank (distributed.py)
+        self.cfg, self.progress = cfg, progress and self.world.is_main
+        self.echo = echo if self.world.is_main else (lambda _: None)  # log lines from rank 0 only
         t = cfg.train
-        random.seed(t.seed)
-        torch.manual_seed(t.seed)
-        if t.num_threads:
-            torch.set_num_threads(t.num_threads)
-        self.device = pick_device(t.device)
+        _seed_and_threads(t.seed, t.num_threads)
+        self.device = self.world.device(pick_device(t.device))
         self.kernel_backend = kernels.set_backend(t.kernels)
         check_optimizer(t.optimizer, self.device.type)  # before the model loads: a clear error, fast
         self.model, self.tokenizer, self.resolved = load_policy(cfg, self.device)
         train_examples, self.eval_examples = load_examples(cfg.data, t.seed, tokenizer=self.tokenizer)
-        self.prompts = PromptStream(train_examples, t.seed, cfg.data.shuffle)  # order, cursor, epoch
+        shard = train_examples[self.world.rank :: self.world.size]  # torchrun: each rank its own prompts
+        self.prompts = PromptStream(shard, t.seed, cfg.data.shuffle)  # order, cursor, epoch
+        r = cfg.reward
         self.rewards = RewardModel(
-            resolve_verifier(cfg.reward.verifier, dataset_name(cfg.data), cfg.reward.last_number_fallback),
-            cfg.reward.format_weight,
+            resolve_verifier(r.verifier, dataset_name(cfg.data), r.last_number_fallback), r.format_weight
         )
         self._builtin_task = is_builtin(cfg.data)
         self._opens_think = prompt_opens_think(self.tokenizer)
@@ -201,12 +216,7 @@ class Trainer:
         self.suppress_t = torch.tensor(self.suppress, dtype=torch.long, device=self.device)
         if self.device.type == "cpu" and cfg.scheduler.cpu_allocator == "caching":
             self.cfg = cfg = self._install_cpu_allocator(cfg)
-        longest_prompt = max(
-            (len(prompt_ids(self.tokenizer, ex)) for ex in train_examples + self.eval_examples), default=1
-        )  # the memory plan sizes for the prompts this run really has
-        self.plan = make_plan(cfg, model_config=self.model.config, prompt_tokens=longest_prompt)
-        if cfg.scheduler.auto_num_generations:  # auto values resolved once: the run's effective config
-            self.cfg = cfg = cfg.with_num_generations(self.plan.num_generations)
+        self.cfg = cfg = self._plan_share(cfg, train_examples + self.eval_examples)
         self._spend_planned_memory()
         self.backoff = OOMBackoff(self.plan, enabled=cfg.scheduler.oom_backoff)  # OOM: halve the size, redo
         self.optimizer, self.lr_schedule = self._optimizer()
@@ -216,8 +226,34 @@ class Trainer:
         self._prompt_cache: dict[int, list[int]] = {}
         self._gold_cache: dict[int, Gold] = {}
         self._entropy_sums: list[float] = []  # per sequence of the last generate call
+        self._join_world()
 
     # ------------------------------------------------------------ helpers
+    def _plan_share(self, cfg: Config, examples: list[Example]) -> Config:
+        """self.plan for this process's share of the step (all of it for a single process), sized for the
+        longest prompt this run really has; returns the config with a planner-chosen G resolved."""
+        longest_prompt = max((len(prompt_ids(self.tokenizer, ex)) for ex in examples), default=1)
+        self.plan = make_plan(
+            cfg.with_batch_size(cfg.train.batch_size // self.world.size) if self.world.distributed else cfg,
+            model_config=self.model.config,
+            prompt_tokens=longest_prompt,
+            processes_sharing=self.world.local_size,
+        )
+        if cfg.scheduler.auto_num_generations:  # auto values resolved once: the run's effective config
+            cfg = cfg.with_num_generations(self.plan.num_generations)
+        check_split(cfg.prompts_per_step, cfg.gcpo.num_generations, self.world)  # whole groups per rank
+        self.prompts_per_rank = cfg.prompts_per_step // self.world.size
+        return cfg
+
+    def _join_world(self) -> None:
+        """Under torchrun: every rank starts from rank 0's adapter, then samples with its own random
+        streams (seed + rank). A single process draws exactly as before."""
+        if not self.world.distributed:
+            return
+        self.world.broadcast_from_main([p for p in self.model.parameters() if p.requires_grad])
+        random.seed(self.cfg.train.seed + self.world.rank)
+        torch.manual_seed(self.cfg.train.seed + self.world.rank)
+
     def _install_cpu_allocator(self, cfg: Config) -> Config:
         """The caching CPU allocator (its cap is set once the plan exists), or the system one (logged, and
         planned with the system allocator's slack) when the native extension is unavailable; returns the
@@ -300,16 +336,26 @@ class Trainer:
 
     # ------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        """Everything a checkpoint needs besides the adapter weights: plain containers and tensors."""
-        return {
-            "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
-            "optimizer_kind": self.cfg.train.optimizer,
-            "lr_schedule": self.lr_schedule.state_dict(),
+        """Everything a checkpoint needs besides the adapter weights: plain containers and tensors. Under
+        torchrun (a collective: every rank calls it) also every rank's own data position, random streams,
+        reward error count and plan, in `ranks` (distributed.rank_view picks a rank's on resume)."""
+        own = {
             "data": self.prompts.state_dict(),
             "reward_errors": self.rewards.errors,
             "rng": rng_state(),
         }
+        state = {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),  # the same on every rank (same gradients, same steps)
+            "optimizer_kind": self.cfg.train.optimizer,
+            "lr_schedule": self.lr_schedule.state_dict(),
+            **own,
+        }
+        if self.world.distributed:
+            plan = json.loads(json.dumps(self.plan.to_dict(), default=str))  # what plan.json holds
+            state["world_size"] = self.world.size
+            state["ranks"] = self.world.gather({**own, "plan": plan})
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore state_dict()'s contents (the random streams last: nothing may draw after them)."""
@@ -366,23 +412,27 @@ class Trainer:
         for row, gold in slots.items():
             completions[row], rewards[row], is_gold[row] = list(gold.ids), gold.reward, True
         reward_t = torch.tensor(rewards, dtype=torch.float32)
-        adv = group_advantages(reward_t, G, g.scale_rewards)
+        adv = group_advantages(reward_t, G, g.scale_rewards, batch_std=self._batch_reward_std(rewards))
         # reward.truncated=mask: a truncated policy sample stays in its group's advantages but out of the loss
         masked = [
             t and not gold and self.cfg.reward.truncated == "mask" for t, gold in zip(s.truncated, is_gold)
         ]
-        metrics = self._rollout_metrics(
-            reward_t,
-            torch.tensor(s.rewards),
-            torch.tensor(s.correct),
-            adv,
-            s.completions,
-            is_gold,
-            gold_status,
-        )
-        metrics["truncated_zeroed"] = sum(s.truncated) if self.cfg.reward.truncated == "zero" else 0
-        metrics["truncated_masked"] = sum(masked)
-        metrics.update(dyn)
+        record = {
+            "rewards": rewards,
+            "sampled_rewards": list(s.rewards),
+            "correct": list(s.correct),
+            "advantages": adv.tolist(),
+            "lengths": [len(c) for c in s.completions],
+            "truncated": list(s.truncated),
+            "is_gold": is_gold,
+            "gold_status": dict(gold_status),
+            "entropy_sum": sum(self._entropy_sums),
+            "reward_errors": self.rewards.errors,
+            "truncated_zeroed": sum(s.truncated) if self.cfg.reward.truncated == "zero" else 0,
+            "truncated_masked": sum(masked),
+            **dyn,
+        }  # per row, in group order; under torchrun merged into the whole job's before the metrics
+        metrics = self._rollout_metrics(merge_records(self.world, record, maxed=("dynamic_rounds",)))
         is_gold_t, masked_t = torch.tensor(is_gold), torch.tensor(masked)
         return StepBatch(examples, prompts, completions, reward_t, adv, is_gold_t, metrics, masked_t)
 
@@ -443,21 +493,32 @@ class Trainer:
             not completion or completion[-1] not in self.eos_ids
         )
 
-    def _rollout_metrics(
-        self, reward_t, sampled_reward_t, sampled_correct, adv, sampled, is_gold, gold_status
-    ):
-        """The step's rollout figures. Unsuffixed keys describe the policy's own samples (gold rows excluded);
-        `*_with_gold` keys describe the batch the update trains on."""
+    def _batch_reward_std(self, rewards: list[float]) -> Optional[torch.Tensor]:
+        """scale_rewards=batch under torchrun: the std of the whole job's rewards (else None: the rows'
+        own)."""
+        if self.cfg.gcpo.scale_rewards != "batch" or not self.world.distributed:
+            return None
+        every = merge_records(self.world, {"rewards": list(rewards)})["rewards"]
+        return torch.tensor(every, dtype=torch.float32).std() if len(every) > 1 else None
+
+    def _rollout_metrics(self, rec: dict) -> dict:
+        """The step's rollout figures from its record (the whole job's under torchrun). Unsuffixed keys
+        describe the policy's own samples (gold rows excluded); `*_with_gold` keys the batch the update
+        trains on."""
         G = self.cfg.gcpo.num_generations
-        stats = group_stats(sampled_correct, adv, G)
-        lengths = [len(c) for c in sampled]
+        reward_t, sampled_reward_t = (
+            torch.tensor(rec["rewards"], dtype=torch.float32),
+            torch.tensor(rec["sampled_rewards"]),
+        )
+        stats = group_stats(torch.tensor(rec["correct"]), torch.tensor(rec["advantages"]), G)
+        lengths, is_gold, gold_status = rec["lengths"], rec["is_gold"], rec["gold_status"]
         std = lambda t: t.std().item() if len(t) > 1 else 0.0  # noqa: E731
         metrics = {
             "reward_mean": sampled_reward_t.mean().item(),
             "reward_std": std(sampled_reward_t),
             "reward_mean_with_gold": reward_t.mean().item(),
             "reward_std_with_gold": std(reward_t),
-            "accuracy": sampled_correct.float().mean().item(),
+            "accuracy": torch.tensor(rec["correct"]).float().mean().item(),
             "gold_injected_frac": sum(is_gold) / (len(is_gold) // G),
             "all_correct_frac": stats.all_correct_frac,
             "all_wrong_frac": stats.all_wrong_frac,
@@ -466,12 +527,14 @@ class Trainer:
             "completion_length_max": max(lengths, default=0),
             "sampled_tokens": sum(lengths),
             # mean per sampled token (nats), at the sampling temperature
-            "entropy": sum(self._entropy_sums) / max(1, sum(lengths)),
-            "truncated_frac": sum(1 for c in sampled if self._is_truncated(c)) / len(sampled),
-            "reward_errors": self.rewards.errors,
+            "entropy": rec["entropy_sum"] / max(1, sum(lengths)),
+            "truncated_frac": sum(rec["truncated"]) / len(lengths),
+            "reward_errors": rec["reward_errors"],
         }
         for status in ("truncated", "skipped_overflow", "failed_verification", "suppressed_token", "missing"):
             metrics[f"gold_{status}"] = gold_status.get(status, 0)
+        other = ("truncated_zeroed", "truncated_masked", "rollouts", "generated_tokens", "dynamic_rounds")
+        metrics.update({k: rec[k] for k in (*other, "dynamic_dropped_groups") if k in rec})
         return metrics
 
     # ------------------------------------------------------------ update
@@ -493,18 +556,15 @@ class Trainer:
         """num_iterations optimizer steps on the batch; returns loss metrics."""
         g = self.cfg.gcpo
         rows, skipped = self._rows_to_train(batch)
-        out = {
-            "skipped_groups": skipped,
-            "loss": 0.0,
-            "clip_ratio": 0.0,
-            "kl": 0.0,
-            "grad_norm": 0.0,
-            "trained_rows": len(rows),
-        }
-        if not rows:  # every group skipped: no update, but the step still counts for the LR schedule
+        work = _UpdateRows(batch, rows, g.loss_type, self.world)  # the step's normalizer, every rank's rows
+        skipped = int(self.world.all_sum([skipped])[0])
+        out = dict(skipped_groups=skipped, loss=0.0, clip_ratio=0.0, kl=0.0, grad_norm=0.0)
+        out["trained_rows"] = int(work.trained_rows)
+        if (
+            not work.trained_rows
+        ):  # every group skipped: no update, but the step still counts for the LR schedule
             self.lr_schedule.step()
             return out
-        work = _UpdateRows(batch, rows, g.loss_type)
         # Old-policy and reference log-probs are kept per row (no grad): the OOM backoff may re-slice the rows.
         old = self._per_row_logps(work, grad_free=True) if g.num_iterations > 1 else None
         ref = self._per_row_logps(work, reference=True) if g.beta > 0 else None
@@ -514,8 +574,9 @@ class Trainer:
         for _ in range(g.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
             step = partial(self._micro_step, work, old, ref)
-            for part in self.backoff.accumulate(len(rows), step, params):
+            for part in self.backoff.accumulate(len(rows), step, params):  # none when this rank has no rows
                 sums += torch.tensor(part, dtype=torch.float64)
+            self.world.sum_gradients(params)  # torchrun: the global batch's gradient on every rank
             if not self._grads_finite(params):  # a NaN/inf never reaches the adapter weights
                 out["nonfinite_skipped"] = out.get("nonfinite_skipped", 0) + 1
                 self.optimizer.zero_grad(set_to_none=True)
@@ -524,7 +585,7 @@ class Trainer:
                 out["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.train.max_grad_norm))
             self.optimizer.step()
         self.lr_schedule.step()  # once per step: train.max_steps counts steps, whatever num_iterations is
-        loss, clip, kl = (sums / g.num_iterations).tolist()
+        loss, clip, kl = self.world.all_sum((sums / g.num_iterations).tolist())  # shares of the global step
         out.update(loss=loss, clip_ratio=clip, kl=kl)
         return out
 
@@ -616,17 +677,22 @@ class Trainer:
 
     # ------------------------------------------------------------ eval
     def evaluate(self, examples: Optional[list[Example]] = None) -> float:
-        """Held-out accuracy at train.eval_temperature (greedy by default), one completion per prompt."""
+        """Held-out accuracy at train.eval_temperature (greedy by default), one completion per prompt; under
+        torchrun each rank answers its share (every rank-th prompt) and the counts are summed."""
         examples = self.eval_examples if examples is None else examples
         if not examples:
             return float("nan")
-        prompts = [self._prompt(ex) for ex in examples]
-        completions, _ = self.generate(
-            prompts, self.cfg.train.eval_temperature, self.cfg.gcpo.max_completion_length
-        )
-        self._between_phases()
-        texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
-        return sum(self.rewards.correct(t, ex) for t, ex in zip(texts, examples)) / len(examples)
+        mine = examples[self.world.rank :: self.world.size]
+        correct = 0
+        if mine:
+            prompts = [self._prompt(ex) for ex in mine]
+            completions, _ = self.generate(
+                prompts, self.cfg.train.eval_temperature, self.cfg.gcpo.max_completion_length
+            )
+            self._between_phases()
+            texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
+            correct = sum(self.rewards.correct(t, ex) for t, ex in zip(texts, mine))
+        return self.world.all_sum([correct])[0] / len(examples)
 
     # ------------------------------------------------------------ loop
     def train(self) -> dict:
@@ -653,17 +719,18 @@ class Trainer:
         from gcpo_lite.runlog import ProgressBar, Reporters, reset_peak_memory
 
         reset_peak_memory(self.device)  # metrics' peak_memory_bytes: each step's own, not the model load's
-        lock_run_dir(self.out_dir)  # re-entrant: the CLI already holds it; a second process fails here
-        save_config(self.cfg, self.out_dir / "config.yaml")
-        (self.out_dir / "plan.json").write_text(json.dumps(self.plan.to_dict(), indent=1, default=str))
+        if self.world.is_main:  # under torchrun, rank 0 alone writes the run directory
+            lock_run_dir(self.out_dir)  # re-entrant: the CLI already holds it; a second process fails here
+            save_config(self.cfg, self.out_dir / "config.yaml")
+            (self.out_dir / "plan.json").write_text(json.dumps(self.plan.to_dict(), indent=1, default=str))
         ckpt = Checkpointer(self)  # saves every train.save_steps, at the end, and on SIGINT/SIGTERM
-        sinks = Reporters(self.cfg, self.out_dir, resume_step=self.step)
+        sinks = Reporters(self.cfg, self.out_dir, resume_step=self.step, enabled=self.world.is_main)
         bar = ProgressBar(self.cfg.train.max_steps, initial=self.step) if self.progress else None
         return ckpt, sinks, bar
 
     def _out_of_time(self, start: float) -> bool:
         limit = self.cfg.train.max_minutes
-        if limit is None or (time.time() - start) / 60 < limit:
+        if limit is None or not self.world.any((time.time() - start) / 60 >= limit):  # torchrun: any rank
             return False
         self.echo(f"stopping at step {self.step}: train.max_minutes={limit} reached")
         return True
@@ -675,7 +742,7 @@ class Trainer:
         t = self.cfg.train
         t0 = time.time()
         self.backoff.step = self.step + 1  # OOM backoff events name the step they happened in
-        batch = self.rollout(self.next_examples(self.cfg.prompts_per_step))
+        batch = self.rollout(self.next_examples(self.prompts_per_rank))
         self._between_phases()
         t1 = time.time()
         upd = self.update(batch)
@@ -693,12 +760,19 @@ class Trainer:
             "update_s": t2 - t1,
             "tokens_per_s": tokens / max(1e-9, t2 - t0),
             "elapsed_s": time.time() - start,
-            **step_extras(self),
-            "oom_backoffs": len(self.plan.backoffs),
+            **self._reduced(step_extras(self), maxed=("peak_memory_bytes", "peak_reserved_bytes")),
+            "oom_backoffs": int(self.world.all_sum([len(self.plan.backoffs)])[0]),
         }
         if (t.eval_steps and self.step % t.eval_steps == 0) or self.step >= t.max_steps:
             row["eval_accuracy"] = self.evaluate()
         return batch, row
+
+    def _reduced(self, extras: dict, maxed: tuple) -> dict:
+        """extras with the `maxed` keys it has replaced by their largest value over the torchrun ranks."""
+        keys = [k for k in maxed if k in extras]
+        if not self.world.distributed or not keys:
+            return extras
+        return {**extras, **dict(zip(keys, map(int, self.world.all_max([extras[k] for k in keys]))))}
 
     def _finish(self, ckpt, sinks, bar, last: dict) -> dict:
         if bar is not None:
@@ -711,17 +785,20 @@ class Trainer:
             last["eval_accuracy"] = self.evaluate()
             with self._metrics_log() as log:
                 log.write({"step": self.step, "eval_accuracy": last["eval_accuracy"]})
-        self.save_adapter(self.out_dir / "adapter")
+        if self.world.is_main:
+            self.save_adapter(self.out_dir / "adapter")
         ckpt.save_final()
         sinks.close()
         return last
 
     @contextlib.contextmanager
     def _metrics_log(self):
-        """The one writer of metrics.jsonl (and completions.jsonl), appending."""
+        """The one writer of metrics.jsonl (and completions.jsonl), appending; under torchrun rank 0's (the
+        rows hold the whole job's figures), the other ranks' go nowhere."""
+        where = (self.out_dir / "metrics.jsonl", self.out_dir / "completions.jsonl")
         with (
-            open(self.out_dir / "metrics.jsonl", "a") as mf,
-            open(self.out_dir / "completions.jsonl", "a") as cf,
+            open(where[0] if self.world.is_main else os.devnull, "a") as mf,
+            open(where[1] if self.world.is_main else os.devnull, "a") as cf,
         ):
             yield _MetricsLog(self, mf, cf)
 

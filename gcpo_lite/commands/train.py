@@ -151,69 +151,101 @@ def run(args: argparse.Namespace) -> int:
             "--resume continues a run and --overwrite starts a new one (moving the old aside); pass one"
         )
     cfg, embedded = config_from_args(args)
+    from gcpo_lite.distributed import init_world
+
+    world = init_world(cfg.train.device)  # under torchrun: join the job (a single process otherwise)
+    try:
+        return _train(args, cfg, embedded, world)
+    finally:
+        world.close()
+
+
+def _prepare_run_dir(args: argparse.Namespace, cfg, say):
+    """Lock (and for a new run, prepare) the run directory; the checkpoint to resume from, or None."""
     from gcpo_lite.rundir import lock_run_dir, prepare_new_run, remove_stale_temporaries
 
+    resume_from = None
     if getattr(args, "resume", None):  # locked before anything loads: a second run fails at once
         lock_run_dir(cfg.train.output_dir)
         from gcpo_lite.checkpoint import find_checkpoint
 
-        resume_from = find_checkpoint(args.resume, echo=lambda s: print(f"gcpo-lite: {s}", flush=True))
+        resume_from = find_checkpoint(args.resume, echo=lambda s: say(f"gcpo-lite: {s}"))
     else:
         prepare_new_run(cfg.train.output_dir, overwrite=getattr(args, "overwrite", False))
     stale = remove_stale_temporaries(cfg.train.output_dir)
     if stale:
-        print(
-            f"gcpo-lite: removed {len(stale)} unfinished checkpoint folder(s) left by an interrupted run",
-            flush=True,
+        say(f"gcpo-lite: removed {len(stale)} unfinished checkpoint folder(s) left by an interrupted run")
+    return resume_from
+
+
+def _train(args: argparse.Namespace, cfg, embedded: bool, world) -> int:
+    import logging
+
+    def say(line: str) -> None:  # under torchrun, rank 0 speaks for the job
+        if world.is_main:
+            print(line, flush=True)
+
+    if not world.is_main:
+        logging.getLogger().setLevel(logging.WARNING)  # the other ranks: warnings and errors only
+        from gcpo_lite.checkpoint import find_checkpoint
+
+        # rank 0 alone locks and prepares the run directory; the others read the same checkpoint
+        resume_from = find_checkpoint(args.resume) if getattr(args, "resume", None) else None
+    else:
+        resume_from = _prepare_run_dir(args, cfg, say)
+    if world.distributed:
+        say(
+            f"gcpo-lite: {world.size} processes ({world.backend}), {cfg.train.batch_size // world.size} "
+            f"completions each per step"
         )
     if getattr(args, "resume", None):
-        print(f"gcpo-lite: resuming {cfg.train.output_dir}", flush=True)
+        say(f"gcpo-lite: resuming {cfg.train.output_dir}")
     elif embedded:
-        print(
+        say(
             "gcpo-lite: no --config/--model/--dataset given: training the embedded default "
-            "(a tiny Qwen2 base with partial skill, 4-bit NF4 + LoRA, built-in task 'addition', G=4, offline)",
-            flush=True,
+            "(a tiny Qwen2 base with partial skill, 4-bit NF4 + LoRA, built-in task 'addition', G=4, offline)"
         )
     else:
-        print(
+        say(
             f"gcpo-lite: training {cfg.model.name or 'the embedded tiny model'} on "
-            f"{cfg.data.dataset or 'addition'}{_dataset_note(args, cfg)} -> {cfg.train.output_dir}",
-            flush=True,
+            f"{cfg.data.dataset or 'addition'}{_dataset_note(args, cfg)} -> {cfg.train.output_dir}"
         )
     from gcpo_lite.trainer import Trainer
 
     try:
-        trainer = Trainer(cfg, progress=not args.no_progress)
+        trainer = Trainer(cfg, progress=not args.no_progress, world=world)
     except BaseException:
-        if not getattr(args, "resume", None):  # a bad model, dataset or option: leave no empty run behind
+        if (
+            not getattr(args, "resume", None) and world.is_main
+        ):  # a bad model, dataset or option: no empty run
             from gcpo_lite.rundir import abandon_if_empty
 
             abandon_if_empty(cfg.train.output_dir)
         raise
-    print(
+    cfg = trainer.cfg  # the effective config (a planner-chosen G, the allocator the run got)
+    say(
         f"model {trainer.resolved.display} on {trainer.device} | kernels: {trainer.kernel_backend} | "
         f"{cfg.prompts_per_step} prompts x {cfg.gcpo.num_generations} completions per step | "
-        f"gold injection: {cfg.gcpo.gold_injection}",
-        flush=True,
+        f"gold injection: {cfg.gcpo.gold_injection}"
     )
     if getattr(args, "resume", None):
         from gcpo_lite.checkpoint import load_checkpoint, resume_note
 
-        print(resume_note(resume_from), flush=True)
-        load_checkpoint(trainer, resume_from)
+        say(resume_note(resume_from))
+        load_checkpoint(trainer, resume_from, restore_logs=world.is_main)
     last = trainer.train()
     if getattr(trainer, "interrupted", None):
-        print(
+        again = "torchrun ... -m gcpo_lite train" if world.distributed else "gcpo-lite train"
+        say(
             f"stopped by {trainer.interrupted} after step {trainer.step}; continue with: "
-            f"gcpo-lite train --resume {cfg.train.output_dir}",
-            flush=True,
+            f"{again} --resume {cfg.train.output_dir}"
         )
         return 130 if trainer.interrupted == "SIGINT" else 143
     acc = last.get("eval_accuracy")
-    print(
+    say(
         f"done: {trainer.step} steps, held-out accuracy {acc:.1%}"
         if acc is not None
         else f"done: {trainer.step} steps"
     )
-    print(f"run directory: {cfg.train.output_dir} (adapter/, config.yaml, metrics.jsonl, completions.jsonl)")
+    say(f"run directory: {cfg.train.output_dir} (adapter/, config.yaml, metrics.jsonl, completions.jsonl)")
     return 0

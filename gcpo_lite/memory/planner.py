@@ -385,6 +385,7 @@ def make_plan(
     compute_dtype: Optional[str] = None,
     model_config=None,
     prompt_tokens: Optional[int] = None,
+    processes_sharing: int = 1,
 ) -> Plan:
     """The plan the trainer runs with (cfg is not changed: under auto_num_generations, plan.num_generations is
     the chosen G, which the trainer puts into the run's effective config).
@@ -392,7 +393,9 @@ def make_plan(
     model_config: the loaded model's config (a transformers config or its dict); without it the
     architecture comes from the registry / a local config.json (architectures.resolve).
     prompt_tokens: the longest prompt the run will see (the trainer measures its data); default
-    data.max_prompt_length, the most any prompt may have."""
+    data.max_prompt_length, the most any prompt may have.
+    processes_sharing: processes of one torchrun job on this machine; on CPU they share its RAM, so each
+    plans within its share of the detected budget (a given scheduler.memory_budget is per process)."""
     device = device or resolved_device(cfg)
     if model_config is not None:
         arch = from_hf_config(model_config if isinstance(model_config, dict) else model_config.to_dict())
@@ -403,6 +406,8 @@ def make_plan(
         budget, source = budget_bytes, "memory budget given"
     else:
         budget, source = detect_budget(device, sch.memory_budget)
+        if processes_sharing > 1 and not device.startswith("cuda") and sch.memory_budget is None:
+            budget, source = budget // processes_sharing, f"{source}, / {processes_sharing} processes"
     shape = shape_from_config(cfg, device, compute_dtype)
     if prompt_tokens is not None:
         shape = mm.with_changes(shape, prompt_tokens=max(1, min(prompt_tokens, shape.prompt_tokens)))

@@ -1,0 +1,227 @@
+"""Data parallelism under torchrun (gcpo_lite/distributed.py), tested with 2 gloo processes on the CPU.
+
+- a 2-process update of a fixed global batch gives the LoRA gradients and weights of a 1-process update;
+- a 3-step `torchrun --nproc-per-node 2 -m gcpo_lite train` writes one metrics.jsonl, one row per step,
+  covering the global batch, an adapter and a checkpoint with every rank's state;
+- a 2-process run killed (SIGKILL, no chance to save) and resumed logs what an uninterrupted one logs;
+- a rank that raises ends the whole job, non-zero, and leaves the last checkpoint readable;
+- the pieces: whole groups per rank, merged metrics, batch-std advantages, world-size checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gcpo_lite import checkpoint as ck
+from gcpo_lite.advantages import group_advantages
+from gcpo_lite.config import ConfigError
+from gcpo_lite.distributed import World, check_split, merge_records, rank_view
+
+REPO = Path(__file__).resolve().parents[1]
+WORKER = str(REPO / "tests" / "distributed_worker.py")
+KEYS = (  # what the loop computes from the model, data and random streams (not timings or memory)
+    "reward_mean",
+    "reward_std",
+    "accuracy",
+    "gold_injected_frac",
+    "completion_length_mean",
+    "sampled_tokens",
+    "entropy",
+    "loss",
+    "clip_ratio",
+    "grad_norm",
+    "lr",
+    "trained_rows",
+    "skipped_groups",
+    "rollouts",
+)
+
+
+def _env() -> dict:
+    return dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+
+
+def torchrun(*args: str, nproc: int = 2) -> list[str]:
+    """torchrun on this machine, on a free port (--standalone)."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(nproc),
+        *args,
+    ]
+
+
+def train_args(model_dir, run_dir, steps: int, *extra: str) -> list[str]:
+    return ["train", "--model", str(model_dir), "--dataset", "addition", "--output-dir", str(run_dir),
+            "--no-progress", f"train.max_steps={steps}", "train.batch_size=16", "gcpo.num_generations=4",
+            "gcpo.max_completion_length=6", "data.eval_size=6", "train.eval_steps=0", "train.num_threads=1",
+            "train.kernels=reference", "train.learning_rate=3e-2", "model.gradient_checkpointing=false",
+            *extra]  # fmt: skip
+
+
+def run(cmd: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def _gone(pid: str) -> bool:
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
+def step_rows(run_dir: Path) -> dict[int, dict]:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return {r["step"]: {k: r.get(k) for k in KEYS} for r in rows if "loss" in r}
+
+
+# ---------------------------------------------------------------- the update
+
+
+@pytest.mark.parametrize("loss_type", ["seq_mean_token_mean", "token_mean"])
+def test_two_process_update_matches_one_process(embedded_model_dir, tmp_path, loss_type):
+    args = ["update", str(tmp_path), str(embedded_model_dir), loss_type]
+    done = run(torchrun(WORKER, *args))
+    assert done.returncode == 0, done.stdout + done.stderr
+    single = run([sys.executable, WORKER, *args])
+    assert single.returncode == 0, single.stdout + single.stderr
+    r0, r1, one = (torch.load(tmp_path / f"{n}.pt") for n in ("0", "1", "single"))
+    assert r0["grads"].keys() == one["grads"].keys() and one["grads"]
+    for name, g in one["grads"].items():
+        assert torch.equal(r0["grads"][name], r1["grads"][name])  # every rank steps with the same gradient
+        assert torch.equal(r0["weights"][name], r1["weights"][name])
+        scale = g.norm().clamp(min=1e-30)
+        assert (r0["grads"][name] - g).norm() / scale <= 1e-6, name
+        w = one["weights"][name]
+        assert (r0["weights"][name] - w).norm() / w.norm().clamp(min=1e-30) <= 1e-6, name
+    assert any(g.abs().sum() > 0 for g in one["grads"].values())  # the batch carries a gradient
+    for key in ("trained_rows", "skipped_groups"):
+        assert r0["metrics"][key] == r1["metrics"][key] == one["metrics"][key]
+    assert one["metrics"]["trained_rows"] == 12 and one["metrics"]["skipped_groups"] == 1
+    for key in ("loss", "clip_ratio", "kl", "grad_norm"):
+        assert r0["metrics"][key] == pytest.approx(one["metrics"][key], rel=1e-5, abs=1e-7), (
+            key
+        )  # loss: ~0 on-policy
+
+
+# ---------------------------------------------------------------- whole runs under torchrun
+
+
+def test_torchrun_three_steps_write_one_log_and_an_adapter(embedded_model_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    done = run(torchrun("-m", "gcpo_lite", *train_args(embedded_model_dir, run_dir, 3)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("done: 3 steps") == 1  # rank 0 speaks for the job
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    for r in steps:
+        assert r["rollouts"] == 16  # the global batch: 2 processes x 2 groups x G=4
+        assert r["trained_rows"] + 4 * r["skipped_groups"] == 16
+        assert 0 <= r["accuracy"] <= 1 and r["sampled_tokens"] > 0
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    state = ck.load_state_file(ck.latest_checkpoint(run_dir) / "trainer_state.pt")
+    assert state["world_size"] == 2 and len(state["ranks"]) == 2
+    shards = [r["data"]["fingerprint"] for r in state["ranks"]]  # of each rank's own prompts
+    assert shards[0] != shards[1]
+    assert not torch.equal(state["ranks"][0]["rng"]["torch"], state["ranks"][1]["rng"]["torch"])
+    # one process cannot resume it: its prompts and random streams were split two ways
+    from gcpo_lite.cli import main
+
+    assert main(["train", "--resume", str(run_dir), "--no-progress", "train.max_steps=4"]) == 2
+
+
+def test_killed_two_process_run_resumes_exactly(embedded_model_dir, tmp_path):
+    steps = 5
+    ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
+    done = run(torchrun("-m", "gcpo_lite", *train_args(embedded_model_dir, ref_dir, steps)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    proc = subprocess.Popen(
+        torchrun("-m", "gcpo_lite", *train_args(embedded_model_dir, run_dir, 200, "train.save_steps=1")),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 180
+    while (
+        time.time() < deadline
+        and len(step_rows(run_dir) if (run_dir / "metrics.jsonl").is_file() else {}) < 2
+    ):
+        assert proc.poll() is None
+        time.sleep(0.05)
+    # Kill torchrun and both ranks at once, as a lost machine would: no handler runs, so the last periodic
+    # checkpoint is what is left. (torchrun starts each rank in a session of its own: kill them by pid.)
+    ranks = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    for pid in [proc.pid, *map(int, ranks)]:
+        os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    while not all(map(_gone, ranks)):
+        time.sleep(0.05)
+    saved = ck.latest_checkpoint(run_dir)
+    assert saved is not None and int(saved.name.split("-")[1]) < steps
+    resumed = run(torchrun("-m", "gcpo_lite", "train", "--resume", str(run_dir), "--no-progress",
+                           f"train.max_steps={steps}"))  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert sorted(step_rows(run_dir)) == list(range(1, steps + 1))
+    assert step_rows(run_dir) == step_rows(ref_dir)
+
+
+def test_a_failing_rank_ends_the_job_nonzero(embedded_model_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    args = train_args(embedded_model_dir, run_dir, 50, "train.save_steps=1")
+    start = time.time()
+    done = run(torchrun(WORKER, "fail-at", "3", "1", "--", *args), timeout=120)  # a hang fails here
+    assert done.returncode != 0
+    assert "injected failure in rank 1, step 3" in done.stdout + done.stderr
+    assert time.time() - start < 120
+    latest = ck.latest_checkpoint(run_dir)
+    assert latest is not None and latest.name == "step-000002"
+    assert ck.checkpoint_problem(latest) is None
+    assert ck.load_state_file(latest / "trainer_state.pt")["step"] == 2
+
+
+# ---------------------------------------------------------------- the pieces
+
+
+def test_batch_must_split_into_whole_groups_per_rank():
+    check_split(4, 4, World(rank=0, size=2))  # 4 groups over 2 processes: fine
+    with pytest.raises(
+        ConfigError, match=r"train.batch_size=12 is 3 groups of G=4.*2 processes.*multiple of"
+    ):
+        check_split(3, 4, World(rank=0, size=2))
+
+
+def test_merged_records_are_the_whole_jobs():
+    single = World()
+    rec = {"rows": [1, 2], "count": 3, "status": {"a": 1}, "rounds": 2}
+    assert merge_records(single, rec, maxed=("rounds",)) is rec
+
+
+def test_batch_std_advantages_of_shares_equal_the_whole_batchs():
+    r = torch.tensor([1.0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0.5, 0, 0, 0])
+    whole = group_advantages(r, 4, "batch")
+    std = r.std()
+    halves = torch.cat([group_advantages(h, 4, "batch", batch_std=std) for h in r.split(8)])
+    assert torch.equal(halves, whole)
+    assert not torch.equal(torch.cat([group_advantages(h, 4, "batch") for h in r.split(8)]), whole)
+
+
+def test_checkpoint_of_another_world_size_is_refused():
+    state = {"step": 3, "world_size": 2, "ranks": [{"data": 0}, {"data": 1}], "data": 0}
+    assert rank_view(state, World(rank=1, size=2, backend="gloo"), "ckpt")["data"] == 1
+    with pytest.raises(ConfigError, match=r"2 process\(es\) and this run has 1.*same number"):
+        rank_view(state, World(), "ckpt")
+    with pytest.raises(ConfigError, match=r"torchrun --nproc-per-node 2"):
+        rank_view(state, World(rank=0, size=4, backend="gloo"), "ckpt")
