@@ -110,11 +110,28 @@ def fail_at(step: int, rank: int, argv: list[str]) -> int:
     return main(argv)
 
 
+def oom_at(step: int, rank: int, argv: list[str]) -> int:
+    from gcpo_lite.cli import main
+    from gcpo_lite.trainer import Trainer
+
+    original, fired = Trainer._bucket_step, []
+
+    def bucket_step(self, work, old, ref, s, e):
+        if self.world.rank == rank and self.step + 1 == step and not fired:
+            fired.append(True)
+            raise torch.OutOfMemoryError("out of memory (injected)")
+        return original(self, work, old, ref, s, e)
+
+    Trainer._bucket_step = bucket_step
+    return main(argv)
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "update":
         update(Path(sys.argv[2]), sys.argv[3], sys.argv[4])
-    elif mode == "fail-at":
-        sys.exit(fail_at(int(sys.argv[2]), int(sys.argv[3]), sys.argv[sys.argv.index("--") + 1 :]))
+    elif mode in ("fail-at", "oom-at"):
+        fn = fail_at if mode == "fail-at" else oom_at
+        sys.exit(fn(int(sys.argv[2]), int(sys.argv[3]), sys.argv[sys.argv.index("--") + 1 :]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")

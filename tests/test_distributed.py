@@ -192,6 +192,19 @@ def test_a_failing_rank_ends_the_job_nonzero(embedded_model_dir, tmp_path):
     assert ck.load_state_file(latest / "trainer_state.pt")["step"] == 2
 
 
+def test_an_oom_on_one_rank_is_retried_in_step(embedded_model_dir, tmp_path):
+    """Rank 1's first micro-batch of step 2 runs out of memory: it halves its micro-batch and redoes the
+    work while rank 0 waits at the gradient all-reduce; the job finishes every step."""
+    run_dir = tmp_path / "run"
+    args = train_args(embedded_model_dir, run_dir, 3, "train.micro_batch_size=8")
+    done = run(torchrun(WORKER, "oom-at", "2", "1", "--", *args))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    backoffs = {r["step"]: r["oom_backoffs"] for r in rows if "loss" in r}
+    assert backoffs == {1: 0, 2: 1, 3: 1}  # counted over the ranks, cumulative
+    assert [r["rollouts"] for r in rows if "loss" in r] == [16, 16, 16]
+
+
 # ---------------------------------------------------------------- the pieces
 
 
@@ -203,10 +216,23 @@ def test_batch_must_split_into_whole_groups_per_rank():
         check_split(3, 4, World(rank=0, size=2))
 
 
+class _TwoRanks(World):
+    """Rank 0 of a 2-process world whose other rank's record is given (no process group)."""
+
+    def __init__(self, other: dict):
+        super().__init__(rank=0, size=2, backend="gloo")
+        object.__setattr__(self, "other", other)
+
+    def gather(self, obj) -> list:
+        return [obj, self.other]
+
+
 def test_merged_records_are_the_whole_jobs():
-    single = World()
     rec = {"rows": [1, 2], "count": 3, "status": {"a": 1}, "rounds": 2}
-    assert merge_records(single, rec, maxed=("rounds",)) is rec
+    assert merge_records(World(), rec, maxed=("rounds",)) is rec  # a single process: as it is
+    other = {"rows": [3], "count": 4, "status": {"a": 2, "b": 5}, "rounds": 1}
+    merged = merge_records(_TwoRanks(other), rec, maxed=("rounds",))
+    assert merged == {"rows": [1, 2, 3], "count": 7, "status": {"a": 3, "b": 5}, "rounds": 2}
 
 
 def test_batch_std_advantages_of_shares_equal_the_whole_batchs():
