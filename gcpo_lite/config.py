@@ -350,6 +350,14 @@ class RolloutConfig:
         default=True,
         metadata={"help": "drop finished sequences from the decode batch, compacting the KV cache (exact)"},
     )
+    merge_lora: bool = field(
+        default=True,
+        metadata={
+            "help": "while sampling, each LoRA projection over a dequantized base layer (scheduler."
+            "dequantized_base) runs one matmul on W + scaling * B @ A (a second copy of those layers, held only "
+            "during the rollout and counted in the plan); log-probs equal the unmerged path's to fp32 rounding"
+        },
+    )
 
 
 @dataclass

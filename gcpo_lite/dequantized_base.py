@@ -14,33 +14,51 @@ order, F.linear(x, W) + lora_B(lora_A(dropout(x))) * scaling, so its values are 
 does not cover (several or disabled adapters, merged weights, DoRA-style variants, extra arguments) goes
 to peft's forward.
 
+While sampling (merged_lora, rollout.merge_lora), each such LoRA projection runs one matmul on a merged
+weight W + scaling * B @ A, built when the rollout starts (the adapter changes every step) and dropped when
+it ends: a decode step is many small matmuls, and on the CPU each costs about as much in dispatch as in
+arithmetic. Its outputs equal the unmerged sum to fp32 rounding (not bit for bit), and only sampling uses
+it: the training forward, with its gradients, never does.
+
 Shapes: a projection's weight is (out_features, in_features); x is (..., in_features).
 """
 
 from __future__ import annotations
 
+import contextlib
 import types
 
 import torch
 import torch.nn.functional as F
 
 ATTR = "_gcpo_dequantized"  # the dequantized (out, in) weight on a Linear4bit
+MERGED = "_gcpo_merged"  # W + scaling * B @ A (out, in) on a LoRA wrapper, while sampling
 
 
-def _dequantized_forward(self, x: torch.Tensor) -> torch.Tensor:
-    """Linear4bit.forward with the resident weight: compute in its dtype, return in x's (as bitsandbytes)."""
-    weight = getattr(self, ATTR)
+def _dequantized_forward(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Linear4bit.forward with the resident weight (or `weight`): compute in its dtype, return in x's (as
+    bitsandbytes)."""
+    weight = getattr(self, ATTR) if weight is None else weight
     bias = None if self.bias is None else self.bias.to(weight.dtype)
     return F.linear(x.to(weight.dtype), weight, bias).to(x.dtype)
 
 
-def _lean_lora_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """peft LoRA Linear4bit.forward over a dequantized base, without the clone: result (..., out)."""
+def _plain(self) -> bool:
+    """One active vanilla LoRA adapter, not disabled, not merged into the 4-bit weight: what the lean forward
+    and the sampling merge cover."""
     active = self.active_adapters
     variants = getattr(self, "lora_variant", {})
-    if args or kwargs or self.disable_adapters or self.merged or len(active) != 1 or active[0] in variants:
+    return not self.disable_adapters and not self.merged and len(active) == 1 and active[0] not in variants
+
+
+def _lean_lora_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """peft LoRA Linear4bit.forward over a dequantized base, without the clone: result (..., out)."""
+    if args or kwargs or not _plain(self):
         return type(self).forward(self, x, *args, **kwargs)
-    name = active[0]
+    merged = self.__dict__.get(MERGED)
+    if merged is not None and not torch.is_grad_enabled():  # sampling: one matmul (merged_lora)
+        return _dequantized_forward(self.base_layer, x, merged)
+    name = self.active_adapters[0]
     result = _dequantized_forward(self.base_layer, x)
     lora_a = self.lora_A[name].weight  # (r, in)
     if not torch.is_autocast_enabled():
@@ -115,3 +133,28 @@ def attached_layers(model) -> int:
             break
         n += 1
     return n
+
+
+@contextlib.contextmanager
+def merged_lora(model):
+    """Within: every plain LoRA wrapper over a dequantized base samples (under no_grad) with one merged weight
+    W + scaling * B @ A; yields the bytes those weights hold. They are dropped on exit."""
+    wrappers = [w for layer in decoder_layers(model) for w in _lora_wrappers(layer) if _plain(w)]
+    held = 0
+    try:
+        with torch.no_grad():
+            for w in wrappers:
+                name = w.active_adapters[0]
+                base = getattr(w.base_layer, ATTR)  # (out, in)
+                a, b = w.lora_A[name], w.lora_B[name]  # (r, in), (out, r)
+                if b.bias is not None:  # peft's lora_bias: not merged here, the lean forward adds it
+                    continue
+                merged = torch.addmm(
+                    base, b.weight.to(base.dtype), a.weight.to(base.dtype), alpha=w.scaling[name]
+                )
+                w.__dict__[MERGED] = merged
+                held += merged.numel() * merged.element_size()
+        yield held
+    finally:
+        for w in wrappers:
+            w.__dict__.pop(MERGED, None)

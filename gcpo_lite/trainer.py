@@ -389,7 +389,9 @@ class Trainer:
                 suppress_ids=self.suppress,
             )
 
-        outs = self.backoff.map("generation", len(prompts), chunk)
+        merge = self.cfg.rollout.merge_lora and self.plan.dequantized_layers
+        with dequantized_base.merged_lora(self.model) if merge else contextlib.nullcontext():
+            outs = self.backoff.map("generation", len(prompts), chunk)
         completions = [c for o in outs for c in o.completions]
         mean_lp = [x for o in outs for x in o.mean_logprobs]
         self._entropy_sums = [x for o in outs for x in o.entropy_sums]

@@ -139,3 +139,53 @@ def test_lean_lora_forward_is_bit_identical_to_peft(policy, train_mode):
     finally:
         dequantized_base.detach(policy)
     assert not any("forward" in m.__dict__ for m in layer.modules() if hasattr(m, "lora_A"))  # peft's again
+
+
+def test_merged_lora_sampling_matches_the_unmerged_path(policy):
+    """rollout.merge_lora: greedy completions are the same and their log-probs equal to fp32 rounding; the
+    training forward (grad on) inside the context still runs unmerged, bit for bit; the merged weights go on
+    exit."""
+    from gcpo_lite.rollout import sample_completions
+
+    layers = len(dequantized_base.decoder_layers(policy))
+    dequantized_base.attach(policy, layers, torch.float32)
+    g = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(1, policy.config.vocab_size, (n,), generator=g).tolist() for n in (4, 7, 7, 2)]
+    kw = dict(max_new_tokens=8, temperature=0.0, top_p=1.0, eos_ids={10**9}, pad_id=0)
+    try:
+        plain = sample_completions(policy, prompts, **kw)
+        lp_ref, g_ref = _logps_and_grads(policy)
+        with dequantized_base.merged_lora(policy) as held:
+            wrappers = [w for layer in dequantized_base.decoder_layers(policy) for w in
+                        dequantized_base._lora_wrappers(layer)]  # fmt: skip
+            assert held > 0 and all(dequantized_base.MERGED in w.__dict__ for w in wrappers)
+            merged = sample_completions(policy, prompts, **kw)
+            x = torch.randn(2, wrappers[0].in_features, generator=g)
+            with torch.no_grad():  # no grad: the wrapper's one matmul is on the merged weight
+                w0 = wrappers[0]
+                want = torch.nn.functional.linear(x, w0.__dict__[dequantized_base.MERGED], w0.base_layer.bias)
+                torch.testing.assert_close(wrappers[0](x), want, atol=0, rtol=0)
+            lp, grads = _logps_and_grads(policy)  # grad on: the unmerged forward
+        assert not any(dequantized_base.MERGED in w.__dict__ for w in wrappers)
+    finally:
+        dequantized_base.detach(policy)
+    assert merged.completions == plain.completions
+    torch.testing.assert_close(
+        torch.tensor(merged.mean_logprobs), torch.tensor(plain.mean_logprobs), atol=1e-5, rtol=1e-5
+    )
+    torch.testing.assert_close(lp, lp_ref, atol=0, rtol=0)
+    for name in g_ref:
+        torch.testing.assert_close(grads[name], g_ref[name], atol=0, rtol=0, msg=name)
+
+
+def test_plan_counts_the_merged_copy_while_sampling():
+    arch = resolve("qwen2.5-0.5b")
+    shape = mm.RunShape(prompt_tokens=64, completion_tokens=64, device="cpu", compute_dtype="float32",
+                        dequantized_layers=3)  # fmt: skip
+    plain = mm.estimate(arch, shape, 8, 8, 64)
+    merged = mm.estimate(arch, mm.with_changes(shape, merged_lora_sampling=True), 8, 8, 64)
+    copy = plain.components["weights_dequantized"]
+    assert copy > 0 and plain.components["weights_merged"] == 0
+    assert merged.components["weights_merged"] == copy
+    assert merged.phase_totals["generation"] == plain.phase_totals["generation"] + copy
+    assert merged.phase_totals["training"] == plain.phase_totals["training"]

@@ -38,6 +38,7 @@ COMPONENT_NOTES = {  # component -> (phase, what it is)
     "optimizer_state": ("static", "AdamW moments (fp32 or 8-bit)"),
     "kv_cache": ("generation", "layers x 2 x kv_heads x head_dim x tokens x bytes"),
     "generation_working": ("generation", "prefill logits / sampler buffers, dequant tile"),
+    "weights_merged": ("generation", "W + LoRA merged for the dequantized layers while sampling"),
     "activations": ("training", "saved tensors (layer inputs with checkpointing)"),
     "logits": ("training", "one log-prob chunk: (chunk, V) scores + hidden grad"),
     "layer_backward": ("training", "one layer recomputed + its grads (not with logits)"),

@@ -75,6 +75,7 @@ class RunShape:
     dequantized_layers: int = (
         0  # leading decoder layers with a resident dequantized base (dequantized_base.py)
     )
+    merged_lora_sampling: bool = False  # rollout.merge_lora: a merged copy of those layers while sampling
 
     @property
     def bytes(self) -> int:
@@ -207,11 +208,13 @@ def generation_bytes(arch: Architecture, shape: RunShape, gen_batch: int) -> dic
     full_kv = kv_cache_bytes(arch, shape, gen_batch)
     kv_growth = full_kv // L  # DynamicCache concatenates per layer: one layer's old + new copy overlap
     sample = sampling_bytes(arch, shape, gen_batch) + dequant_tile_bytes(arch, shape)
-    decode = {"kv_cache": full_kv + kv_growth, "generation_working": sample}
+    merged = weight_bytes(arch, shape)["weights_dequantized"] if shape.merged_lora_sampling else 0
+    decode = {"kv_cache": full_kv + kv_growth, "generation_working": sample, "weights_merged": merged}
     prefill_logits = gen_batch * (P if shape.prefill_all_logits else 1) * arch.vocab_size * shape.bytes
     prefill = {
         "kv_cache": kv_cache_bytes(arch, shape, gen_batch, tokens=P),
         "generation_working": max(layer_transient_bytes(arch, shape, gen_batch * P), prefill_logits + sample),
+        "weights_merged": merged,
     }
     return max(decode, prefill, key=lambda d: sum(d.values()))
 
@@ -346,7 +349,7 @@ def estimate(
         + comps["weights_dequantized"]
         + comps["lora_params"]
         + comps["optimizer_state"],
-        "generation": comps["kv_cache"] + comps["generation_working"],
+        "generation": comps["kv_cache"] + comps["generation_working"] + comps["weights_merged"],
         "training": training_phase_bytes(comps),
     }
     peak_phase = "generation" if totals["generation"] >= totals["training"] else "training"

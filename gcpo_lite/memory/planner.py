@@ -354,6 +354,7 @@ def shape_from_config(
         device="cuda" if device.startswith("cuda") else "cpu",
         logprob_backend=backend or logprob_backend(cfg, device),
         cpu_allocator=cfg.scheduler.cpu_allocator,
+        merged_lora_sampling=cfg.rollout.merge_lora,  # counted only for layers the plan dequantizes
     )
 
 
