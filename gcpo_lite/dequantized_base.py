@@ -110,12 +110,14 @@ def attach(model, num_layers: int, dtype: torch.dtype) -> int:
     return held
 
 
-def detach(model) -> int:
-    """Drop every dequantized copy (back to on-the-fly dequantization); returns the bytes released."""
+def detach(model, keep: int = 0) -> int:
+    """Drop the dequantized copies of every layer past the first `keep` (back to on-the-fly dequantization);
+    returns the bytes released."""
     released = 0
-    for layer in decoder_layers(model):
+    for layer in decoder_layers(model)[keep:]:
         for wrapper in _lora_wrappers(layer):
             wrapper.__dict__.pop("forward", None)  # peft's own forward again
+            wrapper.__dict__.pop(MERGED, None)
         for m in _linear4bit_modules(layer):
             if hasattr(m, ATTR):
                 released += getattr(m, ATTR).numel() * getattr(m, ATTR).element_size()

@@ -218,7 +218,8 @@ class Trainer:
             self.cfg = cfg = self._install_cpu_allocator(cfg)
         self.cfg = cfg = self._plan_share(cfg, train_examples + self.eval_examples)
         self._spend_planned_memory()
-        self.backoff = OOMBackoff(self.plan, enabled=cfg.scheduler.oom_backoff)  # OOM: halve the size, redo
+        oom = dict(enabled=cfg.scheduler.oom_backoff, release=self._release_dequantized)
+        self.backoff = OOMBackoff(self.plan, **oom)  # OOM: dequantized layers go first, then halve the size
         self.optimizer, self.lr_schedule = self._optimizer()
         self.rollout_backend = make_backend(cfg.rollout)  # prompts -> completions + sampling log-probs
         self.out_dir = Path(t.output_dir)
@@ -273,6 +274,15 @@ class Trainer:
         if self.device.type == "cpu" and self.cfg.scheduler.cpu_allocator == "caching":
             slack = self.plan.components["allocator_overhead"]
             cpu_allocator.install(max(slack, cpu_allocator.MIN_CAP_BYTES))
+
+    def _release_dequantized(self) -> tuple[str, int, int]:
+        """The OOM backoff's first resort: the last half of the dequantized layers go back to 4-bit on the
+        fly (same values, slower); returns ("dequantized_layers", before, after)."""
+        k = dequantized_base.attached_layers(self.model)
+        if k:
+            dequantized_base.detach(self.model, keep=k // 2)
+            self.plan.dequantized_layers = k // 2
+        return "dequantized_layers", k, k // 2
 
     def _between_phases(self) -> None:
         """Unmap the caching CPU allocator's cached blocks: one phase's sizes never sit through the other."""
@@ -366,6 +376,11 @@ class Trainer:
                 f"resume with train.optimizer={kind}"
             )
         self.prompts.load_state_dict(state["data"])
+        keep = (
+            self.plan.dequantized_layers
+        )  # fewer than attached: the run gave layers back (OOM) before saving
+        if dequantized_base.attached_layers(self.model) > keep:
+            dequantized_base.detach(self.model, keep=keep)
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
         self.rewards.errors = int(state.get("reward_errors", 0))

@@ -123,14 +123,14 @@ def test_torchrun_three_steps_write_one_log_and_an_adapter(embedded_model_dir, t
     run_dir = tmp_path / "run"
     done = run(torchrun("-m", "gcpo_lite", *train_args(embedded_model_dir, run_dir, 3)))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("done: 3 steps") == 1  # rank 0 speaks for the job
+    assert done.stdout.count("done: 3 steps") == 1, done.stdout  # rank 0 speaks for the job
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "loss" in r]
     assert [r["step"] for r in steps] == [1, 2, 3]
     for r in steps:
-        assert r["rollouts"] == 16  # the global batch: 2 processes x 2 groups x G=4
-        assert r["trained_rows"] + 4 * r["skipped_groups"] == 16
-        assert 0 <= r["accuracy"] <= 1 and r["sampled_tokens"] > 0
+        assert r["rollouts"] == 16, r  # the global batch: 2 processes x 2 groups x G=4
+        assert r["trained_rows"] + 4 * r["skipped_groups"] == 16, r
+        assert 0 <= r["accuracy"] <= 1 and r["sampled_tokens"] > 0, r
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     state = ck.load_state_file(ck.latest_checkpoint(run_dir) / "trainer_state.pt")
     assert state["world_size"] == 2 and len(state["ranks"]) == 2
@@ -138,9 +138,10 @@ def test_torchrun_three_steps_write_one_log_and_an_adapter(embedded_model_dir, t
     assert shards[0] != shards[1]
     assert not torch.equal(state["ranks"][0]["rng"]["torch"], state["ranks"][1]["rng"]["torch"])
     # one process cannot resume it: its prompts and random streams were split two ways
-    from gcpo_lite.cli import main
-
-    assert main(["train", "--resume", str(run_dir), "--no-progress", "train.max_steps=4"]) == 2
+    alone = run([sys.executable, "-m", "gcpo_lite", "train", "--resume", str(run_dir), "--no-progress",
+                 "train.max_steps=4"])  # fmt: skip
+    assert alone.returncode == 2, alone.stdout + alone.stderr
+    assert "torchrun --nproc-per-node 2 -m gcpo_lite train --resume" in alone.stderr
 
 
 def test_killed_two_process_run_resumes_exactly(embedded_model_dir, tmp_path):

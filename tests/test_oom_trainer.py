@@ -12,9 +12,11 @@ from gcpo_lite.trainer import Trainer
 STEPS = 2
 
 
-def make(run_dir, gen_batch, micro):
+def make(run_dir, gen_batch, micro, dequantized_base=False):
     cfg = from_dict(
         {
+            # no dequantized layers by default: an OOM would give them back before halving a size
+            "scheduler": {"dequantized_base": dequantized_base},
             "model": {"gradient_checkpointing": False},
             "gcpo": {"num_generations": 4, "max_completion_length": 5, "num_iterations": 2, "beta": 0.04},
             "data": {"eval_size": 4},
@@ -97,6 +99,37 @@ def test_backoff_run_matches_a_clean_run(embedded_model_dir, tmp_path, monkeypat
     # scale, so near-zero elements may move by ~1e-3 of the learning rate (1e-3 x 4 updates here).
     for p, q in zip(params, clean_params):
         torch.testing.assert_close(p, q, rtol=1e-3, atol=4e-6)
+
+
+def test_dequantized_layers_are_given_back_before_any_size_is_halved(
+    embedded_model_dir, tmp_path, monkeypatch
+):
+    """With a dequantized base, the first out-of-memory error sends half its layers back to 4-bit on the fly
+    and redoes the slice at the same size; the second takes the rest; only then is a size halved."""
+    from gcpo_lite import dequantized_base
+
+    tr = make(tmp_path / "run", gen_batch=8, micro=8, dequantized_base=True)
+    layers = dequantized_base.attached_layers(tr.model)
+    assert layers >= 2 and tr.plan.dequantized_layers == layers  # the plan had room for the copy
+    chain = [layers]  # each release keeps half: layers, layers // 2, ..., 0
+    while chain[-1]:
+        chain.append(chain[-1] // 2)
+    releases = [("generation", "dequantized_layers", a, b) for a, b in zip(chain, chain[1:])]
+    real_sample, fails = backends_mod.sample_completions, [0]
+
+    def sample(model, prompts, **kw):  # one failure per release, then one more
+        if fails[0] <= len(releases):
+            fails[0] += 1
+            raise _oom()
+        return real_sample(model, prompts, **kw)
+
+    monkeypatch.setattr(backends_mod, "sample_completions", sample)
+    samples, _ = run(tr)
+    events = [(e["phase"], e.get("size"), e["from"], e["to"]) for e in tr.plan.backoffs]
+    # nothing left to give back: only then is the generation batch halved
+    assert events == releases + [("generation", None, 8, 4)]
+    assert dequantized_base.attached_layers(tr.model) == tr.plan.dequantized_layers == 0
+    assert all(len(c) == 8 for c, _ in samples)  # every sample of every step generated
 
 
 def test_auto_group_size_in_the_trainer(embedded_model_dir, tmp_path):

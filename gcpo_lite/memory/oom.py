@@ -12,6 +12,10 @@ gradients accumulated by earlier micro-steps aside while a micro-step runs, so a
 half way cannot leave partial gradients behind: the step's update equals that of a run that never
 hit the error (up to float summation order when slices change size). Each backoff is logged and
 recorded in `plan.backoffs`. At size 1 the error is re-raised with what to change.
+
+Memory spent on speed goes first: when the trainer gives a `release` callback (it drops half of the
+dequantized base's layers, dequantized_base.py), an out-of-memory error first calls it and redoes the slice at
+the same size; sizes are halved only once it has nothing left to give back.
 """
 
 from __future__ import annotations
@@ -69,10 +73,18 @@ def free_memory() -> None:
 
 
 class OOMBackoff:
-    def __init__(self, plan, *, enabled: bool = True, on_event: Optional[Callable[[dict], None]] = None):
+    def __init__(
+        self,
+        plan,
+        *,
+        enabled: bool = True,
+        on_event: Optional[Callable[[dict], None]] = None,
+        release: Optional[Callable[[], tuple[str, int, int]]] = None,
+    ):
         self.plan = plan
         self.enabled = enabled
         self.on_event = on_event
+        self.release = release  # () -> (what, from, to): memory given back before any size is halved
         self.step: Optional[int] = None  # the trainer sets this so events say which step
         if getattr(plan, "backoffs", None) is None:
             plan.backoffs = []
@@ -83,6 +95,25 @@ class OOMBackoff:
 
     def size(self, phase: str) -> int:
         return max(1, int(getattr(self.plan, PHASE_SIZE[phase])))
+
+    def _released(self, phase: str, start: int, end: int, error: BaseException) -> bool:
+        """Give back memory spent on speed (the release callback) instead of halving a size; False when
+        there is nothing left to give back."""
+        what, old, new = self.release() if self.release is not None else ("", 0, 0)
+        if old == new:
+            return False
+        free_memory()
+        self._record({"phase": phase, "items": [start, end], "size": what, "from": old, "to": new}, error)
+        log.warning(
+            "out of memory in %s (items %d:%d): %s %d -> %d, retrying", phase, start, end, what, old, new
+        )
+        return True
+
+    def _record(self, event: dict, error: BaseException) -> None:
+        event = {"step": self.step, **event, "error": str(error).splitlines()[0][:200], "time": time.time()}
+        self.plan.backoffs.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
 
     def _shrink(self, phase: str, start: int, end: int, error: BaseException) -> None:
         old = self.size(phase)
@@ -97,16 +128,7 @@ class OOMBackoff:
         setattr(self.plan, size_name, new)
         if size_name == "micro_batch_size" and getattr(self.plan, "gradient_accumulation_steps", 0):
             self.plan.gradient_accumulation_steps = -(-self.plan.gradient_accumulation_steps * old // new)
-        event = {
-            "step": self.step,
-            "phase": phase,
-            "items": [start, end],
-            "from": old,
-            "to": new,
-            "error": str(error).splitlines()[0][:200],
-            "time": time.time(),
-        }
-        self.plan.backoffs.append(event)
+        self._record({"phase": phase, "items": [start, end], "from": old, "to": new}, error)
         log.warning(
             "out of memory in %s (items %d:%d, %s=%d): retrying with %s=%d",
             phase,
@@ -117,8 +139,6 @@ class OOMBackoff:
             size_name,
             new,
         )
-        if self.on_event is not None:
-            self.on_event(event)
 
     def map(self, phase: str, n: int, fn: Callable[[int, int], object]) -> list:
         """[fn(s, e) for consecutive slices covering [0, n)], retrying a slice that ran out of memory.
@@ -143,7 +163,8 @@ class OOMBackoff:
                 err.__traceback__ = None  # the traceback pins the failed slice's tensors
                 free_memory()
                 set_rng_state(rng)
-                self._shrink(phase, start, end, err)
+                if not self._released(phase, start, end, err):
+                    self._shrink(phase, start, end, err)
                 continue
             results.append(out)
             start = end
