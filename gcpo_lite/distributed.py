@@ -72,21 +72,18 @@ class World:
 
     def all_sum(self, values: Sequence[float]) -> list[float]:
         """Elementwise sum over ranks of a few numbers (float64: counts stay exact)."""
-        if not self.distributed:
-            return [float(v) for v in values]
-        import torch.distributed as dist
-
-        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self._comm_device())
-        self._run(dist.all_reduce, t, op=dist.ReduceOp.SUM)
-        return t.tolist()
+        return self._all_reduce(values, "SUM")
 
     def all_max(self, values: Sequence[float]) -> list[float]:
+        return self._all_reduce(values, "MAX")
+
+    def _all_reduce(self, values: Sequence[float], op: str) -> list[float]:
         if not self.distributed:
             return [float(v) for v in values]
         import torch.distributed as dist
 
         t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self._comm_device())
-        self._run(dist.all_reduce, t, op=dist.ReduceOp.MAX)
+        self._run(dist.all_reduce, t, op=getattr(dist.ReduceOp, op))
         return t.tolist()
 
     def any(self, flag: bool) -> bool:
