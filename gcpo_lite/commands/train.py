@@ -215,9 +215,8 @@ def _train(args: argparse.Namespace, cfg, embedded: bool, world) -> int:
     try:
         trainer = Trainer(cfg, progress=not args.no_progress, world=world)
     except BaseException:
-        if (
-            not getattr(args, "resume", None) and world.is_main
-        ):  # a bad model, dataset or option: no empty run
+        fresh = not getattr(args, "resume", None)
+        if fresh and world.is_main:  # a bad model, dataset or option: leave no empty run behind
             from gcpo_lite.rundir import abandon_if_empty
 
             abandon_if_empty(cfg.train.output_dir)
@@ -235,7 +234,10 @@ def _train(args: argparse.Namespace, cfg, embedded: bool, world) -> int:
         load_checkpoint(trainer, resume_from, restore_logs=world.is_main)
     last = trainer.train()
     if getattr(trainer, "interrupted", None):
-        again = "torchrun ... -m gcpo_lite train" if world.distributed else "gcpo-lite train"
+        again = "gcpo-lite train"
+        if world.distributed:  # the same launch, with the same number of processes
+            nodes = "" if world.size == world.local_size else " --nnodes ... (the same launch flags)"
+            again = f"torchrun{nodes} --nproc-per-node {world.local_size} -m gcpo_lite train"
         say(
             f"stopped by {trainer.interrupted} after step {trainer.step}; continue with: "
             f"{again} --resume {cfg.train.output_dir}"
