@@ -5,6 +5,7 @@
   covering the global batch, an adapter and a checkpoint with every rank's state;
 - a 2-process run killed (SIGKILL, no chance to save) and resumed logs what an uninterrupted one logs;
 - a rank that raises ends the whole job, non-zero, and leaves the last checkpoint readable;
+- an out-of-memory error on one rank is retried inside the step while the other rank waits;
 - the pieces: whole groups per rank, merged metrics, batch-std advantages, world-size checks.
 """
 
