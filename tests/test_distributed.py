@@ -165,7 +165,11 @@ def test_killed_two_process_run_resumes_exactly(embedded_model_dir, tmp_path):
         time.sleep(0.05)
     # Kill torchrun and both ranks at once, as a lost machine would: no handler runs, so the last periodic
     # checkpoint is what is left. (torchrun starts each rank in a session of its own: kill them by pid.)
-    ranks = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    ranks = [
+        pid
+        for task in Path(f"/proc/{proc.pid}/task").iterdir()
+        for pid in (task / "children").read_text().split()
+    ]
     for pid in [proc.pid, *map(int, ranks)]:
         os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=30)
