@@ -170,6 +170,7 @@ def test_killed_two_process_run_resumes_exactly(embedded_model_dir, tmp_path):
         for task in Path(f"/proc/{proc.pid}/task").iterdir()
         for pid in (task / "children").read_text().split()
     ]
+    assert len(ranks) == 2, ranks
     for pid in [proc.pid, *map(int, ranks)]:
         os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=30)
