@@ -90,7 +90,7 @@ def sample_completions(
     drop_finished: rows that ended are removed from the decode batch and the cache (COMPACT_FRACTION),
     so long-tailed lengths do not keep finished rows decoding padding.
     """
-    from transformers import DynamicCache
+    from gcpo_lite.kv_cache import PreallocatedCache  # transformers: only once sampling runs
 
     device = next(model.parameters()).device
     was_training = model.training
@@ -105,9 +105,9 @@ def sample_completions(
     logp_sum = torch.zeros(B, device=device)
     ent_sum = torch.zeros(B, device=device)  # (B,)
     length = torch.zeros(B, dtype=torch.long, device=device)
-    cache = DynamicCache()
     try:
         ids, mask = _left_pad(distinct, pad_id, device)  # (U, P)
+        cache = PreallocatedCache(capacity=ids.shape[1] + max_new_tokens)  # no copy of the cache per step
         position = (mask.cumsum(-1) - 1).clamp(min=0)  # (U, P) positions skip the left padding
         logits = _last_logits(model, ids, mask, position, cache)  # (U, V): prefill skips the prompt's logits
         if len(distinct) < B:  # copy each distinct prompt's cache, mask and logits to its rows
