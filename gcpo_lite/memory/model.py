@@ -201,8 +201,9 @@ def sampling_bytes(arch: Architecture, shape: RunShape, gen_batch: int) -> int:
 def generation_bytes(arch: Architecture, shape: RunShape, gen_batch: int) -> dict[str, int]:
     """Generation-phase components for gen_batch sequences per generate call.
 
-    The peak is at the last decode step (full KV cache) or at prefill (prompt-length layer
-    transient), whichever is larger; the components returned describe that moment. With
+    The peak is at the last decode step (full KV cache) or at prefill (the full KV cache too, which the
+    sampler allocates for the whole rollout, plus the prompt-length layer transient), whichever is larger;
+    the components returned describe that moment. With
     prefill_all_logits the prefill also holds (g, P, V) logits in compute dtype."""
     P, L = shape.prompt_tokens, arch.num_layers
     full_kv = kv_cache_bytes(arch, shape, gen_batch)
@@ -212,7 +213,7 @@ def generation_bytes(arch: Architecture, shape: RunShape, gen_batch: int) -> dic
     decode = {"kv_cache": full_kv + kv_growth, "generation_working": sample, "weights_merged": merged}
     prefill_logits = gen_batch * (P if shape.prefill_all_logits else 1) * arch.vocab_size * shape.bytes
     prefill = {
-        "kv_cache": kv_cache_bytes(arch, shape, gen_batch, tokens=P),
+        "kv_cache": full_kv,  # the sampler's cache is allocated for the whole rollout at prefill (kv_cache.py)
         "generation_working": max(layer_transient_bytes(arch, shape, gen_batch * P), prefill_logits + sample),
         "weights_merged": merged,
     }
