@@ -24,6 +24,20 @@ def embedded_model_dir(_private_cache):
     return ensure_embedded_model()
 
 
+@pytest.fixture(scope="module")
+def embedded_policy(embedded_model_dir):
+    """(model, tokenizer): the embedded model, 4-bit + LoRA as the trainer loads it, seeded; one per module."""
+    import torch
+
+    from gcpo_lite.config import from_dict
+    from gcpo_lite.models import load_policy
+
+    cfg = from_dict({"model": {"name": str(embedded_model_dir)}})
+    torch.manual_seed(0)
+    model, tok, _ = load_policy(cfg, torch.device("cpu"))
+    return model, tok
+
+
 @pytest.fixture(scope="session")
 def finished_run(embedded_model_dir, tmp_path_factory):
     """A finished 2-step run of the embedded model with a checkpoint after each step (built once; copy it

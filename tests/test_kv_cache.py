@@ -11,8 +11,6 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from gcpo_lite import kv_cache
-from gcpo_lite.config import from_dict
-from gcpo_lite.models import load_policy
 from gcpo_lite.rollout import sample_completions
 
 
@@ -29,29 +27,23 @@ def test_layer_matches_dynamic_layer(capacity):
 
     step(3, 5)  # prefill of 3 distinct prompts
     expand = torch.tensor([0, 0, 1, 1, 2, 2])  # each prompt's cache to its 2 rows
-    ours.batch_select_indices(expand), theirs.batch_select_indices(expand)
+    ours.batch_select_indices(expand)
+    theirs.batch_select_indices(expand)
     for _ in range(4):
         step(6, 1)
     keep = torch.tensor([0, 2, 5])  # finished rows dropped
-    ours.batch_select_indices(keep), theirs.batch_select_indices(keep)
+    ours.batch_select_indices(keep)
+    theirs.batch_select_indices(keep)
     for _ in range(3):
         step(3, 1)
     assert torch.equal(ours.keys, theirs.keys) and torch.equal(ours.values, theirs.values)
 
 
-@pytest.fixture(scope="module")
-def policy(embedded_model_dir):
-    cfg = from_dict({"model": {"name": str(embedded_model_dir)}})
-    torch.manual_seed(0)
-    model, tok, _ = load_policy(cfg, torch.device("cpu"))
-    return model, tok
-
-
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_sampler_gives_what_it_gave_with_dynamic_cache(policy, temperature, monkeypatch):
+def test_sampler_gives_what_it_gave_with_dynamic_cache(embedded_policy, temperature, monkeypatch):
     from transformers import DynamicCache
 
-    model, tok = policy
+    model, tok = embedded_policy
     g = torch.Generator().manual_seed(1)
     prompts = [torch.randint(3, len(tok), (n,), generator=g).tolist() for n in (4, 9, 2) for _ in range(3)]
 

@@ -7,17 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gcpo_lite.config import from_dict
-from gcpo_lite.models import load_policy
 from gcpo_lite.rollout import _unique_prompts, sample_completions
-
-
-@pytest.fixture(scope="module")
-def policy(embedded_model_dir):
-    cfg = from_dict({"model": {"name": str(embedded_model_dir)}})
-    torch.manual_seed(0)
-    model, tok, _ = load_policy(cfg, torch.device("cpu"))
-    return model, tok
 
 
 def _prompts(tok, G: int) -> list[list[int]]:
@@ -55,8 +45,8 @@ def _eos_often(model, tok, temperature: float, seed: int) -> set[int]:
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_same_samples_as_one_prefill_per_row(policy, temperature):
-    model, tok = policy
+def test_same_samples_as_one_prefill_per_row(embedded_policy, temperature):
+    model, tok = embedded_policy
     prompts = _prompts(tok, G=4)
     eos = _eos_often(model, tok, temperature, seed=7)
     kw = dict(max_new_tokens=12, temperature=temperature, top_p=1.0, eos_ids=eos, pad_id=tok.pad_token_id)
@@ -83,10 +73,10 @@ def test_same_samples_as_one_prefill_per_row(policy, temperature):
         )
 
 
-def test_sampled_rows_score_the_same_under_either_path(policy):
+def test_sampled_rows_score_the_same_under_either_path(embedded_policy):
     """With sampling and dropped rows, each row's recorded mean log-prob is the one a plain run gives when
     it is forced through the same tokens (the sampler's distribution is unchanged)."""
-    model, tok = policy
+    model, tok = embedded_policy
     prompts = _prompts(tok, G=4)
     eos = _eos_often(model, tok, 1.0, seed=3)
     kw = dict(max_new_tokens=12, temperature=1.0, top_p=1.0, eos_ids=eos, pad_id=tok.pad_token_id)
