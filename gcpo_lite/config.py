@@ -261,6 +261,14 @@ class TrainConfig:
             "padded to its own longest row (same gradients, less padding); None = 4 on CPU, 1 on CUDA"
         },
     )
+    share_prompts: bool = field(
+        default=True,
+        metadata={
+            "help": "in the update, run each distinct prompt of a micro-batch once and its G rows' completions on "
+            "its keys and values (loss and gradients equal the per-row forward's to fp32 rounding; with "
+            "lora.dropout > 0 a prompt's rows share one dropout mask)"
+        },
+    )
     logits_chunk_size: Optional[int] = field(
         default=None, metadata={"help": "tokens per lm_head chunk in the loss; None = the kernel's default"}
     )

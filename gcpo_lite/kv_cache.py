@@ -13,6 +13,7 @@ expansion after a shared prefill, and the compaction that drops finished rows).
 
 from __future__ import annotations
 
+import inspect
 from functools import partial
 
 import torch
@@ -70,3 +71,10 @@ class PreallocatedCache(DynamicCache):
 
     def __init__(self, capacity: int):
         Cache.__init__(self, layer_class_to_replicate=partial(PreallocatedLayer, capacity))
+
+
+def cache_kwarg(module) -> str:
+    """The name `module.forward` takes the KV cache by: `cache` from transformers 5.x (where
+    `past_key_values` still works, with a FutureWarning each call), `past_key_values` before."""
+    base = module.get_base_model() if hasattr(module, "get_base_model") else module  # peft passes it through
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"

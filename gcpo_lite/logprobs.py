@@ -16,13 +16,28 @@ from torch import Tensor
 from gcpo_lite import kernels
 from gcpo_lite.models import decoder_and_head
 from gcpo_lite.output_head import logit_multiplier
+from gcpo_lite.prompt_sharing import PromptStates
+from gcpo_lite.prompt_sharing import completion_hidden as shared_completion_hidden
 from gcpo_lite.rollout import RowBatch
 
 
-def completion_hidden(model, rows: RowBatch, temperature: float) -> tuple[Tensor, Tensor, float]:
+def completion_hidden(
+    model, rows: RowBatch, temperature: float, prompts: Optional[PromptStates] = None
+) -> tuple[Tensor, Tensor, float]:
     """(hidden (B, T, H) whose position t predicts completion token t, lm_head weight (V, H), the temperature
-    the kernels must use on hidden @ W.T to give the model's own logits / `temperature`)."""
+    the kernels must use on hidden @ W.T to give the model's own logits / `temperature`).
+
+    prompts: the rows' prompts already run once per distinct prompt (prompt_sharing.py); only the
+    completions run here, on top of their keys and values."""
     decoder, head = decoder_and_head(model)
+    # logits = m * hidden @ W.T for some models (output_head.py): the kernels run at temperature / m
+    temp = temperature / logit_multiplier(model.config)
+    if prompts is not None:
+        return (
+            shared_completion_hidden(decoder, prompts, rows.completion_ids, rows.completion_mask),
+            head.weight,
+            temp,
+        )
     input_ids = torch.cat([rows.prompt_ids, rows.completion_ids], dim=1)  # (B, P+T)
     attn = torch.cat([rows.prompt_mask, rows.completion_mask], dim=1)  # (B, P+T)
     position = (attn.cumsum(-1) - 1).clamp(min=0)  # (B, P+T)
@@ -30,8 +45,7 @@ def completion_hidden(model, rows: RowBatch, temperature: float) -> tuple[Tensor
         input_ids=input_ids, attention_mask=attn, position_ids=position, use_cache=False
     ).last_hidden_state  # (B, P+T, H)
     P = rows.prompt_ids.shape[1]
-    # logits = m * hidden @ W.T for some models (output_head.py): the kernels run at temperature / m
-    return hidden[:, P - 1 : -1, :], head.weight, temperature / logit_multiplier(model.config)
+    return hidden[:, P - 1 : -1, :], head.weight, temp
 
 
 def completion_logprobs(
@@ -41,9 +55,10 @@ def completion_logprobs(
     temperature: float,
     suppress_ids: Optional[Tensor] = None,
     chunk_size: Optional[int] = None,
+    prompts: Optional[PromptStates] = None,
 ) -> Tensor:
     """log pi(completion token | prefix) at `temperature`: (B, T) float32, 0 where completion_mask is 0."""
-    pred, weight, temp = completion_hidden(model, rows, temperature)
+    pred, weight, temp = completion_hidden(model, rows, temperature, prompts)
     sel = rows.completion_mask.bool()  # (B, T)
     out = torch.zeros(rows.completion_ids.shape, dtype=torch.float32, device=pred.device)  # (B, T)
     if sel.any():
@@ -68,10 +83,11 @@ def completion_loss(
     temperature: float,
     suppress_ids: Optional[Tensor] = None,
     chunk_size: Optional[int] = None,
+    prompts: Optional[PromptStates] = None,
     **loss_kwargs,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The GCPO loss of `rows` through the fused op kernels.gcpo_loss_from_hidden (old = None: on-policy)."""
-    pred, weight, temp = completion_hidden(model, rows, temperature)
+    pred, weight, temp = completion_hidden(model, rows, temperature, prompts)
     return kernels.gcpo_loss_from_hidden(
         pred,
         weight,

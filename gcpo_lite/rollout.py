@@ -24,7 +24,7 @@ class SampleOutput:
     )  # per sequence: summed entropy (nats) of the sampling distributions of its tokens
 
 
-def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[Tensor, Tensor]:
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[Tensor, Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -90,7 +90,7 @@ def sample_completions(
     drop_finished: rows that ended are removed from the decode batch and the cache (COMPACT_FRACTION),
     so long-tailed lengths do not keep finished rows decoding padding.
     """
-    from gcpo_lite.kv_cache import PreallocatedCache  # transformers: only once sampling runs
+    from gcpo_lite.kv_cache import PreallocatedCache, cache_kwarg  # transformers: only once sampling runs
 
     device = next(model.parameters()).device
     was_training = model.training
@@ -106,10 +106,11 @@ def sample_completions(
     ent_sum = torch.zeros(B, device=device)  # (B,)
     length = torch.zeros(B, dtype=torch.long, device=device)
     try:
-        ids, mask = _left_pad(distinct, pad_id, device)  # (U, P)
+        ids, mask = left_pad(distinct, pad_id, device)  # (U, P)
         cache = PreallocatedCache(capacity=ids.shape[1] + max_new_tokens)  # no copy of the cache per step
+        cached = {cache_kwarg(model): cache}
         position = (mask.cumsum(-1) - 1).clamp(min=0)  # (U, P) positions skip the left padding
-        logits = _last_logits(model, ids, mask, position, cache)  # (U, V): prefill skips the prompt's logits
+        logits = _last_logits(model, ids, mask, position, cached)  # (U, V): prefill skips the prompt's logits
         if len(distinct) < B:  # copy each distinct prompt's cache, mask and logits to its rows
             expand = torch.tensor(owner, dtype=torch.long, device=device)  # (B,)
             cache.batch_select_indices(expand)
@@ -139,7 +140,7 @@ def sample_completions(
                     mask[keep],
                     position[keep],
                 )
-            logits = _last_logits(model, nxt.unsqueeze(-1), mask, position, cache)  # (b, V)
+            logits = _last_logits(model, nxt.unsqueeze(-1), mask, position, cached)  # (b, V)
     finally:
         model.train(was_training)
     lengths = length.tolist()
@@ -151,15 +152,16 @@ def sample_completions(
     )
 
 
-def _last_logits(model, ids: Tensor, mask: Tensor, position: Tensor, cache) -> Tensor:
-    """(b, V) fp32 logits of the last position: ids (b, n) after the cached tokens; mask (b, cached + n)."""
+def _last_logits(model, ids: Tensor, mask: Tensor, position: Tensor, cache: dict) -> Tensor:
+    """(b, V) fp32 logits of the last position: ids (b, n) after the cached tokens; mask (b, cached + n);
+    cache {the forward's name for it: the KV cache}."""
     out = model(
         input_ids=ids,
         attention_mask=mask,
         position_ids=position,
-        past_key_values=cache,
         use_cache=True,
         logits_to_keep=1,
+        **cache,
     )
     return out.logits[:, -1, :].float()
 
@@ -195,6 +197,6 @@ def pad_batch(
     prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int, device
 ) -> RowBatch:
     width = max(1, max(len(c) for c in completions))
-    p_ids, p_mask = _left_pad(prompts, pad_id, device)
+    p_ids, p_mask = left_pad(prompts, pad_id, device)
     c_ids, c_mask = _right_pad(completions, pad_id, width, device)
     return RowBatch(p_ids, p_mask, c_ids, c_mask)

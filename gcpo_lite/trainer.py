@@ -31,12 +31,14 @@ from gcpo_lite.data import PromptStream, dataset_name, is_builtin, load_examples
 from gcpo_lite.distributed import World, check_split, merge_records
 from gcpo_lite.gold import Gold, gold_solution_text, inject, make_gold, prompt_opens_think
 from gcpo_lite.kernels import gcpo_loss
+from gcpo_lite.length_buckets import bucket_bounds
 from gcpo_lite.logprobs import completion_logprobs, completion_loss
 from gcpo_lite.memory import cpu_allocator
 from gcpo_lite.memory.oom import OOMBackoff
 from gcpo_lite.memory.planner import make_plan
-from gcpo_lite.models import compute_dtype, load_policy, pick_device
+from gcpo_lite.models import compute_dtype, decoder_and_head, load_policy, pick_device
 from gcpo_lite.optimizers import build_optimizer, check_optimizer
+from gcpo_lite.prompt_sharing import NotRouted, SharedPrompts, distinct_count
 from gcpo_lite.prompts import completion_ids_for_text, eos_token_ids, prompt_ids, suppressed_ids
 from gcpo_lite.rng import rng_state, set_rng_state
 from gcpo_lite.rollout import RowBatch, pad_batch
@@ -70,6 +72,9 @@ class _UpdateRows:
         return pad_batch(
             [self.batch.prompts[i] for i in idx], [self.batch.completions[i] for i in idx], pad_id, device
         )
+
+    def prompts(self, s: int, e: int) -> list[list[int]]:
+        return [self.batch.prompts[i] for i in self.rows[s:e]]
 
     def share(self, s: int, e: int) -> float:
         """rows[s:e]'s share of the step's trained completion tokens (every rank's): the clip ratio and KL a
@@ -209,6 +214,7 @@ class Trainer:
             resolve_verifier(r.verifier, dataset_name(cfg.data), r.last_number_fallback), r.format_weight
         )
         self._builtin_task = is_builtin(cfg.data)
+        self._share_prompts = cfg.train.share_prompts  # off for the run if the model cannot (prompt_sharing)
         self._opens_think = prompt_opens_think(self.tokenizer)
         self.eos_ids = eos_token_ids(self.tokenizer, self.model)
         self.pad_id = int(self.tokenizer.pad_token_id)
@@ -651,10 +657,25 @@ class Trainer:
         """Forward + backward of rows[s:e] (ordered by length) in up to train.length_buckets consecutive parts,
         each padded to its own longest row: the gradients add up to the whole micro-batch's, with less
         padding computed. Returns (loss, clip_ratio share, kl share) summed over the parts."""
-        parts = max(1, min(e - s, self._length_buckets()))
-        bounds = [s + (e - s) * k // parts for k in range(parts + 1)]
-        sums = [self._bucket_step(work, old, ref, a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+        bounds = [s + b for b in bucket_bounds(work.lengths[s:e], self._length_buckets())]  # least padding
+        shared = self._shared_prompts(work, s, e)  # None: every row runs its own prompt
+        sums = [self._bucket_step(work, old, ref, a, b, shared) for a, b in zip(bounds, bounds[1:]) if b > a]
+        if shared is not None:  # the parts' gradients on the prompts' states, through the prompts' forward
+            shared.backward()
         return tuple(sum(x) for x in zip(*sums))
+
+    def _shared_prompts(self, work: "_UpdateRows", s: int, e: int) -> Optional[SharedPrompts]:
+        """train.share_prompts: rows[s:e]'s distinct prompts run once (prompt_sharing.py), when there are
+        fewer of them than rows."""
+        prompts = work.prompts(s, e)
+        if not self._share_prompts or distinct_count(prompts) == len(prompts):
+            return None
+        try:
+            return SharedPrompts(decoder_and_head(self.model)[0], prompts, self.pad_id, self.device)
+        except NotRouted as err:
+            self._share_prompts = False
+            log.warning("train.share_prompts is off for this run (%s): each row runs its own prompt", err)
+            return None
 
     def _length_buckets(self) -> int:
         """train.length_buckets, or by default 4 on CPU (smaller matmuls cost the CPU little per token) and 1
@@ -662,7 +683,9 @@ class Trainer:
         n = self.cfg.train.length_buckets
         return n if n is not None else (4 if self.device.type == "cpu" else 1)
 
-    def _bucket_step(self, work: "_UpdateRows", old, ref, s: int, e: int) -> tuple[float, float, float]:
+    def _bucket_step(
+        self, work: "_UpdateRows", old, ref, s: int, e: int, shared: Optional[SharedPrompts] = None
+    ) -> tuple[float, float, float]:
         """Forward + backward of rows[s:e]; the loss is already divided by the whole step's normalizer."""
         g = self.cfg.gcpo
         rows = work.padded(s, e, self.pad_id, self.device)
@@ -680,7 +703,8 @@ class Trainer:
             max_completion_length=g.max_completion_length,
             normalizer=work.normalizer,
         )
-        lp_kw = self._logprob_kwargs()
+        prompts = None if shared is None else shared.for_rows(work.prompts(s, e))  # (b rows') prompt states
+        lp_kw = dict(self._logprob_kwargs(), prompts=prompts)
         if self.cfg.train.fused_loss:  # hidden states -> loss in one op (kernels.gcpo_loss_from_hidden)
             loss, m = completion_loss(self.model, rows, old_lp, advantages, **lp_kw, **loss_kw)
         else:  # the composition: per-token log-probs, then the loss

@@ -53,3 +53,36 @@ def test_length_buckets_must_be_positive():
 
     with pytest.raises(ConfigError, match="length_buckets"):
         from_dict({"train": {"length_buckets": 0}})
+
+
+def test_bucket_bounds_pad_the_least_possible():
+    """The dynamic program's cuts against every way to cut random sorted lengths (brute force)."""
+    import itertools
+    import random
+
+    from gcpo_lite.length_buckets import bucket_bounds, padded_tokens
+
+    rng = random.Random(0)
+    for _ in range(300):
+        n, parts = rng.randint(1, 9), rng.randint(1, 5)
+        lengths = sorted(rng.randint(1, 20) for _ in range(n))
+        bounds = bucket_bounds(lengths, parts)
+        k = min(parts, n)
+        assert bounds[0] == 0 and bounds[-1] == n and len(bounds) == k + 1
+        assert all(a < b for a, b in zip(bounds, bounds[1:])), "every part has a row"
+        least = min(padded_tokens(lengths, [0, *c, n]) for c in itertools.combinations(range(1, n), k - 1))
+        assert padded_tokens(lengths, bounds) == least, (lengths, parts, bounds)
+
+
+def test_bucket_bounds_on_long_tailed_lengths():
+    """Gold rows of 3-4 tokens, a spread, a block at the limit: 4 parts of equal row counts pad 1888 tokens,
+    the least-padding cuts 1644 (measured on a rollout of the embedded task)."""
+    from gcpo_lite.length_buckets import bucket_bounds, padded_tokens
+
+    lengths = (
+        [2] + [3] * 9 + [4] * 8 + [5, 5, 8, 8, 9, 10, 10, 10, 12, 12, 12, 16, 16, 18, 18, 18, 21, 22, 23, 25]
+    )
+    lengths += [27, 27, 28, 31, 37, 38, 40, 41, 45] + [48] * 17
+    assert padded_tokens(lengths, [0, 16, 32, 48, 64]) == 1888
+    assert bucket_bounds(lengths, 4) == [0, 18, 29, 41, 64]
+    assert padded_tokens(lengths, bucket_bounds(lengths, 4)) == 1644

@@ -43,6 +43,7 @@ COMPONENT_NOTES = {  # component -> (phase, what it is)
     "logits": ("training", "one log-prob chunk: (chunk, V) scores + hidden grad"),
     "layer_backward": ("training", "one layer recomputed + its grads (not with logits)"),
     "lora_grads": ("training", "fp32 LoRA grads (x2 while accumulating)"),
+    "prompt_states": ("training", "each row's copy of its prompt's keys/values (train.share_prompts)"),
     "allocator_overhead": ("always", "fragmentation / caching slack (CPU caching allocator: its cap)"),
 }
 

@@ -76,6 +76,7 @@ class RunShape:
         0  # leading decoder layers with a resident dequantized base (dequantized_base.py)
     )
     merged_lora_sampling: bool = False  # rollout.merge_lora: a merged copy of those layers while sampling
+    share_prompts: bool = False  # train.share_prompts: each row holds a copy of its prompt's keys and values
 
     @property
     def bytes(self) -> int:
@@ -299,7 +300,10 @@ def training_bytes(
     layer_backward  one layer's recomputed tensors (checkpointing) + its gradient transients,
                     alive during the decoder backward, i.e. never together with `logits`
     lora_grads      fp32 LoRA gradients (twice while OOM backoff keeps accumulated ones aside)
-    The phase needs activations + lora_grads + max(logits, layer_backward)."""
+    prompt_states   train.share_prompts: every row's copy of its prompt's keys and values (all layers),
+                    read by its completions. The rest is still counted for micro_batch full rows, an
+                    upper bound: sharing runs only when a micro-batch has fewer distinct prompts than rows
+    The phase needs activations + lora_grads + prompt_states + max(logits, layer_backward)."""
     tokens = micro_batch * shape.seq_tokens
     H, b = arch.hidden_size, shape.bytes
     per_layer = layer_activation_bytes_per_token(arch, shape)
@@ -315,11 +319,20 @@ def training_bytes(
         "logits": logits_bytes(arch, shape, micro_batch, chunk_tokens),
         "layer_backward": backward,
         "lora_grads": grads,
+        "prompt_states": prompt_states_bytes(arch, shape, micro_batch),
     }
 
 
+def prompt_states_bytes(arch: Architecture, shape: RunShape, micro_batch: int) -> int:
+    """train.share_prompts: (micro_batch, kv_heads, P, head_dim) keys and values per layer, one copy per row."""
+    if not shape.share_prompts:
+        return 0
+    return micro_batch * shape.prompt_tokens * arch.num_layers * 2 * arch.kv_dim * shape.bytes
+
+
 def training_phase_bytes(c: dict) -> int:
-    return c["activations"] + c["lora_grads"] + max(c["logits"], c["layer_backward"])
+    shared = c.get("prompt_states", 0)  # absent from estimates saved before train.share_prompts
+    return c["activations"] + c["lora_grads"] + shared + max(c["logits"], c["layer_backward"])
 
 
 # ---------------------------------------------------------------- the whole run

@@ -355,6 +355,7 @@ def shape_from_config(
         logprob_backend=backend or logprob_backend(cfg, device),
         cpu_allocator=cfg.scheduler.cpu_allocator,
         merged_lora_sampling=cfg.rollout.merge_lora,  # counted only for layers the plan dequantizes
+        share_prompts=cfg.train.share_prompts,
     )
 
 
