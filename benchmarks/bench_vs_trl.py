@@ -556,6 +556,7 @@ def bench(a: argparse.Namespace, root: Path) -> tuple[dict, list[str]]:
                 a.threads,
             )
         per = {"gcpo-lite": [], "TRL": []}
+        medians = {"gcpo-lite": [], "TRL": []}  # per repeat: this machine's speed drifts between runs
         runners = {"gcpo-lite": run_gcpo, "TRL": run_trl}
         for r in range(a.repeats):
             order = ["gcpo-lite", "TRL"] if r % 2 == 0 else ["TRL", "gcpo-lite"]  # alternate who goes first
@@ -566,6 +567,7 @@ def bench(a: argparse.Namespace, root: Path) -> tuple[dict, list[str]]:
                 steps, other = runners[name](model, work, a)
                 per[name] += steps
                 med = statistics.median(s["time_s"] for s in steps)
+                medians[name].append(med)
                 print(
                     f"[{size} repeat {r + 1}] {name}: {med:.2f} s/step median ({time.time() - t0:.0f} s run, "
                     f"other processes busy on {other:.2f} cores)",
@@ -576,6 +578,10 @@ def bench(a: argparse.Namespace, root: Path) -> tuple[dict, list[str]]:
                         f"{size} {name} repeat {r + 1}: other processes kept {other:.2f} cores busy during the run "
                         f"(of this machine's {os.cpu_count()}); its times are not reliable, rerun on an idle machine"
                     )
+        ratios = " / ".join(f"{g / t:.2f}" for g, t in zip(medians["gcpo-lite"], medians["TRL"]))
+        notes.append(
+            f"{size}: step time gcpo-lite / TRL per repeat (medians of {a.steps} steps each): {ratios}"
+        )
         trained = {s.get("trained_rows") for s in per["gcpo-lite"]}
         if trained != {a.completions}:
             notes.append(

@@ -3,8 +3,9 @@
     python benchmarks/speed_before_after.py [--seeds 2] [--minutes 2] [--plot docs/speed_before_after.png]
         [--write-md docs/BENCHMARKS.md]
 
-"after" is `gcpo-lite train` as shipped. "before" turns off the four speed changes:
+"after" is `gcpo-lite train` as shipped. "before" turns off the speed changes:
     rollout.share_prefill=false rollout.drop_finished=false scheduler.dequantized_base=false train.length_buckets=1
+    train.share_prompts=false
 (the caching CPU allocator stays on in both: it is issue 10's memory fix, not a speed change). Runs alternate
 (before, after per seed) in fresh processes with train.max_minutes=--minutes. Per run: steps done, median step
 time (rollout + update), held-out accuracy at the end, and the eval curve against wall time (the PNG).
@@ -30,6 +31,7 @@ BEFORE = [
     "rollout.drop_finished=false",
     "scheduler.dequantized_base=false",
     "train.length_buckets=1",
+    "train.share_prompts=false",
 ]
 
 

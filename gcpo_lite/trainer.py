@@ -569,12 +569,6 @@ class Trainer:
             chunk_size=self.plan.logits_chunk_size,
         )
 
-    def _nograd_logps(self, rows, reference: bool = False):
-        """(b, T) log-probs without gradient: the old policy's, or with reference=True the adapter-free base's."""
-        adapter_off = self.model.disable_adapter() if reference else contextlib.nullcontext()
-        with torch.no_grad(), adapter_off:
-            return completion_logprobs(self.model, rows, **self._logprob_kwargs())
-
     def update(self, batch: StepBatch) -> dict:
         """num_iterations optimizer steps on the batch; returns loss metrics."""
         g = self.cfg.gcpo
@@ -649,8 +643,14 @@ class Trainer:
         return [t for chunk in parts for t in chunk]
 
     def _logps_part(self, work: "_UpdateRows", reference: bool, s: int, e: int) -> list:
+        """rows[s:e]'s log-probs without gradient: the old policy's, or with reference=True the adapter-free
+        base's (its distinct prompts run once, as in the training forward)."""
         rows = work.padded(s, e, self.pad_id, self.device)
-        lp = self._nograd_logps(rows, reference)  # (b, T)
+        adapter_off = self.model.disable_adapter() if reference else contextlib.nullcontext()
+        with torch.no_grad(), adapter_off:
+            shared = self._shared_prompts(work, s, e)
+            prompts = None if shared is None else shared.for_rows(work.prompts(s, e))
+            lp = completion_logprobs(self.model, rows, prompts=prompts, **self._logprob_kwargs())  # (b, T)
         return [lp[j, :n] for j, n in enumerate(work.lengths[s:e])]
 
     def _micro_step(self, work: "_UpdateRows", old, ref, s: int, e: int) -> tuple[float, float, float]:

@@ -116,11 +116,11 @@ def oom_at(step: int, rank: int, argv: list[str]) -> int:
 
     original, fired = Trainer._bucket_step, []
 
-    def bucket_step(self, work, old, ref, s, e):
+    def bucket_step(self, work, old, ref, s, e, *shared):
         if self.world.rank == rank and self.step + 1 == step and not fired:
             fired.append(True)
             raise torch.OutOfMemoryError("out of memory (injected)")
-        return original(self, work, old, ref, s, e)
+        return original(self, work, old, ref, s, e, *shared)
 
     Trainer._bucket_step = bucket_step
     return main(argv)

@@ -131,24 +131,26 @@ def _trainer(model_dir, tmp_path, **train) -> Trainer:
 
 
 def _micro_step_grads(tr: Trainer, batch, share: bool):
+    """(loss / clip / KL sums, LoRA grads, reference log-probs) of the whole batch in one micro-step."""
     rows, _ = tr._rows_to_train(batch)
     work = _UpdateRows(batch, rows, tr.cfg.gcpo.loss_type)
-    ref = tr._per_row_logps(work, reference=True)
+    tr._share_prompts = share
+    ref = tr._per_row_logps(work, reference=True)  # beta > 0: the adapter-free base's, prompts shared too
     params = [p for p in tr.model.parameters() if p.requires_grad]
     for p in params:
         p.grad = None
-    tr._share_prompts = share
     tr.model.train()
-    sums = tr._micro_step(work, None, ref, 0, len(rows))  # 4 length buckets, each mixing groups
-    return torch.tensor(sums), [p.grad.clone() for p in params]
+    sums = tr._micro_step(work, None, ref, 0, len(rows))  # 3 length buckets, each mixing groups
+    return torch.tensor(sums), [p.grad.clone() for p in params], torch.cat(ref)
 
 
 def test_trainer_micro_step_same_with_and_without_sharing(embedded_model_dir, tmp_path):
     tr = _trainer(embedded_model_dir, tmp_path, length_buckets=3)
     assert tr.cfg.train.share_prompts, "on by default"
     batch = tr.rollout(tr.next_examples(4))
-    sums0, g0 = _micro_step_grads(tr, batch, False)
-    sums1, g1 = _micro_step_grads(tr, batch, True)
+    sums0, g0, ref0 = _micro_step_grads(tr, batch, False)
+    sums1, g1, ref1 = _micro_step_grads(tr, batch, True)
+    torch.testing.assert_close(ref1, ref0, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(sums1, sums0, rtol=1e-5, atol=1e-7)
     assert any(g.abs().sum() > 0 for g in g0)
     for a, b in zip(g1, g0):
@@ -160,14 +162,14 @@ def test_a_model_that_ignores_the_cache_falls_back_with_a_warning(
 ):
     tr = _trainer(embedded_model_dir, tmp_path)
     batch = tr.rollout(tr.next_examples(4))
-    _, g0 = _micro_step_grads(tr, batch, False)
+    _, g0, _ = _micro_step_grads(tr, batch, False)
 
     def not_routed(decoder, ids, mask):
         raise NotRouted("Qwen2Model did not fill the cache it was given")
 
     monkeypatch.setattr("gcpo_lite.prompt_sharing.run_prompts", not_routed)
     with caplog.at_level(logging.WARNING, logger="gcpo_lite.trainer"):
-        _, g1 = _micro_step_grads(tr, batch, True)
+        _, g1, _ = _micro_step_grads(tr, batch, True)
     assert tr._share_prompts is False, "off for the rest of the run"
     assert "train.share_prompts is off for this run" in caplog.text
     for a, b in zip(g1, g0):
