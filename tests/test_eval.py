@@ -163,3 +163,31 @@ def test_eval_without_model_uses_the_adapters_own_base(tmp_path):
         (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base}))
         assert _adapter_base(str(adapter)) == want
     assert _adapter_base(None) is None
+
+
+@pytest.mark.parametrize("allocator", ["caching", "system"])
+def test_eval_on_cpu_runs_the_trainers_cpu_allocator(embedded_model_dir, tmp_path, monkeypatch, allocator):
+    """Like `train`, eval on CPU installs the caching allocator (its smallest cap) unless told otherwise."""
+    from gcpo_lite.memory import cpu_allocator
+
+    calls = []
+    monkeypatch.setattr(cpu_allocator, "install", lambda cap: calls.append(cap) or (True, ""))
+    argv = ["--limit", "2", "--device", "cpu", "--no-progress", "--output-dir", str(tmp_path / "ev")]
+    assert evaluate.run(_args(*argv, "--cpu-allocator", allocator)) == 0
+    assert calls == ([cpu_allocator.MIN_CAP_BYTES] if allocator == "caching" else [])
+
+
+def test_eval_says_when_the_caching_allocator_is_unavailable(
+    embedded_model_dir, tmp_path, monkeypatch, capsys
+):
+    from gcpo_lite.memory import cpu_allocator
+
+    monkeypatch.setattr(
+        cpu_allocator, "install", lambda cap: (False, "the native extension is unavailable (x)")
+    )
+    argv = ["--limit", "2", "--device", "cpu", "--no-progress", "--output-dir", str(tmp_path / "ev")]
+    assert evaluate.run(_args(*argv)) == 0
+    assert (
+        "caching CPU allocator is unavailable (the native extension is unavailable (x)); using the system"
+        in (capsys.readouterr().out)
+    )

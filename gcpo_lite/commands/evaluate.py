@@ -80,6 +80,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument(
+        "--cpu-allocator",
+        choices=("caching", "system"),
+        default="caching",
+        help="on CPU: gcpo-lite's caching allocator for tensors of 1 MiB or more, as `train` runs (a smaller "
+        "resident set than glibc's heap), or the system one",
+    )
+    p.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -157,6 +164,19 @@ def _load_model(args, device):
     return model, tokenizer, resolved
 
 
+def _install_cpu_allocator() -> None:
+    """The trainer's caching CPU allocator (memory/cpu_allocator.py) with its smallest cap: eval has no memory
+    plan, and its generation batches repeat the same sizes, which is what the cache reuses."""
+    from gcpo_lite.memory import cpu_allocator
+
+    ok, why = cpu_allocator.install(cpu_allocator.MIN_CAP_BYTES)
+    if not ok:
+        print(
+            f"gcpo-lite eval: the caching CPU allocator is unavailable ({why}); using the system one",
+            flush=True,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -185,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
     fallback = not args.no_last_number_fallback
 
     device = pick_device(args.device)
+    if device.type == "cpu" and args.cpu_allocator == "caching":
+        _install_cpu_allocator()
     torch.manual_seed(args.seed)
     model, tokenizer, resolved = _load_model(args, device)
     eos_ids = eos_token_ids(tokenizer, model)
