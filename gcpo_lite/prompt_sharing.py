@@ -158,9 +158,6 @@ class SharedPrompts:
         self._graph = run_prompts(decoder, ids, mask)  # holds the prompt forward's graph
         self.states = self._graph.detached()
 
-    def __len__(self) -> int:
-        return len(self.index)
-
     def for_rows(self, prompts: Sequence[Sequence[int]]) -> PromptStates:
         owner = torch.tensor([self.index[tuple(p)] for p in prompts], device=self.states.mask.device)
         return self.states.select(owner)

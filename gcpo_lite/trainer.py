@@ -655,8 +655,9 @@ class Trainer:
 
     def _micro_step(self, work: "_UpdateRows", old, ref, s: int, e: int) -> tuple[float, float, float]:
         """Forward + backward of rows[s:e] (ordered by length) in up to train.length_buckets consecutive parts,
-        each padded to its own longest row: the gradients add up to the whole micro-batch's, with less
-        padding computed. Returns (loss, clip_ratio share, kl share) summed over the parts."""
+        each padded to its own longest row, cut where that pads least; with train.share_prompts the distinct
+        prompts run once, before the parts. The gradients add up to the whole micro-batch's, with less
+        computed. Returns (loss, clip_ratio share, kl share) summed over the parts."""
         bounds = [s + b for b in bucket_bounds(work.lengths[s:e], self._length_buckets())]  # least padding
         shared = self._shared_prompts(work, s, e)  # None: every row runs its own prompt
         sums = [self._bucket_step(work, old, ref, a, b, shared) for a, b in zip(bounds, bounds[1:]) if b > a]
