@@ -34,7 +34,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
-from bench_md import write_section  # noqa: E402  (this folder)
+from bench_md import report  # noqa: E402  (this folder)
 
 SECTION = "## Data parallel: 1 process vs torchrun with 2 (issue 11)"
 
@@ -117,10 +117,7 @@ def main() -> int:
                 print(processes, [round(t, 3) for t in results[processes][-1]["times"]], flush=True)
     command = "python benchmarks/bench_data_parallel.py " + " ".join(sys.argv[1:])
     text = markdown(results, a, command.strip())
-    print(text)
-    if a.write_md:
-        write_section(a.write_md, SECTION, text)
-    return 0
+    return report(text, a.write_md, SECTION)
 
 
 if __name__ == "__main__":

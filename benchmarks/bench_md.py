@@ -16,3 +16,11 @@ def write_section(path: Path, section: str, body: str) -> None:
         nxt = text.find("\n## ", start + len(section))
         text = text[:start] + body + (text[nxt:] if nxt >= 0 else "")
     path.write_text(text)
+
+
+def report(text: str, write_md: Path | None, section: str) -> int:
+    """Print a benchmark's section; with --write-md also put it in that file. Returns main's exit code (0)."""
+    print(text)
+    if write_md:
+        write_section(write_md, section, text)
+    return 0

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from bench_md import write_section  # noqa: E402  (this folder)
+from bench_md import report  # noqa: E402  (this folder)
 
 SECTION = "## Update: shared prompts and least-padding buckets (issue 12)"
 VARIANTS = {"plain": (False, False), "buckets": (False, True), "prompts": (True, False), "both": (True, True)}
@@ -141,10 +141,7 @@ def main() -> int:
             "",
         ]
     )
-    print(text)
-    if a.write_md:
-        write_section(a.write_md, SECTION, text)
-    return 0
+    return report(text, a.write_md, SECTION)
 
 
 if __name__ == "__main__":
