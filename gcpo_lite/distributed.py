@@ -123,11 +123,16 @@ class World:
             for t in tensors:
                 self._run(dist.broadcast, t.data, src=0)
 
-    def close(self) -> None:
+    def close(self, together: bool = False) -> None:
+        """Leave the process group. together=True (every rank finished the run): first wait for all of them,
+        so no rank tears its connections down while another still uses them; a gloo rank whose peer closed
+        first was seen to abort at exit ("terminate called without an active exception")."""
         if self.distributed:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                if together:
+                    self._run(dist.barrier)
                 dist.destroy_process_group()
 
 

@@ -382,9 +382,8 @@ class Trainer:
                 f"resume with train.optimizer={kind}"
             )
         self.prompts.load_state_dict(state["data"])
-        keep = (
-            self.plan.dequantized_layers
-        )  # fewer than attached: the run gave layers back (OOM) before saving
+        # the plan's (from the checkpoint) may hold fewer dequantized layers: the run gave some back on an OOM
+        keep = self.plan.dequantized_layers
         if dequantized_base.attached_layers(self.model) > keep:
             dequantized_base.detach(self.model, keep=keep)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -529,11 +528,9 @@ class Trainer:
         describe the policy's own samples (gold rows excluded); `*_with_gold` keys the batch the update
         trains on."""
         G = self.cfg.gcpo.num_generations
-        reward_t, sampled_reward_t = (
-            torch.tensor(rec["rewards"], dtype=torch.float32),
-            torch.tensor(rec["sampled_rewards"]),
-        )
-        stats = group_stats(torch.tensor(rec["correct"]), torch.tensor(rec["advantages"]), G)
+        reward_t = torch.tensor(rec["rewards"], dtype=torch.float32)
+        sampled_reward_t, correct = torch.tensor(rec["sampled_rewards"]), torch.tensor(rec["correct"])
+        stats = group_stats(correct, torch.tensor(rec["advantages"]), G)
         lengths, is_gold, gold_status = rec["lengths"], rec["is_gold"], rec["gold_status"]
         std = lambda t: t.std().item() if len(t) > 1 else 0.0  # noqa: E731
         metrics = {
@@ -541,7 +538,7 @@ class Trainer:
             "reward_std": std(sampled_reward_t),
             "reward_mean_with_gold": reward_t.mean().item(),
             "reward_std_with_gold": std(reward_t),
-            "accuracy": torch.tensor(rec["correct"]).float().mean().item(),
+            "accuracy": correct.float().mean().item(),
             "gold_injected_frac": sum(is_gold) / (len(is_gold) // G),
             "all_correct_frac": stats.all_correct_frac,
             "all_wrong_frac": stats.all_wrong_frac,
@@ -577,13 +574,11 @@ class Trainer:
         skipped = int(self.world.all_sum([skipped])[0])
         out = dict(skipped_groups=skipped, loss=0.0, clip_ratio=0.0, kl=0.0, grad_norm=0.0)
         out["trained_rows"] = int(work.trained_rows)
-        if (
-            not work.trained_rows
-        ):  # every group skipped: no update, but the step still counts for the LR schedule
+        if not work.trained_rows:  # every group skipped: no update, but the LR schedule still steps
             self.lr_schedule.step()
             return out
         # Old-policy and reference log-probs are kept per row (no grad): the OOM backoff may re-slice the rows.
-        old = self._per_row_logps(work, grad_free=True) if g.num_iterations > 1 else None
+        old = self._per_row_logps(work) if g.num_iterations > 1 else None
         ref = self._per_row_logps(work, reference=True) if g.beta > 0 else None
         self.model.train()
         params = [q for q in self.model.parameters() if q.requires_grad]
@@ -635,9 +630,7 @@ class Trainer:
         rows.sort(key=lambda i: (len(batch.completions[i]), len(batch.prompts[i])))
         return rows, int((~keep).sum().item())
 
-    def _per_row_logps(
-        self, work: "_UpdateRows", *, grad_free: bool = False, reference: bool = False
-    ) -> list:
+    def _per_row_logps(self, work: "_UpdateRows", *, reference: bool = False) -> list:
         """[(len_i,)] no-grad log-probs of every trained row (old policy, or the base with reference=True)."""
         parts = self.backoff.map("logprobs", len(work.rows), partial(self._logps_part, work, reference))
         return [t for chunk in parts for t in chunk]

@@ -92,7 +92,7 @@ def update(out: Path, model: str, loss_type: str) -> None:
     weights = {n: p.detach().clone() for n, p in tr.model.named_parameters() if p.requires_grad}
     name = str(world.rank) if world.distributed else "single"
     torch.save({"grads": seen, "weights": weights, "metrics": metrics}, out / f"{name}.pt")
-    world.close()
+    world.close(together=True)
 
 
 def fail_at(step: int, rank: int, argv: list[str]) -> int:

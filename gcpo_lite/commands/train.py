@@ -155,9 +155,12 @@ def run(args: argparse.Namespace) -> int:
 
     world = init_world(cfg.train.device)  # under torchrun: join the job (a single process otherwise)
     try:
-        return _train(args, cfg, embedded, world)
-    finally:
-        world.close()
+        code = _train(args, cfg, embedded, world)
+    except BaseException:
+        world.close()  # a rank that failed must not wait for the others: they learn of it as PeerFailed
+        raise
+    world.close(together=True)
+    return code
 
 
 def _prepare_run_dir(args: argparse.Namespace, cfg, say):

@@ -208,7 +208,7 @@ def generation_bytes(arch: Architecture, shape: RunShape, gen_batch: int) -> dic
     prefill_all_logits the prefill also holds (g, P, V) logits in compute dtype."""
     P, L = shape.prompt_tokens, arch.num_layers
     full_kv = kv_cache_bytes(arch, shape, gen_batch)
-    kv_growth = full_kv // L  # DynamicCache concatenates per layer: one layer's old + new copy overlap
+    kv_growth = full_kv // L  # dropping finished rows copies the cache a layer at a time: one layer's overlap
     sample = sampling_bytes(arch, shape, gen_batch) + dequant_tile_bytes(arch, shape)
     merged = weight_bytes(arch, shape)["weights_dequantized"] if shape.merged_lora_sampling else 0
     decode = {"kv_cache": full_kv + kv_growth, "generation_working": sample, "weights_merged": merged}
