@@ -43,10 +43,11 @@ def main() -> int:
     from bench_vs_trl import make_model
     from transformers import DynamicCache
 
-    from gcpo_lite import dequantized_base, kv_cache
     from gcpo_lite.config import from_dict
-    from gcpo_lite.models import load_policy
-    from gcpo_lite.rollout import sample_completions
+    from gcpo_lite.models import dequantized_base
+    from gcpo_lite.models.loading import load_policy
+    from gcpo_lite.policy import kv_cache
+    from gcpo_lite.rollout.sampler import sample_completions
 
     torch.set_num_threads(a.threads)
     model_dir = a.work_dir / a.size

@@ -51,7 +51,7 @@ def trainer_for(size: str, work: Path, threads: int):
 
     from gcpo_lite.cli import build_parser
     from gcpo_lite.commands.train import config_from_args
-    from gcpo_lite.trainer import Trainer
+    from gcpo_lite.train.trainer import Trainer
 
     model_dir = work / size / "model"
     if not (model_dir / "config.json").is_file():
@@ -67,8 +67,9 @@ def trainer_for(size: str, work: Path, threads: int):
 def measure(size: str, a: argparse.Namespace) -> list[str]:
     import torch
 
-    from gcpo_lite import length_buckets, trainer
-    from gcpo_lite.trainer import _UpdateRows
+    from gcpo_lite.policy import length_buckets
+    from gcpo_lite.train import trainer
+    from gcpo_lite.train.trainer import _UpdateRows
 
     tr = trainer_for(size, a.work_dir, a.threads)
     batch = tr.rollout(tr.next_examples(16))

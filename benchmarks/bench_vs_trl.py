@@ -80,7 +80,7 @@ def architecture(size: str) -> dict:
 
 
 def make_model(directory: Path, size: str) -> None:
-    """Write a random Qwen2 of `size` with the embedded model's tokenizer (gcpo_lite.models), in fp32.
+    """Write a random Qwen2 of `size` with the embedded model's tokenizer (gcpo_lite.models.loading), in fp32.
 
     The tokenizer is the 48-token BPE the embedded model uses, trained on the addition task's text: a small
     vocabulary keeps the lm_head and sampling cheap on 2 cores, so the step time is the transformer's. Weights
@@ -89,8 +89,8 @@ def make_model(directory: Path, size: str) -> None:
     import torch
     from transformers import Qwen2ForCausalLM
 
-    from gcpo_lite.models import build_tiny_tokenizer, chatml_qwen2_config, save_chatml_tokenizer
-    from gcpo_lite.tasks import TASKS
+    from gcpo_lite.data.tasks import TASKS
+    from gcpo_lite.models.loading import build_tiny_tokenizer, chatml_qwen2_config, save_chatml_tokenizer
 
     raw = build_tiny_tokenizer(TASKS[TASK].corpus())
     save_chatml_tokenizer(raw, directory)
@@ -229,8 +229,8 @@ def trl_dataset(tokenizer):
     after checking that TRL's tokenization of a prompt is gcpo-lite's (same template, same ids)."""
     from datasets import Dataset
 
-    from gcpo_lite.prompts import prompt_ids
-    from gcpo_lite.tasks import TASKS
+    from gcpo_lite.data.prompts import prompt_ids
+    from gcpo_lite.data.tasks import TASKS
 
     train, _ = TASKS[TASK].make_splits(SEED)
     first = [{"role": "user", "content": train[0].prompt}]
@@ -252,8 +252,8 @@ def trl_dataset(tokenizer):
 def trl_reward():
     """TRL reward function scoring with gcpo-lite's own verifier (RewardModel + the task's verifier), so the
     reward work per completion is the same on both sides."""
-    from gcpo_lite.tasks import Example
-    from gcpo_lite.verify.rewards import RewardModel, resolve_verifier
+    from gcpo_lite.data.tasks import Example
+    from gcpo_lite.rewards.reward_model import RewardModel, resolve_verifier
 
     scorer = RewardModel(resolve_verifier("auto", TASK))
 
@@ -267,7 +267,7 @@ def trl_reward():
 
 
 def trl_model(model_dir: str):
-    """The same 4-bit base as gcpo_lite.models.load_base_model: NF4, double quant, fp32 compute, sdpa."""
+    """The same 4-bit base as gcpo_lite.models.loading.load_base_model: NF4, double quant, fp32 compute, sdpa."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -304,7 +304,7 @@ def trl_worker(spec: dict) -> None:
     from transformers import AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from gcpo_lite.objective import resolved_epsilons
+    from gcpo_lite.config.objective import resolved_epsilons
 
     tokenizer = AutoTokenizer.from_pretrained(spec["model"])
     eps_low, eps_high = resolved_epsilons("sequence", None, None)  # gcpo-lite's clip range for GSPO ratios

@@ -5,7 +5,7 @@
     python benchmarks/calibrate_memory.py --sizes mid --json out.json
 
 Each model is a random Qwen2 written to a temp dir and loaded the way the trainer loads it
-(gcpo_lite.models: 4-bit NF4 + double quant, peft LoRA, gradient checkpointing), then measured
+(gcpo_lite.models.loading: 4-bit NF4 + double quant, peft LoRA, gradient checkpointing), then measured
 around each phase with the trainer's own code (rollout.sample_completions,
 logprobs.completion_logprobs):
 
@@ -205,9 +205,9 @@ def run_phases(model_dir: str, spec: dict, device, meter: Meter) -> dict:
     from gcpo_lite import kernels
     from gcpo_lite.config import LoraConfig, ModelConfig
     from gcpo_lite.kernels import token_logprobs_from_hidden
-    from gcpo_lite.logprobs import completion_logprobs
-    from gcpo_lite.models import add_lora, decoder_and_head, load_base_model
-    from gcpo_lite.rollout import pad_batch, sample_completions
+    from gcpo_lite.models.loading import add_lora, decoder_and_head, load_base_model
+    from gcpo_lite.policy.logprobs import completion_logprobs
+    from gcpo_lite.rollout.sampler import pad_batch, sample_completions
 
     measured, exact = {}, {}
     if device.type == "cuda":

@@ -26,7 +26,7 @@ from bench_md import write_section  # this folder (the script's own, first on sy
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gcpo_lite.config import apply_overrides, from_dict  # noqa: E402
-from gcpo_lite.presets import EMBEDDED_DEFAULT  # noqa: E402
+from gcpo_lite.demo.default_run import EMBEDDED_DEFAULT  # noqa: E402
 
 THRESHOLDS = (0.5, 0.8)
 SECTION = "## GCPO vs GRPO on the embedded task (issue 2)"
@@ -62,7 +62,7 @@ def read_run(label: str, out: Path, wall_s: float | None = None) -> dict:
 
 
 def run_one(label: str, overrides: list[str]) -> dict:
-    from gcpo_lite.trainer import Trainer
+    from gcpo_lite.train.trainer import Trainer
 
     cfg = from_dict(apply_overrides(EMBEDDED_DEFAULT, overrides))
     out = Path(cfg.train.output_dir)
@@ -139,8 +139,8 @@ def main() -> int:
             else run_one(label, common + [f"gcpo.gold_injection={inj}", f"train.output_dir={out}"])
         )
 
-    from gcpo_lite.data import load_examples
-    from gcpo_lite.tasks import TASKS
+    from gcpo_lite.data.datasets import load_examples
+    from gcpo_lite.data.tasks import TASKS
 
     _, held_out = load_examples(cfg.data, cfg.train.seed)
     const, const_acc = best_constant(held_out, TASKS["addition"].verify)

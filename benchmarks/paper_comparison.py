@@ -33,7 +33,7 @@ from bench_md import write_section  # this folder (the script's own, first on sy
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gcpo_lite.config import apply_overrides, from_dict  # noqa: E402
-from gcpo_lite.presets import EMBEDDED_DEFAULT  # noqa: E402
+from gcpo_lite.demo.default_run import EMBEDDED_DEFAULT  # noqa: E402
 
 SECTION = "## GCPO vs GRPO vs DAPO dynamic sampling from a base with partial skill (issue 10)"
 METHODS = {
@@ -59,7 +59,7 @@ def all_wrong_fraction(trainer, examples, G: int) -> float:
 
 
 def run(method: str, seed: int, steps: int, extra: list[str], work: Path) -> dict:
-    from gcpo_lite.trainer import Trainer
+    from gcpo_lite.train.trainer import Trainer
 
     out = work / f"{method}-{seed}"
     overrides = METHODS[method] + [

@@ -17,9 +17,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from math_cases import CASES  # noqa: E402
 
-from gcpo_lite.tasks import Example  # noqa: E402
+from gcpo_lite.data.tasks import Example  # noqa: E402
+from gcpo_lite.rewards.reward_model import verify_math, verify_math_verify  # noqa: E402
 from gcpo_lite.verify.equivalence import math_equal  # noqa: E402
-from gcpo_lite.verify.rewards import verify_math, verify_math_verify  # noqa: E402
 
 
 def main() -> None:

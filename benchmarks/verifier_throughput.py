@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gcpo_lite.tasks import Example  # noqa: E402
+from gcpo_lite.data.tasks import Example  # noqa: E402
+from gcpo_lite.rewards.reward_model import verify_math  # noqa: E402
 from gcpo_lite.verify import equivalence as math_equivalence
 from gcpo_lite.verify import workers as math_worker
-from gcpo_lite.verify.rewards import verify_math  # noqa: E402
 
 # (gold, same value in another form, wrong value): the answer styles of GSM8K / MATH / AIME
 TRIPLES = [

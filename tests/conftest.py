@@ -19,7 +19,7 @@ def _private_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def embedded_model_dir(_private_cache):
-    from gcpo_lite.models import ensure_embedded_model
+    from gcpo_lite.models.loading import ensure_embedded_model
 
     return ensure_embedded_model()
 
@@ -30,7 +30,7 @@ def embedded_policy(embedded_model_dir):
     import torch
 
     from gcpo_lite.config import from_dict
-    from gcpo_lite.models import load_policy
+    from gcpo_lite.models.loading import load_policy
 
     cfg = from_dict({"model": {"name": str(embedded_model_dir)}})
     torch.manual_seed(0)
@@ -43,7 +43,7 @@ def finished_run(embedded_model_dir, tmp_path_factory):
     """A finished 2-step run of the embedded model with a checkpoint after each step (built once; copy it
     with shutil.copytree before changing it)."""
     from gcpo_lite.config import from_dict
-    from gcpo_lite.trainer import Trainer
+    from gcpo_lite.train.trainer import Trainer
 
     run_dir = tmp_path_factory.mktemp("finished") / "run"
     cfg = from_dict(
@@ -73,7 +73,7 @@ def small_trainer(embedded_model_dir, tmp_path_factory):
     """make(**gcpo) -> a Trainer on the embedded model, unquantized, no checkpointing, G=4, 2 prompts per step,
     completions of up to 6 tokens, with the given gcpo.* settings on top (one fresh run directory each)."""
     from gcpo_lite.config import from_dict
-    from gcpo_lite.trainer import Trainer
+    from gcpo_lite.train.trainer import Trainer
 
     def make(**gcpo) -> Trainer:
         cfg = from_dict(

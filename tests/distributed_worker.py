@@ -29,9 +29,9 @@ REWARDS = [
 
 
 def update(out: Path, model: str, loss_type: str) -> None:
-    from gcpo_lite.advantages import group_advantages
-    from gcpo_lite.distributed import init_world
-    from gcpo_lite.trainer import StepBatch, Trainer
+    from gcpo_lite.algorithm.advantages import group_advantages
+    from gcpo_lite.run.distributed import init_world
+    from gcpo_lite.train.trainer import StepBatch, Trainer
 
     world = init_world("cpu")
     cfg = from_dict(
@@ -97,7 +97,7 @@ def update(out: Path, model: str, loss_type: str) -> None:
 
 def fail_at(step: int, rank: int, argv: list[str]) -> int:
     from gcpo_lite.cli import main
-    from gcpo_lite.trainer import Trainer
+    from gcpo_lite.train.trainer import Trainer
 
     original = Trainer.update
 
@@ -112,7 +112,7 @@ def fail_at(step: int, rank: int, argv: list[str]) -> int:
 
 def oom_at(step: int, rank: int, argv: list[str]) -> int:
     from gcpo_lite.cli import main
-    from gcpo_lite.trainer import Trainer
+    from gcpo_lite.train.trainer import Trainer
 
     original, fired = Trainer._bucket_step, []
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gcpo_lite.advantages import STD_EPS, group_advantages, group_stats
+from gcpo_lite.algorithm.advantages import STD_EPS, group_advantages, group_stats
 
 
 def test_group_scaling_uses_group_std():

@@ -178,7 +178,7 @@ def test_train_model_dir_without_tokenizer_fails_before_loading(tmp_path, capsys
 def test_train_model_dir_with_a_bad_config_fails_before_loading(
     tmp_path, capsys, monkeypatch, config, needle
 ):
-    import gcpo_lite.models as models
+    import gcpo_lite.models.loading as models
 
     def no_weights(*a, **k):
         raise AssertionError("weights loaded before the model directory was checked")
@@ -248,7 +248,7 @@ def test_plan_with_absurd_model_config(tmp_path, capsys, name, config, needle):
 
 
 def _no_weights(monkeypatch):
-    import gcpo_lite.models as models
+    import gcpo_lite.models.loading as models
 
     def no_weights(*a, **k):
         raise AssertionError("weights loaded before the model was checked")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from gcpo_lite.config import DataConfig
-from gcpo_lite.data import DataError, load_split
+from gcpo_lite.data.datasets import DataError, load_split
 
 
 def load(path, **kw):

@@ -131,7 +131,7 @@ def test_marker_records_the_export(run, tmp_path):
 
 
 def test_refusal_comes_before_any_model_is_loaded(run, monkeypatch):
-    import gcpo_lite.models as models
+    import gcpo_lite.models.loading as models
     from gcpo_lite.commands.export import ExportTargetError, export
     from gcpo_lite.config import ConfigError
 

@@ -7,9 +7,9 @@ import shutil
 import pytest
 import torch
 
-from gcpo_lite import checkpoint as ck
 from gcpo_lite.cli import main
 from gcpo_lite.config import ConfigError
+from gcpo_lite.run import checkpoints as ck
 
 
 @pytest.fixture
@@ -149,7 +149,7 @@ def test_loading_an_altered_checkpoint_directly_is_a_clean_error(run, damage):
     import yaml
 
     from gcpo_lite.config import from_dict
-    from gcpo_lite.trainer import Trainer
+    from gcpo_lite.train.trainer import Trainer
 
     DAMAGE[damage](run / "checkpoints" / "step-000002")
     cfg = from_dict(yaml.safe_load((run / "config.yaml").read_text()))

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from gcpo_lite.cli import main
-from gcpo_lite.rundir import LOCK_NAME, RunDirError, lock_run_dir, prepare_new_run, unlock_run_dir
+from gcpo_lite.run.directory import LOCK_NAME, RunDirError, lock_run_dir, prepare_new_run, unlock_run_dir
 
 FAST = [
     "--no-progress",
@@ -208,7 +208,7 @@ def run_contents_of(path):
 
 
 def test_a_lock_file_removed_while_locking_is_not_trusted(tmp_path, monkeypatch):
-    from gcpo_lite import rundir
+    from gcpo_lite.run import directory as rundir
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -197,8 +197,8 @@ def test_the_pool_is_closed_at_exit():
 def test_the_whole_reward_on_a_100kb_answer_is_fast(inner):
     # extraction keeps the last 100 KB; normalization and the fast comparison that follow in the trainer's
     # process must stay linear in it (about 0.3 s at worst here; generous bound)
-    from gcpo_lite.tasks import Example
-    from gcpo_lite.verify.rewards import verify_math
+    from gcpo_lite.data.tasks import Example
+    from gcpo_lite.rewards.reward_model import verify_math
 
     t0 = time.perf_counter()
     assert (

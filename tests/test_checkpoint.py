@@ -17,10 +17,10 @@ import pytest
 import torch
 import yaml
 
-from gcpo_lite import checkpoint as ck
 from gcpo_lite.config import ConfigError, from_dict
-from gcpo_lite.data import PromptStream
-from gcpo_lite.trainer import Trainer
+from gcpo_lite.data.datasets import PromptStream
+from gcpo_lite.run import checkpoints as ck
+from gcpo_lite.train.trainer import Trainer
 
 STEPS = 8
 N_EXAMPLES = 5

@@ -110,7 +110,7 @@ def test_readme_option_table_is_the_generated_one():
 def test_embedded_preset_matches_its_config_file():
     from pathlib import Path
 
-    from gcpo_lite.presets import EMBEDDED_DEFAULT
+    from gcpo_lite.demo.default_run import EMBEDDED_DEFAULT
 
     path = Path(__file__).resolve().parents[1] / "configs" / "tiny_addition_cpu.yaml"
     assert load_config(path).to_dict() == from_dict(EMBEDDED_DEFAULT).to_dict()

@@ -108,7 +108,7 @@ def test_trainer_installs_it_with_the_planned_cap(tmp_path, embedded_model_dir):
         f"""
         from gcpo_lite.config import from_dict
         from gcpo_lite.memory import cpu_allocator as ca
-        from gcpo_lite.trainer import Trainer
+        from gcpo_lite.train.trainer import Trainer
         base = {{"model": {{"name": {str(embedded_model_dir)!r}}}, "data": {{"dataset": "addition", "eval_size": 4}},
                  "train": {{"output_dir": {str(tmp_path / "run")!r}, "batch_size": 4, "device": "cpu"}},
                  "gcpo": {{"num_generations": 2, "max_completion_length": 8}}}}

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from gcpo_lite import data
 from gcpo_lite.config import DataConfig
-from gcpo_lite.data import DataError, filter_by_prompt_length, load_examples, load_split
-from gcpo_lite.tasks import Example
+from gcpo_lite.data import datasets as data
+from gcpo_lite.data.datasets import DataError, filter_by_prompt_length, load_examples, load_split
+from gcpo_lite.data.tasks import Example
 
 datasets = pytest.importorskip("datasets")
 

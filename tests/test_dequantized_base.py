@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gcpo_lite import dequantized_base
 from gcpo_lite.config import from_dict
-from gcpo_lite.logprobs import completion_logprobs
 from gcpo_lite.memory import model as mm
 from gcpo_lite.memory.architectures import resolve
 from gcpo_lite.memory.planner import DEQUANT_BUDGET_FRACTION, plan_run
-from gcpo_lite.models import load_policy
-from gcpo_lite.rollout import pad_batch
+from gcpo_lite.models import dequantized_base
+from gcpo_lite.models.loading import load_policy
+from gcpo_lite.policy.logprobs import completion_logprobs
+from gcpo_lite.rollout.sampler import pad_batch
 
 GiB = 2**30
 
@@ -145,7 +145,7 @@ def test_merged_lora_sampling_matches_the_unmerged_path(policy):
     """rollout.merge_lora: greedy completions are the same and their log-probs equal to fp32 rounding; the
     training forward (grad on) inside the context still runs unmerged, bit for bit; the merged weights go on
     exit."""
-    from gcpo_lite.rollout import sample_completions
+    from gcpo_lite.rollout.sampler import sample_completions
 
     layers = len(dequantized_base.decoder_layers(policy))
     dequantized_base.attach(policy, layers, torch.float32)

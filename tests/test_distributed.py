@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from gcpo_lite import checkpoint as ck
-from gcpo_lite.advantages import group_advantages
+from gcpo_lite.algorithm.advantages import group_advantages
 from gcpo_lite.config import ConfigError
-from gcpo_lite.distributed import World, check_split, merge_records, rank_view
+from gcpo_lite.run import checkpoints as ck
+from gcpo_lite.run.distributed import World, check_split, merge_records, rank_view
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = str(REPO / "tests" / "distributed_worker.py")

@@ -3,7 +3,7 @@ for at most dynamic_sampling_max_rounds extra rounds; every generated rollout is
 
 import pytest
 
-from gcpo_lite.tasks import Example
+from gcpo_lite.data.tasks import Example
 
 G = 4
 EX = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]

@@ -5,17 +5,17 @@ solved, so that GCPO at G = 4 has groups that mix successes and failures."""
 import torch
 
 from gcpo_lite.config import DataConfig
-from gcpo_lite.data import load_examples
-from gcpo_lite.models import ensure_embedded_model
-from gcpo_lite.registry import EMBEDDED_BASE_NAME
+from gcpo_lite.data.datasets import load_examples
+from gcpo_lite.models.loading import ensure_embedded_model
+from gcpo_lite.models.registry import EMBEDDED_BASE_NAME
 
 
 def greedy_accuracy(model_dir) -> float:
     from transformers import AutoTokenizer, Qwen2ForCausalLM
 
-    from gcpo_lite.prompts import eos_token_ids, prompt_ids
-    from gcpo_lite.rollout import sample_completions
-    from gcpo_lite.tasks import TASKS
+    from gcpo_lite.data.prompts import eos_token_ids, prompt_ids
+    from gcpo_lite.data.tasks import TASKS
+    from gcpo_lite.rollout.sampler import sample_completions
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = Qwen2ForCausalLM.from_pretrained(model_dir).eval()

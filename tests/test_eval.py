@@ -7,7 +7,7 @@ import pytest
 
 from gcpo_lite.commands import evaluate
 from gcpo_lite.config import ConfigError
-from gcpo_lite.rollout import SampleOutput
+from gcpo_lite.rollout.sampler import SampleOutput
 
 
 def _args(*argv):
@@ -64,7 +64,7 @@ def test_metrics_with_a_known_sampler(embedded_model_dir, tmp_path, monkeypatch)
             out.append(tok(text, add_special_tokens=False).input_ids + [eos])
         return SampleOutput(out, [0.0] * len(out))
 
-    monkeypatch.setattr("gcpo_lite.rollout.sample_completions", fake_sampler)
+    monkeypatch.setattr("gcpo_lite.rollout.sampler.sample_completions", fake_sampler)
     out = tmp_path / "ev"
     evaluate.run(
         _args(

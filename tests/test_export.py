@@ -8,10 +8,10 @@ import logging
 import pytest
 import torch
 
-from gcpo_lite import checkpoint as ck
 from gcpo_lite.commands.export import PushError, export, push_to_hub
 from gcpo_lite.config import from_dict
-from gcpo_lite.trainer import Trainer
+from gcpo_lite.run import checkpoints as ck
+from gcpo_lite.train.trainer import Trainer
 
 IDS = torch.tensor([[1, 5, 7, 9, 11, 3, 4, 20, 21, 2], [2, 8, 8, 30, 12, 13, 6, 7, 40, 1]])  # (2, 10)
 TOKEN = "hf_TESTtokenNEVERprintedXYZ0123456789"
@@ -49,7 +49,7 @@ def plain_4bit_base(path):
     """The base as a user loads it with transformers alone (the run's NF4 settings)."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from gcpo_lite.models import _keep_cpu_4bit_trainable
+    from gcpo_lite.models.loading import _keep_cpu_4bit_trainable
 
     model = AutoModelForCausalLM.from_pretrained(
         path,

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from gcpo_lite import kernels as K
+from gcpo_lite.data.tasks import Example
 from gcpo_lite.kernels import reference
-from gcpo_lite.tasks import Example
 
 G = 4
 EX = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]

@@ -3,8 +3,8 @@
 import pytest
 
 from gcpo_lite.config import from_dict
-from gcpo_lite.tasks import Example
-from gcpo_lite.trainer import Trainer
+from gcpo_lite.data.tasks import Example
+from gcpo_lite.train.trainer import Trainer
 
 G = 4
 

@@ -13,7 +13,7 @@ import huggingface_hub.constants as hf_constants
 import pytest
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-from gcpo_lite import hub
+from gcpo_lite.run import hub
 
 
 @pytest.fixture

@@ -145,7 +145,7 @@ def test_native_enum_codes_follow_the_one_list():
     import re
     from pathlib import Path
 
-    from gcpo_lite.objective import IS_LEVELS, LOSS_TYPES
+    from gcpo_lite.config.objective import IS_LEVELS, LOSS_TYPES
 
     header = (Path(__file__).resolve().parents[1] / "csrc" / "loss_math.h").read_text()
 

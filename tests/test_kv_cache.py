@@ -10,8 +10,8 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from gcpo_lite import kv_cache
-from gcpo_lite.rollout import sample_completions
+from gcpo_lite.policy import kv_cache
+from gcpo_lite.rollout.sampler import sample_completions
 
 
 @pytest.mark.parametrize("capacity", [16, 6])  # 6: fewer positions than the run needs (the buffer grows)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gcpo_lite.config import from_dict
-from gcpo_lite.trainer import Trainer, _UpdateRows
+from gcpo_lite.train.trainer import Trainer, _UpdateRows
 
 
 @pytest.mark.parametrize("loss_type", ["seq_mean_token_mean", "token_mean"])
@@ -60,7 +60,7 @@ def test_bucket_bounds_pad_the_least_possible():
     import itertools
     import random
 
-    from gcpo_lite.length_buckets import bucket_bounds, padded_tokens
+    from gcpo_lite.policy.length_buckets import bucket_bounds, padded_tokens
 
     rng = random.Random(0)
     for _ in range(300):
@@ -77,7 +77,7 @@ def test_bucket_bounds_pad_the_least_possible():
 def test_bucket_bounds_on_long_tailed_lengths():
     """Gold rows of 3-4 tokens, a spread, a block at the limit: 4 parts of equal row counts pad 1888 tokens,
     the least-padding cuts 1644 (measured on a rollout of the embedded task)."""
-    from gcpo_lite.length_buckets import bucket_bounds, padded_tokens
+    from gcpo_lite.policy.length_buckets import bucket_bounds, padded_tokens
 
     lengths = (
         [2] + [3] * 9 + [4] * 8 + [5, 5, 8, 8, 9, 10, 10, 10, 12, 12, 12, 16, 16, 18, 18, 18, 21, 22, 23, 25]

@@ -4,9 +4,9 @@ import time
 
 import pytest
 
+from gcpo_lite.rewards.reward_model import extract_answer, math_equal
 from gcpo_lite.verify.answer import extract_answer as raw_extract
 from gcpo_lite.verify.answer import normalize_answer
-from gcpo_lite.verify.rewards import extract_answer, math_equal
 
 EXTRACT = [
     ("so the total is \\boxed{42}.", "42"),

@@ -3,8 +3,8 @@
 import pytest
 from math_cases import CASES
 
+from gcpo_lite.rewards.reward_model import math_equal as public_math_equal
 from gcpo_lite.verify.equivalence import math_equal, plain_number, split_top, structure
-from gcpo_lite.verify.rewards import math_equal as public_math_equal
 
 
 def test_case_table_covers_every_format_both_ways():
@@ -73,7 +73,7 @@ def test_agreement_with_math_verify():
 
 def test_verifier_registry(monkeypatch):
     from gcpo_lite.config import ConfigError
-    from gcpo_lite.tasks import Example
+    from gcpo_lite.data.tasks import Example
     from gcpo_lite.verify import rewards
 
     ex = Example(prompt="q", answer="\\frac{1}{2}")
@@ -93,8 +93,8 @@ def test_verifier_registry(monkeypatch):
 
 def test_math_verify_verifier_in_workers():
     pytest.importorskip("math_verify")
-    from gcpo_lite.tasks import Example
-    from gcpo_lite.verify.rewards import verify_math_verify
+    from gcpo_lite.data.tasks import Example
+    from gcpo_lite.rewards.reward_model import verify_math_verify
 
     ex = Example(prompt="q", answer="\\frac{1}{2}")
     assert verify_math_verify("so $\\boxed{0.5}$", ex) == 1.0

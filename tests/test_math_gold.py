@@ -2,8 +2,15 @@
 
 import pytest
 
-from gcpo_lite.gold import Gold, choose_gold_slot, gold_solution_text, inject, make_gold, should_inject
-from gcpo_lite.tasks import Example
+from gcpo_lite.algorithm.gold import (
+    Gold,
+    choose_gold_slot,
+    gold_solution_text,
+    inject,
+    make_gold,
+    should_inject,
+)
+from gcpo_lite.data.tasks import Example
 
 MATH = Example(
     prompt="Compute 1/2 + 1/4.",
@@ -43,7 +50,7 @@ def test_r1_distill_gets_thinking_tags():
 
 def _check(ex, family="qwen2", max_len=10_000, overflow="skip"):
     """make_gold with the math reward the trainer uses, on a whitespace tokenizer."""
-    from gcpo_lite.verify.rewards import RewardModel, resolve_verifier
+    from gcpo_lite.rewards.reward_model import RewardModel, resolve_verifier
 
     words: list[str] = []
     rewards = RewardModel(resolve_verifier("math", "gsm8k", False), 0.0)
@@ -124,7 +131,7 @@ class _Template:
 
 
 def test_prompt_opens_think():
-    from gcpo_lite.gold import prompt_opens_think
+    from gcpo_lite.algorithm.gold import prompt_opens_think
 
     assert prompt_opens_think(_Template("<think>\n"))
     assert not prompt_opens_think(_Template(""))
@@ -136,7 +143,7 @@ def _byte_level_chat_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from gcpo_lite.models import CHAT_TEMPLATE
+    from gcpo_lite.models.loading import CHAT_TEMPLATE
 
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -155,8 +162,8 @@ def _byte_level_chat_tokenizer():
 
 def test_gold_text_survives_the_chat_template():
     """gold text -> prompts.completion_ids_for_text (the trainer's path) -> decode -> still verifies."""
-    from gcpo_lite.prompts import completion_ids_for_text, eos_token_ids
-    from gcpo_lite.verify.rewards import RewardModel, resolve_verifier
+    from gcpo_lite.data.prompts import completion_ids_for_text, eos_token_ids
+    from gcpo_lite.rewards.reward_model import RewardModel, resolve_verifier
 
     verify = RewardModel(resolve_verifier("math", "gsm8k", False)).correct
     tok = _byte_level_chat_tokenizer()
@@ -209,7 +216,7 @@ LLAMA3 = (
 @pytest.mark.parametrize("family", [QWEN, LLAMA3], ids=["qwen", "llama3"])
 def test_gold_ends_with_the_turn_end_token(family):
     """Not min(eos_ids): <|im_end|> for Qwen, <|eot_id|> for Llama-3-Instruct (issue 9, item 6)."""
-    from gcpo_lite.prompts import completion_ids_for_text, turn_end_id
+    from gcpo_lite.data.prompts import completion_ids_for_text, turn_end_id
 
     tok, eos_ids, turn_end = _family_tokenizer(*family)
     assert min(eos_ids) != turn_end  # the old choice would have been wrong here

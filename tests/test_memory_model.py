@@ -79,7 +79,7 @@ def _tiny_model_dir(path, layers=2):
 
 def _load(path, dtype, r=8):
     from gcpo_lite.config import LoraConfig, ModelConfig
-    from gcpo_lite.models import add_lora, load_base_model
+    from gcpo_lite.models.loading import add_lora, load_base_model
 
     base = load_base_model(path, ModelConfig(quantize=True, compute_dtype=dtype), torch.device("cpu"))
     return base, add_lora(base, LoraConfig(r=r), gradient_checkpointing=False)
@@ -112,7 +112,7 @@ def test_weight_and_lora_bytes_match_real_tensors(tiny_dirs):
 
 def _saved_bytes(path, dtype, B, T) -> int:
     """Bytes of the tensors autograd saves in a training forward of the decoder (storage-deduplicated)."""
-    from gcpo_lite.models import decoder_and_head
+    from gcpo_lite.models.loading import decoder_and_head
 
     _, model = _load(path, dtype)
     decoder, _ = decoder_and_head(model)

@@ -4,10 +4,10 @@ with the same LoRA weights as a run that never hit an error."""
 
 import torch
 
-from gcpo_lite import rollout_backends as backends_mod
-from gcpo_lite import trainer as trainer_mod
 from gcpo_lite.config import from_dict
-from gcpo_lite.trainer import Trainer
+from gcpo_lite.rollout import backends as backends_mod
+from gcpo_lite.train import trainer as trainer_mod
+from gcpo_lite.train.trainer import Trainer
 
 STEPS = 2
 
@@ -106,7 +106,7 @@ def test_dequantized_layers_are_given_back_before_any_size_is_halved(
 ):
     """With a dequantized base, the first out-of-memory error sends half its layers back to 4-bit on the fly
     and redoes the slice at the same size; the second takes the rest; only then is a size halved."""
-    from gcpo_lite import dequantized_base
+    from gcpo_lite.models import dequantized_base
 
     tr = make(tmp_path / "run", gen_batch=8, micro=8, dequantized_base=True)
     layers = dequantized_base.attached_layers(tr.model)

@@ -4,13 +4,13 @@ checkpoint records; one that cannot run here fails before the model loads."""
 import pytest
 import torch
 
-import gcpo_lite.checkpoint as ck
-import gcpo_lite.trainer as trainer_mod
+import gcpo_lite.run.checkpoints as ck
+import gcpo_lite.train.trainer as trainer_mod
 from gcpo_lite.config import ConfigError, from_dict
 from gcpo_lite.memory import model as mm
 from gcpo_lite.memory.architectures import from_hf_config
 from gcpo_lite.memory.planner import shape_from_config
-from gcpo_lite.trainer import Trainer
+from gcpo_lite.train.trainer import Trainer
 
 
 def config(run_dir, optimizer, **train):

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from gcpo_lite.config import ConfigError, ModelConfig
-from gcpo_lite.logprobs import completion_logprobs
-from gcpo_lite.output_head import check_head, check_supported, logit_multiplier
-from gcpo_lite.rollout import pad_batch
+from gcpo_lite.models.output_head import check_head, check_supported, logit_multiplier
+from gcpo_lite.policy.logprobs import completion_logprobs
+from gcpo_lite.rollout.sampler import pad_batch
 
 TINY = dict(
     vocab_size=97,
@@ -59,7 +59,7 @@ def test_plain_models_have_multiplier_one():
 def test_softcapped_model_is_refused_before_its_weights_load(tmp_path):
     from transformers import Gemma2Config
 
-    from gcpo_lite.models import load_base_model
+    from gcpo_lite.models.loading import load_base_model
 
     Gemma2Config(**TINY, head_dim=8, final_logit_softcapping=30.0).save_pretrained(tmp_path)  # no weights
     with pytest.raises(ConfigError, match="final_logit_softcapping=30.0.*Use a model without it"):

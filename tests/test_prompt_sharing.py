@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from gcpo_lite.config import from_dict
-from gcpo_lite.logprobs import completion_logprobs, completion_loss
-from gcpo_lite.models import decoder_and_head
-from gcpo_lite.prompt_sharing import NotRouted, SharedPrompts
-from gcpo_lite.rollout import pad_batch
-from gcpo_lite.trainer import Trainer, _UpdateRows
+from gcpo_lite.models.loading import decoder_and_head
+from gcpo_lite.policy.logprobs import completion_logprobs, completion_loss
+from gcpo_lite.policy.prompt_sharing import NotRouted, SharedPrompts
+from gcpo_lite.rollout.sampler import pad_batch
+from gcpo_lite.train.trainer import Trainer, _UpdateRows
 
 # 3 prompts of different lengths (so left padding differs), 3-4 rows each, completions of 1 to 9 tokens
 PROMPTS = [[5, 9, 11, 3], [7, 2], [4, 4, 8, 12, 6, 1, 10]]
@@ -167,8 +167,8 @@ def test_a_model_that_ignores_the_cache_falls_back_with_a_warning(
     def not_routed(decoder, ids, mask):
         raise NotRouted("Qwen2Model did not fill the cache it was given")
 
-    monkeypatch.setattr("gcpo_lite.prompt_sharing.run_prompts", not_routed)
-    with caplog.at_level(logging.WARNING, logger="gcpo_lite.trainer"):
+    monkeypatch.setattr("gcpo_lite.policy.prompt_sharing.run_prompts", not_routed)
+    with caplog.at_level(logging.WARNING, logger="gcpo_lite.train.trainer"):
         _, g1, _ = _micro_step_grads(tr, batch, True)
     assert tr._share_prompts is False, "off for the rest of the run"
     assert "train.share_prompts is off for this run" in caplog.text

@@ -6,7 +6,7 @@ import types
 import pytest
 
 from gcpo_lite.config import ConfigError, from_dict
-from gcpo_lite.runlog import ProgressBar, Reporters
+from gcpo_lite.run.reporting import ProgressBar, Reporters
 
 
 def cfg(tmp_path, report_to):
@@ -64,7 +64,7 @@ def test_sampler_entropy_is_the_sampling_distributions_entropy():
 
     import torch
 
-    from gcpo_lite.rollout import sample_completions
+    from gcpo_lite.rollout.sampler import sample_completions
 
     class Fixed(torch.nn.Module):  # same logits at every position: [2, 1, 0, 0, ...] over 6 tokens
         def __init__(self):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from gcpo_lite.config import from_dict
-from gcpo_lite.models import REGISTRY, ModelNameError, resolve_model
-from gcpo_lite.trainer import Trainer
+from gcpo_lite.models.loading import REGISTRY, ModelNameError, resolve_model
+from gcpo_lite.train.trainer import Trainer
 
 
 def tiny_cfg(out_dir, **train):

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from gcpo_lite.tasks import Example
+from gcpo_lite.data.tasks import Example
 
 G = 4
 EX = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]

@@ -147,7 +147,7 @@ def _adapter_base(adapter: Optional[str]) -> Optional[str]:
 
 
 def _load_model(args, device):
-    from gcpo_lite.models import ensure_embedded_model, load_base_model, load_tokenizer, resolve_model
+    from gcpo_lite.models.loading import ensure_embedded_model, load_base_model, load_tokenizer, resolve_model
 
     name = args.model or _adapter_base(args.adapter)  # no --model: the adapter's own base
     model_cfg = ModelConfig(name=name, quantize=not args.no_quantize, gradient_checkpointing=False)
@@ -180,12 +180,12 @@ def _install_cpu_allocator() -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from gcpo_lite.data import dataset_name, is_builtin, load_split
-    from gcpo_lite.models import pick_device
-    from gcpo_lite.prompts import eos_token_ids, prompt_ids, suppressed_ids
-    from gcpo_lite.rollout import sample_completions
+    from gcpo_lite.data.datasets import dataset_name, is_builtin, load_split
+    from gcpo_lite.data.prompts import eos_token_ids, prompt_ids, suppressed_ids
+    from gcpo_lite.models.loading import pick_device
+    from gcpo_lite.rewards.reward_model import resolve_verifier
+    from gcpo_lite.rollout.sampler import sample_completions
     from gcpo_lite.verify.answer import extract_answer
-    from gcpo_lite.verify.rewards import resolve_verifier
 
     temperature = _check(args)
     k = args.num_samples

@@ -117,7 +117,7 @@ def run_config(run_dir: Path):
 
 
 def adapter_source(run_dir: Path, checkpoint: Optional[int] = None) -> Path:
-    from gcpo_lite.checkpoint import find_checkpoint, list_checkpoints
+    from gcpo_lite.run.checkpoints import find_checkpoint, list_checkpoints
 
     if checkpoint is not None:
         return find_checkpoint(run_dir, checkpoint) / "adapter"
@@ -470,7 +470,7 @@ def export(
     previous export; the new export is complete before anything at out_dir is touched.
 
     Raises ExportTargetError (a ConfigError) before any model is loaded when out_dir is refused."""
-    from gcpo_lite.models import ensure_embedded_model, resolve_model
+    from gcpo_lite.models.loading import ensure_embedded_model, resolve_model
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_output_dir(run_dir, out_dir, overwrite=overwrite)
@@ -527,7 +527,7 @@ def _write_export(
     echo,
 ) -> None:
     """Everything an export holds, written into the fresh folder tmp."""
-    from gcpo_lite.models import load_tokenizer
+    from gcpo_lite.models.loading import load_tokenizer
 
     adapter_out = tmp / "adapter" if merged else tmp
     adapter_out.mkdir(parents=True)

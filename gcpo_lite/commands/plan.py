@@ -27,7 +27,7 @@ from gcpo_lite.memory.planner import (
     plan_for_config,
     shape_from_config,
 )
-from gcpo_lite.registry import REGISTRY
+from gcpo_lite.models.registry import REGISTRY
 
 COMPONENT_NOTES = {  # component -> (phase, what it is)
     "runtime": ("always", "CUDA context + cuBLAS, or the Python/torch process"),

@@ -12,8 +12,8 @@ import textwrap
 
 from gcpo_lite.commands.flags import flag_overrides
 from gcpo_lite.config import apply_overrides, describe_options, from_dict, load_config
-from gcpo_lite.presets import EMBEDDED_DEFAULT
-from gcpo_lite.registry import EMBEDDED_BASE_NAME, EMBEDDED_NAME
+from gcpo_lite.demo.default_run import EMBEDDED_DEFAULT
+from gcpo_lite.models.registry import EMBEDDED_BASE_NAME, EMBEDDED_NAME
 
 RUN_DIR_NOTE = """\
 the run directory: one run writes it at a time (an exclusive lock, RUN_DIR/.lock, released when the
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             "--resume continues a run and --overwrite starts a new one (moving the old aside); pass one"
         )
     cfg, embedded = config_from_args(args)
-    from gcpo_lite.distributed import init_world
+    from gcpo_lite.run.distributed import init_world
 
     world = init_world(cfg.train.device)  # under torchrun: join the job (a single process otherwise)
     try:
@@ -165,12 +165,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _prepare_run_dir(args: argparse.Namespace, cfg, say):
     """Lock (and for a new run, prepare) the run directory; the checkpoint to resume from, or None."""
-    from gcpo_lite.rundir import lock_run_dir, prepare_new_run, remove_stale_temporaries
+    from gcpo_lite.run.directory import lock_run_dir, prepare_new_run, remove_stale_temporaries
 
     resume_from = None
     if getattr(args, "resume", None):  # locked before anything loads: a second run fails at once
         lock_run_dir(cfg.train.output_dir)
-        from gcpo_lite.checkpoint import find_checkpoint
+        from gcpo_lite.run.checkpoints import find_checkpoint
 
         resume_from = find_checkpoint(args.resume, echo=lambda s: say(f"gcpo-lite: {s}"))
     else:
@@ -190,7 +190,7 @@ def _train(args: argparse.Namespace, cfg, embedded: bool, world) -> int:
 
     if not world.is_main:
         logging.getLogger().setLevel(logging.WARNING)  # the other ranks: warnings and errors only
-        from gcpo_lite.checkpoint import find_checkpoint
+        from gcpo_lite.run.checkpoints import find_checkpoint
 
         # rank 0 alone locks and prepares the run directory; the others read the same checkpoint
         resume_from = find_checkpoint(args.resume) if getattr(args, "resume", None) else None
@@ -213,14 +213,14 @@ def _train(args: argparse.Namespace, cfg, embedded: bool, world) -> int:
             f"gcpo-lite: training {cfg.model.name or 'the embedded tiny model'} on "
             f"{cfg.data.dataset or 'addition'}{_dataset_note(args, cfg)} -> {cfg.train.output_dir}"
         )
-    from gcpo_lite.trainer import Trainer
+    from gcpo_lite.train.trainer import Trainer
 
     try:
         trainer = Trainer(cfg, progress=not args.no_progress, world=world)
     except BaseException:
         fresh = not getattr(args, "resume", None)
         if fresh and world.is_main:  # a bad model, dataset or option: leave no empty run behind
-            from gcpo_lite.rundir import abandon_if_empty
+            from gcpo_lite.run.directory import abandon_if_empty
 
             abandon_if_empty(cfg.train.output_dir)
         raise
@@ -231,7 +231,7 @@ def _train(args: argparse.Namespace, cfg, embedded: bool, world) -> int:
         f"gold injection: {cfg.gcpo.gold_injection}"
     )
     if getattr(args, "resume", None):
-        from gcpo_lite.checkpoint import load_checkpoint, resume_note
+        from gcpo_lite.run.checkpoints import load_checkpoint, resume_note
 
         say(resume_note(resume_from))
         load_checkpoint(trainer, resume_from, restore_logs=world.is_main)

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from gcpo_lite.memory.units import LOGITS_CHUNK_BUDGET_BYTES
+from gcpo_lite.config.units import LOGITS_CHUNK_BUDGET_BYTES
 
 
 def default_chunk_size(vocab_size: int, dtype: torch.dtype) -> int:

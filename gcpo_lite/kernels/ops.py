@@ -12,9 +12,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from gcpo_lite.config.objective import IS_LEVELS, LOSS_TYPES, resolved_epsilons
 from gcpo_lite.kernels import _ext, reference
 from gcpo_lite.kernels.chunked import default_chunk_size
-from gcpo_lite.objective import IS_LEVELS, LOSS_TYPES, resolved_epsilons
 
 _ext.require()
 _ops = torch.ops.gcpo_lite

@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from gcpo_lite.objective import IS_LEVELS, LOSS_TYPES, resolved_epsilons
+from gcpo_lite.config.objective import IS_LEVELS, LOSS_TYPES, resolved_epsilons
 
 
 def token_logprobs(

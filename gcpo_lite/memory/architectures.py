@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from gcpo_lite.errors import ConfigError
-from gcpo_lite.registry import (
+from gcpo_lite.models.registry import (
     BY_HUB_ID,
     EMBEDDED_ARCH,
     EMBEDDED_BASE_NAME,

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from gcpo_lite.memory.architectures import Architecture
-from gcpo_lite.optimizers import OPTIMIZERS  # adamw | adamw_8bit | paged_adamw_8bit
+from gcpo_lite.models.optimizers import OPTIMIZERS  # adamw | adamw_8bit | paged_adamw_8bit
 
 GiB = 1024**3
 MiB = 1024**2

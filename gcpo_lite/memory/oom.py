@@ -145,7 +145,7 @@ class OOMBackoff:
 
         The RNG state is restored before a retry, so a sampled slice redone at the smaller size draws
         what a run that used that size from the start would have drawn."""
-        from gcpo_lite.rng import rng_state, set_rng_state  # torch: only once a run uses the backoff
+        from gcpo_lite.run.rng import rng_state, set_rng_state  # torch: only once a run uses the backoff
 
         results, start = [], 0
         while start < n:

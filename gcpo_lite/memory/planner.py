@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from gcpo_lite.config import Config, ConfigError
+from gcpo_lite.config.units import LOGITS_CHUNK_BUDGET_BYTES, MAX_BUDGET_BYTES, format_bytes, parse_bytes  # noqa: F401 (re-exported)
 from gcpo_lite.memory import model as mm
 from gcpo_lite.memory.architectures import Architecture, from_hf_config, registry_architectures, resolve
-from gcpo_lite.memory.units import LOGITS_CHUNK_BUDGET_BYTES, MAX_BUDGET_BYTES, format_bytes, parse_bytes  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 

@@ -90,7 +90,10 @@ def sample_completions(
     drop_finished: rows that ended are removed from the decode batch and the cache (COMPACT_FRACTION),
     so long-tailed lengths do not keep finished rows decoding padding.
     """
-    from gcpo_lite.kv_cache import PreallocatedCache, cache_kwarg  # transformers: only once sampling runs
+    from gcpo_lite.policy.kv_cache import (  # transformers: only once sampling runs
+        PreallocatedCache,
+        cache_kwarg,
+    )
 
     device = next(model.parameters()).device
     was_training = model.training

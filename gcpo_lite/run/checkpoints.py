@@ -38,8 +38,8 @@ from typing import Optional
 import torch
 
 from gcpo_lite.config import ConfigError
-from gcpo_lite.distributed import rank_view
-from gcpo_lite.rng import rng_state, set_rng_state
+from gcpo_lite.run.distributed import rank_view
+from gcpo_lite.run.rng import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 

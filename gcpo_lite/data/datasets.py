@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from gcpo_lite.config import ConfigError, DataConfig
-from gcpo_lite.hub import HubError, ensure_fetchable
-from gcpo_lite.tasks import DEFAULT_TASK, TASKS, Example
+from gcpo_lite.data.tasks import DEFAULT_TASK, TASKS, Example
+from gcpo_lite.run.hub import HubError, ensure_fetchable
 from gcpo_lite.verify.answer import last_boxed
 
 log = logging.getLogger(__name__)

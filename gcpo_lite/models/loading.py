@@ -18,9 +18,8 @@ from typing import Optional
 import torch
 
 from gcpo_lite.config import Config, ConfigError, LoraConfig, ModelConfig
-from gcpo_lite.hub import ensure_fetchable
-from gcpo_lite.output_head import check_head, check_supported
-from gcpo_lite.registry import (
+from gcpo_lite.models.output_head import check_head, check_supported
+from gcpo_lite.models.registry import (
     EMBEDDED_ARCH,
     EMBEDDED_BASE_NAME,
     EMBEDDED_NAME,
@@ -28,6 +27,7 @@ from gcpo_lite.registry import (
     embedded_base_dir,
     embedded_model_dir,
 )  # noqa: F401 (re-exported)
+from gcpo_lite.run.hub import ensure_fetchable
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def create_embedded_model(directory: Path, seed: int = 0) -> Path:
 
     from transformers import Qwen2ForCausalLM
 
-    from gcpo_lite.tasks import DEFAULT_TASK, TASKS
+    from gcpo_lite.data.tasks import DEFAULT_TASK, TASKS
 
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".", dir=directory.parent))
@@ -201,8 +201,8 @@ def ensure_embedded_model(name: str = EMBEDDED_NAME) -> Path:
         return d
     base = embedded_base_dir()
     if not (base / "config.json").is_file():
-        from gcpo_lite.embedded_base import pretrain
-        from gcpo_lite.tasks import DEFAULT_TASK
+        from gcpo_lite.data.tasks import DEFAULT_TASK
+        from gcpo_lite.demo.pretrain import pretrain
 
         log.info("gcpo-lite: pretraining the demo's base model once (%s, ~25 s)", base)
         pretrain(d, base, DEFAULT_TASK)

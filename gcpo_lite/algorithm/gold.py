@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
-from gcpo_lite.tasks import Example
+from gcpo_lite.data.tasks import Example
 from gcpo_lite.verify.answer import last_boxed
 
 THINKING_FAMILIES = ("r1_distill",)  # families whose completions open with a <think> block

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Protocol, Sequence
 
 from gcpo_lite.config import RolloutConfig
-from gcpo_lite.rollout import SampleOutput, sample_completions
+from gcpo_lite.rollout.sampler import SampleOutput, sample_completions
 
 
 class RolloutBackend(Protocol):

@@ -24,27 +24,28 @@ from typing import Callable, Optional
 
 import torch
 
-from gcpo_lite import dequantized_base, kernels
-from gcpo_lite.advantages import group_advantages, group_stats
+from gcpo_lite import kernels
+from gcpo_lite.algorithm.advantages import group_advantages, group_stats
+from gcpo_lite.algorithm.gold import Gold, gold_solution_text, inject, make_gold, prompt_opens_think
 from gcpo_lite.config import Config, ConfigError, save_config
-from gcpo_lite.data import PromptStream, dataset_name, is_builtin, load_examples
-from gcpo_lite.distributed import World, check_split, merge_records
-from gcpo_lite.gold import Gold, gold_solution_text, inject, make_gold, prompt_opens_think
+from gcpo_lite.data.datasets import PromptStream, dataset_name, is_builtin, load_examples
+from gcpo_lite.data.prompts import completion_ids_for_text, eos_token_ids, prompt_ids, suppressed_ids
+from gcpo_lite.data.tasks import Example
 from gcpo_lite.kernels import gcpo_loss
-from gcpo_lite.length_buckets import bucket_bounds
-from gcpo_lite.logprobs import completion_logprobs, completion_loss
 from gcpo_lite.memory import cpu_allocator
 from gcpo_lite.memory.oom import OOMBackoff
 from gcpo_lite.memory.planner import make_plan
-from gcpo_lite.models import compute_dtype, decoder_and_head, load_policy, pick_device
-from gcpo_lite.optimizers import build_optimizer, check_optimizer
-from gcpo_lite.prompt_sharing import NotRouted, SharedPrompts, distinct_count
-from gcpo_lite.prompts import completion_ids_for_text, eos_token_ids, prompt_ids, suppressed_ids
-from gcpo_lite.rng import rng_state, set_rng_state
-from gcpo_lite.rollout import RowBatch, pad_batch
-from gcpo_lite.rollout_backends import make_backend
-from gcpo_lite.tasks import Example
-from gcpo_lite.verify.rewards import RewardModel, resolve_verifier
+from gcpo_lite.models import dequantized_base
+from gcpo_lite.models.loading import compute_dtype, decoder_and_head, load_policy, pick_device
+from gcpo_lite.models.optimizers import build_optimizer, check_optimizer
+from gcpo_lite.policy.length_buckets import bucket_bounds
+from gcpo_lite.policy.logprobs import completion_logprobs, completion_loss
+from gcpo_lite.policy.prompt_sharing import NotRouted, SharedPrompts, distinct_count
+from gcpo_lite.rewards.reward_model import RewardModel, resolve_verifier
+from gcpo_lite.rollout.backends import make_backend
+from gcpo_lite.rollout.sampler import RowBatch, pad_batch
+from gcpo_lite.run.distributed import World, check_split, merge_records
+from gcpo_lite.run.rng import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -749,9 +750,9 @@ class Trainer:
 
     def _start_run(self):
         """Lock the run directory, record the config and plan; (checkpointer, metric sinks, progress bar)."""
-        from gcpo_lite.checkpoint import Checkpointer
-        from gcpo_lite.rundir import lock_run_dir
-        from gcpo_lite.runlog import ProgressBar, Reporters, reset_peak_memory
+        from gcpo_lite.run.checkpoints import Checkpointer
+        from gcpo_lite.run.directory import lock_run_dir
+        from gcpo_lite.run.reporting import ProgressBar, Reporters, reset_peak_memory
 
         reset_peak_memory(self.device)  # metrics' peak_memory_bytes: each step's own, not the model load's
         if self.world.is_main:  # under torchrun, rank 0 alone writes the run directory
@@ -772,7 +773,7 @@ class Trainer:
 
     def _train_step(self, start: float) -> tuple[StepBatch, dict]:
         """One step: rollout, update, and its metrics row (with eval_accuracy on eval steps and the last)."""
-        from gcpo_lite.runlog import step_extras
+        from gcpo_lite.run.reporting import step_extras
 
         t = self.cfg.train
         t0 = time.time()

@@ -15,7 +15,7 @@ import re
 from typing import Callable
 
 from gcpo_lite.config import ConfigError
-from gcpo_lite.tasks import TASKS, Example, verify_last_integer
+from gcpo_lite.data.tasks import TASKS, Example, verify_last_integer
 from gcpo_lite.verify.answer import extract_answer
 from gcpo_lite.verify.equivalence import DEFAULT_TIMEOUT_S, math_equal
 

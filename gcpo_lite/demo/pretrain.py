@@ -28,7 +28,7 @@ STEPS, BATCH, LR, SEED = 150, 256, 3e-3, 0  # measured: ~20% held-out greedy acc
 
 def _batch(tok, prompts: list, answers: list, rng: random.Random):
     """BATCH (prompt, gold answer) pairs drawn with replacement, as padded ids and answer-only labels."""
-    from gcpo_lite.rollout import pad_batch
+    from gcpo_lite.rollout.sampler import pad_batch
 
     picked = [rng.randrange(len(prompts)) for _ in range(BATCH)]
     rows = pad_batch(
@@ -48,8 +48,8 @@ def pretrain(random_dir: Path, out_dir: Path, task: str) -> Path:
     from transformers import AutoTokenizer, Qwen2ForCausalLM
 
     from gcpo_lite.config import DataConfig
-    from gcpo_lite.data import load_examples
-    from gcpo_lite.prompts import completion_ids_for_text, eos_token_ids, prompt_ids
+    from gcpo_lite.data.datasets import load_examples
+    from gcpo_lite.data.prompts import completion_ids_for_text, eos_token_ids, prompt_ids
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one summation order: the same base on every run on this machine

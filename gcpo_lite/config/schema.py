@@ -18,9 +18,9 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from gcpo_lite.config.objective import IS_LEVELS, LOSS_TYPES, resolved_epsilons
+from gcpo_lite.config.units import parse_bytes
 from gcpo_lite.errors import ConfigError  # noqa: E402,F401 (re-exported: gcpo_lite.config.ConfigError)
-from gcpo_lite.memory.units import parse_bytes
-from gcpo_lite.objective import IS_LEVELS, LOSS_TYPES, resolved_epsilons
 
 
 @dataclass
@@ -347,7 +347,7 @@ class RolloutConfig:
         default="builtin",
         metadata={
             "help": "what turns prompts into completions and their sampling log-probs (gcpo_lite/"
-            "rollout_backends.py): builtin = gcpo-lite's KV-cached sampler on the training model"
+            "rollout/backends.py): builtin = gcpo-lite's KV-cached sampler on the training model"
         },
     )
     share_prefill: bool = field(
@@ -783,6 +783,3 @@ def options_markdown() -> str:
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
-
-if __name__ == "__main__":
-    print(options_markdown(), end="")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from gcpo_lite.tasks import Example
+from gcpo_lite.data.tasks import Example
 
 
 def _messages(example: Example) -> list[dict]:
