@@ -25,7 +25,7 @@ stamp "build (JIT, cached; prints one status line)"
 python -c "from gcpo_lite.kernels import _ext; line = _ext.build(verbose=False); print(line); assert 'CUDA kernels: yes' in line, line"
 
 stamp "kernel tests (CUDA cases included)"
-timeout 240 python -m pytest -q -x tests/test_kernels_native.py tests/test_kernels_backend.py 2>&1 | tee "$OUT_DIR/tests.txt" | tail -15
+timeout 240 python -m pytest -q -x tests/kernels/test_native.py tests/kernels/test_backend.py 2>&1 | tee "$OUT_DIR/tests.txt" | tail -15
 
 stamp "benchmark"
 timeout 300 python benchmarks/bench_logprob_loss.py --device cuda --sizes 512,2048,8192 --repeat 5 \

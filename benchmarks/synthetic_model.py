@@ -3,7 +3,7 @@
 No download is possible here, so a real-size model is its architecture with random weights, and its tokenizer a
 byte-level BPE built from made-up merges (Qwen2's pre-tokenizer and ChatML specials) to exactly the vocabulary
 size wanted. Shapes are what matter for memory and speed: the lm_head is 151,936 wide, sampling and the chunked
-log-probs see the full vocabulary. Used by benchmarks/real_shapes.py and tests/test_full_vocab.py.
+log-probs see the full vocabulary. Used by benchmarks/real_shapes.py and tests/integration/test_full_vocab.py.
 """
 
 from __future__ import annotations

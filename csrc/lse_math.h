@@ -1,6 +1,6 @@
 // The online log-sum-exp arithmetic of the CUDA log-prob kernels, as plain inline functions that compile
 // for the device (nvcc, __host__ __device__) and for the host (any C++17 compiler). The CUDA kernels use them;
-// tests/test_lse_math_host.py compiles tests/lse_math_host.cpp with the system C++ compiler and checks them
+// tests/kernels/test_lse_math_host.py compiles tests/kernels/lse_math_host.cpp with the system C++ compiler and checks them
 // exhaustively against a float64 log-sum-exp, so their maths is tested on machines without a GPU.
 //
 // State (m, s) of a set of values x: m = max x, s = sum of exp(x - m); lse = m + log(s). The identity is

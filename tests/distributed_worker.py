@@ -1,4 +1,4 @@
-"""Worker for tests/test_distributed.py, run under torchrun (2 gloo processes) or as one plain process.
+"""Worker for tests/run/test_distributed.py, run under torchrun (2 gloo processes) or as one plain process.
 
 python tests/distributed_worker.py update OUT MODEL LOSS_TYPE
     one Trainer.update on a fixed global batch of 4 groups (G=4), each process taking its whole groups

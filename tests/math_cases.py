@@ -1,6 +1,6 @@
 """Answer-equivalence cases written for gcpo-lite: (predicted, gold, expected, format).
 
-Shared by tests/test_math_equivalence.py (our verifier) and the math-verify agreement test.
+Shared by tests/verify/test_equivalence.py (our verifier) and the math-verify agreement test.
 Every format the verifier claims has true and false pairs.
 """
 

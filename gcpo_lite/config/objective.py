@@ -1,7 +1,7 @@
 """The names and defaults of the GCPO objective, in one place (torch-free: the config validates against them).
 
 The native op takes `loss_type` and `importance_sampling_level` as codes: a name's index in these tuples
-(csrc/loss_math.h declares its enums in the same order; tests/test_kernels_reference.py checks it).
+(csrc/loss_math.h declares its enums in the same order; tests/kernels/test_reference.py checks it).
 """
 
 from __future__ import annotations

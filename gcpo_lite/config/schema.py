@@ -782,4 +782,3 @@ def options_markdown() -> str:
                 out.append(f"| `{key}` | `{default}` | {cell} |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
-

@@ -92,7 +92,7 @@ def _loss_cases(ops, device) -> None:
 
 def _bad_id_case(ops, device) -> None:
     """An id outside the vocab must raise, not read another row. On CUDA that is a device-side assert, which
-    would end the process's CUDA context, so it is tested in a child process there (tests/test_kernels_native.py),
+    would end the process's CUDA context, so it is tested in a child process there (tests/kernels/test_native.py),
     not here."""
     if device.type != "cpu":
         return

@@ -4,7 +4,7 @@ A group's G rows share one prompt, and the plain forward runs prompt + completio
 prompt goes through the decoder G times. Here the micro-batch's distinct prompts run once; their keys and
 values, layer by layer, are indexed to each row, and the completions run on top of them as on a KV cache.
 The gradients that reach a prompt's keys and values from all of its rows add up and go back through that one
-prompt forward, so loss and gradients are the plain forward's to fp32 rounding (tests/test_prompt_sharing.py).
+prompt forward, so loss and gradients are the plain forward's to fp32 rounding (tests/policy/test_prompt_sharing.py).
 
 The rows of one micro-batch run in several length buckets (trainer._micro_step), each with its own forward
 and backward. The buckets read detached copies of the prompt states; each bucket's backward leaves its

@@ -1,4 +1,4 @@
-// Host-side driver for csrc/lse_math.h (tests/test_lse_math_host.py compiles and runs it with the system C++
+// Host-side driver for csrc/lse_math.h (tests/kernels/test_lse_math_host.py compiles and runs it with the system C++
 // compiler). stdin: one case per line, "n x1 ... xn" (inf, -inf, nan allowed). stdout, per case, one line:
 //   float64 sequential push, float32 sequential push, then for each split k = 0..n of the values into two
 //   partial states A = x[0:k], B = x[k:n]: merge(A, B) and merge(B, A) in float64, then the same in float32.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VALUES = ["-inf", "inf", "nan", "0", "1", "-2.5", "80", "1e300", "-1e300", "1e-300"]
 CXX = next((c for c in ("c++", "g++", "clang++") if shutil.which(c)), None)
 
@@ -29,7 +29,7 @@ def driver(tmp_path_factory):
         "-std=c++17",
         "-O2",
         f"-I{ROOT / 'csrc'}",
-        str(ROOT / "tests" / "lse_math_host.cpp"),
+        str(ROOT / "tests" / "kernels" / "lse_math_host.cpp"),
         "-o",
         str(exe),
     ]

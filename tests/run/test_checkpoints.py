@@ -145,7 +145,7 @@ def test_killed_subprocess_resumes_exactly(embedded_model_dir, tmp_path):
     # run rather than from the embedded demo's preset
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(overrides(run_dir, max_steps=200)))
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "gcpo_lite.cli", "train", "--no-progress", "--config", str(config)],
         env=env,

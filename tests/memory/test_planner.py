@@ -19,7 +19,7 @@ from gcpo_lite.memory.planner import InfeasiblePlanError, Plan, make_plan, parse
 KNOWN = registry_architectures()
 
 GiB = 2**30
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHAPE = mm.RunShape(prompt_tokens=256, completion_tokens=512)
 
 

@@ -27,7 +27,7 @@ from gcpo_lite.config import ConfigError
 from gcpo_lite.run import checkpoints as ck
 from gcpo_lite.run.distributed import World, check_split, merge_records, rank_view
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WORKER = str(REPO / "tests" / "distributed_worker.py")
 KEYS = (  # what the loop computes from the model, data and random streams (not timings or memory)
     "reward_mean",

@@ -99,7 +99,7 @@ def test_readme_option_table_is_the_generated_one():
 
     from gcpo_lite.config import options_markdown
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     block = readme.split("<!-- options:begin -->\n", 1)[1].split("<!-- options:end -->", 1)[0]
     assert block == options_markdown(), (
         "README's option table is stale: paste `python -m gcpo_lite.config` into it"
@@ -112,14 +112,14 @@ def test_embedded_preset_matches_its_config_file():
 
     from gcpo_lite.demo.default_run import EMBEDDED_DEFAULT
 
-    path = Path(__file__).resolve().parents[1] / "configs" / "tiny_addition_cpu.yaml"
+    path = Path(__file__).resolve().parents[2] / "configs" / "tiny_addition_cpu.yaml"
     assert load_config(path).to_dict() == from_dict(EMBEDDED_DEFAULT).to_dict()
 
 
 def test_every_shipped_config_loads():
     from pathlib import Path
 
-    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
     assert len(configs) >= 2
     for path in configs:
         assert path.read_text().startswith("#"), f"{path.name} must open with a comment giving its command"

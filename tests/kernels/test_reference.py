@@ -147,7 +147,7 @@ def test_native_enum_codes_follow_the_one_list():
 
     from gcpo_lite.config.objective import IS_LEVELS, LOSS_TYPES
 
-    header = (Path(__file__).resolve().parents[1] / "csrc" / "loss_math.h").read_text()
+    header = (Path(__file__).resolve().parents[2] / "csrc" / "loss_math.h").read_text()
 
     def enum(name):
         body = re.search(rf"enum {name} : int {{([^}}]*)}}", header).group(1)
