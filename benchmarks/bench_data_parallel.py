@@ -106,7 +106,7 @@ def main() -> int:
     p.add_argument("--write-md", type=Path)
     a = p.parse_args()
     if a.model is None:
-        from gcpo_lite.models.loading import ensure_embedded_model
+        from gcpo_lite.demo.embedded_model import ensure_embedded_model
 
         a.model = str(ensure_embedded_model())
     results: dict[int, list] = {1: [], 2: []}

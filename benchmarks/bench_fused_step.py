@@ -24,8 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from gcpo_lite import kernels  # noqa: E402
+from gcpo_lite.data.collate import pad_batch  # noqa: E402
 from gcpo_lite.policy.logprobs import completion_logprobs, completion_loss  # noqa: E402
-from gcpo_lite.rollout.sampler import pad_batch  # noqa: E402
 
 
 def build(hidden: int, vocab: int):

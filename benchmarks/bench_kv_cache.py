@@ -44,6 +44,7 @@ def main() -> int:
     from transformers import DynamicCache
 
     from gcpo_lite.config import from_dict
+    from gcpo_lite.demo.embedded_model import prepare_model
     from gcpo_lite.models import dequantized_base
     from gcpo_lite.models.loading import load_policy
     from gcpo_lite.policy import kv_cache
@@ -56,7 +57,7 @@ def main() -> int:
     cfg = from_dict(
         {"model": {"name": str(model_dir), "gradient_checkpointing": False, "compute_dtype": "float32"}}
     )
-    model, tok, _ = load_policy(cfg, torch.device("cpu"))
+    model, tok = load_policy(cfg, prepare_model(cfg.model.name), torch.device("cpu"))
     dequantized_base.attach(model, len(dequantized_base.decoder_layers(model)), torch.float32)
     prompts = [tok.apply_chat_template([{"role": "user", "content": f"{i}+{3 * i}="}], add_generation_prompt=True,
                                        tokenize=True) for i in range(a.rows // 4)]  # fmt: skip

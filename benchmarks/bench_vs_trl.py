@@ -90,7 +90,7 @@ def make_model(directory: Path, size: str) -> None:
     from transformers import Qwen2ForCausalLM
 
     from gcpo_lite.data.tasks import TASKS
-    from gcpo_lite.models.loading import build_tiny_tokenizer, chatml_qwen2_config, save_chatml_tokenizer
+    from gcpo_lite.demo.embedded_model import build_tiny_tokenizer, chatml_qwen2_config, save_chatml_tokenizer
 
     raw = build_tiny_tokenizer(TASKS[TASK].corpus())
     save_chatml_tokenizer(raw, directory)

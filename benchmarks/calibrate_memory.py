@@ -204,10 +204,11 @@ def run_phases(model_dir: str, spec: dict, device, meter: Meter) -> dict:
 
     from gcpo_lite import kernels
     from gcpo_lite.config import LoraConfig, ModelConfig
+    from gcpo_lite.data.collate import pad_batch
     from gcpo_lite.kernels import token_logprobs_from_hidden
     from gcpo_lite.models.loading import add_lora, decoder_and_head, load_base_model
     from gcpo_lite.policy.logprobs import completion_logprobs
-    from gcpo_lite.rollout.sampler import pad_batch, sample_completions
+    from gcpo_lite.rollout.sampler import sample_completions
 
     measured, exact = {}, {}
     if device.type == "cuda":

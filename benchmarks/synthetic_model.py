@@ -81,7 +81,7 @@ def save_model(directory: Path, arch: dict, tokenizer_size: int = QWEN_TOKENIZER
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from gcpo_lite.models.loading import save_chatml_tokenizer
+    from gcpo_lite.demo.embedded_model import save_chatml_tokenizer
 
     raw = synthetic_tokenizer(tokenizer_size)
     save_chatml_tokenizer(raw, directory)

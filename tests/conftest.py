@@ -19,7 +19,7 @@ def _private_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def embedded_model_dir(_private_cache):
-    from gcpo_lite.models.loading import ensure_embedded_model
+    from gcpo_lite.demo.embedded_model import ensure_embedded_model
 
     return ensure_embedded_model()
 
@@ -30,11 +30,12 @@ def embedded_policy(embedded_model_dir):
     import torch
 
     from gcpo_lite.config import from_dict
+    from gcpo_lite.demo.embedded_model import prepare_model
     from gcpo_lite.models.loading import load_policy
 
     cfg = from_dict({"model": {"name": str(embedded_model_dir)}})
     torch.manual_seed(0)
-    model, tok, _ = load_policy(cfg, torch.device("cpu"))
+    model, tok = load_policy(cfg, prepare_model(cfg.model.name), torch.device("cpu"))
     return model, tok
 
 

@@ -147,13 +147,12 @@ def _adapter_base(adapter: Optional[str]) -> Optional[str]:
 
 
 def _load_model(args, device):
-    from gcpo_lite.models.loading import ensure_embedded_model, load_base_model, load_tokenizer, resolve_model
+    from gcpo_lite.demo.embedded_model import prepare_model
+    from gcpo_lite.models.loading import load_base_model, load_tokenizer
 
     name = args.model or _adapter_base(args.adapter)  # no --model: the adapter's own base
     model_cfg = ModelConfig(name=name, quantize=not args.no_quantize, gradient_checkpointing=False)
-    resolved = resolve_model(model_cfg.name)
-    if resolved.embedded:
-        ensure_embedded_model(resolved.display)
+    resolved = prepare_model(model_cfg.name)
     tokenizer = load_tokenizer(resolved.source, model_cfg)
     model = load_base_model(resolved.source, model_cfg, device)
     if args.adapter:

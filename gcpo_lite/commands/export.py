@@ -470,14 +470,12 @@ def export(
     previous export; the new export is complete before anything at out_dir is touched.
 
     Raises ExportTargetError (a ConfigError) before any model is loaded when out_dir is refused."""
-    from gcpo_lite.models.loading import ensure_embedded_model, resolve_model
+    from gcpo_lite.demo.embedded_model import prepare_model
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_output_dir(run_dir, out_dir, overwrite=overwrite)
     cfg = run_config(run_dir)
-    resolved = resolve_model(cfg.model.name)
-    if resolved.embedded:
-        ensure_embedded_model(resolved.display)
+    resolved = prepare_model(cfg.model.name)
     src = adapter_source(run_dir, checkpoint)
     step = checkpoint if checkpoint is not None else None
     if step is None and src.parent.parent.name == "checkpoints":

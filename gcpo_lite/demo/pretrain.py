@@ -28,7 +28,7 @@ STEPS, BATCH, LR, SEED = 150, 256, 3e-3, 0  # measured: ~20% held-out greedy acc
 
 def _batch(tok, prompts: list, answers: list, rng: random.Random):
     """BATCH (prompt, gold answer) pairs drawn with replacement, as padded ids and answer-only labels."""
-    from gcpo_lite.rollout.sampler import pad_batch
+    from gcpo_lite.data.collate import pad_batch
 
     picked = [rng.randrange(len(prompts)) for _ in range(BATCH)]
     rows = pad_batch(

@@ -14,11 +14,11 @@ import torch
 from torch import Tensor
 
 from gcpo_lite import kernels
+from gcpo_lite.data.collate import RowBatch
 from gcpo_lite.models.loading import decoder_and_head
 from gcpo_lite.models.output_head import logit_multiplier
 from gcpo_lite.policy.prompt_sharing import PromptStates
 from gcpo_lite.policy.prompt_sharing import completion_hidden as shared_completion_hidden
-from gcpo_lite.rollout.sampler import RowBatch
 
 
 def completion_hidden(

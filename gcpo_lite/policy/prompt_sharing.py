@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+from gcpo_lite.data.collate import left_pad
 from gcpo_lite.policy.kv_cache import cache_kwarg
-from gcpo_lite.rollout.sampler import left_pad
 
 
 class _RecordingLayer(DynamicLayer):

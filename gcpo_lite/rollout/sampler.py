@@ -2,8 +2,7 @@
 
 `sample_completions` takes prompt id lists and returns completion id lists plus each
 completion's mean sampling log-prob (used only to break ties when choosing which sample the
-gold solution replaces). `pad_batch` turns id lists into the padded tensors of a training row
-batch: prompts left-padded, completions right-padded.
+gold solution replaces).
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from gcpo_lite.data.collate import left_pad
+
 
 @dataclass
 class SampleOutput:
@@ -22,26 +23,6 @@ class SampleOutput:
     entropy_sums: list[float] = field(
         default_factory=list
     )  # per sequence: summed entropy (nats) of the sampling distributions of its tokens
-
-
-def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[Tensor, Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-        mask[i, width - len(s) :] = 1
-    return ids.to(device), mask.to(device)  # (B, P), (B, P)
-
-
-def _right_pad(seqs: Sequence[Sequence[int]], pad_id: int, width: int, device) -> tuple[Tensor, Tensor]:
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        s = list(s)[:width]
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids.to(device), mask.to(device)  # (B, T), (B, T)
 
 
 def _top_p_filter(logits: Tensor, top_p: float) -> Tensor:
@@ -181,25 +162,3 @@ def _sample(
         probs = torch.softmax(_top_p_filter(scaled, top_p) if top_p < 1.0 else scaled, dim=-1)
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1), logprobs
     return logits.argmax(-1), torch.log_softmax(logits, dim=-1)
-
-
-@dataclass
-class RowBatch:
-    """Padded training rows: prompt (left-padded) followed by completion (right-padded)."""
-
-    prompt_ids: Tensor  # (B, P)
-    prompt_mask: Tensor  # (B, P)
-    completion_ids: Tensor  # (B, T)
-    completion_mask: Tensor  # (B, T) 1 on completion tokens, EOS included
-
-    def __len__(self) -> int:
-        return self.prompt_ids.shape[0]
-
-
-def pad_batch(
-    prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int, device
-) -> RowBatch:
-    width = max(1, max(len(c) for c in completions))
-    p_ids, p_mask = left_pad(prompts, pad_id, device)
-    c_ids, c_mask = _right_pad(completions, pad_id, width, device)
-    return RowBatch(p_ids, p_mask, c_ids, c_mask)

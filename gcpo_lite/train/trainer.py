@@ -28,9 +28,11 @@ from gcpo_lite import kernels
 from gcpo_lite.algorithm.advantages import group_advantages, group_stats
 from gcpo_lite.algorithm.gold import Gold, gold_solution_text, inject, make_gold, prompt_opens_think
 from gcpo_lite.config import Config, ConfigError, save_config
+from gcpo_lite.data.collate import RowBatch, pad_batch
 from gcpo_lite.data.datasets import PromptStream, dataset_name, is_builtin, load_examples
 from gcpo_lite.data.prompts import completion_ids_for_text, eos_token_ids, prompt_ids, suppressed_ids
 from gcpo_lite.data.tasks import Example
+from gcpo_lite.demo.embedded_model import prepare_model
 from gcpo_lite.kernels import gcpo_loss
 from gcpo_lite.memory import cpu_allocator
 from gcpo_lite.memory.oom import OOMBackoff
@@ -43,7 +45,6 @@ from gcpo_lite.policy.logprobs import completion_logprobs, completion_loss
 from gcpo_lite.policy.prompt_sharing import NotRouted, SharedPrompts, distinct_count
 from gcpo_lite.rewards.reward_model import RewardModel, resolve_verifier
 from gcpo_lite.rollout.backends import make_backend
-from gcpo_lite.rollout.sampler import RowBatch, pad_batch
 from gcpo_lite.run.distributed import World, check_split, merge_records
 from gcpo_lite.run.rng import rng_state, set_rng_state
 
@@ -206,7 +207,8 @@ class Trainer:
         self.device = self.world.device(pick_device(t.device))
         self.kernel_backend = kernels.set_backend(t.kernels)
         check_optimizer(t.optimizer, self.device.type)  # before the model loads: a clear error, fast
-        self.model, self.tokenizer, self.resolved = load_policy(cfg, self.device)
+        self.resolved = prepare_model(cfg.model.name)  # the embedded model's files are made on first use
+        self.model, self.tokenizer = load_policy(cfg, self.resolved, self.device)
         train_examples, self.eval_examples = load_examples(cfg.data, t.seed, tokenizer=self.tokenizer)
         shard = train_examples[self.world.rank :: self.world.size]  # torchrun: each rank its own prompts
         self.prompts = PromptStream(shard, t.seed, cfg.data.shuffle)  # order, cursor, epoch

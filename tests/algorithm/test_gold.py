@@ -143,7 +143,7 @@ def _byte_level_chat_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from gcpo_lite.models.loading import CHAT_TEMPLATE
+    from gcpo_lite.demo.embedded_model import CHAT_TEMPLATE
 
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -6,7 +6,7 @@ import torch
 
 from gcpo_lite.config import DataConfig
 from gcpo_lite.data.datasets import load_examples
-from gcpo_lite.models.loading import ensure_embedded_model
+from gcpo_lite.demo.embedded_model import ensure_embedded_model
 from gcpo_lite.models.registry import EMBEDDED_BASE_NAME
 
 

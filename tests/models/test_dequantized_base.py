@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from gcpo_lite.config import from_dict
+from gcpo_lite.data.collate import pad_batch
+from gcpo_lite.demo.embedded_model import prepare_model
 from gcpo_lite.memory import model as mm
 from gcpo_lite.memory.architectures import resolve
 from gcpo_lite.memory.planner import DEQUANT_BUDGET_FRACTION, plan_run
 from gcpo_lite.models import dequantized_base
 from gcpo_lite.models.loading import load_policy
 from gcpo_lite.policy.logprobs import completion_logprobs
-from gcpo_lite.rollout.sampler import pad_batch
 
 GiB = 2**30
 
@@ -22,7 +23,7 @@ GiB = 2**30
 def policy(embedded_model_dir):
     cfg = from_dict({"model": {"name": str(embedded_model_dir), "gradient_checkpointing": False}})
     torch.manual_seed(0)
-    model, tok, _ = load_policy(cfg, torch.device("cpu"))
+    model, tok = load_policy(cfg, prepare_model(cfg.model.name), torch.device("cpu"))
     for name, p in model.named_parameters():  # nonzero LoRA B, so the adapters take part in the check
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.05)

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from gcpo_lite.config import ConfigError, ModelConfig
+from gcpo_lite.data.collate import pad_batch
 from gcpo_lite.models.output_head import check_head, check_supported, logit_multiplier
 from gcpo_lite.policy.logprobs import completion_logprobs
-from gcpo_lite.rollout.sampler import pad_batch
 
 TINY = dict(
     vocab_size=97,

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from gcpo_lite.config import from_dict
+from gcpo_lite.data.collate import pad_batch
 from gcpo_lite.models.loading import decoder_and_head
 from gcpo_lite.policy.logprobs import completion_logprobs, completion_loss
 from gcpo_lite.policy.prompt_sharing import NotRouted, SharedPrompts
-from gcpo_lite.rollout.sampler import pad_batch
 from gcpo_lite.train.trainer import Trainer, _UpdateRows
 
 # 3 prompts of different lengths (so left padding differs), 3-4 rows each, completions of 1 to 9 tokens

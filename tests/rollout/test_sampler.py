@@ -81,8 +81,8 @@ def test_sampled_rows_score_the_same_under_either_path(embedded_policy):
     eos = _eos_often(model, tok, 1.0, seed=3)
     kw = dict(max_new_tokens=12, temperature=1.0, top_p=1.0, eos_ids=eos, pad_id=tok.pad_token_id)
     got = sample_completions(model, prompts, generator=torch.Generator().manual_seed(3), **kw)
+    from gcpo_lite.data.collate import pad_batch
     from gcpo_lite.policy.logprobs import completion_logprobs
-    from gcpo_lite.rollout.sampler import pad_batch
 
     rows = pad_batch(prompts, got.completions, tok.pad_token_id, "cpu")
     lp = completion_logprobs(model, rows, temperature=1.0, suppress_ids=None)  # (B, T) teacher-forced
