@@ -67,14 +67,14 @@ def trainer_for(size: str, work: Path, threads: int):
 def measure(size: str, a: argparse.Namespace) -> list[str]:
     import torch
 
+    from gcpo_lite.algorithm.update_rows import UpdateRows
     from gcpo_lite.policy import length_buckets
     from gcpo_lite.train import trainer
-    from gcpo_lite.train.trainer import _UpdateRows
 
     tr = trainer_for(size, a.work_dir, a.threads)
     batch = tr.rollout(tr.next_examples(16))
     rows, _ = tr._rows_to_train(batch)
-    work = _UpdateRows(batch, rows, tr.cfg.gcpo.loss_type)
+    work = UpdateRows(batch, rows, tr.cfg.gcpo.loss_type)
     params = [p for p in tr.model.parameters() if p.requires_grad]
 
     def run(name: str):

@@ -1,7 +1,9 @@
 """`gcpo-lite` command line: train | eval | plan | export | plot | doctor | build-ext.
 
 Each subcommand lives in a module with `add_arguments(parser)` and `run(args) -> int`;
-COMMANDS maps names to modules, imported only when that command runs.
+COMMANDS maps names to modules and one-line helps. A module is imported only when its command is
+chosen: `gcpo-lite --help` lists the commands from COMMANDS alone, and `gcpo-lite plan ...` imports
+commands/plan.py and no other command (nor torch).
 """
 
 from __future__ import annotations
@@ -47,37 +49,57 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name -> (module, one-line help)
 
 
 def quiet_libraries() -> None:
-    """Keep library chatter (progress bars for weight loading, deprecation notes) out of the run's output."""
+    """Keep library chatter (progress bars for weight loading, deprecation notes) out of the run's output.
+
+    Imports no library (a command that loads none, like plan, stays fast): one not loaded yet reads these
+    settings from the environment when it is; one already loaded is set directly."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' own bars follow the hub's setting
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings(
         "ignore", category=UserWarning, module=r"(torch|transformers|peft|bitsandbytes)\b.*"
     )
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     try:
-        import transformers
-
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
+        if "huggingface_hub" in sys.modules:
+            sys.modules["huggingface_hub"].utils.disable_progress_bars()
+        if "transformers" in sys.modules:
+            transformers = sys.modules["transformers"]
+            transformers.logging.set_verbosity_error()
+            transformers.utils.logging.disable_progress_bar()
     except Exception:
         pass
 
 
+class _CommandParsers(argparse._SubParsersAction):
+    """The subcommands, each declaring its arguments only once it is chosen: parsing `plan ...` imports
+    commands/plan.py and no other command module. (argparse has no public hook between choosing a
+    subcommand and parsing its arguments; this action is the step that does both.)"""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        declare_command(self.choices[values[0]], values[0])  # argparse has checked the name is a choice
+        super().__call__(parser, namespace, values, option_string)
+
+
+def declare_command(parser: argparse.ArgumentParser, name: str) -> None:
+    """Import command `name`'s module and declare its arguments on its subparser (once per parser)."""
+    if parser.get_default("_module") is not None:
+        return
+    module = importlib.import_module(COMMANDS[name][0])
+    parser.description = (module.__doc__ or COMMANDS[name][1]).strip().splitlines()[0]
+    module.add_arguments(parser)
+    parser.set_defaults(_module=module)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command; a command's module is imported when a parse chooses it."""
     parser = argparse.ArgumentParser(
         prog="gcpo-lite", description="Low-resource GCPO trainer for small reasoning LLMs."
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
-        mod = importlib.import_module(module)
-        p = sub.add_parser(
-            name,
-            help=help_text,
-            description=(mod.__doc__ or help_text).strip().splitlines()[0],
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        mod.add_arguments(p)
-        p.set_defaults(_module=mod)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", action=_CommandParsers)
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, formatter_class=argparse.RawDescriptionHelpFormatter)
     return parser
 
 
@@ -101,10 +123,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args_in: list[str]) -> int:
-    if args_in[:1] == ["plan"]:  # offline and < 2 s: skip importing torch / transformers for the parser
-        from gcpo_lite.commands.plan import main as plan_main
-
-        return plan_main(args_in[1:])
     quiet_libraries()
     parser = build_parser()
     parser.add_argument(

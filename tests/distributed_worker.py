@@ -30,8 +30,9 @@ REWARDS = [
 
 def update(out: Path, model: str, loss_type: str) -> None:
     from gcpo_lite.algorithm.advantages import group_advantages
+    from gcpo_lite.algorithm.batches import StepBatch
     from gcpo_lite.run.distributed import init_world
-    from gcpo_lite.train.trainer import StepBatch, Trainer
+    from gcpo_lite.train.trainer import Trainer
 
     world = init_world("cpu")
     cfg = from_dict(

@@ -153,3 +153,16 @@ def inject(
         if gold.ids is not None:
             slots[g * G + choose_gold_slot(rewards[rows], mean_logprobs[rows])] = gold
     return slots, statuses
+
+
+class LazyGolds:
+    """golds[g] for inject: group g's Gold, made (by `make`, which may cache) only when inject asks for it."""
+
+    def __init__(self, examples: list[Example], make: Callable[[Example], Gold]):
+        self.examples, self.make = examples, make
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, g: int) -> Gold:
+        return self.make(self.examples[g])

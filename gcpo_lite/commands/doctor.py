@@ -118,8 +118,10 @@ def bitsandbytes_report() -> dict:
 def kernels_report() -> dict:
     try:
         from gcpo_lite import kernels
+        from gcpo_lite.kernels import _ext
 
-        return kernels.status()
+        # where a JIT build compiles from: a non-editable install without them can only fall back
+        return {**kernels.status(), "sources": _ext.sources_found()}
     except Exception as e:
         return {"live": "reference", "why_not_native": f"status failed: {type(e).__name__}: {e}"}
 
@@ -179,6 +181,35 @@ def _gib(n) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
+def _cuda_lines(c: dict) -> list[str]:
+    if not c["available"]:
+        return [f"CUDA: not available: {c['why']}; training runs on the CPU"]
+    lines = [f"CUDA: torch built for CUDA {c['torch_cuda']}, {len(c['gpus'])} GPU(s)"]
+    for g in c["gpus"]:
+        lines.append(
+            f"  GPU {g['index']}: {g['name']} (sm {g['capability']}), {_gib(g['free_bytes'])} free of "
+            f"{_gib(g['total_bytes'])}"
+            + ("" if g["bf16"] is None else f", bf16 {'yes' if g['bf16'] else 'no'}")
+        )
+    return lines
+
+
+def _kernel_lines(k: dict) -> list[str]:
+    line = f"kernels: {k.get('live')} (requested {k.get('requested', '?')})"
+    if k.get("native_loaded"):
+        line += f"; native from {k.get('source')}, CUDA kernels {'yes' if k.get('cuda_kernels') else 'no'}"
+    elif k.get("why_not_native"):
+        line += f"; not native because: {k['why_not_native']}"
+    lines = [line]
+    if k.get("sources"):
+        lines.append(f"  kernel sources: {k['sources']}")
+    for device, verdict in (k.get("self_check") or {}).items():
+        lines.append(
+            f"  native {device} kernels vs the PyTorch reference (fwd + bwd, fp32 + bf16): {verdict}"
+        )
+    return lines
+
+
 def format_report(r: dict) -> str:
     v = r["versions"]
     lines = ["versions: " + ", ".join(f"{k} {v[k] or 'MISSING'}" for k in ("python", "gcpo-lite", *PACKAGES))]
@@ -193,17 +224,7 @@ def format_report(r: dict) -> str:
         f"machine: {m['cpu_count']} CPUs, torch uses {m['torch_threads']} threads"
         + (f", {_gib(m['ram_bytes'])} RAM" if "ram_bytes" in m else "")
     )
-    c = r["cuda"]
-    if c["available"]:
-        lines.append(f"CUDA: torch built for CUDA {c['torch_cuda']}, {len(c['gpus'])} GPU(s)")
-        for g in c["gpus"]:
-            lines.append(
-                f"  GPU {g['index']}: {g['name']} (sm {g['capability']}), {_gib(g['free_bytes'])} free of "
-                f"{_gib(g['total_bytes'])}"
-                + ("" if g["bf16"] is None else f", bf16 {'yes' if g['bf16'] else 'no'}")
-            )
-    else:
-        lines.append(f"CUDA: not available: {c['why']}; training runs on the CPU")
+    lines += _cuda_lines(r["cuda"])
     b = r["bitsandbytes"]
     lines.append(
         f"bitsandbytes: {b['version']}, backend {b['backend']} ({b['native_library']})"
@@ -212,17 +233,7 @@ def format_report(r: dict) -> str:
     )
     if b.get("note"):
         lines.append(f"  {b['note']}")
-    k = r["kernels"]
-    line = f"kernels: {k.get('live')} (requested {k.get('requested', '?')})"
-    if k.get("native_loaded"):
-        line += f"; native from {k.get('source')}, CUDA kernels {'yes' if k.get('cuda_kernels') else 'no'}"
-    elif k.get("why_not_native"):
-        line += f"; not native because: {k['why_not_native']}"
-    lines.append(line)
-    for device, verdict in (k.get("self_check") or {}).items():
-        lines.append(
-            f"  native {device} kernels vs the PyTorch reference (fwd + bwd, fp32 + bf16): {verdict}"
-        )
+    lines += _kernel_lines(r["kernels"])
     d = r["disk"]
     lines.append(
         f"disk: {_gib(d['free_bytes'])} free of {_gib(d['total_bytes'])} at {d['checked_at']}"

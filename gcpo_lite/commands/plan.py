@@ -6,7 +6,9 @@
 
 Offline and without loading the model (registry architectures are built in; other models are
 read from a local config.json). Without --memory-budget the budget is this machine's free GPU
-memory, or its available RAM with --device cpu. Exits 2 with what to change when nothing fits.
+memory, or its available RAM with --device cpu. The compute dtype is the run's (model.compute_dtype, auto:
+bf16 where the GPU has it, else float32; a GPU known only by its budget is taken to have bf16). Exits 2 with
+what to change when nothing fits. The plan itself is built in memory/plan_request.py.
 """
 
 from __future__ import annotations
@@ -18,16 +20,8 @@ import sys
 from gcpo_lite.commands.flags import flag_overrides
 from gcpo_lite.config import ConfigError, load_config
 from gcpo_lite.memory import model as mm
-from gcpo_lite.memory.architectures import resolve
-from gcpo_lite.memory.planner import (
-    InfeasiblePlanError,
-    detect_budget,
-    format_bytes,
-    parse_bytes,
-    plan_for_config,
-    shape_from_config,
-)
-from gcpo_lite.models.registry import REGISTRY
+from gcpo_lite.memory.plan_request import PlanRequest, plan_report
+from gcpo_lite.memory.planner import InfeasiblePlanError, format_bytes
 
 COMPONENT_NOTES = {  # component -> (phase, what it is)
     "runtime": ("always", "CUDA context + cuBLAS, or the Python/torch process"),
@@ -49,6 +43,15 @@ COMPONENT_NOTES = {  # component -> (phase, what it is)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    _add_target_arguments(p)
+    _add_group_size_arguments(p)
+    _add_run_shape_arguments(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+
+
+def _add_target_arguments(p: argparse.ArgumentParser) -> None:
+    """What to plan for: the config, the model, the memory and the device."""
     p.add_argument("--config", metavar="FILE", help="YAML config to plan for (defaults: gcpo-lite's)")
     p.add_argument(
         "--model",
@@ -63,9 +66,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device",
         choices=("cuda", "cpu"),
-        help="plan for a GPU (bf16 compute) or the CPU (fp32); "
+        help="plan for a GPU or the CPU (the compute dtype follows, see --compute-dtype); "
         "default: cuda with --memory-budget, else this machine's",
     )
+
+
+def _add_group_size_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--num-generations",
         metavar="G|auto",
@@ -78,6 +84,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-num-generations", type=int, metavar="G", help="default: scheduler.max_num_generations (16)"
     )
+
+
+def _add_run_shape_arguments(p: argparse.ArgumentParser) -> None:
+    """Lengths, batch, adapter, optimizer, precision and kernels of the run."""
     p.add_argument("--max-completion-length", type=int, metavar="T", help="gcpo.max_completion_length")
     p.add_argument("--max-prompt-length", type=int, metavar="T", help="data.max_prompt_length")
     p.add_argument("--batch-size", type=int, metavar="N", help="completions per step (train.batch_size)")
@@ -89,7 +99,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="train.optimizer: adamw (fp32 state) | adamw_8bit | paged_adamw_8bit (default: the config's)",
     )
     p.add_argument(
-        "--compute-dtype", choices=tuple(mm.DTYPE_BYTES), help="default: bfloat16 on cuda, float32 on cpu"
+        "--compute-dtype",
+        choices=tuple(mm.DTYPE_BYTES),
+        help="model.compute_dtype; default (auto): bfloat16 on a GPU with bf16, float32 on one without "
+        "(T4, V100) and on cpu; with a memory budget given the GPU is not asked and bf16 is assumed",
     )
     p.add_argument(
         "--kernels",
@@ -99,8 +112,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-gradient-checkpointing", action="store_true")
     p.add_argument("--no-quantize", action="store_true", help="plan for a bf16/fp32 base instead of 4-bit")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
 
 
 def _overrides(args) -> list[str]:
@@ -124,91 +135,34 @@ def _group_overrides(args) -> list[str]:
     return out + ([] if g is None else [f"gcpo.num_generations={g}"])
 
 
-def _device(args, cfg) -> str:
-    if args.device:
-        return args.device
-    if cfg.train.device != "auto":
-        return "cuda" if cfg.train.device.startswith("cuda") else "cpu"
-    if args.memory_budget is not None or cfg.scheduler.memory_budget is not None:
-        return "cuda"  # a budget given: planning for a GPU, possibly from another machine
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def build(args) -> dict:
     """The plan as a dict (what --json prints); raises InfeasiblePlanError / ConfigError."""
     cfg = load_config(args.config, _overrides(args) + _group_overrides(args))
-    sch = cfg.scheduler  # budget, auto G and its range, after the command-line overrides
-    auto = sch.auto_num_generations
-    device = _device(args, cfg)
-    dtype = args.compute_dtype or (
-        cfg.model.compute_dtype
-        if cfg.model.compute_dtype != "auto"
-        else "bfloat16"
-        if device == "cuda"
-        else "float32"
+    request = PlanRequest(
+        cfg,
+        device=args.device,
+        memory_budget=args.memory_budget,
+        optimizer=args.optimizer,
+        kernels=args.kernels,
     )
-    budget_text = args.memory_budget if args.memory_budget is not None else cfg.scheduler.memory_budget
-    budget, source = (
-        (parse_bytes(budget_text), "memory budget given")
-        if budget_text is not None
-        else detect_budget(device)
-    )
-    arch = resolve(cfg.model.name)
-    backend = args.kernels or (cfg.train.kernels if cfg.train.kernels != "auto" else "reference")
-    shape = shape_from_config(cfg, device, dtype, optimizer=args.optimizer, backend=backend)
-    plan = plan_for_config(cfg, arch, shape, budget, source)
-    shape = mm.with_changes(shape, dequantized_layers=plan.dequantized_layers)
-    est = mm.estimate(arch, shape, plan.generation_batch_size, plan.micro_batch_size, plan.logits_chunk_size)
-    name = cfg.model.name or "embedded tiny model"
-    entry = REGISTRY.get((cfg.model.name or "").lower())
-    hub = entry.hub_id if entry else None
-    return {
-        "model": name,
-        "hub_id": hub,
-        "device": device,
-        "compute_dtype": dtype,
-        "budget_bytes": budget,
-        "budget_source": source,
-        "num_generations": plan.num_generations,
-        "num_generations_auto": auto,
-        "batch_size": cfg.train.batch_size,
-        "generation_batch_size": plan.generation_batch_size,
-        "micro_batch_size": plan.micro_batch_size,
-        "gradient_accumulation_steps": plan.gradient_accumulation_steps,
-        "logits_chunk_size": plan.logits_chunk_size,
-        "dequantized_layers": plan.dequantized_layers,
-        "predicted_peak_bytes": plan.predicted_peak_bytes,
-        "peak_phase": plan.peak_phase,
-        "phase_totals": est.phase_totals,
-        "components": plan.components,
-        "warnings": plan.warnings,
-        "architecture": arch.to_dict(),
-        "num_params": arch.num_params(),
-        "shape": {
-            "prompt_tokens": shape.prompt_tokens,
-            "completion_tokens": shape.completion_tokens,
-            "lora_r": shape.lora_r,
-            "lora_targets": list(shape.lora_targets),
-            "optimizer": shape.optimizer,
-            "gradient_checkpointing": shape.gradient_checkpointing,
-            "quantize": shape.quantize,
-            "logprob_backend": shape.logprob_backend,
-            "cpu_allocator": shape.cpu_allocator if shape.device == "cpu" else None,
-        },
-    }
+    return plan_report(request)
 
 
 def render(d: dict) -> str:
-    gib = format_bytes
-    s = d["shape"]
-    a = d["architecture"]
+    """The plan as the table `gcpo-lite plan` prints."""
+    lines = _header_lines(d) + [""] + _component_lines(d) + [""] + _peak_lines(d) + [""] + _size_lines(d)
+    return "\n".join(lines + [f"  warning: {w}" for w in d["warnings"]])
+
+
+def _header_lines(d: dict) -> list[str]:
+    """Model, device and dtype; the architecture and run shape; the budget."""
+    s, a, n = d["shape"], d["architecture"], d["num_params"]
     head = f"{d['model']}" + (f" ({d['hub_id']})" if d["hub_id"] else "")
-    n = d["num_params"]
     params = f"{n / 1e9:.2f}B" if n >= 1e8 else f"{n / 1e6:.2f}M"
-    lines = [
-        f"memory plan: {head} on {d['device']}, {d['compute_dtype']} compute",
+    assumed = " (assumed: a GPU with bf16; --compute-dtype float32 plans a T4 or V100)"
+    return [
+        f"memory plan: {head} on {d['device']}, {d['compute_dtype']} compute"
+        + (assumed if d.get("compute_dtype_assumed") else ""),
         f"  {params} params,"
         f" {a['num_layers']} layers, hidden {a['hidden_size']}, vocab "
         f"{a['vocab_size']}; {s['prompt_tokens']}-token prompts + {s['completion_tokens']}-token completions; "
@@ -216,32 +170,41 @@ def render(d: dict) -> str:
         f"{'on' if s['gradient_checkpointing'] else 'off'}; {'4-bit NF4' if s['quantize'] else 'unquantized'} base; "
         f"{s['logprob_backend']} log-prob kernels"
         + (f"; {s['cpu_allocator']} CPU allocator" if s.get("cpu_allocator") else ""),
-        f"  budget {gib(d['budget_bytes'])} ({d['budget_source']})",
-        "",
-        f"  {'component':<20}{'predicted':>11}  {'phase':<11}what",
+        f"  budget {format_bytes(d['budget_bytes'])} ({d['budget_source']})",
     ]
+
+
+def _component_lines(d: dict) -> list[str]:
+    lines = [f"  {'component':<20}{'predicted':>11}  {'phase':<11}what"]
     for comp, value in d["components"].items():
         phase, what = COMPONENT_NOTES.get(comp, ("", ""))
-        lines.append(f"  {comp:<20}{gib(value):>11}  {phase:<11}{what}")
-    t = d["phase_totals"]
-    lines += [
-        "",
+        lines.append(f"  {comp:<20}{format_bytes(value):>11}  {phase:<11}{what}")
+    return lines
+
+
+def _peak_lines(d: dict) -> list[str]:
+    gib, t = format_bytes, d["phase_totals"]
+    return [
         f"  static {gib(t['static'])} + max(generation {gib(t['generation'])}, training {gib(t['training'])})"
         f" + runtime and overhead",
         f"  predicted peak {gib(d['predicted_peak_bytes'])} of {gib(d['budget_bytes'])} "
         f"({100 * d['predicted_peak_bytes'] / d['budget_bytes']:.0f}%), during {d['peak_phase']}",
-        "",
+    ]
+
+
+def _size_lines(d: dict) -> list[str]:
+    """The chosen sizes, one per line."""
+    dequantized = format_bytes(d["components"].get("weights_dequantized", 0))
+    return [
         f"  {'num_generations':<28}{d['num_generations']}"
         + ("  (auto)" if d["num_generations_auto"] else ""),
         f"  {'generation_batch_size':<28}{d['generation_batch_size']} sequences per generate call",
         f"  {'micro_batch_size':<28}{d['micro_batch_size']} sequences per forward/backward, "
         f"{d['gradient_accumulation_steps']} accumulation steps for a batch of {d['batch_size']}",
         f"  {'logits_chunk_size':<28}{d['logits_chunk_size']} tokens per log-prob chunk",
-        f"  {'dequantized_layers':<28}{d['dequantized_layers']} of {a['num_layers']} decoder layers keep a "
-        f"dequantized base ({gib(d['components'].get('weights_dequantized', 0))})",
+        f"  {'dequantized_layers':<28}{d['dequantized_layers']} of {d['architecture']['num_layers']} decoder "
+        f"layers keep a dequantized base ({dequantized})",
     ]
-    lines += [f"  warning: {w}" for w in d["warnings"]]
-    return "\n".join(lines)
 
 
 def run(args) -> int:
@@ -257,7 +220,7 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`gcpo-lite plan` without importing torch for the parser (cli.main routes here)."""
+    """The plan command on its own (`python -m gcpo_lite.commands.plan`); `gcpo-lite plan` goes through cli.main."""
     p = argparse.ArgumentParser(prog="gcpo-lite plan", description=__doc__.splitlines()[0])
     add_arguments(p)
     return run(p.parse_args(argv))

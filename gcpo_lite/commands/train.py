@@ -31,6 +31,14 @@ def _options_epilog() -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    _add_what_to_train(p)
+    _add_run_options(p)
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+    p.epilog = _options_epilog()
+
+
+def _add_what_to_train(p: argparse.ArgumentParser) -> None:
+    """The model, the data and its columns."""
     p.add_argument("--config", metavar="FILE", help="YAML config mirroring the sections below (see configs/)")
     p.add_argument(
         "--model",
@@ -46,6 +54,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--solution-field", help="dataset column with the reference solution (data.solution_field)"
     )
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The run: where it goes, how long, resuming, checkpoints and reporting."""
     p.add_argument("--output-dir", metavar="DIR", help="run directory (train.output_dir)")
     p.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps (train.max_steps)")
     p.add_argument("--seed", type=int, metavar="S", help="random seed (train.seed)")
@@ -71,8 +83,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SINKS",
         help="tensorboard, wandb or tensorboard,wandb (train.report_to; needs that package)",
     )
-    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
-    p.epilog = _options_epilog()
 
 
 REAL_MODEL_DATASET = "gsm8k"  # what a real model trains on when no --dataset is given
@@ -99,11 +109,40 @@ def config_from_args(args: argparse.Namespace):
     return cfg, False
 
 
+# what a resumed run may change and still match an uninterrupted one step for step: how long it runs and what
+# it writes, never what a step computes
+RESUME_EXACT_KEYS = frozenset(
+    {
+        "train.max_steps",
+        "train.max_minutes",
+        "train.save_steps",
+        "train.save_total_limit",
+        "train.report_to",
+        "train.eval_steps",
+    }
+)
+
+
 def _resume_config(args: argparse.Namespace, flags: list[str]):
     """The run's own config.yaml with flags / overrides on top; output_dir stays the run directory."""
-    from pathlib import Path
-
     import yaml
+
+    run_dir = _resumable_run_dir(args)
+    data = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    cfg = from_dict(apply_overrides(data, flags + list(args.overrides) + [f"train.output_dir={run_dir}"]))
+    changed = _changed_keys(from_dict(data), cfg)
+    if any(c not in RESUME_EXACT_KEYS for c in changed):
+        print(
+            f"gcpo-lite: note: resuming with changed {', '.join(changed)}; metrics will not match an "
+            "uninterrupted run",
+            flush=True,
+        )
+    return cfg
+
+
+def _resumable_run_dir(args: argparse.Namespace):
+    """--resume's directory, once it holds a run's config.yaml and no flag contradicts it."""
+    from pathlib import Path
 
     from gcpo_lite.config import ConfigError
 
@@ -117,30 +156,18 @@ def _resume_config(args: argparse.Namespace, flags: list[str]):
             "--resume takes the run's config.yaml; drop --config/--model/--dataset "
             "(overrides like train.max_steps=N still apply)"
         )
-    data = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    cfg = from_dict(apply_overrides(data, flags + list(args.overrides) + [f"train.output_dir={run_dir}"]))
-    old = from_dict(data).to_dict()
-    changed = [
+    return run_dir
+
+
+def _changed_keys(old, new) -> list[str]:
+    """section.key of every setting that differs between two Configs, train.output_dir aside."""
+    before, new_sections = old.to_dict(), new.to_dict()
+    return [
         f"{sec}.{k}"
-        for sec, body in cfg.to_dict().items()
+        for sec, body in new_sections.items()
         for k, v in body.items()
-        if old[sec][k] != v and f"{sec}.{k}" != "train.output_dir"
+        if before[sec][k] != v and f"{sec}.{k}" != "train.output_dir"
     ]
-    exact_ok = {
-        "train.max_steps",
-        "train.max_minutes",
-        "train.save_steps",
-        "train.save_total_limit",
-        "train.report_to",
-        "train.eval_steps",
-    }
-    if any(c not in exact_ok for c in changed):
-        print(
-            f"gcpo-lite: note: resuming with changed {', '.join(changed)}; metrics will not match an "
-            "uninterrupted run",
-            flush=True,
-        )
-    return cfg
 
 
 def run(args: argparse.Namespace) -> int:
@@ -182,20 +209,60 @@ def _prepare_run_dir(args: argparse.Namespace, cfg, say):
 
 
 def _train(args: argparse.Namespace, cfg, embedded: bool, world) -> int:
+    say = _speaker(world)
+    resume_from = _resume_point(args, cfg, world, say)
+    _announce(args, cfg, embedded, world, say)
+    trainer = _make_trainer(args, cfg, world)
+    cfg = trainer.cfg  # the effective config (a planner-chosen G, the allocator the run got)
+    say(
+        f"model {trainer.resolved.display} on {trainer.device} | kernels: {trainer.kernel_backend} | "
+        f"{cfg.prompts_per_step} prompts x {cfg.gcpo.num_generations} completions per step | "
+        f"gold injection: {cfg.gcpo.gold_injection}"
+    )
+    if getattr(args, "resume", None):
+        from gcpo_lite.run.checkpoints import load_checkpoint, resume_note
+
+        say(resume_note(resume_from))
+        load_checkpoint(trainer, resume_from, restore_logs=world.is_main)
+    last = trainer.train()
+    if getattr(trainer, "interrupted", None):
+        return _stopped(trainer, cfg, world, say)
+    acc = last.get("eval_accuracy")
+    say(
+        f"done: {trainer.step} steps, held-out accuracy {acc:.1%}"
+        if acc is not None
+        else f"done: {trainer.step} steps"
+    )
+    say(f"run directory: {cfg.train.output_dir} (adapter/, config.yaml, metrics.jsonl, completions.jsonl)")
+    return 0
+
+
+def _speaker(world):
+    """say(line): under torchrun rank 0 speaks for the job; the other ranks log warnings and errors only."""
     import logging
 
-    def say(line: str) -> None:  # under torchrun, rank 0 speaks for the job
+    if not world.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+
+    def say(line: str) -> None:
         if world.is_main:
             print(line, flush=True)
 
-    if not world.is_main:
-        logging.getLogger().setLevel(logging.WARNING)  # the other ranks: warnings and errors only
-        from gcpo_lite.run.checkpoints import find_checkpoint
+    return say
 
-        # rank 0 alone locks and prepares the run directory; the others read the same checkpoint
-        resume_from = find_checkpoint(args.resume) if getattr(args, "resume", None) else None
-    else:
-        resume_from = _prepare_run_dir(args, cfg, say)
+
+def _resume_point(args: argparse.Namespace, cfg, world, say):
+    """The checkpoint to resume from, or None; rank 0 locks (and for a new run prepares) the run directory."""
+    if world.is_main:
+        return _prepare_run_dir(args, cfg, say)
+    from gcpo_lite.run.checkpoints import find_checkpoint
+
+    # rank 0 alone locks and prepares the run directory; the others read the same checkpoint
+    return find_checkpoint(args.resume) if getattr(args, "resume", None) else None
+
+
+def _announce(args: argparse.Namespace, cfg, embedded: bool, world, say) -> None:
+    """What is about to train, and how many processes share it."""
     if world.distributed:
         say(
             f"gcpo-lite: {world.size} processes ({world.backend}), {cfg.train.batch_size // world.size} "
@@ -213,10 +280,13 @@ def _train(args: argparse.Namespace, cfg, embedded: bool, world) -> int:
             f"gcpo-lite: training {cfg.model.name or 'the embedded tiny model'} on "
             f"{cfg.data.dataset or 'addition'}{_dataset_note(args, cfg)} -> {cfg.train.output_dir}"
         )
+
+
+def _make_trainer(args: argparse.Namespace, cfg, world):
     from gcpo_lite.train.trainer import Trainer
 
     try:
-        trainer = Trainer(cfg, progress=not args.no_progress, world=world)
+        return Trainer(cfg, progress=not args.no_progress, world=world)
     except BaseException:
         fresh = not getattr(args, "resume", None)
         if fresh and world.is_main:  # a bad model, dataset or option: leave no empty run behind
@@ -224,33 +294,16 @@ def _train(args: argparse.Namespace, cfg, embedded: bool, world) -> int:
 
             abandon_if_empty(cfg.train.output_dir)
         raise
-    cfg = trainer.cfg  # the effective config (a planner-chosen G, the allocator the run got)
-    say(
-        f"model {trainer.resolved.display} on {trainer.device} | kernels: {trainer.kernel_backend} | "
-        f"{cfg.prompts_per_step} prompts x {cfg.gcpo.num_generations} completions per step | "
-        f"gold injection: {cfg.gcpo.gold_injection}"
-    )
-    if getattr(args, "resume", None):
-        from gcpo_lite.run.checkpoints import load_checkpoint, resume_note
 
-        say(resume_note(resume_from))
-        load_checkpoint(trainer, resume_from, restore_logs=world.is_main)
-    last = trainer.train()
-    if getattr(trainer, "interrupted", None):
-        again = "gcpo-lite train"
-        if world.distributed:  # the same launch, with the same number of processes
-            nodes = "" if world.size == world.local_size else " --nnodes ... (the same launch flags)"
-            again = f"torchrun{nodes} --nproc-per-node {world.local_size} -m gcpo_lite train"
-        say(
-            f"stopped by {trainer.interrupted} after step {trainer.step}; continue with: "
-            f"{again} --resume {cfg.train.output_dir}"
-        )
-        return 130 if trainer.interrupted == "SIGINT" else 143
-    acc = last.get("eval_accuracy")
+
+def _stopped(trainer, cfg, world, say) -> int:
+    """After SIGINT/SIGTERM: how to continue the run; the exit code the signal calls for."""
+    again = "gcpo-lite train"
+    if world.distributed:  # the same launch, with the same number of processes
+        nodes = "" if world.size == world.local_size else " --nnodes ... (the same launch flags)"
+        again = f"torchrun{nodes} --nproc-per-node {world.local_size} -m gcpo_lite train"
     say(
-        f"done: {trainer.step} steps, held-out accuracy {acc:.1%}"
-        if acc is not None
-        else f"done: {trainer.step} steps"
+        f"stopped by {trainer.interrupted} after step {trainer.step}; continue with: "
+        f"{again} --resume {cfg.train.output_dir}"
     )
-    say(f"run directory: {cfg.train.output_dir} (adapter/, config.yaml, metrics.jsonl, completions.jsonl)")
-    return 0
+    return 130 if trainer.interrupted == "SIGINT" else 143

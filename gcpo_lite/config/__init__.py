@@ -3,9 +3,16 @@
 `from gcpo_lite.config import Config, load_config` is the interface; the modules below hold the parts.
 """
 
-from gcpo_lite.config.schema import (  # noqa: F401 (the package's interface)
-    Config,
-    ConfigError,
+from gcpo_lite.config.loading import (  # noqa: F401 (the package's interface)
+    apply_overrides,
+    describe_options,
+    from_dict,
+    load_config,
+    options_markdown,
+    save_config,
+)
+from gcpo_lite.config.schema import Config  # noqa: F401
+from gcpo_lite.config.sections import (  # noqa: F401
     DataConfig,
     GCPOConfig,
     LoraConfig,
@@ -14,10 +21,5 @@ from gcpo_lite.config.schema import (  # noqa: F401 (the package's interface)
     RolloutConfig,
     SchedulerConfig,
     TrainConfig,
-    apply_overrides,
-    describe_options,
-    from_dict,
-    load_config,
-    options_markdown,
-    save_config,
 )
+from gcpo_lite.errors import ConfigError  # noqa: F401

@@ -1,9 +1,13 @@
 """Loads the compiled ops (`torch.ops.gcpo_lite.*`) once per process and records why when it can't.
 
 Order: a prebuilt `gcpo_lite._C` (setup.py with `--no-build-isolation`), else a ninja JIT build of
-csrc/ into a cache dir (first use only: a visible message, then cached; ~1 min on 2 cores). An
-extension must be compiled against the torch it runs with, which is why a build-isolated
+the C++/CUDA sources into a cache dir (first use only: a visible message, then cached; ~1 min on 2
+cores). An extension must be compiled against the torch it runs with, which is why a build-isolated
 `pip install -e .` compiles nothing.
+
+The sources: the installed package's gcpo_lite/csrc/ (a wheel or `pip install .`: setup.py's build_py
+copies the repository's csrc/ there), else the checkout's csrc/ (an editable install or a source tree).
+`sources_found()` says which, or where it looked; `gcpo-lite doctor` prints it.
 
 Environment:
   GCPO_LITE_NO_JIT=1      never compile at runtime (use only a prebuilt extension)
@@ -34,7 +38,22 @@ REBUILD_HINT = (
     "rebuild with `gcpo-lite build-ext` (JIT, cached) or "
     "`pip install -e . --no-build-isolation` (ahead of time), then check `gcpo-lite doctor`"
 )
-CSRC = Path(__file__).resolve().parents[2] / "csrc"
+PACKAGE_CSRC = Path(__file__).resolve().parents[1] / "csrc"
+CHECKOUT_CSRC = Path(__file__).resolve().parents[2] / "csrc"
+
+
+def _find_csrc() -> tuple[Optional[Path], str]:
+    """(the sources' directory or None, where they were found or where they were looked for)."""
+    for where, path in (("installed package", PACKAGE_CSRC), ("source checkout", CHECKOUT_CSRC)):
+        if (path / "gcpo_ops.cpp").is_file():
+            return path, f"{where} ({path})"
+    return None, (
+        f"none found (looked in the installed package, {PACKAGE_CSRC}, and a source checkout, {CHECKOUT_CSRC}); "
+        "reinstall gcpo-lite from a wheel or source tree that includes them"
+    )
+
+
+CSRC, CSRC_WHERE = _find_csrc()
 
 _state: dict = {
     "tried": False,
@@ -46,10 +65,16 @@ _state: dict = {
 }
 
 
-def _sources(with_cuda: bool) -> list[str]:
-    srcs = [CSRC / "gcpo_ops.cpp", *sorted((CSRC / "cpu").glob("*.cpp"))]
+def sources_found() -> str:
+    """Where the C++/CUDA sources the JIT build compiles were found, or that none were (for doctor)."""
+    return CSRC_WHERE
+
+
+def _sources(with_cuda: bool, csrc: Optional[Path] = None) -> list[str]:
+    csrc = csrc or CSRC
+    srcs = [csrc / "gcpo_ops.cpp", *sorted((csrc / "cpu").glob("*.cpp"))]
     if with_cuda:
-        srcs += sorted((CSRC / "cuda").glob("*.cu"))
+        srcs += sorted((csrc / "cuda").glob("*.cu"))
     return [str(s) for s in srcs]
 
 
@@ -132,7 +157,7 @@ def _jit_plan() -> tuple[bool, str, list[str], tuple, Path, str]:
 
 def cached_build_is_current() -> bool:
     """Whether a JIT build of the current sources exists (loading it then compiles nothing)."""
-    if not CSRC.is_dir():
+    if CSRC is None:
         return False
     *_, build_dir, digest = _jit_plan()
     stamp = build_dir / "sources.sha1"
@@ -151,7 +176,8 @@ def _jit_build(verbose: bool) -> None:
         what = "C++/OpenMP" + (" + CUDA" if with_cuda else f" only ({why_not_cuda})")
         took = "a few minutes" if with_cuda else "about a minute on 2 cores"
         print(
-            f"gcpo-lite: compiling native kernels ({what}) into {build_dir}; first use only, {took} ...",
+            f"gcpo-lite: compiling native kernels ({what}) from the {CSRC_WHERE} into {build_dir}; "
+            f"first use only, {took} ...",
             file=sys.stderr,
             flush=True,
         )
@@ -190,8 +216,8 @@ def load(verbose: bool = False) -> bool:
     if os.environ.get("GCPO_LITE_NO_JIT"):
         _state["why"] = f"{why_prebuilt}; JIT disabled by GCPO_LITE_NO_JIT"
         return False
-    if not CSRC.is_dir():
-        _state["why"] = f"{why_prebuilt}; C++ sources not found at {CSRC} (install from a source checkout)"
+    if CSRC is None:
+        _state["why"] = f"{why_prebuilt}; C++ sources to JIT-compile: {CSRC_WHERE}"
         return False
     if shutil.which("ninja") is None and not _ninja_module():
         _state["why"] = f"{why_prebuilt}; ninja is not installed (pip install ninja)"

@@ -209,6 +209,25 @@ def token_logprobs_from_hidden(
     return logp.reshape(lead)
 
 
+def _kl_reference(beta: float, ref_per_token_logps: Optional[Tensor]) -> Optional[Tensor]:
+    """The reference log-probs the op reads: None when beta is 0 (no KL term)."""
+    if beta != 0.0 and ref_per_token_logps is None:
+        raise ValueError("beta > 0 needs ref_per_token_logps")
+    return ref_per_token_logps if beta != 0.0 else None
+
+
+def _rescale_to_step(
+    loss: Tensor, completion_mask: Tensor, advantages: Tensor, loss_type: str, normalizer: float
+) -> Tensor:
+    """The op divides by its own count (B, or its unmasked tokens for token_mean): divide by the step's."""
+    own = (
+        float(completion_mask.sum().clamp(min=1))
+        if loss_type == "token_mean"
+        else float(max(1, len(advantages)))
+    )
+    return loss * (own / normalizer)
+
+
 def gcpo_loss(
     per_token_logps: Tensor,
     old_per_token_logps: Tensor,
@@ -227,13 +246,10 @@ def gcpo_loss(
     """Same contract as reference.gcpo_loss; the gradient flows to per_token_logps only."""
     reference.check_loss_options(importance_sampling_level, loss_type, max_completion_length)
     epsilon_low, epsilon_high = resolved_epsilons(importance_sampling_level, epsilon_low, epsilon_high)
-    if beta != 0.0 and ref_per_token_logps is None:
-        raise ValueError("beta > 0 needs ref_per_token_logps")
-    ref = ref_per_token_logps if beta != 0.0 else None
     loss, _, m = _ops.gcpo_loss_fwd(
         per_token_logps,
         old_per_token_logps,
-        ref,
+        _kl_reference(beta, ref_per_token_logps),
         advantages,
         completion_mask,
         IS_LEVELS.index(importance_sampling_level),
@@ -244,11 +260,6 @@ def gcpo_loss(
         int(max_completion_length or 0),
     )
     m = m.detach()
-    if normalizer is not None:  # the op divides by its own count (B, or its tokens): rescale to the step's
-        own = (
-            float(completion_mask.sum().clamp(min=1))
-            if loss_type == "token_mean"
-            else float(max(1, len(advantages)))
-        )
-        loss = loss * (own / normalizer)
+    if normalizer is not None:
+        loss = _rescale_to_step(loss, completion_mask, advantages, loss_type, normalizer)
     return loss, {name: m[i] for i, name in enumerate(METRICS)}

@@ -8,7 +8,6 @@ read from a local directory / config.json, or from the transformers cache (offli
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -20,7 +19,9 @@ from gcpo_lite.models.registry import (
     EMBEDDED_BASE_NAME,
     EMBEDDED_NAME,
     REGISTRY,
+    SIZE_KEYS,
     embedded_model_dir,
+    positive_size,
 )
 
 
@@ -117,28 +118,8 @@ def from_hf_config(cfg: dict) -> Architecture:
     )
 
 
-MAX_SIZE = 2**24  # a layer count, width or vocabulary above ~16.7M is a typo, not a model
-SIZE_KEYS = ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "vocab_size")
-
-
 def _positive_int(cfg: dict, key: str) -> int:
-    value = cfg[key]
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer()))
-        or value < 1
-    ):
-        raise UnknownModelError(
-            f"model config has {key}={value!r}; it must be a positive whole number "
-            "(is this the config.json of a decoder-only transformer?)"
-        )
-    if value > MAX_SIZE:
-        raise UnknownModelError(
-            f"model config has {key}={value!r}, above {MAX_SIZE} (no real model is that large); "
-            "fix or re-download the model's config.json"
-        )
-    return int(value)
+    return positive_size(cfg, key, error=UnknownModelError)
 
 
 def _json_type(value) -> str:

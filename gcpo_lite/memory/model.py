@@ -227,45 +227,47 @@ def generation_bytes(arch: Architecture, shape: RunShape, gen_batch: int) -> dic
 def layer_activation_bytes_per_token(arch: Architecture, shape: RunShape) -> int:
     """Bytes autograd saves per token in one decoder layer, counted with saved_tensors_hooks on the
     modules the trainer runs (transformers Qwen2/Llama block, peft LoRA over frozen bnb Linear4bit,
-    SDPA). The frozen 4-bit matmuls and norm weights save no activations; the LoRA A matmuls save
-    their input, which peft first casts to the adapters' fp32 when the compute dtype is 16-bit."""
+    SDPA). The frozen 4-bit matmuls and norm weights save no activations; the LoRA adapters' tensors
+    are lora_activation_bytes_per_token."""
     b, T = shape.bytes, shape.seq_tokens
     H, I, q = arch.hidden_size, arch.intermediate_size, arch.q_dim
-    t = set(shape.lora_targets)
     norms = 2 * (4 * H + 4)  # RMSNorm: fp32 input (or its fp32 copy) + rsqrt, before attention and MLP
     mask = T * b  # the (B, 1, T, T) padding mask SDPA gets, materialized per layer
     sdpa = (2 * q + 2 * q) * b + 4 * arch.num_heads  # q_rot, repeat_kv'd k and v, output; logsumexp
     mlp = 3 * I * b  # gate, up, silu(gate)
-    lora = 4 * shape.lora_r * len(t)  # A outputs (fp32), saved by B
-    if b == 4:  # adapters read the block's own tensors: normed inputs and gate*up (o_proj's is SDPA's output)
-        lora += 4 * H * (bool(t & {"q_proj", "k_proj", "v_proj"}) + bool(t & {"gate_proj", "up_proj"}))
-        lora += 4 * I * ("down_proj" in t)
+    return norms + mask + sdpa + mlp + lora_activation_bytes_per_token(arch, shape)
+
+
+def lora_input_widths(arch: Architecture) -> dict[str, int]:
+    """The input width of each projection a LoRA adapter can wrap."""
+    H, I = arch.hidden_size, arch.intermediate_size
+    return {
+        "q_proj": H,
+        "k_proj": H,
+        "v_proj": H,
+        "o_proj": arch.q_dim,
+        "gate_proj": H,
+        "up_proj": H,
+        "down_proj": I,
+    }
+
+
+def lora_activation_bytes_per_token(arch: Architecture, shape: RunShape) -> int:
+    """What the LoRA adapters of one layer save per token: each A output (fp32, saved by B), and each A
+    matmul's input, which peft first casts to the adapters' fp32 when the compute dtype is 16-bit (in fp32
+    the adapters read the block's own tensors); with dropout, its output and mask per adapter input."""
+    t = set(shape.lora_targets)
+    H, I = arch.hidden_size, arch.intermediate_size
+    widths = [w for name, w in lora_input_widths(arch).items() if name in t]
+    saved = 4 * shape.lora_r * len(t)
+    if shape.bytes == 4:  # normed inputs and gate*up (o_proj's input is SDPA's output, already counted)
+        saved += 4 * H * (bool(t & {"q_proj", "k_proj", "v_proj"}) + bool(t & {"gate_proj", "up_proj"}))
+        saved += 4 * I * ("down_proj" in t)
     else:  # one fp32 copy of the input per adapter
-        widths = {
-            "q_proj": H,
-            "k_proj": H,
-            "v_proj": H,
-            "o_proj": q,
-            "gate_proj": H,
-            "up_proj": H,
-            "down_proj": I,
-        }
-        lora += sum(4 * w for name, w in widths.items() if name in t)
+        saved += sum(4 * w for w in widths)
     if shape.lora_dropout > 0:  # dropout output (fp32) + mask per adapter input
-        lora += sum(
-            (4 + 1) * w
-            for name, w in {
-                "q_proj": H,
-                "k_proj": H,
-                "v_proj": H,
-                "o_proj": q,
-                "gate_proj": H,
-                "up_proj": H,
-                "down_proj": I,
-            }.items()
-            if name in t
-        )
-    return norms + mask + sdpa + mlp + lora
+        saved += sum((4 + 1) * w for w in widths)
+    return saved
 
 
 def backward_transient_bytes_per_token(arch: Architecture, shape: RunShape) -> int:

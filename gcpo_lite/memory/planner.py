@@ -2,7 +2,7 @@
 
 The budget is `scheduler.memory_budget` (e.g. 8GiB) when set, else the device's free memory
 (torch.cuda.mem_get_info) or, on CPU, the available system RAM, each plus what this process
-already holds. The planner takes the memory model (memory_model.py) and picks
+already holds (machine.py). The planner takes the memory model (model.py) and picks
 
   generation_batch_size  the largest divisor of train.batch_size whose generation phase fits
   micro_batch_size       the largest divisor of train.batch_size whose training phase fits with the
@@ -24,15 +24,17 @@ Sizes set explicitly in the config are kept (with a warning when they are predic
 
 from __future__ import annotations
 
+import json
 import logging
-import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Optional
 
 from gcpo_lite.config import Config, ConfigError
 from gcpo_lite.config.units import LOGITS_CHUNK_BUDGET_BYTES, MAX_BUDGET_BYTES, format_bytes, parse_bytes  # noqa: F401 (re-exported)
 from gcpo_lite.memory import model as mm
 from gcpo_lite.memory.architectures import Architecture, from_hf_config, registry_architectures, resolve
+from gcpo_lite.memory.machine import detect_budget
+from gcpo_lite.memory.run_shape import resolved_device, shape_from_config
 
 log = logging.getLogger(__name__)
 
@@ -68,53 +70,9 @@ class Plan:
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-# ---------------------------------------------------------------- budget
-
-
-def _process_rss_bytes() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def available_ram_bytes() -> int:
-    """MemAvailable from /proc/meminfo (Linux), else total physical memory."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def detect_budget(device: str, explicit: Optional[str] = None) -> tuple[int, str]:
-    """(budget bytes, where it came from). The budget counts the whole run, so what this process
-    already holds (a loaded model, the CUDA context) is added back to the free memory."""
-    if explicit is not None:
-        return parse_bytes(explicit), "memory budget given"
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                "planning for CUDA but this torch sees no GPU; pass a memory budget "
-                "(scheduler.memory_budget=8GiB or --memory-budget 8GiB) or plan for the CPU"
-            )
-        dev = torch.device(device)
-        free, total = torch.cuda.mem_get_info(dev)
-        held = torch.cuda.memory_reserved(dev)
-        budget = min(total, free + held + mm.CUDA_RUNTIME_BYTES)
-        return budget, f"free GPU memory ({format_bytes(free)} of {format_bytes(total)}) + this process's"
-    avail = available_ram_bytes()
-    return avail + _process_rss_bytes(), f"available system RAM ({format_bytes(avail)}) + this process's"
+    def to_json(self) -> str:
+        """plan.json's text (a run directory keeps the plan it ran with)."""
+        return json.dumps(self.to_dict(), indent=1, default=str)
 
 
 # ---------------------------------------------------------------- planning
@@ -167,62 +125,81 @@ def plan_run(
     dequantized_base: bool = False,
 ) -> Plan:
     """Choose the sizes (see the module docstring); explicit sizes are kept as given."""
-    warnings: list[str] = []
     floor = mm.estimate(arch, shape, 1, 1, MIN_CHUNK)
     if floor.peak_bytes > budget_bytes:
         raise InfeasiblePlanError(infeasible_message(arch, shape, budget_bytes, floor, model_name))
-
+    warnings: list[str] = []
     if auto_num_generations:
-        lo, hi = generation_range
-        groups = [G for G in range(hi, lo - 1, -1) if batch_size % G == 0]
-        if not groups:
-            raise ConfigError(
-                f"no group size in [{lo}, {hi}] divides train.batch_size={batch_size}; "
-                f"use a batch size that is a multiple of e.g. {hi} or {lo}"
-            )
-        fitting = [G for G in groups if _phase_fits(arch, shape, budget_bytes, gen=G)]
-        if not fitting:
-            G = groups[-1]
-            warnings.append(
-                f"not even a group of G={G} fits one generate call; each group is generated in parts"
-            )
-        else:
-            G = fitting[0]
-        num_generations = G
-        if G < GOLD_MIN_GROUP:
-            warnings.append(
-                f"num_generations={G} (< {GOLD_MIN_GROUP}): groups this small give gold injection "
-                "and advantages little contrast; shorten completions or use a smaller model for G >= 4"
-            )
-
-    sizes = divisors(batch_size)
-    gen = generation_batch_size or _largest(sizes, lambda g: _phase_fits(arch, shape, budget_bytes, gen=g))
-    micro = micro_batch_size or _largest(sizes, lambda m: _phase_fits(arch, shape, budget_bytes, micro=m))
-    chunk = logits_chunk_size or _largest(
-        chunk_candidates(arch, shape), lambda c: _phase_fits(arch, shape, budget_bytes, micro=micro, chunk=c)
-    )
-    chunk = min(
-        chunk or MIN_CHUNK, max(MIN_CHUNK, micro * shape.completion_tokens)
-    )  # > m x C rows buys nothing
+        num_generations, warnings = _auto_group_size(arch, shape, budget_bytes, batch_size, generation_range)
+    explicit = (generation_batch_size, micro_batch_size, logits_chunk_size)
+    gen, micro, chunk = _batch_sizes(arch, shape, budget_bytes, batch_size, explicit)
     if dequantized_base and shape.quantize:
-        shape = mm.with_changes(
-            shape, dequantized_layers=_dequantized_layers(arch, shape, budget_bytes, gen, micro, chunk)
-        )
+        k = _dequantized_layers(arch, shape, budget_bytes, gen, micro, chunk)
+        shape = mm.with_changes(shape, dequantized_layers=k)
+    chosen = Plan(gen, micro, chunk, num_generations, gradient_accumulation_steps=-(-batch_size // micro))
     est = mm.estimate(arch, shape, gen, micro, chunk)
-    if est.peak_bytes > budget_bytes:  # only explicit sizes can get here
-        warnings.append(
-            f"the configured sizes are predicted to need {format_bytes(est.peak_bytes)}, more than "
-            f"the {format_bytes(budget_bytes)} budget; out-of-memory backoff will shrink them if needed"
+    return _with_prediction(chosen, est, shape, budget_bytes, budget_source, warnings)
+
+
+def _auto_group_size(
+    arch: Architecture, shape: mm.RunShape, budget: int, batch_size: int, generation_range: tuple[int, int]
+) -> tuple[int, list[str]]:
+    """(G, warnings): the largest G in the range dividing batch_size whose whole group fits one generate call."""
+    lo, hi = generation_range
+    groups = [G for G in range(hi, lo - 1, -1) if batch_size % G == 0]
+    if not groups:
+        raise ConfigError(
+            f"no group size in [{lo}, {hi}] divides train.batch_size={batch_size}; "
+            f"use a batch size that is a multiple of e.g. {hi} or {lo}"
         )
-    return Plan(
-        generation_batch_size=gen,
-        micro_batch_size=micro,
-        logits_chunk_size=chunk,
-        num_generations=num_generations,
-        gradient_accumulation_steps=-(-batch_size // micro),
+    fitting = [G for G in groups if _phase_fits(arch, shape, budget, gen=G)]
+    warnings = []
+    if not fitting:
+        G = groups[-1]
+        warnings.append(f"not even a group of G={G} fits one generate call; each group is generated in parts")
+    else:
+        G = fitting[0]
+    if G < GOLD_MIN_GROUP:
+        warnings.append(
+            f"num_generations={G} (< {GOLD_MIN_GROUP}): groups this small give gold injection "
+            "and advantages little contrast; shorten completions or use a smaller model for G >= 4"
+        )
+    return G, warnings
+
+
+def _batch_sizes(
+    arch: Architecture,
+    shape: mm.RunShape,
+    budget: int,
+    batch_size: int,
+    explicit: tuple[Optional[int], Optional[int], Optional[int]],
+) -> tuple[int, int, int]:
+    """(generation batch, micro-batch, logits chunk): each the explicit size, else the largest that fits."""
+    explicit_gen, explicit_micro, explicit_chunk = explicit
+    sizes = divisors(batch_size)
+    gen = explicit_gen or _largest(sizes, lambda g: _phase_fits(arch, shape, budget, gen=g))
+    micro = explicit_micro or _largest(sizes, lambda m: _phase_fits(arch, shape, budget, micro=m))
+    chunk = explicit_chunk or _largest(
+        chunk_candidates(arch, shape), lambda c: _phase_fits(arch, shape, budget, micro=micro, chunk=c)
+    )
+    # a chunk of more than the micro-batch's m x C completion rows buys nothing
+    return gen, micro, min(chunk or MIN_CHUNK, max(MIN_CHUNK, micro * shape.completion_tokens))
+
+
+def _with_prediction(
+    chosen: Plan, est: mm.Estimate, shape: mm.RunShape, budget: int, source: str, warnings: list[str]
+) -> Plan:
+    """The chosen sizes with their predicted memory, the budget they were chosen for, and the warnings."""
+    if est.peak_bytes > budget:  # only explicit sizes can get here
+        warnings = warnings + [
+            f"the configured sizes are predicted to need {format_bytes(est.peak_bytes)}, more than "
+            f"the {format_bytes(budget)} budget; out-of-memory backoff will shrink them if needed"
+        ]
+    return replace(
+        chosen,
         predicted_peak_bytes=est.peak_bytes,
-        budget_bytes=budget_bytes,
-        budget_source=budget_source,
+        budget_bytes=budget,
+        budget_source=source,
         components=dict(est.components),
         peak_phase=est.peak_phase,
         dequantized_layers=shape.dequantized_layers,
@@ -248,24 +225,45 @@ def infeasible_message(
     """What does not fit, the biggest components, and concrete changes that would fit."""
     top = sorted(((v, k) for k, v in floor.components.items() if v), reverse=True)[:4]
     parts = ", ".join(f"{k} {format_bytes(v)}" for v, k in top)
-    fixes = []
 
     def fits(s: mm.RunShape, a: Architecture = arch) -> bool:
         return mm.estimate(a, s, 1, 1, MIN_CHUNK).peak_bytes <= budget
 
+    fixes = _shorter_sequence_fixes(arch, shape, budget, fits) + _setting_fixes(shape, fits)
+    fixes += _smaller_model_fix(arch, shape, fits, model_name)
+    fixes.append(f"more memory: at least {format_bytes(floor.peak_bytes)}")
+    what = model_name or "this model"
+    return (
+        f"memory budget {format_bytes(budget)} is too small for {what} with {shape.prompt_tokens}-token prompts "
+        f"and {shape.completion_tokens}-token completions: even generation batch 1, micro-batch 1 and a "
+        f"{MIN_CHUNK}-token logits chunk need {format_bytes(floor.peak_bytes)} (largest: {parts}). "
+        f"To fit, change one of: " + "; ".join(fixes)
+    )
+
+
+def _shorter_sequence_fixes(arch: Architecture, shape: mm.RunShape, budget: int, fits) -> list[str]:
+    """The longest completions, and prompts, that fit; none when even 1-token sequences do not."""
     static = mm.estimate(arch, mm.with_changes(shape, completion_tokens=1, prompt_tokens=1), 1, 1, 1)
-    if static.peak_bytes <= budget:
-        C = shape.completion_tokens
-        best = _largest(list(range(16, C, 16)), lambda c: fits(mm.with_changes(shape, completion_tokens=c)))
-        if best:
-            fixes.append(f"shorter completions: gcpo.max_completion_length={best}")
-        if shape.prompt_tokens > 64:
-            best_p = _largest(
-                list(range(64, shape.prompt_tokens, 32)),
-                lambda p: fits(mm.with_changes(shape, prompt_tokens=p)),
-            )
-            if best_p:
-                fixes.append(f"shorter prompts: data.max_prompt_length={best_p}")
+    if static.peak_bytes > budget:
+        return []
+    fixes = []
+    C = shape.completion_tokens
+    best = _largest(list(range(16, C, 16)), lambda c: fits(mm.with_changes(shape, completion_tokens=c)))
+    if best:
+        fixes.append(f"shorter completions: gcpo.max_completion_length={best}")
+    if shape.prompt_tokens > 64:
+        best_p = _largest(
+            list(range(64, shape.prompt_tokens, 32)),
+            lambda p: fits(mm.with_changes(shape, prompt_tokens=p)),
+        )
+        if best_p:
+            fixes.append(f"shorter prompts: data.max_prompt_length={best_p}")
+    return fixes
+
+
+def _setting_fixes(shape: mm.RunShape, fits) -> list[str]:
+    """Settings of the same model that fit: a lower LoRA rank, checkpointing, 8-bit state, 4-bit weights."""
+    fixes = []
     for r in (8, 4):
         if r < shape.lora_r and fits(mm.with_changes(shape, lora_r=r)):
             fixes.append(f"a lower rank: lora.r={r}")
@@ -277,86 +275,21 @@ def infeasible_message(
         fixes.append(f"8-bit optimizer state: train.optimizer={eight_bit}")
     if not shape.quantize and fits(mm.with_changes(shape, quantize=True)):
         fixes.append("4-bit weights: model.quantize=true")
+    return fixes
+
+
+def _smaller_model_fix(arch: Architecture, shape: mm.RunShape, fits, model_name: Optional[str]) -> list[str]:
+    """The largest registry model smaller than `arch` that fits, from the same family first."""
     family = (model_name or "").lower().rsplit("-", 1)[0]
     known = registry_architectures()
     smaller = [n for n, a in known.items() if a.num_params() < arch.num_params() and fits(shape, a)]
-    if smaller:  # the largest that fits, from the same family first
-        smaller.sort(key=lambda n: (not n.startswith(family + "-"), -known[n].num_params()))
-        fixes.append(f"a smaller model: model.name={smaller[0]}")
-    fixes.append(f"more memory: at least {format_bytes(floor.peak_bytes)}")
-    what = model_name or "this model"
-    return (
-        f"memory budget {format_bytes(budget)} is too small for {what} with {shape.prompt_tokens}-token prompts "
-        f"and {shape.completion_tokens}-token completions: even generation batch 1, micro-batch 1 and a "
-        f"{MIN_CHUNK}-token logits chunk need {format_bytes(floor.peak_bytes)} (largest: {parts}). "
-        f"To fit, change one of: " + "; ".join(fixes)
-    )
+    if not smaller:
+        return []
+    smaller.sort(key=lambda n: (not n.startswith(family + "-"), -known[n].num_params()))
+    return [f"a smaller model: model.name={smaller[0]}"]
 
 
 # ---------------------------------------------------------------- from a Config
-
-
-def resolved_device(cfg: Config) -> str:
-    dev = cfg.train.device
-    if dev == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return dev
-
-
-def resolved_compute_dtype(cfg: Config, device: str) -> str:
-    if cfg.model.compute_dtype != "auto":
-        return cfg.model.compute_dtype
-    if device.startswith("cuda"):
-        import torch
-
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    return "float32"
-
-
-def logprob_backend(cfg: Config, device: str) -> str:
-    """The kernels backend the training log-probs will run on: train.kernels when explicit, else the
-    live one when gcpo_lite.kernels already tried the compiled ops (the trainer has), else `reference`
-    (conservative: its chunks take 3-6x the memory of the native ones)."""
-    if cfg.train.kernels in ("native", "reference"):
-        return cfg.train.kernels
-    try:
-        from gcpo_lite import kernels
-
-        live = kernels.active_backend(compile_if_needed=False)
-        if live == "native" and device.startswith("cuda") and not kernels._ext.has_cuda():
-            return "reference"
-        return live
-    except Exception:  # no torch / extension trouble: plan for the PyTorch path
-        return "reference"
-
-
-def shape_from_config(
-    cfg: Config,
-    device: str,
-    compute_dtype: Optional[str] = None,
-    optimizer: Optional[str] = None,
-    backend: Optional[str] = None,
-) -> mm.RunShape:
-    return mm.RunShape(
-        prompt_tokens=cfg.data.max_prompt_length,
-        completion_tokens=cfg.gcpo.max_completion_length,
-        lora_r=cfg.lora.r,
-        lora_targets=tuple(cfg.lora.target_modules),
-        lora_dropout=cfg.lora.dropout,
-        quantize=cfg.model.quantize,
-        double_quant=cfg.model.bnb_4bit_use_double_quant,
-        compute_dtype=compute_dtype or resolved_compute_dtype(cfg, device),
-        gradient_checkpointing=cfg.model.gradient_checkpointing,
-        optimizer=optimizer or cfg.train.optimizer,  # the one the trainer builds
-        top_p=cfg.gcpo.top_p,
-        device="cuda" if device.startswith("cuda") else "cpu",
-        logprob_backend=backend or logprob_backend(cfg, device),
-        cpu_allocator=cfg.scheduler.cpu_allocator,
-        merged_lora_sampling=cfg.rollout.merge_lora,  # counted only for layers the plan dequantizes
-        share_prompts=cfg.train.share_prompts,
-    )
 
 
 def plan_for_config(cfg: Config, arch: Architecture, shape: mm.RunShape, budget: int, source: str) -> Plan:
@@ -403,17 +336,29 @@ def make_plan(
         arch = from_hf_config(model_config if isinstance(model_config, dict) else model_config.to_dict())
     else:
         arch = resolve(cfg.model.name)
-    sch = cfg.scheduler
-    if budget_bytes is not None:
-        budget, source = budget_bytes, "memory budget given"
-    else:
-        budget, source = detect_budget(device, sch.memory_budget)
-        if processes_sharing > 1 and not device.startswith("cuda") and sch.memory_budget is None:
-            budget, source = budget // processes_sharing, f"{source}, / {processes_sharing} processes"
+    budget, source = _run_budget(cfg, device, budget_bytes, processes_sharing)
     shape = shape_from_config(cfg, device, compute_dtype)
     if prompt_tokens is not None:
         shape = mm.with_changes(shape, prompt_tokens=max(1, min(prompt_tokens, shape.prompt_tokens)))
     plan = plan_for_config(cfg, arch, shape, budget, source)
+    _log_plan(plan)
+    return plan
+
+
+def _run_budget(
+    cfg: Config, device: str, budget_bytes: Optional[int], processes_sharing: int
+) -> tuple[int, str]:
+    """(bytes, where they came from) for one process of the run (make_plan's arguments)."""
+    if budget_bytes is not None:
+        return budget_bytes, "memory budget given"
+    given = cfg.scheduler.memory_budget
+    budget, source = detect_budget(device, given)
+    if processes_sharing > 1 and not device.startswith("cuda") and given is None:
+        return budget // processes_sharing, f"{source}, / {processes_sharing} processes"
+    return budget, source
+
+
+def _log_plan(plan: Plan) -> None:
     log.info(
         "memory plan: generation batch %d, micro-batch %d (x%d), logits chunk %s, G=%s; predicted peak %s "
         "of %s (%s)",
@@ -428,4 +373,3 @@ def make_plan(
     )
     for w in plan.warnings:
         log.warning("memory plan: %s", w)
-    return plan

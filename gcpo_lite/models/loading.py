@@ -18,12 +18,15 @@ import torch
 
 from gcpo_lite.config import Config, ConfigError, LoraConfig, ModelConfig
 from gcpo_lite.models.output_head import check_head, check_supported
+from gcpo_lite.models.precision import compute_dtype_name
 from gcpo_lite.models.registry import (
     EMBEDDED_BASE_NAME,
     EMBEDDED_NAME,
     REGISTRY,
+    SIZE_KEYS,
     embedded_base_dir,
     embedded_model_dir,
+    positive_size,
 )  # noqa: F401 (re-exported)
 from gcpo_lite.run.hub import ensure_fetchable
 
@@ -98,11 +101,10 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def compute_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype:
-    if cfg.compute_dtype != "auto":
-        return getattr(torch, cfg.compute_dtype)
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
+    """model.compute_dtype on `device` (auto: models/precision.py's rule, the one the memory plan uses)."""
+    asks_gpu = device.type == "cuda" and cfg.compute_dtype == "auto"
+    bf16 = bool(torch.cuda.is_bf16_supported()) if asks_gpu else None
+    return getattr(torch, compute_dtype_name(cfg.compute_dtype, device.type, bf16))
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -124,6 +126,17 @@ def check_local_model_dir(source: str) -> None:
             f"model directory {source!r} has no config.json; pass the folder save_pretrained "
             "wrote (config.json, weights, tokenizer files)"
         )
+    _check_sizes(path, _read_config(path))
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelNameError(
+            f"model directory {source!r} has no tokenizer ({', '.join(TOKENIZER_FILES)}); save "
+            "the tokenizer there too (tokenizer.save_pretrained(DIR)), or copy the base model's "
+            "tokenizer files into it"
+        )
+
+
+def _read_config(path: Path) -> dict:
+    """PATH/config.json as a dict; a ModelNameError when it is not a JSON object."""
     try:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
@@ -137,21 +150,18 @@ def check_local_model_dir(source: str) -> None:
             f"{path / 'config.json'} holds a JSON {type(config).__name__}, not a model config object; "
             "re-download or re-save the model (model.save_pretrained(DIR))"
         )
-    from gcpo_lite.memory.architectures import SIZE_KEYS, _positive_int
+    return config
 
+
+def _check_sizes(path: Path, config: dict) -> None:
+    """A size transformers would reject with a traceback, or a model no machine holds: a ModelNameError."""
     sizes = config.get("text_config") if "hidden_size" not in config else config
     for key in SIZE_KEYS if isinstance(sizes, dict) else ():
-        if key in sizes:  # a size transformers would reject with a traceback, or a model no machine holds
+        if key in sizes:
             try:
-                _positive_int(sizes, key)
+                positive_size(sizes, key)
             except ConfigError as e:
                 raise ModelNameError(f"{path / 'config.json'}: {e}") from None
-    if not any((path / f).is_file() for f in TOKENIZER_FILES):
-        raise ModelNameError(
-            f"model directory {source!r} has no tokenizer ({', '.join(TOKENIZER_FILES)}); save "
-            "the tokenizer there too (tokenizer.save_pretrained(DIR)), or copy the base model's "
-            "tokenizer files into it"
-        )
 
 
 def load_tokenizer(source: str, cfg: ModelConfig):
@@ -168,11 +178,10 @@ def load_tokenizer(source: str, cfg: ModelConfig):
     return tok
 
 
-def load_base_model(source: str, cfg: ModelConfig, device: torch.device):
-    """The frozen base: 4-bit NF4 (double quant, compute dtype) when cfg.quantize, else full precision."""
-    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
+def _from_pretrained_kwargs(cfg: ModelConfig, device: torch.device, dtype: torch.dtype) -> dict:
+    """from_pretrained's options: 4-bit NF4 (double quant, compute dtype) on `device` when cfg.quantize."""
+    from transformers import BitsAndBytesConfig
 
-    dtype = compute_dtype(cfg, device)
     kwargs = dict(
         revision=cfg.revision,
         trust_remote_code=cfg.trust_remote_code,
@@ -191,6 +200,14 @@ def load_base_model(source: str, cfg: ModelConfig, device: torch.device):
             if device.type == "cuda" and device.index is not None
             else (0 if device.type == "cuda" else "cpu")
         }
+    return kwargs
+
+
+def load_base_model(source: str, cfg: ModelConfig, device: torch.device):
+    """The frozen base: 4-bit NF4 (double quant, compute dtype) when cfg.quantize, else full precision."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    kwargs = _from_pretrained_kwargs(cfg, device, compute_dtype(cfg, device))
     try:
         # refuse a model whose logits the training log-probs cannot reproduce before its weights load
         check_supported(

@@ -1,4 +1,5 @@
-"""The optimizer on the LoRA weights: `train.optimizer`, which the memory plan budgets and checkpoints record.
+"""The optimizer on the LoRA weights (`train.optimizer`, which the memory plan budgets and checkpoints record)
+and the learning-rate schedule (`train.lr_scheduler`).
 
 - adamw: torch AdamW, two fp32 moments per parameter (8 bytes each).
 - adamw_8bit: bitsandbytes AdamW8bit, moments stored blockwise in 8 bits (about 2 bytes per parameter;
@@ -8,6 +9,8 @@
 """
 
 from __future__ import annotations
+
+import math
 
 from gcpo_lite.config import ConfigError
 
@@ -46,3 +49,15 @@ def build_optimizer(name: str, params: list, *, lr: float, weight_decay: float, 
 
     cls = bnb.optim.AdamW8bit if name == "adamw_8bit" else bnb.optim.PagedAdamW8bit
     return cls(params, lr=lr, weight_decay=weight_decay, betas=betas)
+
+
+def lr_factor(step: int, *, warmup_steps: int, max_steps: int, kind: str) -> float:
+    """The learning rate's multiplier at `step` (LambdaLR's function): a linear warmup over warmup_steps,
+    then constant, linear decay to 0 or a cosine to 0 at max_steps (`kind`: train.lr_scheduler)."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    if kind == "constant":
+        return 1.0
+    frac = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    frac = min(max(frac, 0.0), 1.0)
+    return 1.0 - frac if kind == "linear" else 0.5 * (1 + math.cos(math.pi * frac))

@@ -7,9 +7,12 @@ needs. Also the embedded tiny model's name, shape and cache location. No torch h
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from gcpo_lite.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -139,3 +142,29 @@ EMBEDDED_BASE_VERSION = "b1"  # bump when embedded_base.py's recipe changes
 
 def embedded_base_dir() -> Path:
     return cache_root() / f"{EMBEDDED_BASE_NAME}-{EMBEDDED_VERSION}-{EMBEDDED_BASE_VERSION}"
+
+
+MAX_SIZE = 2**24  # a layer count, width or vocabulary above ~16.7M is a typo, not a model
+SIZE_KEYS = ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "vocab_size")
+
+
+def positive_size(cfg: dict, key: str, error: type = ConfigError) -> int:
+    """cfg[key] (a config.json's architecture number) as an int; `error` when it is not a positive whole
+    number, or is beyond any real model (a typo that would otherwise fail deep inside transformers)."""
+    value = cfg[key]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer()))
+        or value < 1
+    ):
+        raise error(
+            f"model config has {key}={value!r}; it must be a positive whole number "
+            "(is this the config.json of a decoder-only transformer?)"
+        )
+    if value > MAX_SIZE:
+        raise error(
+            f"model config has {key}={value!r}, above {MAX_SIZE} (no real model is that large); "
+            "fix or re-download the model's config.json"
+        )
+    return int(value)

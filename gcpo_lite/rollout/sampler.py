@@ -46,6 +46,90 @@ def _unique_prompts(prompts: Sequence[Sequence[int]]) -> tuple[list[list[int]], 
 COMPACT_FRACTION = 0.125
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """How each next token is drawn, and which tokens end a row."""
+
+    temperature: float
+    top_p: float
+    banned: Tensor  # (k,) ids never sampled
+    eos: Tensor  # (e,) ids that end a row
+    pad_id: int  # fed to and recorded for rows that already ended
+    generator: Optional[torch.Generator]
+
+    @classmethod
+    def make(cls, device, eos_ids, suppress_ids, temperature, top_p, pad_id, generator) -> "_Rules":
+        eos = torch.tensor(sorted(eos_ids), device=device)
+        banned = torch.tensor(list(suppress_ids), dtype=torch.long, device=device)
+        return cls(temperature, top_p, banned, eos, pad_id, generator)
+
+
+@dataclass
+class _Tallies:
+    """Per original row: what SampleOutput reports, filled one decode step at a time."""
+
+    out: Tensor  # (B, T) sampled ids, pad_id after the row ended
+    logp_sum: Tensor  # (B,) summed log pi(token)
+    ent_sum: Tensor  # (B,) summed entropy of the sampling distributions
+    length: Tensor  # (B,) tokens sampled, its EOS included
+
+    @classmethod
+    def empty(cls, B: int, max_new_tokens: int, pad_id: int, device: torch.device) -> "_Tallies":
+        return cls(
+            out=torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device),
+            logp_sum=torch.zeros(B, device=device),
+            ent_sum=torch.zeros(B, device=device),
+            length=torch.zeros(B, dtype=torch.long, device=device),
+        )
+
+    def record(self, rows: Tensor, t: int, nxt: Tensor, logprobs: Tensor, live: Tensor) -> None:
+        """Token t of the decode-batch rows: nxt (b,) ids, logprobs (b, V), live (b,) not ended before t."""
+        self.out[rows, t] = nxt
+        self.logp_sum[rows] += torch.where(live, logprobs.gather(-1, nxt.unsqueeze(-1)).squeeze(-1), 0.0)
+        entropy = torch.special.entr(logprobs.exp()).sum(-1)  # (b,) nats; entr(0) = 0
+        self.ent_sum[rows] += torch.where(live, entropy, 0.0)
+        self.length[rows] += live.long()
+
+    def output(self) -> SampleOutput:
+        lengths = self.length.tolist()
+        out_rows = self.out.tolist()
+        return SampleOutput(
+            completions=[r[:n] for r, n in zip(out_rows, lengths)],
+            mean_logprobs=(self.logp_sum / self.length.clamp(min=1)).tolist(),
+            entropy_sums=self.ent_sum.tolist(),
+        )
+
+
+@dataclass
+class _DecodeBatch:
+    """The rows still decoding and their KV cache; b rows, fewer than B once finished rows are dropped."""
+
+    cache: object  # PreallocatedCache, b rows
+    cached: dict  # {the forward's name for the cache: cache}
+    rows: Tensor  # (b,) the original row of each decode-batch row
+    done: Tensor  # (b,) bool: produced an EOS id
+    mask: Tensor  # (b, cached tokens) attention mask
+    position: Tensor  # (b, n) position ids of the last tokens fed
+
+    def advance(self) -> None:
+        """Mask and position for the next token, fed after the cached ones."""
+        ones = torch.ones((len(self.rows), 1), dtype=self.mask.dtype, device=self.mask.device)
+        self.mask = torch.cat([self.mask, ones], dim=-1)
+        self.position = self.position[:, -1:] + 1
+
+    def compact(self, nxt: Tensor) -> Tensor:
+        """Drop the finished rows from the batch and the cache; returns nxt (b,) of the rows kept."""
+        keep = (~self.done).nonzero().squeeze(-1)  # (b',)
+        self.cache.batch_select_indices(keep)
+        self.rows, self.done, self.mask, self.position = (
+            self.rows[keep],
+            self.done[keep],
+            self.mask[keep],
+            self.position[keep],
+        )
+        return nxt[keep]
+
+
 @torch.no_grad()
 def sample_completions(
     model,
@@ -71,11 +155,6 @@ def sample_completions(
     drop_finished: rows that ended are removed from the decode batch and the cache (COMPACT_FRACTION),
     so long-tailed lengths do not keep finished rows decoding padding.
     """
-    from gcpo_lite.policy.kv_cache import (  # transformers: only once sampling runs
-        PreallocatedCache,
-        cache_kwarg,
-    )
-
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()  # also disables gradient checkpointing, which would refuse the KV cache
@@ -83,57 +162,66 @@ def sample_completions(
     distinct, owner = (
         _unique_prompts(prompts) if share_prefill else ([list(p) for p in prompts], list(range(B)))
     )
-    eos = torch.tensor(sorted(eos_ids), device=device)
-    banned = torch.tensor(list(suppress_ids), dtype=torch.long, device=device)
-    out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)  # (B, T)
-    logp_sum = torch.zeros(B, device=device)
-    ent_sum = torch.zeros(B, device=device)  # (B,)
-    length = torch.zeros(B, dtype=torch.long, device=device)
+    rules = _Rules.make(device, eos_ids, suppress_ids, temperature, top_p, pad_id, generator)
+    tallies = _Tallies.empty(B, max_new_tokens, pad_id, device)
     try:
-        ids, mask = left_pad(distinct, pad_id, device)  # (U, P)
-        cache = PreallocatedCache(capacity=ids.shape[1] + max_new_tokens)  # no copy of the cache per step
-        cached = {cache_kwarg(model): cache}
-        position = (mask.cumsum(-1) - 1).clamp(min=0)  # (U, P) positions skip the left padding
-        logits = _last_logits(model, ids, mask, position, cached)  # (U, V): prefill skips the prompt's logits
-        if len(distinct) < B:  # copy each distinct prompt's cache, mask and logits to its rows
-            expand = torch.tensor(owner, dtype=torch.long, device=device)  # (B,)
-            cache.batch_select_indices(expand)
-            mask, position, logits = mask[expand], position[expand], logits[expand]
-        rows = torch.arange(B, device=device)  # (b,) the original row of each decode-batch row
-        done = torch.zeros(B, dtype=torch.bool, device=device)  # (b,)
-        for t in range(max_new_tokens):
-            nxt, logprobs = _sample(logits, banned, temperature, top_p, generator)  # (b,), (b, V)
-            live = ~done
-            nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
-            out[rows, t] = nxt
-            logp_sum[rows] += torch.where(live, logprobs.gather(-1, nxt.unsqueeze(-1)).squeeze(-1), 0.0)
-            ent_sum[rows] += torch.where(live, torch.special.entr(logprobs.exp()).sum(-1), 0.0)  # entr(0) = 0
-            length[rows] += live.long()
-            done = done | torch.isin(nxt, eos)
-            if bool(done.all()) or t == max_new_tokens - 1:
-                break
-            mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=-1)
-            position = position[:, -1:] + 1
-            if drop_finished and int(done.sum()) >= max(1, COMPACT_FRACTION * len(rows)):
-                keep = (~done).nonzero().squeeze(-1)  # (b',)
-                cache.batch_select_indices(keep)
-                rows, done, nxt, mask, position = (
-                    rows[keep],
-                    done[keep],
-                    nxt[keep],
-                    mask[keep],
-                    position[keep],
-                )
-            logits = _last_logits(model, nxt.unsqueeze(-1), mask, position, cached)  # (b, V)
+        batch, logits = _prefill(model, distinct, owner, pad_id, max_new_tokens)
+        _decode(model, batch, logits, tallies, rules, max_new_tokens, drop_finished)
     finally:
         model.train(was_training)
-    lengths = length.tolist()
-    out_rows = out.tolist()
-    return SampleOutput(
-        completions=[r[:n] for r, n in zip(out_rows, lengths)],
-        mean_logprobs=(logp_sum / length.clamp(min=1)).tolist(),
-        entropy_sums=ent_sum.tolist(),
+    return tallies.output()
+
+
+def _prefill(
+    model, distinct: list[list[int]], owner: list[int], pad_id: int, max_new_tokens: int
+) -> tuple[_DecodeBatch, Tensor]:
+    """Prefill the U distinct prompts once, then copy each one's cache, mask and logits to its rows.
+
+    owner (B,): the index among `distinct` of each row's prompt. Returns the (B-row) batch and the
+    (B, V) logits of each row's first token."""
+    from gcpo_lite.policy.kv_cache import (  # transformers: only once sampling runs
+        PreallocatedCache,
+        cache_kwarg,
     )
+
+    device = next(model.parameters()).device
+    B = len(owner)
+    ids, mask = left_pad(distinct, pad_id, device)  # (U, P)
+    cache = PreallocatedCache(capacity=ids.shape[1] + max_new_tokens)  # no copy of the cache per step
+    cached = {cache_kwarg(model): cache}
+    position = (mask.cumsum(-1) - 1).clamp(min=0)  # (U, P) positions skip the left padding
+    logits = _last_logits(model, ids, mask, position, cached)  # (U, V): prefill skips the prompt's logits
+    if len(distinct) < B:
+        expand = torch.tensor(owner, dtype=torch.long, device=device)  # (B,)
+        cache.batch_select_indices(expand)
+        mask, position, logits = mask[expand], position[expand], logits[expand]
+    rows = torch.arange(B, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    return _DecodeBatch(cache, cached, rows, done, mask, position), logits
+
+
+def _decode(
+    model,
+    batch: _DecodeBatch,
+    logits: Tensor,
+    tallies: _Tallies,
+    rules: _Rules,
+    max_new_tokens: int,
+    drop_finished: bool,
+) -> None:
+    """Sample token after token into tallies until every row has produced an EOS id or max_new_tokens."""
+    for t in range(max_new_tokens):
+        nxt, logprobs = _sample(logits, rules.banned, rules.temperature, rules.top_p, rules.generator)
+        live = ~batch.done
+        nxt = torch.where(batch.done, torch.full_like(nxt, rules.pad_id), nxt)
+        tallies.record(batch.rows, t, nxt, logprobs, live)
+        batch.done = batch.done | torch.isin(nxt, rules.eos)
+        if bool(batch.done.all()) or t == max_new_tokens - 1:
+            break
+        batch.advance()
+        if drop_finished and int(batch.done.sum()) >= max(1, COMPACT_FRACTION * len(batch.rows)):
+            nxt = batch.compact(nxt)
+        logits = _last_logits(model, nxt.unsqueeze(-1), batch.mask, batch.position, batch.cached)  # (b, V)
 
 
 def _last_logits(model, ids: Tensor, mask: Tensor, position: Tensor, cache: dict) -> Tensor:

@@ -134,16 +134,9 @@ def prepare_new_run(run_dir: str | Path, *, overwrite: bool = False, echo=print)
     found = run_contents(run_dir)
     if not found:
         return run_dir
-    is_run = any(name in RUN_FILES for name in found)
     if not overwrite:
         _refuse_cleanly(run_dir, had_lock_file)
-        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
-        what = "holds a gcpo-lite run" if is_run else f"is not empty ({shown})"
-        hint = f"continue it with `gcpo-lite train --resume {run_dir}`, " if is_run else ""
-        raise RunDirError(
-            f"{run_dir} {what}; {hint}choose another --output-dir, or pass --overwrite to move it "
-            f"aside to {run_dir.name}.old-DATE (nothing is deleted)"
-        )
+        raise _in_use_error(run_dir, found)
     real = run_dir.resolve()
     cwd = Path.cwd().resolve()
     if real == cwd or real in cwd.parents:
@@ -152,6 +145,26 @@ def prepare_new_run(run_dir: str | Path, *, overwrite: bool = False, echo=print)
             f"--overwrite cannot move {run_dir} aside: it is (or contains) the current directory; "
             "run from outside it, or choose another --output-dir"
         )
+    aside = _move_aside(run_dir, real)
+    echo(f"gcpo-lite: --overwrite: moved the previous contents of {run_dir} to {aside}")
+    return run_dir
+
+
+def _in_use_error(run_dir: Path, found: list[str]) -> RunDirError:
+    """Why a new run refuses run_dir, which holds `found`: a run to resume, or other files."""
+    is_run = any(name in RUN_FILES for name in found)
+    shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+    what = "holds a gcpo-lite run" if is_run else f"is not empty ({shown})"
+    hint = f"continue it with `gcpo-lite train --resume {run_dir}`, " if is_run else ""
+    return RunDirError(
+        f"{run_dir} {what}; {hint}choose another --output-dir, or pass --overwrite to move it "
+        f"aside to {run_dir.name}.old-DATE (nothing is deleted)"
+    )
+
+
+def _move_aside(run_dir: Path, real: Path) -> Path:
+    """Rename the locked directory `real` (run_dir resolved) to REAL.old-DATE[-n] and lock a new, empty
+    directory at `real`; returns where the old one went."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     aside, n = real.with_name(f"{real.name}.old-{stamp}"), 1
     while aside.exists():
@@ -169,8 +182,7 @@ def prepare_new_run(run_dir: str | Path, *, overwrite: bool = False, echo=print)
         lock_run_dir(real)  # the real path: a symlinked --output-dir points at the new directory again
     finally:
         os.close(old_fd)
-    echo(f"gcpo-lite: --overwrite: moved the previous contents of {run_dir} to {aside}")
-    return run_dir
+    return aside
 
 
 def _refuse_cleanly(run_dir: Path, had_lock_file: bool) -> None:

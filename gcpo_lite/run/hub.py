@@ -76,6 +76,22 @@ def _probe(repo_id: str, repo_type: str, revision: Optional[str], what: str) -> 
     """None when the hub has the repo; the connection error when the hub cannot be reached; raises HubError
     when the hub answers that the repo cannot be had."""
     from huggingface_hub import HfApi
+
+    try:
+        HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, timeout=PROBE_TIMEOUT_S)
+        return None
+    except Exception as e:  # connection refused, DNS, timeout, proxy, 5xx: the hub cannot be reached
+        refusal = _refusal(e, repo_id, repo_type, revision, what)
+        if refusal is not None:
+            raise refusal from None
+        return e
+
+
+def _refusal(
+    e: Exception, repo_id: str, repo_type: str, revision: Optional[str], what: str
+) -> Optional[HubError]:
+    """The HubError for a hub that answered that the repo cannot be had (gated, missing, private, a wrong
+    revision or name, access refused); None for an error that means the hub was not reached."""
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -85,35 +101,28 @@ def _probe(repo_id: str, repo_type: str, revision: Optional[str], what: str) -> 
     )
 
     page = f"https://huggingface.co/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
-    try:
-        HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, timeout=PROBE_TIMEOUT_S)
-        return None
-    except GatedRepoError:
-        raise HubError(
+    if isinstance(e, GatedRepoError):  # before RepositoryNotFoundError, its base class
+        return HubError(
             f"{what} {repo_id!r} is gated on the hub: accept its terms at {page}, then set HF_TOKEN (or run "
             f"`hf auth login`) on this machine; or {_fixes(repo_id, repo_type)}"
-        ) from None
-    except HFValidationError as e:
-        raise HubError(
-            f"{what} {repo_id!r} is neither an existing local path nor a valid hub id: {e}"
-        ) from None
-    except RevisionNotFoundError:
-        raise HubError(f"{what} {repo_id!r} has no revision {revision!r} on the hub; check {page}") from None
-    except RepositoryNotFoundError:
-        raise HubError(
+        )
+    if isinstance(e, HFValidationError):
+        return HubError(f"{what} {repo_id!r} is neither an existing local path nor a valid hub id: {e}")
+    if isinstance(e, RevisionNotFoundError):  # before HfHubHTTPError, its base class
+        return HubError(f"{what} {repo_id!r} has no revision {revision!r} on the hub; check {page}")
+    if isinstance(e, RepositoryNotFoundError):
+        return HubError(
             f"{what} {repo_id!r} was not found on the hub: check the name at {page}; if it is private, set "
             f"HF_TOKEN (or run `hf auth login`); or {_fixes(repo_id, repo_type)}"
-        ) from None
-    except HfHubHTTPError as e:
+        )
+    if isinstance(e, HfHubHTTPError):
         status = getattr(getattr(e, "response", None), "status_code", None)
         if status in (401, 403):
-            raise HubError(
-                f"{what} {repo_id!r}: the hub refused access (HTTP {status}); set HF_TOKEN to a token that can "
-                f"read {page}, or {_fixes(repo_id, repo_type)}"
-            ) from None
-        return e  # 5xx and the like: treat as unreachable
-    except Exception as e:  # connection refused, DNS, timeout, proxy: the hub cannot be reached
-        return e
+            return HubError(
+                f"{what} {repo_id!r}: the hub refused access (HTTP {status}); set HF_TOKEN to a token that "
+                f"can read {page}, or {_fixes(repo_id, repo_type)}"
+            )
+    return None  # 5xx and the like: treat as unreachable
 
 
 def ensure_fetchable(

@@ -280,47 +280,60 @@ def _repeating_decimal(s: str) -> str:
     return f"{sign}\\frac{{{numerator}}}{{{denominator}}}"
 
 
+def _strip_markup(s: str) -> str:
+    """Unicode symbols, math delimiters, \\dfrac, mixed numbers, percent, thousands separators, spacing and
+    wrapper commands, degrees: what typesetting adds around the value."""
+    for k, v in _UNICODE.items():
+        if k in s:
+            s = s.replace(k, v)
+    s = _strip_outer_math(s)
+    s = s.replace("\\$", "").replace("$", "")
+    s = re.sub(r"\\[dt]frac", r"\\frac", s)
+    s = _MIXED.sub(r"(\1+\\frac{\2}{\3})", s)
+    s = s.replace("\\%", "").replace("%", "")
+    s = re.sub(r"\{,\}", ",", s)  # 1{,}000
+    s = re.sub(r"(?<=\d)\\[,!;: ]\s*(?=\d{3}(?!\d))", "", s)  # 1\,000 (thin-space thousands)
+    s = _DROP.sub(" ", s)
+    s = _unwrap_commands(s)
+    s = _DEGREES.sub("", s)
+    s = re.sub(r"\\(?:mathrm|text)\b", "", s)
+    s = s.replace("\\le ", "\\leq ").replace("\\ge ", "\\geq ").replace("\\ne ", "\\neq ")
+    return re.sub(r"\s+", " ", s).strip()
+
+
+def _strip_words(s: str) -> str:
+    """Trailing units, a leading `x \\in`, a count's noun ("5 boxes") and a final period."""
+    for _ in range(3):  # "12 square units." / "5 cm^2"
+        new = _UNIT_TAIL.sub("", s).strip()
+        if new == s:
+            break
+        s = new
+    s = re.sub(r"^(?:x|y|z|a|b|c|n|k|t|r)\s*\\in\s*", "", s)  # x \in [1,2] -> [1,2]
+    m = _NUMBER_THEN_WORDS.match(s)  # "5 boxes": a count with its noun
+    if m and not set(m.group(2).lower().split()) & _NOT_UNITS:
+        s = m.group(1)
+    return s.rstrip(".").strip()
+
+
+def _canonical_number(s: str) -> str:
+    """{5} -> 5, 1 000 000 and 1,000 -> 1000000 and 1000, 0.\\overline{3} -> \\frac{1}{3}, 5.00 -> 5."""
+    s = _strip_outer_braces(s)  # {5} -> 5, {{{7}}} -> 7
+    if re.fullmatch(r"-?\d{1,3}(?: \d{3})+", s):
+        s = s.replace(" ", "")  # 1 000 000
+    compact = s.replace(" ", "")
+    if _THOUSANDS.match(compact):
+        s = compact.replace(",", "")
+    s = _repeating_decimal(s)
+    if re.fullmatch(r"-?\d+\.0+", s):
+        s = s.split(".")[0]  # 5.00 -> 5
+    return s
+
+
 def normalize_answer(s) -> str:
     """Canonical text of an answer for comparison; '' for nothing usable. Never raises."""
     try:
         if s is None:
             return ""
-        s = str(s)
-        for k, v in _UNICODE.items():
-            if k in s:
-                s = s.replace(k, v)
-        s = _strip_outer_math(s)
-        s = s.replace("\\$", "").replace("$", "")
-        s = re.sub(r"\\[dt]frac", r"\\frac", s)
-        s = _MIXED.sub(r"(\1+\\frac{\2}{\3})", s)
-        s = s.replace("\\%", "").replace("%", "")
-        s = re.sub(r"\{,\}", ",", s)  # 1{,}000
-        s = re.sub(r"(?<=\d)\\[,!;: ]\s*(?=\d{3}(?!\d))", "", s)  # 1\,000 (thin-space thousands)
-        s = _DROP.sub(" ", s)
-        s = _unwrap_commands(s)
-        s = _DEGREES.sub("", s)
-        s = re.sub(r"\\(?:mathrm|text)\b", "", s)
-        s = s.replace("\\le ", "\\leq ").replace("\\ge ", "\\geq ").replace("\\ne ", "\\neq ")
-        s = re.sub(r"\s+", " ", s).strip()
-        for _ in range(3):  # "12 square units." / "5 cm^2"
-            new = _UNIT_TAIL.sub("", s).strip()
-            if new == s:
-                break
-            s = new
-        s = re.sub(r"^(?:x|y|z|a|b|c|n|k|t|r)\s*\\in\s*", "", s)  # x \in [1,2] -> [1,2]
-        m = _NUMBER_THEN_WORDS.match(s)  # "5 boxes": a count with its noun
-        if m and not set(m.group(2).lower().split()) & _NOT_UNITS:
-            s = m.group(1)
-        s = s.rstrip(".").strip()
-        s = _strip_outer_braces(s)  # {5} -> 5, {{{7}}} -> 7
-        if re.fullmatch(r"-?\d{1,3}(?: \d{3})+", s):
-            s = s.replace(" ", "")  # 1 000 000
-        compact = s.replace(" ", "")
-        if _THOUSANDS.match(compact):
-            s = compact.replace(",", "")
-        s = _repeating_decimal(s)
-        if re.fullmatch(r"-?\d+\.0+", s):
-            s = s.split(".")[0]  # 5.00 -> 5
-        return s
+        return _canonical_number(_strip_words(_strip_markup(str(s))))
     except Exception:
         return ""

@@ -61,7 +61,7 @@ def _serve():
         pass
     sys.setrecursionlimit(5000)
     import gcpo_lite.verify.latex  # noqa: F401  (pay sympy's import before saying ready)
-    from gcpo_lite.verify.equivalence import symbolic_equal
+    from gcpo_lite.verify.symbolic import symbolic_equal
 
     try:
         from math_verify import parse, verify

@@ -14,11 +14,34 @@ def test_report_has_every_section(tmp_path):
     assert r["versions"]["torch"] and r["versions"]["transformers"] and r["versions"]["peft"]
     assert r["cuda"]["available"] in (True, False) and ("why" in r["cuda"] or r["cuda"]["gpus"])
     assert r["bitsandbytes"]["ok"] and r["bitsandbytes"]["backend"]
-    assert r["kernels"]["live"] and "why_not_native" in r["kernels"]
+    assert r["kernels"]["live"] and "why_not_native" in r["kernels"] and r["kernels"]["sources"]
     assert r["disk"]["free_bytes"] > 0 and r["disk"]["checked_at"] == str(tmp_path)  # nearest existing parent
     text = doctor.format_report(r)
-    for head in ("versions:", "CUDA:", "bitsandbytes:", "kernels:", "disk:", "hub:"):
+    for head in ("versions:", "CUDA:", "bitsandbytes:", "kernels:", "kernel sources:", "disk:", "hub:"):
         assert head in text
+
+
+def test_doctor_says_where_the_kernel_sources_are_or_that_there_are_none(tmp_path, monkeypatch):
+    from gcpo_lite.kernels import _ext
+
+    package, checkout = tmp_path / "site" / "gcpo_lite" / "csrc", tmp_path / "repo" / "csrc"
+    monkeypatch.setattr(_ext, "PACKAGE_CSRC", package)
+    monkeypatch.setattr(_ext, "CHECKOUT_CSRC", checkout)
+    r = doctor.collect(tmp_path)
+
+    def sources_line() -> str:
+        monkeypatch.setattr(_ext, "CSRC_WHERE", _ext._find_csrc()[1])
+        r["kernels"] = doctor.kernels_report()
+        return next(ln for ln in doctor.format_report(r).splitlines() if "kernel sources:" in ln).strip()
+
+    looked = f"looked in the installed package, {package}, and a source checkout, {checkout}"
+    assert sources_line().startswith(f"kernel sources: none found ({looked}); reinstall")
+    for found in (checkout, package):  # an editable install's checkout, then a wheel's copy, which wins
+        found.mkdir(parents=True)
+        (found / "gcpo_ops.cpp").write_text("")
+    assert sources_line() == f"kernel sources: installed package ({package})"
+    (package / "gcpo_ops.cpp").unlink()
+    assert sources_line() == f"kernel sources: source checkout ({checkout})"
 
 
 def test_cli_doctor_never_shows_the_token(tmp_path, monkeypatch, capsys):

@@ -1,4 +1,5 @@
-"""`gcpo-lite eval`: offline on the embedded default, metrics from a known sampler, adapters, local math files."""
+"""`gcpo-lite eval`: offline on the embedded default, metrics from a known rollout backend, adapters, local math
+files, a verifier that raises."""
 
 import json
 import re
@@ -8,6 +9,7 @@ import pytest
 from gcpo_lite.commands import evaluate
 from gcpo_lite.config import ConfigError
 from gcpo_lite.rollout.sampler import SampleOutput
+from gcpo_lite.train import evaluation
 
 
 def _args(*argv):
@@ -25,11 +27,11 @@ def _read(out_dir):
 
 
 def test_pass_at_k_estimator():
-    assert evaluate.pass_at_k(4, 0, 1) == 0.0
-    assert evaluate.pass_at_k(4, 4, 1) == 1.0
-    assert evaluate.pass_at_k(4, 1, 1) == pytest.approx(0.25)
-    assert evaluate.pass_at_k(4, 1, 4) == 1.0
-    assert evaluate.pass_at_k(4, 2, 2) == pytest.approx(1 - 1 / 6)
+    assert evaluation.pass_at_k(4, 0, 1) == 0.0
+    assert evaluation.pass_at_k(4, 4, 1) == 1.0
+    assert evaluation.pass_at_k(4, 1, 1) == pytest.approx(0.25)
+    assert evaluation.pass_at_k(4, 1, 4) == 1.0
+    assert evaluation.pass_at_k(4, 2, 2) == pytest.approx(1 - 1 / 6)
 
 
 def test_embedded_default_offline(embedded_model_dir, tmp_path):
@@ -49,14 +51,34 @@ def test_embedded_default_offline(embedded_model_dir, tmp_path):
     assert set(samples[0]) >= {"prompt", "completion", "extracted", "correct", "gold"}
 
 
-def test_metrics_with_a_known_sampler(embedded_model_dir, tmp_path, monkeypatch):
-    """Sample 0 of every prompt is the right sum, sample 1 is wrong: accuracy 0.5, pass@2 1.0, pass@1 0.5."""
+def fake_backend(monkeypatch, answer) -> list:
+    """Register, as `builtin` (the backend eval's default RolloutConfig names), a rollout backend whose
+    completions are answer(prompts); returns the list of its calls: (number of prompts, keyword names)."""
+    from gcpo_lite.rollout import backends
+
+    calls = []
+
+    class Fake:
+        def __init__(self, cfg):
+            pass
+
+        def generate(self, model, prompts, **kw):
+            calls.append((len(prompts), sorted(kw)))
+            return answer(prompts)
+
+    monkeypatch.setitem(backends.BACKENDS, "builtin", Fake)
+    return calls
+
+
+def test_metrics_with_a_known_backend(embedded_model_dir, tmp_path, monkeypatch):
+    """Sample 0 of every prompt is the right sum, sample 1 is wrong: accuracy 0.5, pass@2 1.0, pass@1 0.5.
+    Generation goes through the rollout backend (a registered fake here), in --batch-size batches."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(embedded_model_dir))
     eos = tok.convert_tokens_to_ids("<|im_end|>")
 
-    def fake_sampler(model, prompts, **kw):
+    def answer(prompts):
         out = []
         for pos, ids in enumerate(prompts):
             a, b = map(int, re.search(r"(\d+)\+(\d+)=", tok.decode(ids)).groups())
@@ -64,7 +86,7 @@ def test_metrics_with_a_known_sampler(embedded_model_dir, tmp_path, monkeypatch)
             out.append(tok(text, add_special_tokens=False).input_ids + [eos])
         return SampleOutput(out, [0.0] * len(out))
 
-    monkeypatch.setattr("gcpo_lite.rollout.sampler.sample_completions", fake_sampler)
+    calls = fake_backend(monkeypatch, answer)
     out = tmp_path / "ev"
     evaluate.run(
         _args(
@@ -86,6 +108,8 @@ def test_metrics_with_a_known_sampler(embedded_model_dir, tmp_path, monkeypatch)
     assert summary["accuracy"] == 0.5 and summary["pass_at_k"] == 1.0 and summary["pass_at"]["1"] == 0.5
     assert all(s["correct"] == (s["sample"] == 0) for s in samples)
     assert all(s["extracted"] == s["completion"] for s in samples)
+    contract = sorted(["max_new_tokens", "temperature", "top_p", "eos_ids", "pad_id", "suppress_ids"])
+    assert calls == [(4, contract)] * 5  # 20 sequences; the backend contract's arguments only
 
 
 def test_adapter_and_local_math_file(embedded_model_dir, tmp_path):
@@ -150,7 +174,7 @@ def test_eval_without_model_uses_the_adapters_own_base(tmp_path):
     default model), unless that base was a path on another machine."""
     import json
 
-    from gcpo_lite.commands.evaluate import _adapter_base
+    from gcpo_lite.train.evaluation import adapter_base
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()
@@ -161,8 +185,8 @@ def test_eval_without_model_uses_the_adapters_own_base(tmp_path):
         ("/elsewhere/model", None),
     ]:
         (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base}))
-        assert _adapter_base(str(adapter)) == want
-    assert _adapter_base(None) is None
+        assert adapter_base(str(adapter)) == want
+    assert adapter_base(None) is None
 
 
 @pytest.mark.parametrize("allocator", ["caching", "system"])
@@ -191,3 +215,27 @@ def test_eval_says_when_the_caching_allocator_is_unavailable(
         "caching CPU allocator is unavailable (the native extension is unavailable (x)); using the system"
         in (capsys.readouterr().out)
     )
+
+
+def test_a_verifier_that_raises_scores_wrong_and_is_counted(
+    embedded_model_dir, tmp_path, monkeypatch, capsys
+):
+    """As in training (RewardModel), a verifier exception scores that sample 0 and is counted; eval goes on."""
+    from gcpo_lite.rewards import reward_model
+
+    calls = []
+
+    def verifier(text, example):  # raises on the first sample scored, the first prompt's (greedy, k=1)
+        calls.append(text)
+        if len(calls) == 1:
+            raise RuntimeError("verifier bug")
+        return 1.0
+
+    monkeypatch.setitem(reward_model.VERIFIERS, "math", verifier)
+    out = tmp_path / "ev"
+    argv = ["--limit", "4", "--verifier", "math", "--no-progress", "--no-quantize", "--output-dir", str(out)]
+    assert evaluate.run(_args(*argv)) == 0
+    summary, samples = _read(out)
+    assert [s["correct"] for s in samples] == [False, True, True, True]
+    assert summary["reward_errors"] == 1 and summary["accuracy"] == 0.75
+    assert "1 reward error (scored wrong)" in capsys.readouterr().out

@@ -8,8 +8,9 @@ import logging
 import pytest
 import torch
 
-from gcpo_lite.commands.export import PushError, export, push_to_hub
 from gcpo_lite.config import from_dict
+from gcpo_lite.export.hub_push import PushError, push_to_hub
+from gcpo_lite.export.write import export
 from gcpo_lite.run import checkpoints as ck
 from gcpo_lite.train.trainer import Trainer
 

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from gcpo_lite.cli import main
-from gcpo_lite.commands.export import MARKER
+from gcpo_lite.export.marker import MARKER
 
 
 def snapshot(root):
@@ -96,7 +96,7 @@ def test_failed_export_leaves_the_previous_one(run, tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert export_cli(run, out) == 0
     before = snapshot(out)
-    import gcpo_lite.commands.export as ex
+    import gcpo_lite.export.write as ex
 
     def broken(*a, **k):
         raise RuntimeError("disk on fire")
@@ -132,8 +132,9 @@ def test_marker_records_the_export(run, tmp_path):
 
 def test_refusal_comes_before_any_model_is_loaded(run, monkeypatch):
     import gcpo_lite.models.loading as models
-    from gcpo_lite.commands.export import ExportTargetError, export
     from gcpo_lite.config import ConfigError
+    from gcpo_lite.export.target import ExportTargetError
+    from gcpo_lite.export.write import export
 
     def no_model(*a, **k):
         raise AssertionError("loaded a model before checking --output-dir")

@@ -1,12 +1,12 @@
-"""`gcpo-lite plot`: a PNG with every panel from metrics.jsonl; a clear error without matplotlib."""
+"""`gcpo-lite plot` and run/curves.py: a PNG with every panel from metrics.jsonl; a clear error without matplotlib."""
 
 import builtins
 import json
 
 import pytest
 
-from gcpo_lite.commands.plot import PANELS, plot, series
 from gcpo_lite.config import ConfigError
+from gcpo_lite.run.curves import PANELS, plot, series
 
 
 def write_run(run_dir, steps=12):
@@ -34,7 +34,7 @@ def write_run(run_dir, steps=12):
 
 def test_series_skips_rows_without_the_key(tmp_path):
     write_run(tmp_path)
-    from gcpo_lite.commands.plot import read_metrics
+    from gcpo_lite.run.curves import read_metrics
 
     rows = read_metrics(tmp_path)
     assert series(rows, "eval_accuracy") == ([0, 12], [0.1, 0.6])

@@ -105,6 +105,17 @@ def test_readme_option_table_is_the_generated_one():
         "README's option table is stale: paste `python -m gcpo_lite.config` into it"
     )
     assert all(f"| `{key}` |" in block for key, _, _ in describe_options())
+    # a "\b" in a plain string is a backspace: it garbles --help and the table alike, so equality misses it
+    for key, _, text in describe_options():
+        assert control_characters(text) == "", (
+            f"{key}'s help has control characters {control_characters(text)}"
+        )
+    assert control_characters(block) == "", f"README's option table has {control_characters(block)}"
+
+
+def control_characters(text: str) -> str:
+    """The characters below 0x20 other than newline and tab, written as escapes (\\x08 for a backspace)."""
+    return " ".join(sorted({f"\\x{ord(c):02x}" for c in text if ord(c) < 0x20 and c not in "\n\t"}))
 
 
 def test_embedded_preset_matches_its_config_file():

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from gcpo_lite.config import DataConfig
-from gcpo_lite.data.datasets import DataError, load_split
+from gcpo_lite.data.datasets import load_split
+from gcpo_lite.data.errors import DataError
 
 
 def load(path, **kw):

@@ -6,8 +6,10 @@ import json
 import pytest
 
 from gcpo_lite.config import DataConfig
-from gcpo_lite.data import datasets as data
-from gcpo_lite.data.datasets import DataError, filter_by_prompt_length, load_examples, load_split
+from gcpo_lite.data import presets
+from gcpo_lite.data.datasets import load_examples, load_split
+from gcpo_lite.data.errors import DataError
+from gcpo_lite.data.examples import filter_by_prompt_length
 from gcpo_lite.data.tasks import Example
 
 datasets = pytest.importorskip("datasets")
@@ -53,7 +55,7 @@ def _hub_mirror(root, config, splits: dict):
 def mirror(monkeypatch, tmp_path):
     def use(preset_name, config, splits):
         path = _hub_mirror(tmp_path / preset_name, config, splits)
-        monkeypatch.setitem(data.PRESETS, preset_name, data.with_hub_id(preset_name, path))
+        monkeypatch.setitem(presets.PRESETS, preset_name, presets.with_hub_id(preset_name, path))
 
     return use
 
@@ -72,13 +74,13 @@ def test_gsm8k_preset_through_the_hub_code_path(mirror):
     assert ex.answer == "1000"  # after ####, thousands comma removed
     assert "<<" not in ex.solution and "####" not in ex.solution  # calculator notes and #### line dropped
     assert ex.solution.endswith("1000 apples.")
-    assert ex.prompt == "Q999: how many?\n\n" + data.MATH_INSTRUCTION  # presets ask for a boxed answer
+    assert ex.prompt == "Q999: how many?\n\n" + presets.MATH_INSTRUCTION  # presets ask for a boxed answer
 
 
 def test_hub_id_of_a_preset_gets_its_mapping(mirror):
     mirror("gsm8k", "main", {"train": GSM8K_ROWS[:4], "test": GSM8K_ROWS[4:6]})
-    assert data.find_preset("openai/gsm8k").answer_from == "gsm8k"
-    assert data.find_preset("MATH-500") is data.PRESETS["math500"]
+    assert presets.find_preset("openai/gsm8k").answer_from == "gsm8k"
+    assert presets.find_preset("MATH-500") is presets.PRESETS["math500"]
 
 
 def test_math_preset_answer_from_last_box(mirror):

@@ -266,3 +266,22 @@ def test_scheduler_config_section():
                 },
             }
         )
+
+
+def test_plan_to_json_is_what_plan_json_holds():
+    p = _plan(8 * GiB)
+    assert p.to_json() == json.dumps(p.to_dict(), indent=1, default=str)
+    assert json.loads(p.to_json())["micro_batch_size"] == p.micro_batch_size
+
+
+def test_a_plan_request_needs_no_command_line():
+    """The plan command's logic is callable with a config: the same dict as `gcpo-lite plan --json`."""
+    from gcpo_lite.memory.plan_request import PlanRequest, plan_device, plan_report
+
+    cfg = from_dict({"model": {"name": "qwen2.5-0.5b"}, "gcpo": {"max_completion_length": 1024}})
+    d = plan_report(PlanRequest(cfg, memory_budget="6GiB", optimizer="adamw_8bit"))
+    argv = ["--model", "qwen2.5-0.5b", "--max-completion-length", "1024", "--memory-budget", "6GiB"]
+    assert d == plan_cmd.build(plan_cmd_args(argv + ["--optimizer", "adamw_8bit"]))
+    assert d["shape"]["optimizer"] == "adamw_8bit" and d["budget_bytes"] == 6 * GiB
+    assert plan_device(PlanRequest(cfg, memory_budget="6GiB")) == "cuda"  # a budget: planning for a GPU
+    assert plan_device(PlanRequest(from_dict({"train": {"device": "cpu"}}), memory_budget="6GiB")) == "cpu"

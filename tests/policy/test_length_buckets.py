@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gcpo_lite.algorithm.update_rows import UpdateRows
 from gcpo_lite.config import from_dict
-from gcpo_lite.train.trainer import Trainer, _UpdateRows
+from gcpo_lite.train.trainer import Trainer
 
 
 @pytest.mark.parametrize("loss_type", ["seq_mean_token_mean", "token_mean"])
@@ -29,7 +30,7 @@ def test_buckets_match_one_padded_batch(embedded_model_dir, tmp_path, loss_type)
     rows, _ = tr._rows_to_train(batch)
     lengths = [len(batch.completions[i]) for i in rows]
     assert lengths == sorted(lengths) and len(set(lengths)) > 1, "needs rows of different lengths"
-    work = _UpdateRows(batch, rows, loss_type)
+    work = UpdateRows(batch, rows, loss_type)
     ref = tr._per_row_logps(work, reference=True)
     params = [p for p in tr.model.parameters() if p.requires_grad]
     results = {}

@@ -9,12 +9,13 @@ import logging
 import pytest
 import torch
 
+from gcpo_lite.algorithm.update_rows import UpdateRows
 from gcpo_lite.config import from_dict
 from gcpo_lite.data.collate import pad_batch
 from gcpo_lite.models.loading import decoder_and_head
 from gcpo_lite.policy.logprobs import completion_logprobs, completion_loss
 from gcpo_lite.policy.prompt_sharing import NotRouted, SharedPrompts
-from gcpo_lite.train.trainer import Trainer, _UpdateRows
+from gcpo_lite.train.trainer import Trainer
 
 # 3 prompts of different lengths (so left padding differs), 3-4 rows each, completions of 1 to 9 tokens
 PROMPTS = [[5, 9, 11, 3], [7, 2], [4, 4, 8, 12, 6, 1, 10]]
@@ -133,7 +134,7 @@ def _trainer(model_dir, tmp_path, **train) -> Trainer:
 def _micro_step_grads(tr: Trainer, batch, share: bool):
     """(loss / clip / KL sums, LoRA grads, reference log-probs) of the whole batch in one micro-step."""
     rows, _ = tr._rows_to_train(batch)
-    work = _UpdateRows(batch, rows, tr.cfg.gcpo.loss_type)
+    work = UpdateRows(batch, rows, tr.cfg.gcpo.loss_type)
     tr._share_prompts = share
     ref = tr._per_row_logps(work, reference=True)  # beta > 0: the adapter-free base's, prompts shared too
     params = [p for p in tr.model.parameters() if p.requires_grad]

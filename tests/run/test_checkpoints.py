@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from gcpo_lite.config import ConfigError, from_dict
-from gcpo_lite.data.datasets import PromptStream
+from gcpo_lite.data.prompt_stream import PromptStream
 from gcpo_lite.run import checkpoints as ck
 from gcpo_lite.train.trainer import Trainer
 

@@ -177,5 +177,5 @@ def test_skipping_zero_advantage_groups_does_not_rescale_the_step(trainer, monke
     monkeypatch.setattr(trainer, "_rows_to_train", lambda b: (everything, 0))
     forwarded_out, forwarded = grads_of_one_update()
     assert skipped_out["skipped_groups"] == 1 and skipped_out["trained_rows"] == 4
-    for a, b in zip(skipped, forwarded):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-8)
+    for a, b in zip(skipped, forwarded):  # the forwarded run sums more rows, in another order: fp32 rounding
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

@@ -6,7 +6,7 @@ import torch
 
 from gcpo_lite.config import from_dict
 from gcpo_lite.rollout import backends as backends_mod
-from gcpo_lite.train import trainer as trainer_mod
+from gcpo_lite.train import update_phase as update_mod
 from gcpo_lite.train.trainer import Trainer
 
 STEPS = 2
@@ -55,8 +55,8 @@ def _oom():
 def test_backoff_run_matches_a_clean_run(embedded_model_dir, tmp_path, monkeypatch):
     clean_samples, clean_params = run(make(tmp_path / "clean", gen_batch=4, micro=8))
 
-    real_sample, real_logprobs = backends_mod.sample_completions, trainer_mod.completion_logprobs
-    real_loss = trainer_mod.completion_loss
+    real_sample, real_logprobs = backends_mod.sample_completions, update_mod.completion_logprobs
+    real_loss = update_mod.completion_loss
     failed = set()
 
     def sample(model, prompts, **kw):  # more than 4 sequences "do not fit", after drawing random numbers
@@ -85,8 +85,8 @@ def test_backoff_run_matches_a_clean_run(embedded_model_dir, tmp_path, monkeypat
         return loss, m
 
     monkeypatch.setattr(backends_mod, "sample_completions", sample)
-    monkeypatch.setattr(trainer_mod, "completion_logprobs", logprobs)
-    monkeypatch.setattr(trainer_mod, "completion_loss", loss_fn)
+    monkeypatch.setattr(update_mod, "completion_logprobs", logprobs)
+    monkeypatch.setattr(update_mod, "completion_loss", loss_fn)
     tr = make(tmp_path / "backoff", gen_batch=8, micro=8)
     samples, params = run(tr)
 

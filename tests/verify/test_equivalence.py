@@ -74,7 +74,7 @@ def test_agreement_with_math_verify():
 def test_verifier_registry(monkeypatch):
     from gcpo_lite.config import ConfigError
     from gcpo_lite.data.tasks import Example
-    from gcpo_lite.verify import rewards
+    from gcpo_lite.rewards import reward_model as rewards
 
     ex = Example(prompt="q", answer="\\frac{1}{2}")
     assert set(rewards.VERIFIERS) >= {"math", "math_verify"}

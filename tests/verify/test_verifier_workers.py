@@ -119,7 +119,7 @@ def test_worker_stuck_holding_the_gil_dies_with_its_killed_parent():
         import json, os, subprocess, sys, time
         from gcpo_lite.verify import workers as mw
         env = dict(os.environ, **{mw.PARENT_ENV: str(os.getpid()), mw.PDEATHSIG_ENV: "1"})
-        stuck = ("import gcpo_lite.verify.equivalence as e, gcpo_lite.verify.worker_main as m; "
+        stuck = ("import gcpo_lite.verify.symbolic as e, gcpo_lite.verify.worker_main as m; "
                  "e.symbolic_equal = lambda a, b: pow(3, 10 ** int(a)) > 0; m._serve()")
         w = subprocess.Popen([sys.executable, "-c", stuck], env=env, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)

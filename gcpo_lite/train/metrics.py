@@ -1,0 +1,87 @@
+"""What a step reports: the rollout's figures from its record, and the one writer of metrics.jsonl and
+completions.jsonl."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import torch
+
+from gcpo_lite.algorithm.advantages import group_stats
+from gcpo_lite.algorithm.batches import StepBatch
+
+
+def rollout_metrics(rec: dict, G: int) -> dict:
+    """The step's rollout figures from its record (the whole job's under torchrun). Unsuffixed keys
+    describe the policy's own samples (gold rows excluded); `*_with_gold` keys the batch the update
+    trains on."""
+    reward_t = torch.tensor(rec["rewards"], dtype=torch.float32)
+    sampled_reward_t, correct = torch.tensor(rec["sampled_rewards"]), torch.tensor(rec["correct"])
+    stats = group_stats(correct, torch.tensor(rec["advantages"]), G)
+    lengths, is_gold, gold_status = rec["lengths"], rec["is_gold"], rec["gold_status"]
+    std = lambda t: t.std().item() if len(t) > 1 else 0.0  # noqa: E731
+    metrics = {
+        "reward_mean": sampled_reward_t.mean().item(),
+        "reward_std": std(sampled_reward_t),
+        "reward_mean_with_gold": reward_t.mean().item(),
+        "reward_std_with_gold": std(reward_t),
+        "accuracy": correct.float().mean().item(),
+        "gold_injected_frac": sum(is_gold) / (len(is_gold) // G),
+        "all_correct_frac": stats.all_correct_frac,
+        "all_wrong_frac": stats.all_wrong_frac,
+        "zero_advantage_groups": stats.zero_advantage_groups,
+        "completion_length_mean": sum(lengths) / max(1, len(lengths)),
+        "completion_length_max": max(lengths, default=0),
+        "sampled_tokens": sum(lengths),
+        # mean per sampled token (nats), at the sampling temperature
+        "entropy": rec["entropy_sum"] / max(1, sum(lengths)),
+        "truncated_frac": sum(rec["truncated"]) / len(lengths),
+        "reward_errors": rec["reward_errors"],
+    }
+    for status in ("truncated", "skipped_overflow", "failed_verification", "suppressed_token", "missing"):
+        metrics[f"gold_{status}"] = gold_status.get(status, 0)
+    other = ("truncated_zeroed", "truncated_masked", "rollouts", "generated_tokens", "dynamic_rounds")
+    metrics.update({k: rec[k] for k in (*other, "dynamic_dropped_groups") if k in rec})
+    return metrics
+
+
+class MetricsLog:
+    """Rows to metrics.jsonl, a few sampled completions to completions.jsonl, the row to sinks and the bar."""
+
+    def __init__(self, trainer, metrics_file, completions_file):
+        self.trainer, self.mf, self.cf = trainer, metrics_file, completions_file
+
+    def write(self, row: dict, *, batch: Optional[StepBatch] = None, sinks=None, bar=None) -> dict:
+        self.mf.write(json.dumps(row) + "\n")
+        self.mf.flush()
+        if batch is not None:
+            self.write_samples(batch)
+        if sinks is not None:
+            sinks.log(row)
+        if bar is not None:
+            bar.update(row)
+        return row
+
+    def write_samples(self, batch: StepBatch) -> None:
+        n = self.trainer.cfg.train.log_completions
+        if n <= 0:
+            return
+        G = self.trainer.cfg.gcpo.num_generations
+        for i in range(0, min(len(batch.completions), n * G), G):  # first sample of the first n groups
+            ex = batch.examples[i // G]
+            text = self.trainer.tokenizer.decode(batch.completions[i], skip_special_tokens=True)
+            self.cf.write(
+                json.dumps(
+                    {
+                        "step": self.trainer.step,
+                        "prompt": ex.prompt,
+                        "answer": ex.answer,
+                        "completion": text,
+                        "reward": float(batch.rewards[i]),
+                        "gold": bool(batch.is_gold[i]),
+                    }
+                )
+                + "\n"
+            )
+        self.cf.flush()
