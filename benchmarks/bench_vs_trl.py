@@ -600,7 +600,7 @@ NOTES = [
     "update entirely.",
     "TRL casts a 4-bit model's LoRA weights to bf16; here they are cast back to fp32 (gcpo-lite's dtype) before "
     "training, and TRL bans the pad token while sampling (generation_kwargs suppress_tokens), as gcpo-lite does.",
-    "gcpo-lite runs its own CPU caching allocator (scheduler.cpu_allocator=caching) and its own KV-cached sampler "
+    "gcpo-lite runs its own CPU caching allocator (memory.cpu_allocator=caching) and its own KV-cached sampler "
     "and fused loss; TRL runs transformers `generate` and its fused lm_head log-probs (entropies included).",
     "The two draw prompts in different orders and sample with different random streams, so completions (and "
     "their lengths) differ step by step; the per-token column normalises for that.",

@@ -7,7 +7,7 @@ Runs, each as its own process: `gcpo-lite train` for --steps steps in 4-bit NF4 
 completions of up to 32 tokens), `gcpo-lite eval` of the adapter, `gcpo-lite export`. Reports each command's
 wall time and peak RSS (os.wait4), the training steps' measured peak RSS (metrics.jsonl: peak_memory_bytes)
 against the memory plan's prediction (plan_predicted_peak_bytes), and the time per step. With more than one
---allocators value, `train` runs once per CPU allocator (scheduler.cpu_allocator), side by side.
+--allocators value, `train` runs once per CPU allocator (memory.cpu_allocator), side by side.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, default=QWEN25_05B["num_hidden_layers"])
     ap.add_argument("--steps", type=int, default=2)
-    ap.add_argument("--allocators", default="caching", help="comma-separated scheduler.cpu_allocator values")
+    ap.add_argument("--allocators", default="caching", help="comma-separated memory.cpu_allocator values")
     ap.add_argument("--write-md", type=Path)
     args = ap.parse_args()
     cli = [sys.executable, "-m", "gcpo_lite.cli"]
@@ -72,7 +72,7 @@ def main() -> int:
                 *cli, "train", "--model", str(model), "--dataset", "addition", "--output-dir", str(run),
                 "--no-progress", f"train.max_steps={args.steps}", "train.batch_size=8", "gcpo.num_generations=4",
                 "gcpo.max_completion_length=32", "train.eval_steps=0", "data.eval_size=8",
-                f"scheduler.cpu_allocator={alloc}",
+                f"memory.cpu_allocator={alloc}",
             ]  # fmt: skip
             results[f"train ({alloc} allocator)"] = timed(train)
             rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -4,7 +4,7 @@
         [--write-md docs/BENCHMARKS.md]
 
 "after" is `gcpo-lite train` as shipped. "before" turns off the speed changes:
-    rollout.share_prefill=false rollout.drop_finished=false scheduler.dequantized_base=false train.length_buckets=1
+    rollout.share_prefill=false rollout.drop_finished=false memory.dequantized_base=false train.length_buckets=1
     train.share_prompts=false
 (the caching CPU allocator stays on in both: it is issue 10's memory fix, not a speed change). Runs alternate
 (before, after per seed) in fresh processes with train.max_minutes=--minutes. Per run: steps done, median step
@@ -29,7 +29,7 @@ SECTION = "## Speed work and learning: the embedded demo before / after (issue 1
 BEFORE = [
     "rollout.share_prefill=false",
     "rollout.drop_finished=false",
-    "scheduler.dequantized_base=false",
+    "memory.dequantized_base=false",
     "train.length_buckets=1",
     "train.share_prompts=false",
 ]

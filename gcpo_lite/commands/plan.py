@@ -79,10 +79,10 @@ def _add_group_size_arguments(p: argparse.ArgumentParser) -> None:
         "[--min-num-generations, --max-num-generations] dividing the batch that fits",
     )
     p.add_argument(
-        "--min-num-generations", type=int, metavar="G", help="default: scheduler.min_num_generations (2)"
+        "--min-num-generations", type=int, metavar="G", help="default: memory.min_num_generations (2)"
     )
     p.add_argument(
-        "--max-num-generations", type=int, metavar="G", help="default: scheduler.max_num_generations (16)"
+        "--max-num-generations", type=int, metavar="G", help="default: memory.max_num_generations (16)"
     )
 
 
@@ -120,12 +120,12 @@ def _overrides(args) -> list[str]:
 
 def _group_overrides(args) -> list[str]:
     """--num-generations / --min/--max-num-generations as config overrides; `auto` is handled by the config
-    (gcpo.num_generations: auto turns on scheduler.auto_num_generations with a valid stand-in G)."""
+    (gcpo.num_generations: auto turns on memory.auto_num_generations with a valid stand-in G)."""
     out = []
     if args.min_num_generations:
-        out.append(f"scheduler.min_num_generations={args.min_num_generations}")
+        out.append(f"memory.min_num_generations={args.min_num_generations}")
     if args.max_num_generations:
-        out.append(f"scheduler.max_num_generations={args.max_num_generations}")
+        out.append(f"memory.max_num_generations={args.max_num_generations}")
     g = args.num_generations
     if g is not None and g != "auto":
         try:

@@ -16,10 +16,10 @@ from gcpo_lite.config.sections import (  # noqa: F401
     DataConfig,
     GCPOConfig,
     LoraConfig,
+    MemoryConfig,
     ModelConfig,
     RewardConfig,
     RolloutConfig,
-    SchedulerConfig,
     TrainConfig,
 )
 from gcpo_lite.errors import ConfigError  # noqa: F401

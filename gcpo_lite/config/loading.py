@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,8 @@ from gcpo_lite.config.schema import Config
 from gcpo_lite.config.sections import SECTIONS, TrainConfig
 from gcpo_lite.config.validation import field_types, shown
 from gcpo_lite.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def _unknown_key(where: str, key: Any, valid: list[str]) -> ConfigError:
@@ -79,27 +82,51 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
 
 
 def _expand_auto_group_size(data: dict) -> dict:
-    """`gcpo.num_generations: auto` = scheduler.auto_num_generations, with a valid G until the planner picks.
+    """`gcpo.num_generations: auto` = memory.auto_num_generations, with a valid G until the planner picks.
 
-    The stand-in is the largest G in the scheduler's range that divides train.batch_size."""
+    The stand-in is the largest G in memory.min/max_num_generations that divides train.batch_size."""
     gcpo = data.get("gcpo") if isinstance(data.get("gcpo"), dict) else None
     if not gcpo or str(gcpo.get("num_generations")).lower() != "auto":
         return data
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    sched = data.setdefault("scheduler", {}) or {}
-    data["scheduler"] = sched
+    sched = data.setdefault("memory", {}) or {}
+    data["memory"] = sched
     sched["auto_num_generations"] = True
-    lo = _coerce(sched.get("min_num_generations", 2), int, "scheduler.min_num_generations")
-    hi = _coerce(sched.get("max_num_generations", 16), int, "scheduler.max_num_generations")
+    lo = _coerce(sched.get("min_num_generations", 2), int, "memory.min_num_generations")
+    hi = _coerce(sched.get("max_num_generations", 16), int, "memory.max_num_generations")
     train = data.get("train") if isinstance(data.get("train"), dict) else {}
     batch = _coerce(train.get("batch_size", TrainConfig.batch_size), int, "train.batch_size")
     fits = [g for g in range(max(2, lo), hi + 1) if batch % g == 0]
     if not fits:
         raise ConfigError(
-            f"gcpo.num_generations=auto: no G in [{lo}, {hi}] (scheduler.min/max_num_generations) "
+            f"gcpo.num_generations=auto: no G in [{lo}, {hi}] (memory.min/max_num_generations) "
             f"divides train.batch_size={batch}; change the batch size or the range"
         )
     data["gcpo"]["num_generations"] = max(fits)
+    return data
+
+
+RENAMED_SECTIONS = {"scheduler": "memory"}  # old name -> new: configs written before the rename still load
+
+
+def _current_section_name(name: str) -> str:
+    if name in RENAMED_SECTIONS:
+        new = RENAMED_SECTIONS[name]
+        log.warning("config section %r is now %r (the old name still loads; rename it)", name, new)
+        return new
+    return name
+
+
+def _renamed_sections(data: dict) -> dict:
+    """data with every old section name replaced by its new one (a one-line notice each); both names at once
+    is refused, since they would disagree silently."""
+    for old, new in RENAMED_SECTIONS.items():
+        if old in data:
+            if new in data:
+                raise ConfigError(
+                    f"the config has both {old!r} and {new!r}; {old!r} is {new!r}'s old name: keep one"
+                )
+            data = {(_current_section_name(k) if k == old else k): v for k, v in data.items()}
     return data
 
 
@@ -108,7 +135,7 @@ def from_dict(data: dict | None) -> Config:
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError(f"a config file must be a mapping of sections, got {_a(type(data).__name__)}")
-    data = _expand_auto_group_size(data)
+    data = _expand_auto_group_size(_renamed_sections(data))
     sections = SECTIONS
     kwargs = {}
     for name, body in data.items():
@@ -146,6 +173,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
                 f"sections: {', '.join(sections)}"
             )
         section, key = parts
+        section = _current_section_name(section)
         if section not in sections:
             raise _unknown_key("section ", section, list(sections))
         types = field_types(sections[section])

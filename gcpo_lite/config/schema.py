@@ -10,10 +10,10 @@ from gcpo_lite.config.sections import (
     DataConfig,
     GCPOConfig,
     LoraConfig,
+    MemoryConfig,
     ModelConfig,
     RewardConfig,
     RolloutConfig,
-    SchedulerConfig,
     TrainConfig,
 )
 from gcpo_lite.config.validation import validate
@@ -27,7 +27,7 @@ class Config:
     reward: RewardConfig = field(default_factory=RewardConfig)
     gcpo: GCPOConfig = field(default_factory=GCPOConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
 
     def __post_init__(self):
@@ -46,8 +46,8 @@ class Config:
         return dataclasses.asdict(self)
 
     def with_cpu_allocator(self, allocator: str) -> "Config":
-        """A new, validated Config with scheduler.cpu_allocator set (the allocator the run really got)."""
-        return self._with("scheduler", cpu_allocator=allocator)
+        """A new, validated Config with memory.cpu_allocator set (the allocator the run really got)."""
+        return self._with("memory", cpu_allocator=allocator)
 
     def with_batch_size(self, batch_size: int) -> "Config":
         """A new, validated Config with train.batch_size set (one torchrun process's share of the step)."""

@@ -121,7 +121,7 @@ class GCPOConfig:
         default=8,
         metadata={
             "help": "G, completions sampled per prompt (>= 2); `auto` = the largest that fits memory "
-            "(scheduler.auto_num_generations)"
+            "(memory.auto_num_generations)"
         },
     )
     temperature: float = field(
@@ -279,7 +279,7 @@ class TrainConfig:
 
 
 @dataclass
-class SchedulerConfig:
+class MemoryConfig:
     memory_budget: Optional[str] = field(
         default=None,
         metadata={
@@ -347,7 +347,7 @@ class RolloutConfig:
     merge_lora: bool = field(
         default=True,
         metadata={
-            "help": "while sampling, each LoRA projection over a dequantized base layer (scheduler."
+            "help": "while sampling, each LoRA projection over a dequantized base layer (memory."
             "dequantized_base) runs one matmul on W + scaling * B @ A (a second copy of those layers, held only "
             "during the rollout and counted in the plan); log-probs equal the unmerged path's to fp32 rounding"
         },
@@ -361,6 +361,6 @@ SECTIONS: dict[str, type] = {
     "reward": RewardConfig,
     "gcpo": GCPOConfig,
     "train": TrainConfig,
-    "scheduler": SchedulerConfig,
+    "memory": MemoryConfig,
     "rollout": RolloutConfig,
 }  # in Config's order

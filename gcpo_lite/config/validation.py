@@ -48,7 +48,7 @@ def validate(cfg) -> None:
     _validate_gcpo(cfg)
     _validate_positive(cfg)
     _validate_train(cfg)
-    _validate_scheduler(cfg)
+    _validate_memory(cfg)
     if cfg.train.eval_temperature < 0:
         raise ConfigError(f"train.eval_temperature={cfg.train.eval_temperature} must be >= 0 (0 = greedy)")
 
@@ -139,21 +139,21 @@ def _validate_train(cfg) -> None:
         )
 
 
-def _validate_scheduler(cfg) -> None:
-    s = cfg.scheduler
+def _validate_memory(cfg) -> None:
+    s = cfg.memory
     if s.memory_budget is not None:
         if parse_bytes(s.memory_budget) <= 0:
-            raise ConfigError(f"scheduler.memory_budget={s.memory_budget!r} must be positive, e.g. 8GiB")
+            raise ConfigError(f"memory.memory_budget={s.memory_budget!r} must be positive, e.g. 8GiB")
     if not 2 <= s.min_num_generations <= s.max_num_generations:
         raise ConfigError(
-            f"scheduler.min_num_generations={s.min_num_generations} and max_num_generations="
+            f"memory.min_num_generations={s.min_num_generations} and max_num_generations="
             f"{s.max_num_generations} must satisfy 2 <= min <= max; e.g. 2 and 16"
         )
     if s.auto_num_generations and not any(
         cfg.train.batch_size % g == 0 for g in range(s.min_num_generations, s.max_num_generations + 1)
     ):
         raise ConfigError(
-            f"scheduler.auto_num_generations: no G in [{s.min_num_generations}, "
+            f"memory.auto_num_generations: no G in [{s.min_num_generations}, "
             f"{s.max_num_generations}] divides train.batch_size={cfg.train.batch_size}; "
             "use a batch size that is a multiple of 8 or 16"
         )

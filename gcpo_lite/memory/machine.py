@@ -47,7 +47,7 @@ def detect_budget(device: str, explicit: Optional[str] = None) -> tuple[int, str
         if not torch.cuda.is_available():
             raise ConfigError(
                 "planning for CUDA but this torch sees no GPU; pass a memory budget "
-                "(scheduler.memory_budget=8GiB or --memory-budget 8GiB) or plan for the CPU"
+                "(memory.memory_budget=8GiB or --memory-budget 8GiB) or plan for the CPU"
             )
         dev = torch.device(device)
         free, total = torch.cuda.mem_get_info(dev)

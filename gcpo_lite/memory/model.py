@@ -43,7 +43,7 @@ CPU_RUNTIME_BYTES = 480 * MiB  # python + torch + transformers + peft + bitsandb
 # fraction of the larger phase lost to caching / fragmentation: CUDA's caching allocator rounds and splits
 # blocks. On CPU, gcpo-lite's caching allocator (memory/cpu_allocator.py) keeps freed large blocks for reuse
 # up to a cap, and the trainer sets that cap to this slack (1x the phase; a 0.5B-shaped update filled 256 of
-# its 254 MiB), so the term is a bound the run enforces. With glibc's heap (scheduler.cpu_allocator=system)
+# its 254 MiB), so the term is a bound the run enforces. With glibc's heap (memory.cpu_allocator=system)
 # fragmentation is measured at 1x (the embedded demo) to 3.4x (the 0.5B-shaped update) the phase.
 ALLOCATOR_SLACK = {"cuda": 0.10, "cpu": 1.0, "cpu_system": 2.5}
 

@@ -29,15 +29,13 @@ class PlanRequest:
     device: Optional[str] = (
         None  # cuda | cpu; default: train.device, else cuda with a budget, else this machine's
     )
-    memory_budget: Optional[str] = (
-        None  # e.g. 8GiB; default: scheduler.memory_budget, else this machine's free
-    )
+    memory_budget: Optional[str] = None  # e.g. 8GiB; default: memory.memory_budget, else this machine's free
     optimizer: Optional[str] = None  # adamw | adamw_8bit | paged_adamw_8bit; default: train.optimizer
     kernels: Optional[str] = None  # native | reference; default: train.kernels, reference for auto
 
     @property
     def budget_text(self) -> Optional[str]:
-        return self.memory_budget if self.memory_budget is not None else self.cfg.scheduler.memory_budget
+        return self.memory_budget if self.memory_budget is not None else self.cfg.memory.memory_budget
 
 
 def plan_device(request: PlanRequest) -> str:
@@ -93,7 +91,7 @@ def _plan_fields(cfg: Config, plan: Plan, est: mm.Estimate) -> dict:
         "budget_bytes": plan.budget_bytes,
         "budget_source": plan.budget_source,
         "num_generations": plan.num_generations,
-        "num_generations_auto": cfg.scheduler.auto_num_generations,
+        "num_generations_auto": cfg.memory.auto_num_generations,
         "batch_size": cfg.train.batch_size,
         "generation_batch_size": plan.generation_batch_size,
         "micro_batch_size": plan.micro_batch_size,

@@ -1,6 +1,6 @@
 """Memory-aware plan of a step: generation batch, training micro-batch, logits chunk, group size.
 
-The budget is `scheduler.memory_budget` (e.g. 8GiB) when set, else the device's free memory
+The budget is `memory.memory_budget` (e.g. 8GiB) when set, else the device's free memory
 (torch.cuda.mem_get_info) or, on CPU, the available system RAM, each plus what this process
 already holds (machine.py). The planner takes the memory model (model.py) and picks
 
@@ -9,9 +9,9 @@ already holds (machine.py). The planner takes the memory model (model.py) and pi
                          smallest logits chunk (gradient accumulation over batch_size / micro keeps
                          the effective batch)
   logits_chunk_size      then the largest chunk up to the kernel's default (~256 MiB of logits) that fits
-  num_generations        with scheduler.auto_num_generations: the largest G in [min, max] dividing
+  num_generations        with memory.auto_num_generations: the largest G in [min, max] dividing
                          batch_size whose whole group fits one generate call (warns when G < 4)
-  dequantized_layers     with scheduler.dequantized_base and a 4-bit base: last, with what is left, the
+  dequantized_layers     with memory.dequantized_base and a 4-bit base: last, with what is left, the
                          most decoder layers whose dequantized copy keeps the peak within
                          DEQUANT_BUDGET_FRACTION of the budget (sizes come first: the copy buys speed, never
                          a smaller batch)
@@ -294,7 +294,7 @@ def _smaller_model_fix(arch: Architecture, shape: mm.RunShape, fits, model_name:
 
 def plan_for_config(cfg: Config, arch: Architecture, shape: mm.RunShape, budget: int, source: str) -> Plan:
     """plan_run with the batch, group-size and size overrides a config holds."""
-    sch = cfg.scheduler
+    sch = cfg.memory
     return plan_run(
         arch,
         shape,
@@ -330,7 +330,7 @@ def make_plan(
     prompt_tokens: the longest prompt the run will see (the trainer measures its data); default
     data.max_prompt_length, the most any prompt may have.
     processes_sharing: processes of one torchrun job on this machine; on CPU they share its RAM, so each
-    plans within its share of the detected budget (a given scheduler.memory_budget is per process)."""
+    plans within its share of the detected budget (a given memory.memory_budget is per process)."""
     device = device or resolved_device(cfg)
     if model_config is not None:
         arch = from_hf_config(model_config if isinstance(model_config, dict) else model_config.to_dict())
@@ -351,7 +351,7 @@ def _run_budget(
     """(bytes, where they came from) for one process of the run (make_plan's arguments)."""
     if budget_bytes is not None:
         return budget_bytes, "memory budget given"
-    given = cfg.scheduler.memory_budget
+    given = cfg.memory.memory_budget
     budget, source = detect_budget(device, given)
     if processes_sharing > 1 and not device.startswith("cuda") and given is None:
         return budget // processes_sharing, f"{source}, / {processes_sharing} processes"

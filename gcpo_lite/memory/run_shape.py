@@ -66,7 +66,7 @@ def shape_from_config(
         top_p=cfg.gcpo.top_p,
         device="cuda" if device.startswith("cuda") else "cpu",
         logprob_backend=backend or logprob_backend(cfg, device),
-        cpu_allocator=cfg.scheduler.cpu_allocator,
+        cpu_allocator=cfg.memory.cpu_allocator,
         merged_lora_sampling=cfg.rollout.merge_lora,  # counted only for layers the plan dequantizes
         share_prompts=cfg.train.share_prompts,
     )

@@ -4,7 +4,7 @@
       step-000010/
         adapter/            adapter_model.safetensors + adapter_config.json (PEFT format)
         trainer_state.pt    optimizer, LR schedule, RNG states, data position, step (loaded weights_only)
-        plan.json           the scheduler plan the run used (restored on resume: same batch splits, same RNG use)
+        plan.json           the memory plan the run used (restored on resume: same batch splits, same RNG use)
         metrics.jsonl       metrics.jsonl rows up to this step
         state.json          step, epoch, cursor, time: for people and `gcpo-lite export`
       latest                "step-000010", replaced atomically once that directory is complete

@@ -85,11 +85,11 @@ class Trainer(RolloutPhase, UpdatePhase):
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.suppress = suppressed_ids(self.tokenizer, self.eos_ids, cfg.gcpo.suppress_tokens)
         self.suppress_t = torch.tensor(self.suppress, dtype=torch.long, device=self.device)
-        if self.device.type == "cpu" and cfg.scheduler.cpu_allocator == "caching":
+        if self.device.type == "cpu" and cfg.memory.cpu_allocator == "caching":
             self.cfg = cfg = self._install_cpu_allocator(cfg)
         self.cfg = cfg = self._plan_share(cfg, train_examples + self.eval_examples)
         self._spend_planned_memory()
-        oom = dict(enabled=cfg.scheduler.oom_backoff, release=self._release_dequantized)
+        oom = dict(enabled=cfg.memory.oom_backoff, release=self._release_dequantized)
         self.backoff = OOMBackoff(self.plan, **oom)  # OOM: dequantized layers go first, then halve the size
         self.optimizer, self.lr_schedule = self._optimizer()
         self.rollout_backend = make_backend(cfg.rollout)  # prompts -> completions + sampling log-probs
@@ -117,7 +117,7 @@ class Trainer(RolloutPhase, UpdatePhase):
             prompt_tokens=longest_prompt,
             processes_sharing=self.world.local_size,
         )
-        if cfg.scheduler.auto_num_generations:  # auto values resolved once: the run's effective config
+        if cfg.memory.auto_num_generations:  # auto values resolved once: the run's effective config
             cfg = cfg.with_num_generations(self.plan.num_generations)
         check_split(cfg.prompts_per_step, cfg.gcpo.num_generations, self.world)  # whole groups per rank
         self.prompts_per_rank = cfg.prompts_per_step // self.world.size
@@ -139,7 +139,7 @@ class Trainer(RolloutPhase, UpdatePhase):
         ok, why = cpu_allocator.install(cpu_allocator.MIN_CAP_BYTES)
         if ok:
             return cfg
-        log.info("scheduler.cpu_allocator=caching is unavailable: %s; using the system allocator", why)
+        log.info("memory.cpu_allocator=caching is unavailable: %s; using the system allocator", why)
         return cfg.with_cpu_allocator("system")
 
     def _spend_planned_memory(self) -> None:
@@ -148,7 +148,7 @@ class Trainer(RolloutPhase, UpdatePhase):
         if self.plan.dequantized_layers and self.cfg.model.quantize:
             dtype = compute_dtype(self.cfg.model, self.device)
             dequantized_base.attach(self.model, self.plan.dequantized_layers, dtype)
-        if self.device.type == "cpu" and self.cfg.scheduler.cpu_allocator == "caching":
+        if self.device.type == "cpu" and self.cfg.memory.cpu_allocator == "caching":
             slack = self.plan.components["allocator_overhead"]
             cpu_allocator.install(max(slack, cpu_allocator.MIN_CAP_BYTES))
 
@@ -163,7 +163,7 @@ class Trainer(RolloutPhase, UpdatePhase):
 
     def _between_phases(self) -> None:
         """Unmap the caching CPU allocator's cached blocks: one phase's sizes never sit through the other."""
-        if self.device.type == "cpu" and self.cfg.scheduler.cpu_allocator == "caching":
+        if self.device.type == "cpu" and self.cfg.memory.cpu_allocator == "caching":
             cpu_allocator.empty_cache()
 
     def _optimizer(self):

@@ -62,7 +62,7 @@ def test_config_file_with_odd_keys_or_values(files, capsys, name, needle):
 @pytest.mark.parametrize(
     "override, needle",
     [
-        ("scheduler.min_num_generations=abc", "scheduler.min_num_generations='abc' should be an int"),
+        ("memory.min_num_generations=abc", "memory.min_num_generations='abc' should be an int"),
         ("train.batch_size=[1]", "train.batch_size=[1] should be an int"),
     ],
 )
@@ -150,7 +150,7 @@ def test_memory_budget_is_checked(capsys, budget, needle):
 
 
 def test_config_memory_budget_is_checked(capsys):
-    assert_clean(*run_cli(capsys, "train", "scheduler.memory_budget=''"), "empty")
+    assert_clean(*run_cli(capsys, "train", "memory.memory_budget=''"), "empty")
 
 
 def test_train_model_dir_without_tokenizer_fails_before_loading(tmp_path, capsys, embedded_model_dir):

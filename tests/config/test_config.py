@@ -140,13 +140,26 @@ def test_every_shipped_config_loads():
 
 def test_num_generations_auto_turns_on_the_planner():
     cfg = load_config(None, ["gcpo.num_generations=auto", "train.batch_size=48"])
-    assert cfg.scheduler.auto_num_generations is True
+    assert cfg.memory.auto_num_generations is True
     assert cfg.train.batch_size % cfg.gcpo.num_generations == 0 and cfg.gcpo.num_generations == 16
     cfg = from_dict(
         {
             "gcpo": {"num_generations": "auto"},
-            "scheduler": {"max_num_generations": 6},
+            "memory": {"max_num_generations": 6},
             "train": {"batch_size": 64},
         }
     )
-    assert cfg.gcpo.num_generations == 4 and cfg.scheduler.auto_num_generations
+    assert cfg.gcpo.num_generations == 4 and cfg.memory.auto_num_generations
+
+
+def test_the_old_scheduler_section_still_loads_with_one_notice(caplog):
+    """`scheduler` was renamed `memory` (one name per idea: the memory planner); old configs keep working."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="gcpo_lite.config.loading"):
+        cfg = from_dict({"scheduler": {"memory_budget": "6GiB"}})
+        over = load_config(None, ["scheduler.oom_backoff=false"])
+    assert cfg.memory.memory_budget == "6GiB" and over.memory.oom_backoff is False
+    assert sum("is now 'memory'" in r.message for r in caplog.records) == 2
+    with pytest.raises(ConfigError, match="both 'scheduler' and 'memory'"):
+        from_dict({"scheduler": {}, "memory": {}})

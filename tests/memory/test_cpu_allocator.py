@@ -103,7 +103,7 @@ def test_threads_and_autograd_under_the_allocator():
 
 def test_trainer_installs_it_with_the_planned_cap(tmp_path, embedded_model_dir):
     """A CPU run gets the caching allocator with cap = the plan's allocator_overhead (at least the minimum),
-    and its effective config says so; scheduler.cpu_allocator=system leaves it out."""
+    and its effective config says so; memory.cpu_allocator=system leaves it out."""
     out = run_py(
         f"""
         from gcpo_lite.config import from_dict
@@ -112,10 +112,10 @@ def test_trainer_installs_it_with_the_planned_cap(tmp_path, embedded_model_dir):
         base = {{"model": {{"name": {str(embedded_model_dir)!r}}}, "data": {{"dataset": "addition", "eval_size": 4}},
                  "train": {{"output_dir": {str(tmp_path / "run")!r}, "batch_size": 4, "device": "cpu"}},
                  "gcpo": {{"num_generations": 2, "max_completion_length": 8}}}}
-        system = Trainer(from_dict({{**base, "scheduler": {{"cpu_allocator": "system"}}}}), progress=False)
+        system = Trainer(from_dict({{**base, "memory": {{"cpu_allocator": "system"}}}}), progress=False)
         assert not ca.installed()
         tr = Trainer(from_dict(base), progress=False)
-        assert ca.installed() and tr.cfg.scheduler.cpu_allocator == "caching"
+        assert ca.installed() and tr.cfg.memory.cpu_allocator == "caching"
         tr.update(tr.rollout(tr.next_examples(2)))
         tr._between_phases()
         assert ca.stats().cached_bytes == 0

@@ -237,7 +237,7 @@ def test_scheduler_config_section():
             "model": {"name": "qwen2.5-1.5b"},
             "gcpo": {"max_completion_length": 1024},
             "train": {"batch_size": 64},
-            "scheduler": {"memory_budget": "6GiB", "auto_num_generations": True, "max_num_generations": 16},
+            "memory": {"memory_budget": "6GiB", "auto_num_generations": True, "max_num_generations": 16},
         }
     )
     p = make_plan(cfg, device="cuda", compute_dtype="bfloat16")
@@ -251,15 +251,15 @@ def test_scheduler_config_section():
         and effective.gcpo.num_generations == p.num_generations
     )
     with pytest.raises(ConfigError, match="min <= max"):
-        from_dict({"scheduler": {"min_num_generations": 8, "max_num_generations": 4}})
+        from_dict({"memory": {"min_num_generations": 8, "max_num_generations": 4}})
     with pytest.raises(ConfigError, match="8GiB"):
-        from_dict({"scheduler": {"memory_budget": "lots"}})
+        from_dict({"memory": {"memory_budget": "lots"}})
     with pytest.raises(ConfigError, match="divides train.batch_size"):
         from_dict(
             {
                 "gcpo": {"num_generations": 7},
                 "train": {"batch_size": 7},
-                "scheduler": {
+                "memory": {
                     "auto_num_generations": True,
                     "min_num_generations": 2,
                     "max_num_generations": 6,

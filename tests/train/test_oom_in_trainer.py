@@ -16,7 +16,7 @@ def make(run_dir, gen_batch, micro, dequantized_base=False):
     cfg = from_dict(
         {
             # no dequantized layers by default: an OOM would give them back before halving a size
-            "scheduler": {"dequantized_base": dequantized_base},
+            "memory": {"dequantized_base": dequantized_base},
             "model": {"gradient_checkpointing": False},
             "gcpo": {"num_generations": 4, "max_completion_length": 5, "num_iterations": 2, "beta": 0.04},
             "data": {"eval_size": 4},
@@ -139,7 +139,7 @@ def test_auto_group_size_in_the_trainer(embedded_model_dir, tmp_path):
             "gcpo": {"num_generations": 2, "max_completion_length": 4},
             "data": {"eval_size": 4},
             "train": {"batch_size": 8, "output_dir": str(tmp_path), "eval_steps": 0, "num_threads": 1},
-            "scheduler": {"auto_num_generations": True, "min_num_generations": 2, "max_num_generations": 4},
+            "memory": {"auto_num_generations": True, "min_num_generations": 2, "max_num_generations": 4},
         }
     )
     tr = Trainer(cfg, progress=False)
