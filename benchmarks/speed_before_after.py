@@ -4,7 +4,7 @@
         [--write-md docs/BENCHMARKS.md]
 
 "after" is `gcpo-lite train` as shipped. "before" turns off the speed changes:
-    rollout.share_prefill=false rollout.drop_finished=false memory.dequantized_base=false train.length_buckets=1
+    rollout.share_prompts=false rollout.drop_finished=false memory.dequantized_base=false train.length_buckets=1
     train.share_prompts=false
 (the caching CPU allocator stays on in both: it is issue 10's memory fix, not a speed change). Runs alternate
 (before, after per seed) in fresh processes with train.max_minutes=--minutes. Per run: steps done, median step
@@ -27,7 +27,7 @@ from bench_md import write_section  # this folder (the script's own, first on sy
 
 SECTION = "## Speed work and learning: the embedded demo before / after (issue 12)"
 BEFORE = [
-    "rollout.share_prefill=false",
+    "rollout.share_prompts=false",
     "rollout.drop_finished=false",
     "memory.dequantized_base=false",
     "train.length_buckets=1",

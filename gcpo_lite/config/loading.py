@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import logging
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from gcpo_lite.config.renames import current_name, with_current_names
 from gcpo_lite.config.schema import Config
 from gcpo_lite.config.sections import SECTIONS, TrainConfig
 from gcpo_lite.config.validation import field_types, shown
 from gcpo_lite.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 
 def _unknown_key(where: str, key: Any, valid: list[str]) -> ConfigError:
@@ -106,36 +104,12 @@ def _expand_auto_group_size(data: dict) -> dict:
     return data
 
 
-RENAMED_SECTIONS = {"scheduler": "memory"}  # old name -> new: configs written before the rename still load
-
-
-def _current_section_name(name: str) -> str:
-    if name in RENAMED_SECTIONS:
-        new = RENAMED_SECTIONS[name]
-        log.warning("config section %r is now %r (the old name still loads; rename it)", name, new)
-        return new
-    return name
-
-
-def _renamed_sections(data: dict) -> dict:
-    """data with every old section name replaced by its new one (a one-line notice each); both names at once
-    is refused, since they would disagree silently."""
-    for old, new in RENAMED_SECTIONS.items():
-        if old in data:
-            if new in data:
-                raise ConfigError(
-                    f"the config has both {old!r} and {new!r}; {old!r} is {new!r}'s old name: keep one"
-                )
-            data = {(_current_section_name(k) if k == old else k): v for k, v in data.items()}
-    return data
-
-
 def from_dict(data: dict | None) -> Config:
     """Build and validate a Config from a nested dict (as YAML gives it)."""
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError(f"a config file must be a mapping of sections, got {_a(type(data).__name__)}")
-    data = _expand_auto_group_size(_renamed_sections(data))
+    data = _expand_auto_group_size(with_current_names(data))
     sections = SECTIONS
     kwargs = {}
     for name, body in data.items():
@@ -158,7 +132,7 @@ def from_dict(data: dict | None) -> Config:
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply `section.key=value` strings to a nested dict (values parsed as YAML)."""
     _check_shape(data)
-    data = {k: dict(v or {}) for k, v in (data or {}).items()}
+    data = {k: dict(v or {}) for k, v in with_current_names(data or {}).items()}
     sections = SECTIONS
     for item in overrides:
         if "=" not in item:
@@ -172,8 +146,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
                 f"override {dotted!r} must name section.key, e.g. train.learning_rate=1e-5; "
                 f"sections: {', '.join(sections)}"
             )
-        section, key = parts
-        section = _current_section_name(section)
+        section, key = current_name(f"{parts[0]}.{parts[1]}").split(".", 1)
         if section not in sections:
             raise _unknown_key("section ", section, list(sections))
         types = field_types(sections[section])

@@ -336,7 +336,7 @@ class RolloutConfig:
             "rollout/backends.py): builtin = gcpo-lite's KV-cached sampler on the training model"
         },
     )
-    share_prefill: bool = field(
+    share_prompts: bool = field(
         default=True,
         metadata={"help": "prefill each distinct prompt once and copy its KV cache to its G samples (exact)"},
     )

@@ -38,11 +38,11 @@ class BuiltinBackend:
     """gcpo-lite's batched, KV-cached sampler (rollout.sample_completions) on the training model itself."""
 
     def __init__(self, cfg: RolloutConfig):
-        self.share_prefill, self.drop_finished = cfg.share_prefill, cfg.drop_finished
+        self.share_prompts, self.drop_finished = cfg.share_prompts, cfg.drop_finished
 
     def generate(self, model, prompts, **kw) -> SampleOutput:
         return sample_completions(
-            model, prompts, share_prefill=self.share_prefill, drop_finished=self.drop_finished, **kw
+            model, prompts, share_prompts=self.share_prompts, drop_finished=self.drop_finished, **kw
         )
 
 

@@ -142,7 +142,7 @@ def sample_completions(
     pad_id: int,
     suppress_ids: Sequence[int] = (),
     generator: Optional[torch.Generator] = None,
-    share_prefill: bool = True,
+    share_prompts: bool = True,
     drop_finished: bool = True,
 ) -> SampleOutput:
     """Sample one completion per prompt (repeat a prompt G times for a group) in one batch.
@@ -150,7 +150,7 @@ def sample_completions(
     temperature 0 means greedy. suppress_ids are never sampled (and must be masked in the
     training log-probs too). Stops when every sequence has produced an EOS id.
 
-    share_prefill: each distinct prompt is prefilled once and its KV cache copied to its rows (a group's
+    share_prompts: each distinct prompt is prefilled once and its KV cache copied to its rows (a group's
     G samples share one prefill; the same keys, values and first-token distribution as G prefills).
     drop_finished: rows that ended are removed from the decode batch and the cache (COMPACT_FRACTION),
     so long-tailed lengths do not keep finished rows decoding padding.
@@ -160,7 +160,7 @@ def sample_completions(
     model.eval()  # also disables gradient checkpointing, which would refuse the KV cache
     B = len(prompts)
     distinct, owner = (
-        _unique_prompts(prompts) if share_prefill else ([list(p) for p in prompts], list(range(B)))
+        _unique_prompts(prompts) if share_prompts else ([list(p) for p in prompts], list(range(B)))
     )
     rules = _Rules.make(device, eos_ids, suppress_ids, temperature, top_p, pad_id, generator)
     tallies = _Tallies.empty(B, max_new_tokens, pad_id, device)

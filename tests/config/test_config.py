@@ -152,14 +152,19 @@ def test_num_generations_auto_turns_on_the_planner():
     assert cfg.gcpo.num_generations == 4 and cfg.memory.auto_num_generations
 
 
-def test_the_old_scheduler_section_still_loads_with_one_notice(caplog):
-    """`scheduler` was renamed `memory` (one name per idea: the memory planner); old configs keep working."""
+def test_renamed_keys_still_load_with_one_notice_each(caplog):
+    """One name per idea: `scheduler` is `memory` (the memory planner), rollout.share_prefill is
+    rollout.share_prompts (prompt sharing in both phases). Configs written before still load."""
     import logging
 
     with caplog.at_level(logging.WARNING, logger="gcpo_lite.config.loading"):
-        cfg = from_dict({"scheduler": {"memory_budget": "6GiB"}})
-        over = load_config(None, ["scheduler.oom_backoff=false"])
-    assert cfg.memory.memory_budget == "6GiB" and over.memory.oom_backoff is False
-    assert sum("is now 'memory'" in r.message for r in caplog.records) == 2
+        cfg = from_dict({"scheduler": {"memory_budget": "6GiB"}, "rollout": {"share_prefill": False}})
+        over = load_config(None, ["scheduler.oom_backoff=false", "rollout.share_prefill=false"])
+    assert cfg.memory.memory_budget == "6GiB" and cfg.rollout.share_prompts is False
+    assert over.memory.oom_backoff is False and over.rollout.share_prompts is False
+    notices = [r.message for r in caplog.records if "the old name still loads" in r.message]
+    assert len(notices) == 4, notices
     with pytest.raises(ConfigError, match="both 'scheduler' and 'memory'"):
-        from_dict({"scheduler": {}, "memory": {}})
+        from_dict({"memory": {}, "scheduler": {}})
+    with pytest.raises(ConfigError, match="both rollout.share_prefill and rollout.share_prompts"):
+        from_dict({"rollout": {"share_prompts": True, "share_prefill": False}})

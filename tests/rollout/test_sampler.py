@@ -34,7 +34,7 @@ def _eos_often(model, tok, temperature: float, seed: int) -> set[int]:
         eos_ids={-1},
         pad_id=tok.pad_token_id,
         generator=torch.Generator().manual_seed(seed),
-        share_prefill=False,
+        share_prompts=False,
         drop_finished=False,
     )
 
@@ -54,7 +54,7 @@ def test_same_samples_as_one_prefill_per_row(embedded_policy, temperature):
     for share, drop in [(False, False), (True, False), (False, True), (True, True)]:
         gen = torch.Generator().manual_seed(7)
         runs[share, drop] = sample_completions(
-            model, prompts, generator=gen, share_prefill=share, drop_finished=drop, **kw
+            model, prompts, generator=gen, share_prompts=share, drop_finished=drop, **kw
         )
     plain = runs[False, False]
     lengths = [len(c) for c in plain.completions]

@@ -28,7 +28,7 @@ def test_settings_rollout_picks_the_backend_and_progress_is_reported(
             return SampleOutput([[p[-1], min(eos_ids)] for p in prompts], [0.0] * len(prompts))
 
     monkeypatch.setitem(backends.BACKENDS, "echo", Echo)
-    rollout = RolloutConfig(backend="echo", share_prefill=False)
+    rollout = RolloutConfig(backend="echo", share_prompts=False)
     ev = prepare_evaluation(
         _settings(tmp_path, limit=5, num_samples=2, temperature=1.0, batch_size=4, rollout=rollout)
     )
