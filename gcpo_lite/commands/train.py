@@ -11,9 +11,8 @@ import argparse
 import textwrap
 
 from gcpo_lite.commands.flags import flag_overrides
-from gcpo_lite.config import apply_overrides, describe_options, from_dict, load_config
-from gcpo_lite.demo.default_run import EMBEDDED_DEFAULT
-from gcpo_lite.models.registry import EMBEDDED_BASE_NAME, EMBEDDED_NAME
+from gcpo_lite.config import ConfigError, describe_options
+from gcpo_lite.train.run_config import REAL_MODEL_DATASET, resumed_config, run_config
 
 RUN_DIR_NOTE = """\
 the run directory: one run writes it at a time (an exclusive lock, RUN_DIR/.lock, released when the
@@ -85,9 +84,6 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-REAL_MODEL_DATASET = "gsm8k"  # what a real model trains on when no --dataset is given
-
-
 def _dataset_note(args: argparse.Namespace, cfg) -> str:
     if getattr(args, "dataset", None) is None and cfg.data.dataset == REAL_MODEL_DATASET and cfg.model.name:
         return " (no --dataset given: gsm8k, the default for real models; the built-in tasks are for the embedded one)"
@@ -95,85 +91,27 @@ def _dataset_note(args: argparse.Namespace, cfg) -> str:
 
 
 def config_from_args(args: argparse.Namespace):
-    """(Config, used_embedded_default) from --config / flags / overrides."""
-    flags = flag_overrides(args)
+    """(Config, used_embedded_default) from --config / flags / overrides (train.run_config does the work)."""
+    overrides = flag_overrides(args) + list(args.overrides)
     if getattr(args, "resume", None):
-        return _resume_config(args, flags), False
-    embedded = args.config is None and args.model is None and args.dataset is None
-    if embedded:
-        return from_dict(apply_overrides(EMBEDDED_DEFAULT, flags + list(args.overrides))), True
-    cfg = load_config(args.config, flags + list(args.overrides))
-    if cfg.data.dataset is None and cfg.model.name not in (None, EMBEDDED_NAME, EMBEDDED_BASE_NAME):
-        # A real model solves the built-in tasks outright (every group all-correct: nothing to learn).
-        cfg = load_config(args.config, [f"data.dataset={REAL_MODEL_DATASET}"] + flags + list(args.overrides))
-    return cfg, False
-
-
-# what a resumed run may change and still match an uninterrupted one step for step: how long it runs and what
-# it writes, never what a step computes
-RESUME_EXACT_KEYS = frozenset(
-    {
-        "train.max_steps",
-        "train.max_minutes",
-        "train.save_steps",
-        "train.save_total_limit",
-        "train.report_to",
-        "train.eval_steps",
-    }
-)
-
-
-def _resume_config(args: argparse.Namespace, flags: list[str]):
-    """The run's own config.yaml with flags / overrides on top; output_dir stays the run directory."""
-    import yaml
-
-    run_dir = _resumable_run_dir(args)
-    data = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    cfg = from_dict(apply_overrides(data, flags + list(args.overrides) + [f"train.output_dir={run_dir}"]))
-    changed = _changed_keys(from_dict(data), cfg)
-    if any(c not in RESUME_EXACT_KEYS for c in changed):
-        print(
-            f"gcpo-lite: note: resuming with changed {', '.join(changed)}; metrics will not match an "
-            "uninterrupted run",
-            flush=True,
-        )
-    return cfg
-
-
-def _resumable_run_dir(args: argparse.Namespace):
-    """--resume's directory, once it holds a run's config.yaml and no flag contradicts it."""
-    from pathlib import Path
-
-    from gcpo_lite.config import ConfigError
-
-    run_dir = Path(args.resume)
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(
-            f"--resume {run_dir}: no config.yaml there; pass the run directory of a gcpo-lite train run"
-        )
-    if args.config or args.model or args.dataset:
-        raise ConfigError(
-            "--resume takes the run's config.yaml; drop --config/--model/--dataset "
-            "(overrides like train.max_steps=N still apply)"
-        )
-    return run_dir
-
-
-def _changed_keys(old, new) -> list[str]:
-    """section.key of every setting that differs between two Configs, train.output_dir aside."""
-    before, new_sections = old.to_dict(), new.to_dict()
-    return [
-        f"{sec}.{k}"
-        for sec, body in new_sections.items()
-        for k, v in body.items()
-        if before[sec][k] != v and f"{sec}.{k}" != "train.output_dir"
-    ]
+        if args.config or args.model or args.dataset:
+            raise ConfigError(
+                "--resume takes the run's config.yaml; drop --config/--model/--dataset "
+                "(overrides like train.max_steps=N still apply)"
+            )
+        cfg, changed = resumed_config(args.resume, overrides)
+        if changed:
+            print(
+                f"gcpo-lite: note: resuming with changed {', '.join(changed)}; metrics will not match an "
+                "uninterrupted run",
+                flush=True,
+            )
+        return cfg, False
+    return run_config(args.config, args.model, args.dataset, overrides)
 
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "resume", None) and getattr(args, "overwrite", False):
-        from gcpo_lite.config import ConfigError
-
         raise ConfigError(
             "--resume continues a run and --overwrite starts a new one (moving the old aside); pass one"
         )
