@@ -1,6 +1,6 @@
 """`python -m gcpo_lite ...` is the `gcpo-lite` command.
 
-Under torchrun: `torchrun --nproc-per-node N -m gcpo_lite train ...` (see distributed.py)."""
+Under torchrun: `torchrun --nproc-per-node N -m gcpo_lite train ...` (see gcpo_lite/run/distributed.py)."""
 
 import sys
 

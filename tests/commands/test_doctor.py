@@ -66,4 +66,4 @@ def test_build_ext_reports_the_build(monkeypatch, capsys):
 
 def test_commands_are_registered():
     assert {"train", "eval", "export", "plot", "doctor", "build-ext"} <= set(COMMANDS)
-    build_parser()  # every module imports and declares its arguments
+    build_parser()  # the table alone: each command module is imported when its command is chosen (test_cli.py)
