@@ -1,7 +1,7 @@
 """Export a run's adapter (PEFT format + tokenizer + model card), optionally merged, optionally pushed.
 
-    gcpo-lite export RUN_DIR --output-dir OUT [--checkpoint N] [--merge [--dtype bfloat16]]
-                     [--push-to-hub user/name [--private]]
+    gcpo-lite export RUN_DIR --output-dir OUT [--checkpoint N|latest] [--merge [--dtype bfloat16]]
+                     [--overwrite [--discard-edits]] [--push-to-hub user/name [--private]]
 
 Without --merge, OUT is a PEFT adapter: `PeftModel.from_pretrained(base, OUT)` with plain transformers
 and peft. With --merge, OUT is a full model (safetensors, bf16 by default) that loads with
@@ -13,8 +13,12 @@ the local export as it is.
 
 Export never deletes or overwrites anything it did not create: OUT must be new or empty; with
 --overwrite it may also be a previous export (recognised by its `.gcpo-lite-export` marker, which lists
-the files that export wrote), which is replaced only after the new export is complete. OUT inside the run
+the files that export wrote with their sizes and hashes), which is replaced only after the new export is
+complete, and not when a file in it was edited since (unless --discard-edits). OUT inside the run
 directory, or containing it (symlinks resolved), is refused, as is a file or a symlink in the way.
+
+Export ships only an adapter that loads and fits the base (gcpo_lite/export/adapter_check.py); a damaged
+RUN_DIR/adapter is refused, naming the newest intact checkpoint (`--checkpoint latest` exports it).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 
 from gcpo_lite.export.hub_push import push_to_hub
+from gcpo_lite.export.source import LATEST
 from gcpo_lite.export.write import export
 
 SAFETY = """\
@@ -30,9 +35,13 @@ OUT and your files: export never deletes or overwrites anything it did not creat
   - OUT inside RUN_DIR, or containing it, is refused (symbolic links are resolved first),
     as are a file or a symbolic link at OUT.
   - --overwrite replaces OUT only when it holds a previous export (its .gcpo-lite-export
-    marker lists the files that export wrote; a folder with other files is still refused).
-    The new export is written to a hidden folder next to OUT and swapped in only once it is
-    complete, so a failed export leaves the previous one as it was.
+    marker lists the files that export wrote; a folder with other files is still refused, and
+    so is one whose files were edited since, unless --discard-edits).
+    The new export is written to a hidden folder next to OUT (.OUT.gcpo-export-PID-XXXXXXXX)
+    and swapped in only once it is complete, so a failed export leaves the previous one as it
+    was; such a folder left by a killed export is removed by the next export to OUT.
+  - The adapter is checked before anything is written: it must load and fit the base. A
+    damaged RUN_DIR/adapter is refused, naming the newest intact checkpoint (--checkpoint latest).
 Refusals happen before any model is loaded and exit with status 2."""
 
 
@@ -60,16 +69,35 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
         help="replace OUT when it holds a previous gcpo-lite export (its .gcpo-lite-export marker), "
         "once the new export is complete; any other non-empty directory is still refused",
     )
+    p.add_argument(
+        "--discard-edits",
+        action="store_true",
+        help="with --overwrite: replace the previous export even when files in it were edited since "
+        "export wrote them (the edits are lost)",
+    )
+
+
+def _checkpoint(text: str) -> int | str:
+    if text == LATEST:
+        return LATEST
+    try:
+        step = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a step number nor {LATEST!r}") from None
+    if step < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a step is 0 or more")
+    return step
 
 
 def _add_content_arguments(p: argparse.ArgumentParser) -> None:
     """Which adapter to export, and whether to merge it into a full model."""
     p.add_argument(
         "--checkpoint",
-        type=int,
-        metavar="N",
-        help="export checkpoints/step-N instead of the final "
-        "adapter (default: RUN_DIR/adapter, else the latest checkpoint)",
+        type=_checkpoint,
+        metavar="N|latest",
+        help="export checkpoints/step-N, or with `latest` the newest checkpoint whose adapter is intact, "
+        "instead of the final adapter (default: RUN_DIR/adapter; for a run stopped before its end, "
+        "which has none, the newest intact checkpoint)",
     )
     p.add_argument(
         "--merge", action="store_true", help="merge the adapter into a full model (base dequantized)"
@@ -98,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         merge_base=args.merge_base,
         overwrite=args.overwrite,
+        discard_edits=args.discard_edits,
     )
     kind = "merged model" if args.merge else "adapter"
     print(f"exported the {kind} to {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")

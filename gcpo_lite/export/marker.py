@@ -1,8 +1,10 @@
-"""The `.gcpo-lite-export` marker: written last into every export, it lists the files export wrote, so that
---overwrite can replace a previous export and refuse a folder holding anything else."""
+"""The `.gcpo-lite-export` marker: written last into every export, it lists the files export wrote with their
+sizes and sha256 hashes, so that --overwrite can replace a previous export and refuse a folder holding
+anything else, or files the user edited since."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -46,6 +48,31 @@ def not_written_by_export(folder: Path, marker: dict) -> list[str]:
     return sorted(_entries(folder) - ours)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def edited_since_export(folder: Path, marker: dict) -> list[str]:
+    """The files of a previous export whose size or sha256 differ from what the marker recorded (the user
+    edited them). A file removed since is not listed: replacing it loses nothing. A marker written before
+    hashes were recorded lists none."""
+    hashes = marker.get("hashes")
+    if not isinstance(hashes, dict):
+        return []
+    edited = []
+    for name, recorded in sorted(hashes.items()):
+        path = folder / str(name)
+        if path.is_symlink() or not path.is_file() or not isinstance(recorded, dict):
+            continue
+        if path.stat().st_size != recorded.get("size") or _sha256(path) != recorded.get("sha256"):
+            edited.append(str(name))
+    return edited
+
+
 def _tool_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -56,7 +83,8 @@ def _tool_version() -> str:
 
 
 def write_marker(folder: Path, run_dir: Path, step: Optional[int], merged: bool) -> None:
-    """Written last: lists every file of the export, so --overwrite can tell them from files added later."""
+    """Written last: lists every file of the export (size and sha256 too), so --overwrite can tell them from
+    files added or edited later."""
     files = sorted(
         p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir() and p.name != MARKER
     )
@@ -69,5 +97,8 @@ def write_marker(folder: Path, run_dir: Path, step: Optional[int], merged: bool)
         "merged": merged,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "files": files,
+        "hashes": {
+            name: {"size": (folder / name).stat().st_size, "sha256": _sha256(folder / name)} for name in files
+        },
     }
     (folder / MARKER).write_text(json.dumps(marker, indent=1) + "\n")

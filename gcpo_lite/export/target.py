@@ -1,8 +1,9 @@
 """Refuse an --output-dir that would overwrite or delete anything export did not create, before any work.
 
 OUT must be new or empty; with --overwrite it may also be a previous export (its marker lists every file
-it holds). OUT inside the run directory, or containing it (symlinks resolved), is refused, as is a file or a
-symlink in the way, or a parent folder that cannot be written.
+it holds, with their hashes: an export whose files the user edited since is refused unless --discard-edits).
+OUT inside the run directory, or containing it (symlinks resolved), is refused, as is a file or a symlink in
+the way, or a parent folder that cannot be written.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 from pathlib import Path
 
 from gcpo_lite.config import ConfigError
-from gcpo_lite.export.marker import MARKER, not_written_by_export, read_marker
+from gcpo_lite.export.marker import MARKER, edited_since_export, not_written_by_export, read_marker
 
 
 class ExportTargetError(ConfigError):
@@ -22,8 +23,13 @@ def _is_within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def check_replaceable(out_dir: Path, *, overwrite: bool) -> None:
-    """out_dir is an existing non-empty directory: it may be replaced only if it is a previous export."""
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def check_replaceable(out_dir: Path, *, overwrite: bool, discard_edits: bool = False) -> None:
+    """out_dir is an existing non-empty directory: it may be replaced only if it is a previous export, with
+    nothing added and (unless discard_edits) nothing edited since."""
     marker = read_marker(out_dir)
     if marker is None:
         raise ExportTargetError(
@@ -37,10 +43,16 @@ def check_replaceable(out_dir: Path, *, overwrite: bool) -> None:
         )
     extra = not_written_by_export(out_dir, marker)
     if extra:
-        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
         raise ExportTargetError(
-            f"--output-dir {out_dir} holds a previous export plus files it did not write ({shown}); "
+            f"--output-dir {out_dir} holds a previous export plus files it did not write ({_shown(extra)}); "
             "--overwrite would delete them: move them out first, or choose a new directory"
+        )
+    edited = [] if discard_edits else edited_since_export(out_dir, marker)
+    if edited:
+        raise ExportTargetError(
+            f"--output-dir {out_dir} holds a previous export whose {_shown(edited)} changed since export "
+            "wrote it; --overwrite would lose those edits: move the files out of it first, or pass "
+            "--discard-edits to replace them anyway"
         )
 
 
@@ -87,10 +99,12 @@ def _refuse_unwritable_parent(out_dir: Path) -> None:
         )
 
 
-def check_output_dir(run_dir: Path, out_dir: Path, *, overwrite: bool = False) -> None:
+def check_output_dir(
+    run_dir: Path, out_dir: Path, *, overwrite: bool = False, discard_edits: bool = False
+) -> None:
     """Refuse an OUT that would overwrite or delete anything export did not create (before any work)."""
     _refuse_overlap(run_dir, out_dir)
     _refuse_link_or_file(out_dir)
     _refuse_unwritable_parent(out_dir)
     if out_dir.is_dir() and any(out_dir.iterdir()):
-        check_replaceable(out_dir, overwrite=overwrite)
+        check_replaceable(out_dir, overwrite=overwrite, discard_edits=discard_edits)
