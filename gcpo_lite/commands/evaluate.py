@@ -41,11 +41,15 @@ def _add_what_to_score(p: argparse.ArgumentParser) -> None:
         help="built-in task (addition), preset (gsm8k, math, math500, aime24, aime25, "
         "openr1), hub id or local .jsonl/.json/.csv/.parquet (omitted: addition)",
     )
-    p.add_argument("--split", default="test", help="split to score (default: test; presets map it to theirs)")
+    p.add_argument(
+        "--split",
+        default="test",
+        help="split to score (default: test; a built-in task has train and test; presets map it to theirs)",
+    )
     p.add_argument("--prompt-field", help="dataset column with the question")
     p.add_argument("--answer-field", help="dataset column with the final answer")
     p.add_argument("--system-prompt", help="system message before every question")
-    p.add_argument("--limit", type=int, metavar="N", help="score only the first N prompts")
+    p.add_argument("--limit", type=int, metavar="N", help="score only the first N prompts (N >= 1)")
 
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:

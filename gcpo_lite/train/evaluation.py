@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -28,6 +31,7 @@ from gcpo_lite.verify.answer import extract_answer
 DEFAULT_BUILTIN_TOKENS = 5  # the embedded addition task answers in <= 4 tokens + EOS (EMBEDDED_DEFAULT)
 DEFAULT_MATH_TOKENS = 1024  # enough for a worked MATH solution; R1-distill models want more
 PASS_AT = (1, 2, 4, 8, 16, 32, 64)  # the pass@j reported besides pass@k, for every j <= k
+PEFT_LOAD_ERRORS = (ValueError, TypeError, KeyError, AttributeError, RuntimeError)
 
 
 @dataclass
@@ -74,24 +78,88 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 def check_settings(s: EvalSettings) -> float:
     """The sampling temperature; ConfigError for settings that cannot give a meaningful score."""
-    if s.num_samples < 1:
-        raise ConfigError(f"--num-samples={s.num_samples} must be >= 1")
-    if s.batch_size < 1:
-        raise ConfigError(f"--batch-size={s.batch_size} must be >= 1")
+    for flag, n, hint in (
+        ("--num-samples", s.num_samples, ""),
+        ("--batch-size", s.batch_size, ""),
+        ("--limit", s.limit, "; omit it to score the whole split"),
+        ("--max-new-tokens", s.max_new_tokens, "; omit it for the dataset kind's default"),
+    ):
+        if n is not None and n < 1:
+            raise ConfigError(f"{flag}={n} must be >= 1{hint}")
+    if not 0 < s.top_p <= 1:
+        raise ConfigError(f"--top-p={s.top_p} must be > 0 and <= 1 (1: sample from the whole distribution)")
     temperature = s.temperature if s.temperature is not None else (0.0 if s.num_samples == 1 else 1.0)
-    if temperature < 0:
-        raise ConfigError(f"--temperature={temperature} must be >= 0 (0 = greedy)")
+    if not 0 <= temperature < math.inf:  # nan too
+        raise ConfigError(f"--temperature={temperature} must be a number >= 0 (0 = greedy)")
     if temperature == 0 and s.num_samples > 1:
         raise ConfigError(
             f"--num-samples={s.num_samples} with --temperature 0 gives {s.num_samples} identical "
             "greedy completions; pass a sampling temperature, e.g. --temperature 0.6"
         )
-    if s.adapter and not (Path(s.adapter) / "adapter_config.json").is_file():
-        raise ConfigError(
-            f"--adapter {s.adapter!r} has no adapter_config.json; pass the adapter directory a "
-            "training run wrote (RUN_DIR/adapter)"
-        )
+    check_adapter(s.adapter)
     return temperature
+
+
+def _bad_adapter(adapter: str, problem: str, fix: str = "pass") -> ConfigError:
+    where = "the adapter directory training wrote (RUN_DIR/adapter, RUN_DIR/checkpoints/step-N/adapter)"
+    return ConfigError(f"--adapter {adapter!r}{problem}; {fix} {where}")
+
+
+def check_adapter(adapter: Optional[str]) -> None:
+    """Before any model loads: a ConfigError naming the file when `adapter` has no adapter_config.json or one
+    that is not a JSON object, or no weights, or weights that are truncated or damaged."""
+    if not adapter:
+        return
+    from safetensors import SafetensorError, safe_open
+
+    from gcpo_lite.run.checkpoint_checks import describe
+
+    config, weights = Path(adapter) / "adapter_config.json", Path(adapter) / "adapter_model.safetensors"
+    if not config.is_file():
+        raise _bad_adapter(adapter, " has no adapter_config.json")
+    try:
+        value = json.loads(config.read_text())
+    except (OSError, ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise _bad_adapter(adapter, f": adapter_config.json is not readable JSON ({describe(e)})") from None
+    if not isinstance(value, dict):
+        raise _bad_adapter(adapter, f": adapter_config.json is a JSON {type(value).__name__}, not an object")
+    if not weights.is_file():
+        if (Path(adapter) / "adapter_model.bin").is_file():
+            return  # the older format: peft reads it
+        raise _bad_adapter(adapter, " has no adapter_model.safetensors")
+    try:
+        with safe_open(str(weights), "pt"):  # reads the header; checks that it covers the whole file
+            pass
+    except (SafetensorError, OSError) as e:
+        why = describe(e)
+        raise _bad_adapter(adapter, f": adapter_model.safetensors is damaged or truncated ({why})") from None
+
+
+def eval_device(name: str):
+    """--device as a torch.device; a ConfigError unless auto, cpu, cuda or a cuda:N this machine has."""
+    import torch
+
+    from gcpo_lite.models.loading import pick_device
+
+    if not re.fullmatch(r"auto|cpu|cuda(?::\d+)?", name):
+        raise ConfigError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N")
+    count = torch.cuda.device_count() if name.startswith("cuda") and torch.cuda.is_available() else 0
+    if name.startswith("cuda") and int(name.partition(":")[2] or 0) >= count:
+        raise ConfigError(
+            f"--device {name} but this torch sees {count or 'no'} CUDA device{'s' if count != 1 else ''}; "
+            + (f"use cuda:0 to cuda:{count - 1}" if count else "use --device cpu (or auto)")
+        )
+    return pick_device(name)
+
+
+@contextmanager
+def writing(path: Path):
+    """An OSError writing `path` (a read-only filesystem, no permission, a full disk) as one ConfigError."""
+    try:
+        yield
+    except OSError as e:
+        why, fix = e.strerror or e, "pass --output-dir with a writable directory"
+        raise ConfigError(f"cannot write {path} ({why}); {fix}") from None
 
 
 def adapter_base(adapter: Optional[str]) -> Optional[str]:
@@ -103,11 +171,7 @@ def adapter_base(adapter: Optional[str]) -> Optional[str]:
         base = json.loads((Path(adapter) / "adapter_config.json").read_text()).get("base_model_name_or_path")
     except (OSError, ValueError):
         return None
-    if (
-        not isinstance(base, str)
-        or not base
-        or (base.startswith(("/", ".", "~")) and not Path(base).exists())
-    ):
+    if not base or not isinstance(base, str) or base.startswith(("/", ".", "~")) and not Path(base).exists():
         return None  # a path from another machine: the default model, as before
     return base
 
@@ -117,6 +181,7 @@ def load_eval_model(name: Optional[str], adapter: Optional[str], quantize: bool,
     embedded model), with the LoRA adapter directory on top when given."""
     from gcpo_lite.demo.embedded_model import prepare_model
     from gcpo_lite.models.loading import load_base_model, load_tokenizer
+    from gcpo_lite.run.checkpoint_checks import describe
 
     model_cfg = ModelConfig(
         name=name or adapter_base(adapter), quantize=quantize, gradient_checkpointing=False
@@ -124,12 +189,24 @@ def load_eval_model(name: Optional[str], adapter: Optional[str], quantize: bool,
     resolved = prepare_model(model_cfg.name)
     tokenizer = load_tokenizer(resolved.source, model_cfg)
     model = load_base_model(resolved.source, model_cfg, device)
-    if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter)
+    try:
+        model = _with_adapter(model, adapter) if adapter else model
+    except (
+        PEFT_LOAD_ERRORS
+    ) as e:  # check_adapter read the files: a config peft rejects, another base's shapes
+        if isinstance(e, RuntimeError) and "size mismatch" not in str(e):
+            raise  # not the adapter's files (out of memory, a CUDA error)
+        why = "its tensor shapes are another base's" if isinstance(e, RuntimeError) else describe(e)
+        fix = "pass --model with the base it was trained on, or"
+        raise _bad_adapter(adapter, f": peft cannot load it onto {resolved.display} ({why})", fix) from None
     model.eval()
     return model, tokenizer, resolved
+
+
+def _with_adapter(model, adapter: str):
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, adapter)
 
 
 def install_cpu_allocator() -> Optional[str]:
@@ -212,19 +289,25 @@ class Evaluation:
         # backends sample from torch's global stream (no generator in their contract): seeded here, the
         # samples depend on the seed alone, not on what loading the model drew
         torch.manual_seed(s.seed)
-        start = time.time()
-        with open(out_dir / "samples.jsonl", "w") as fh:
+        start, samples = time.time(), out_dir / "samples.jsonl"
+        with writing(samples):
+            fh = open(samples, "w")
+        with fh:
             for b in range(0, len(jobs), s.batch_size):
-                chunk = jobs[b : b + s.batch_size]
+                chunk, lines = jobs[b : b + s.batch_size], []
                 for (i, j), text in zip(chunk, self.generate([self.prompts[i] for i, _ in chunk])):
                     row = self.record(i, j, text)
                     correct[i][j] = row["correct"]
                     extracted += row["extracted"] is not None
-                    fh.write(json.dumps(row) + "\n")
+                    lines.append(json.dumps(row) + "\n")
+                with writing(samples):  # flushed: closing the file has nothing left to fail on
+                    fh.write("".join(lines))
+                    fh.flush()
                 if on_batch is not None:
                     on_batch(len(chunk), sum(map(sum, correct)) / (b + len(chunk)))
         summary = self.summary(correct, extracted, time.time() - start)
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        with writing(out_dir / "summary.json"):
+            (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
 
     def summary(self, correct: list[list[bool]], extracted: int, seconds: float) -> dict:
@@ -261,6 +344,9 @@ def load_examples(s: EvalSettings) -> tuple[str, list[Example]]:
     """(dataset name, the examples to score: the split, cut to settings.limit)."""
     data_cfg = s.data_config()
     name = dataset_name(data_cfg)
+    splits = (data_cfg.train_split, "test")  # what a built-in task's load_split tells apart
+    if is_builtin(data_cfg) and s.split not in splits:
+        raise ConfigError(f"built-in task {name!r} has no split {s.split!r}; its splits: {', '.join(splits)}")
     examples = load_split(data_cfg, s.split, seed=s.seed)
     if s.limit is not None:
         examples = examples[: s.limit]
@@ -271,9 +357,8 @@ def load_examples(s: EvalSettings) -> tuple[str, list[Example]]:
 
 def max_new_tokens(s: EvalSettings, model, prompts: list[list[int]]) -> int:
     """Tokens per completion: the setting or the dataset kind's default, cut to fit the model's positions."""
-    wanted = s.max_new_tokens or (
-        DEFAULT_BUILTIN_TOKENS if is_builtin(s.data_config()) else DEFAULT_MATH_TOKENS
-    )
+    default = DEFAULT_BUILTIN_TOKENS if is_builtin(s.data_config()) else DEFAULT_MATH_TOKENS
+    wanted = s.max_new_tokens or default
     positions = getattr(model.config, "max_position_embeddings", None)
     longest = max(map(len, prompts))
     if positions and longest + wanted > positions:
@@ -286,17 +371,18 @@ def prepare_evaluation(s: EvalSettings) -> Evaluation:
     import torch
 
     from gcpo_lite.data.prompts import prompt_ids
-    from gcpo_lite.models.loading import pick_device
 
     temperature = check_settings(s)
+    device = eval_device(s.device)
     name, examples = load_examples(s)
+    with writing(Path(s.output_dir)):  # made, and a file can be made in it, before the model loads
+        Path(s.output_dir).mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=s.output_dir).close()
     rewards = RewardModel(resolve_verifier(s.verifier, name, last_number_fallback=s.last_number_fallback))
-    device = pick_device(s.device)
     note = install_cpu_allocator() if device.type == "cpu" and s.cpu_allocator == "caching" else None
     torch.manual_seed(s.seed)
     model, tokenizer, resolved = load_eval_model(s.model, s.adapter, s.quantize, device)
     prompts = [prompt_ids(tokenizer, ex) for ex in examples]
-    Path(s.output_dir).mkdir(parents=True, exist_ok=True)
     return Evaluation(
         settings=s,
         temperature=temperature,

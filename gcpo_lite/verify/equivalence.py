@@ -5,11 +5,13 @@ Order of checks (cheapest first; most pairs never reach sympy):
   2. multiple choice: a gold letter A-E ("(C)", "\\text{(C)}") is matched by letter;
   3. structure: tuples / intervals (ordered, bracket types must agree), sets, unions and bare
      comma lists (unordered), pmatrix vectors, `x = 5` -> 5, `a \\pm b` -> {a+b, a-b};
-  4. per element: plain numbers (ints exact; fractions, decimals, `\\frac{a}{b}` within a
-     relative tolerance of REL_TOL) and word answers are decided here, in this process;
-  5. anything else goes to sympy in a worker process (math_worker.py) with a hard time
-     limit: LaTeX is translated by math_latex.py, then numeric values are compared within
-     REL_TOL, expressions with free symbols at random points, then by simplify().
+  4. per element: plain numbers (integers and fractions exactly; with a decimal, a rounded value, on
+     either side within a relative tolerance of REL_TOL; all in rationals, never floats) and word
+     answers are decided here, in this process;
+  5. anything else goes to sympy in a worker process (workers.py) with a hard time
+     limit: LaTeX is translated by latex.py, then numeric values are compared (symbolic.py: exactly, or
+     within REL_TOL when an answer has a decimal), expressions with free symbols at random points, then
+     by simplify().
 A timeout, a parse failure or any exception scores False: a wrong "no" costs one reward, a
 hang costs the run.
 """
@@ -17,14 +19,14 @@ hang costs the run.
 from __future__ import annotations
 
 import functools
-import math
 import re
 from fractions import Fraction
 from typing import Callable, Optional
 
 from gcpo_lite.verify.answer import normalize_answer
 
-REL_TOL = 1e-6  # relative tolerance for non-integer numbers (0.333333 ~ 1/3; 3.14 !~ pi)
+REL_TOL = 1e-6  # relative tolerance for a decimal, a rounded value (0.333333 ~ 1/3, 3.14 !~ pi)
+_REL_TOL = Fraction(str(REL_TOL))
 MAX_SYMBOLIC_CHARS = 600  # longer answers are compared as strings only: nobody boxes a page of algebra
 DEFAULT_TIMEOUT_S = 3.0  # hard wall-clock limit of the sympy part of one comparison
 
@@ -234,7 +236,8 @@ _MATH_WORDS = {
 
 
 def plain_number(s: str) -> Optional[tuple[Fraction, bool]]:
-    """(value, is_integer) for 12, -3.5, 3/4, \\frac{3}{4}, -\\frac{1}{2}; None for anything else."""
+    """(value, exact) for 12, -3.5, 3/4, \\frac{3}{4}, -\\frac{1}{2}; None for anything else. A number written
+    with a decimal point is not exact: it may be rounded (0.333333 for 1/3)."""
     s = s.replace(" ", "")
     if _INT.match(s):
         return Fraction(int(s)), True
@@ -242,23 +245,23 @@ def plain_number(s: str) -> Optional[tuple[Fraction, bool]]:
         return Fraction(s.rstrip(".") or "0"), False
     m = _SLASH.match(s)
     if m and int(m.group(2)) != 0:
-        return Fraction(int(m.group(1)), int(m.group(2))), False
+        return Fraction(int(m.group(1)), int(m.group(2))), True
     m = _FRAC.match(s)
     if m and int(m.group(3)) != 0:
         value = Fraction(int(m.group(2)), int(m.group(3)))
-        return (-value if m.group(1) == "-" else value), False
+        return (-value if m.group(1) == "-" else value), True
     return None
 
 
 def numbers_equal(a: tuple[Fraction, bool], b: tuple[Fraction, bool]) -> bool:
+    """Exact numbers must be equal (1000000 != 1000001, 1000000/1000001 != 1); with a decimal on either
+    side, within REL_TOL. In rationals: no float to overflow (a 400-digit decimal) or underflow (1/10^13 is
+    not 0)."""
     if a[0] == b[0]:
         return True
     if a[1] and b[1]:
-        return False  # integers are exact: 1000000 != 1000001
-    try:
-        return math.isclose(float(a[0]), float(b[0]), rel_tol=REL_TOL, abs_tol=1e-12)
-    except OverflowError:
         return False
+    return abs(a[0] - b[0]) <= _REL_TOL * max(abs(a[0]), abs(b[0]))
 
 
 def _is_words(s: str) -> bool:

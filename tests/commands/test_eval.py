@@ -239,3 +239,119 @@ def test_a_verifier_that_raises_scores_wrong_and_is_counted(
     assert [s["correct"] for s in samples] == [False, True, True, True]
     assert summary["reward_errors"] == 1 and summary["accuracy"] == 0.75
     assert "1 reward error (scored wrong)" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def saved_adapter(embedded_model_dir, tmp_path_factory):
+    """A LoRA adapter directory of the embedded model, as save_pretrained writes it (copy it before damage)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    path = tmp_path_factory.mktemp("adapter") / "adapter"
+    base = AutoModelForCausalLM.from_pretrained(str(embedded_model_dir))
+    get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(str(path))
+    return path
+
+
+def _eval_cli(capsys, *argv) -> tuple[int, str]:
+    from gcpo_lite.cli import main
+
+    code = main(["eval", "--limit", "2", "--no-progress", "--no-quantize", *argv])
+    return code, capsys.readouterr().err
+
+
+def _one_line(code: int, err: str, *needles: str) -> None:
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, err
+
+
+def _truncate(adapter):
+    with open(adapter / "adapter_model.safetensors", "r+b") as fh:
+        fh.truncate(40)
+
+
+def _truncate_data(adapter):  # the header intact, the tensors cut short
+    path = adapter / "adapter_model.safetensors"
+    with open(path, "r+b") as fh:
+        fh.truncate(path.stat().st_size - 100)
+
+
+DAMAGE = {
+    "truncated weights": (_truncate, "adapter_model.safetensors is damaged or truncated"),
+    "weights cut short": (_truncate_data, "adapter_model.safetensors is damaged or truncated"),
+    "missing weights": (
+        lambda a: (a / "adapter_model.safetensors").unlink(),
+        "has no adapter_model.safetensors",
+    ),
+    "config not JSON": (
+        lambda a: (a / "adapter_config.json").write_text('{"r": 4, '),
+        "adapter_config.json is not readable JSON",
+    ),
+    "config a list": (
+        lambda a: (a / "adapter_config.json").write_text("[1, 2]"),
+        "adapter_config.json is a JSON list, not an object",
+    ),
+    "config values peft rejects": (
+        lambda a: (a / "adapter_config.json").write_text('{"peft_type": "LORA", "r": "x"}'),
+        "peft cannot load it onto",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_adapter_is_one_line(saved_adapter, tmp_path, capsys, damage):
+    """A truncated, missing or corrupt adapter file: one line naming it and what to pass, no traceback."""
+    import shutil
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(saved_adapter, adapter)
+    make, needle = DAMAGE[damage]
+    make(adapter)
+    code, err = _eval_cli(capsys, "--adapter", str(adapter), "--output-dir", str(tmp_path / "ev"))
+    _one_line(code, err, needle, str(adapter), "--adapter")
+
+
+@pytest.mark.parametrize("device", ["foo", "cuda:x", "meta", "cpu:0:1", ""])
+def test_eval_device_that_is_not_one_is_one_line(embedded_model_dir, tmp_path, capsys, device):
+    code, err = _eval_cli(capsys, "--device", device, "--output-dir", str(tmp_path / "ev"))
+    _one_line(code, err, f"--device {device!r} is not a device", "auto, cpu, cuda or cuda:N")
+
+
+def test_eval_device_cuda_without_one_names_the_flag(embedded_model_dir, tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, err = _eval_cli(capsys, "--device", "cuda:1", "--output-dir", str(tmp_path / "ev"))
+    _one_line(code, err, "--device cuda:1", "no CUDA device", "--device cpu")
+
+
+def test_eval_to_a_read_only_place_is_one_line(embedded_model_dir, tmp_path, capsys, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    def read_only(self, *a, **kw):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    code, err = _eval_cli(capsys, "--output-dir", str(tmp_path / "ev"))
+    _one_line(code, err, f"cannot write {tmp_path / 'ev'} (Read-only file system)", "--output-dir")
+
+
+def test_an_adapter_of_another_base_is_one_line(embedded_model_dir, tmp_path, capsys):
+    """Trained on a base of other shapes (its config names no base here): peft's size mismatch, one line."""
+    import json
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = json.loads((embedded_model_dir / "config.json").read_text())
+    other = Qwen2ForCausalLM(Qwen2Config(**{**config, "hidden_size": 2 * config["hidden_size"]}))
+    adapter = tmp_path / "adapter"
+    get_peft_model(other, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(str(adapter))
+    settings = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**settings, "base_model_name_or_path": None}))
+    code, err = _eval_cli(capsys, "--adapter", str(adapter), "--output-dir", str(tmp_path / "ev"))
+    _one_line(
+        code, err, "its tensor shapes are another base's", "pass --model with the base it was trained on"
+    )

@@ -67,3 +67,106 @@ def test_builtin_backend_samples_what_a_seeded_sampler_does(embedded_model_dir, 
         )
         want += ev.tokenizer.batch_decode(out.completions, skip_special_tokens=True)
     assert got == want and len(set(got)) > 1  # sampled, not one greedy answer repeated
+
+
+def test_limit_below_one_is_refused(tmp_path):
+    """--limit -3 used to score 497 of 500 prompts (a negative slice) and --limit 0 said the split was empty."""
+    import pytest
+
+    from gcpo_lite.config import ConfigError
+
+    for limit in (-3, 0):
+        with pytest.raises(ConfigError, match=rf"--limit={limit} must be >= 1; omit it to score the whole"):
+            prepare_evaluation(_settings(tmp_path, limit=limit))
+
+
+def test_unknown_split_of_a_builtin_task_is_refused(tmp_path):
+    """--split nosuch used to score the test split, labelled [nosuch]."""
+    import pytest
+
+    from gcpo_lite.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"has no split 'nosuch'; its splits: train, test"):
+        prepare_evaluation(_settings(tmp_path, split="nosuch"))
+
+
+def _refuse_writes_to(monkeypatch, name: str, error: OSError) -> None:
+    """Writing OUTPUT_DIR/name raises `error`, as on a read-only filesystem (tests run as root: chmod won't)."""
+    import builtins
+    from pathlib import Path
+
+    real_open, real_write_text = builtins.open, Path.write_text
+
+    def guarded_open(file, mode="r", *a, **kw):
+        if Path(str(file)).name == name and "w" in mode:
+            raise error
+        return real_open(file, mode, *a, **kw)
+
+    def guarded_write_text(self, *a, **kw):
+        if self.name == name:
+            raise error
+        return real_write_text(self, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(Path, "write_text", guarded_write_text)
+
+
+def test_unwritable_output_is_one_sentence_naming_the_file(embedded_model_dir, tmp_path, monkeypatch):
+    import errno
+
+    import pytest
+
+    from gcpo_lite.config import ConfigError
+
+    cases = [
+        ("samples.jsonl", PermissionError(errno.EACCES, "Permission denied")),
+        ("summary.json", OSError(errno.EROFS, "Read-only file system")),
+        ("samples.jsonl", OSError(errno.ENOSPC, "No space left on device")),
+    ]
+    ev = prepare_evaluation(_settings(tmp_path, limit=2))
+    for name, error in cases:
+        with monkeypatch.context() as m:
+            _refuse_writes_to(m, name, error)
+            with pytest.raises(ConfigError) as info:
+                ev.run()
+        message = str(info.value)
+        assert str(tmp_path / name) in message and error.strerror in message, message
+        assert "--output-dir" in message and "\n" not in message, message
+
+
+def test_an_output_dir_that_cannot_be_made_fails_before_the_model_loads(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    import pytest
+
+    from gcpo_lite.config import ConfigError
+    from gcpo_lite.train import evaluation
+
+    def read_only(self, *a, **kw):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    monkeypatch.setattr(evaluation, "load_eval_model", lambda *a: pytest.fail("loaded the model"))
+    with pytest.raises(ConfigError, match=r"cannot write .*ev \(Read-only file system\); pass --output-dir"):
+        prepare_evaluation(_settings(tmp_path / "ev"))
+
+
+def test_sampling_flags_out_of_range_are_refused(tmp_path):
+    """--max-new-tokens -5, --top-p 0 or -1 and --temperature nan were tracebacks from inside sampling;
+    --max-new-tokens 0 silently meant the default and --top-p 7 silently meant 1."""
+    import pytest
+
+    from gcpo_lite.config import ConfigError
+
+    for kw, needle in [
+        (dict(max_new_tokens=-5), r"--max-new-tokens=-5 must be >= 1; omit it for"),
+        (dict(max_new_tokens=0), r"--max-new-tokens=0 must be >= 1"),
+        (dict(top_p=0.0, num_samples=2, temperature=1.0), r"--top-p=0.0 must be > 0 and <= 1"),
+        (dict(top_p=-1.0, num_samples=2, temperature=1.0), r"--top-p=-1.0 must be > 0 and <= 1"),
+        (dict(top_p=7.0, num_samples=2, temperature=1.0), r"--top-p=7.0 must be > 0 and <= 1"),
+        (dict(temperature=float("nan")), r"--temperature=nan must be a number >= 0"),
+        (dict(temperature=float("inf")), r"--temperature=inf must be a number >= 0"),
+    ]:
+        with pytest.raises(ConfigError, match=needle):
+            prepare_evaluation(_settings(tmp_path, limit=2, **kw))
