@@ -8,12 +8,15 @@ commands/plan.py and no other command (nor torch).
 
 from __future__ import annotations
 
+import _thread
 import argparse
-import errno
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 
 COMMANDS: dict[str, tuple[str, str]] = {  # name -> (module, one-line help)
@@ -78,8 +81,19 @@ class _CommandParsers(argparse._SubParsersAction):
     subcommand and parsing its arguments; this action is the step that does both.)"""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        declare_command(self.choices[values[0]], values[0])  # argparse has checked the name is a choice
-        super().__call__(parser, namespace, values, option_string)
+        name, arg_strings = values[0], values[1:]
+        command = self.choices[name]  # argparse has checked the name is a choice
+        declare_command(command, name)
+        setattr(namespace, self.dest, name)
+        # a command taking overrides parses them intermixed with its flags, as users type them: `train a.b=1
+        # --max-steps 3 c.d=2` gives [a.b=1, c.d=2] (the others parse as before: their messages are unchanged)
+        takes_overrides = any(a.dest == "overrides" for a in command._actions)
+        parse = command.parse_known_intermixed_args if takes_overrides else command.parse_known_args
+        sub, extras = parse(arg_strings, None)
+        for key, value in vars(sub).items():
+            setattr(namespace, key, value)
+        if extras:  # the top-level parser reports them ("unrecognized arguments: ...")
+            vars(namespace).setdefault(argparse._UNRECOGNIZED_ARGS_ATTR, []).extend(extras)
 
 
 def declare_command(parser: argparse.ArgumentParser, name: str) -> None:
@@ -109,9 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args_in  # anywhere on the line: keep tracebacks instead of one-sentence errors
     args_in = [a for a in args_in if a != "--debug"]
     command = args_in[0] if args_in and not args_in[0].startswith("-") else "gcpo-lite"
+    program = argv is None  # main runs the process (the console script, python -m gcpo_lite)
+    _keep_interrupts(program)
     try:
         return _dispatch(args_in)
     except KeyboardInterrupt:
+        _exiting(program)
         print(f"gcpo-lite {command}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:
@@ -120,6 +137,46 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"gcpo-lite {command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        _exiting(program)
+
+
+def _keep_interrupts(program: bool) -> None:
+    """A Ctrl-C that lands in a finalizer (a library's __del__ or weakref callback, say while a model loads)
+    raises there, where Python drops it with an "Exception ignored in ..." traceback and the command runs on.
+    Drop it quietly and interrupt the main thread again, from outside the finalizer. The checkpointer's
+    StepInterrupted dropped the same way needs nothing: its stop is recorded (the step ends, then saves)."""
+    if not program:
+        return
+    default = sys.unraisablehook
+
+    def hook(unraisable):
+        exc = unraisable.exc_value
+        if isinstance(exc, KeyboardInterrupt):
+            later = threading.Timer(0.05, _thread.interrupt_main)  # once this hook has returned
+            later.daemon = True
+            later.start()
+        elif type(exc).__name__ != "StepInterrupted":  # by name: run/stop.py imports torch
+            default(unraisable)
+
+    sys.unraisablehook = hook
+
+
+def _exiting(program: bool) -> None:
+    """The process is about to exit: from here a Ctrl-C (say the second of a double Ctrl-C) that lands in the
+    exit's cleanup (atexit callbacks, finalizers) ends it at once with 130, without the "Exception ignored in
+    atexit callback ... KeyboardInterrupt" traceback. Only when main runs the process: a caller's handler
+    is left alone."""
+    if not program or threading.current_thread() is not threading.main_thread():
+        return
+
+    def now(signum, frame):
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, now)
 
 
 def _dispatch(args_in: list[str]) -> int:
@@ -135,18 +192,17 @@ def _dispatch(args_in: list[str]) -> int:
     return int(args._module.run(args) or 0)
 
 
-def _is_disk_full(e: BaseException) -> bool:
-    return isinstance(e, OSError) and e.errno == errno.ENOSPC
-
-
 def user_error(e: BaseException) -> str | None:
     """The one-sentence message for an error the user can fix, or None for a bug (keep its traceback)."""
     from gcpo_lite.config import ConfigError
+    from gcpo_lite.run.disk import free_space, is_disk_full
 
     if isinstance(e, ConfigError):  # every error a user has to fix subclasses it, and says how
         return str(e)
-    if _is_disk_full(e):
-        where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
+    if is_disk_full(e):  # OSError ENOSPC, torch.save's or safetensors' own (training names the file itself)
+        file = getattr(e, "filename", None)
+        free = free_space(file) if file else None
+        where = (f" writing {file}" if file else "") + (f" ({free} free there)" if free else "")
         return (
             f"no space left on device{where}; free some space or choose another --output-dir "
             "(a run resumes from its last checkpoint with --resume)"

@@ -17,8 +17,10 @@ from gcpo_lite.train.run_config import REAL_MODEL_DATASET, resumed_config, run_c
 RUN_DIR_NOTE = """\
 the run directory: one run writes it at a time (an exclusive lock, RUN_DIR/.lock, released when the
 process ends, however it ends); a second run into it fails at once. Without --resume, a directory that
-already holds a run (or any files) is refused unless --overwrite, which moves it aside to DIR.old-DATE.
---resume continues from the newest intact checkpoint, skipping damaged ones with a line saying why."""
+already holds a run (or any files) is refused unless --overwrite, which moves it aside to DIR.old-DATE
+(refused when it holds the dataset, config file or model of the run). --resume continues the run in place
+from the newest intact checkpoint, skipping damaged ones with a line saying why. Checkpoints: every
+train.save_steps steps, else every train.save_minutes (default 10) of wall time, at the end, on Ctrl-C."""
 
 
 def _options_epilog() -> str:
@@ -67,7 +69,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resume",
         metavar="RUN_DIR",
-        help="continue RUN_DIR from its latest checkpoint, with its "
+        help="continue RUN_DIR in place from its latest checkpoint, with its "
         "config.yaml (flags and overrides still apply, e.g. train.max_steps=400 to extend it)",
     )
     p.add_argument(
@@ -76,7 +78,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="train into an --output-dir that already holds a "
         "run or other files: its contents are first moved aside to DIR.old-DATE (never deleted)",
     )
-    p.add_argument("--save-steps", type=int, metavar="N", help="checkpoint every N steps (train.save_steps)")
+    p.add_argument(
+        "--save-steps",
+        type=int,
+        metavar="N",
+        help="checkpoint every N steps (train.save_steps; 0: every train.save_minutes)",
+    )
     p.add_argument(
         "--report-to",
         metavar="SINKS",
@@ -139,7 +146,8 @@ def _prepare_run_dir(args: argparse.Namespace, cfg, say):
 
         resume_from = find_checkpoint(args.resume, echo=lambda s: say(f"gcpo-lite: {s}"))
     else:
-        prepare_new_run(cfg.train.output_dir, overwrite=getattr(args, "overwrite", False))
+        inputs = {"config file": args.config, "dataset": cfg.data.dataset, "model": cfg.model.name}
+        prepare_new_run(cfg.train.output_dir, overwrite=getattr(args, "overwrite", False), inputs=inputs)
     stale = remove_stale_temporaries(cfg.train.output_dir)
     if stale:
         say(f"gcpo-lite: removed {len(stale)} unfinished checkpoint folder(s) left by an interrupted run")
@@ -149,6 +157,10 @@ def _prepare_run_dir(args: argparse.Namespace, cfg, say):
 def _train(args: argparse.Namespace, cfg, embedded: bool, world) -> int:
     say = _speaker(world)
     resume_from = _resume_point(args, cfg, world, say)
+    if resume_from is not None:  # another number of processes: said before the batch split is checked
+        from gcpo_lite.run.checkpoints import check_process_count
+
+        check_process_count(resume_from, world)
     _announce(args, cfg, embedded, world, say)
     trainer = _make_trainer(args, cfg, world)
     cfg = trainer.cfg  # the effective config (a planner-chosen G, the allocator the run got)
@@ -166,11 +178,13 @@ def _train(args: argparse.Namespace, cfg, embedded: bool, world) -> int:
     if getattr(trainer, "interrupted", None):
         return _stopped(trainer, cfg, world, say)
     acc = last.get("eval_accuracy")
-    say(
-        f"done: {trainer.step} steps, held-out accuracy {acc:.1%}"
-        if acc is not None
-        else f"done: {trainer.step} steps"
-    )
+    if not trainer.eval_examples:
+        say(
+            f"done: {trainer.step} steps; no held-out set (data.eval_size={cfg.data.eval_size}), so no held-out "
+            "accuracy"
+        )
+    else:
+        say(f"done: {trainer.step} steps" + (f", held-out accuracy {acc:.1%}" if acc is not None else ""))
     say(f"run directory: {cfg.train.output_dir} (adapter/, config.yaml, metrics.jsonl, completions.jsonl)")
     return 0
 

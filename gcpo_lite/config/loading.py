@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +19,7 @@ import yaml
 from gcpo_lite.config.renames import current_name, with_current_names
 from gcpo_lite.config.schema import Config
 from gcpo_lite.config.sections import SECTIONS, TrainConfig
-from gcpo_lite.config.validation import field_types, shown
+from gcpo_lite.config.validation import check_range, field_types, shown
 from gcpo_lite.errors import ConfigError
 
 
@@ -41,6 +42,8 @@ def _converted(value: Any, base: type) -> Any:
     if base is float:
         if isinstance(value, bool):
             raise TypeError
+        if isinstance(value, int) and abs(value) > 2**1023:  # float() would raise OverflowError
+            return math.inf if value > 0 else -math.inf  # refused as not finite by the range check
         return float(value)
     if base is str:
         if isinstance(value, (list, dict)):  # `output_dir: [a]` or an unquoted `a: b` would become "['a']"
@@ -90,11 +93,17 @@ def _expand_auto_group_size(data: dict) -> dict:
     sched = data.setdefault("memory", {}) or {}
     data["memory"] = sched
     sched["auto_num_generations"] = True
-    lo = _coerce(sched.get("min_num_generations", 2), int, "memory.min_num_generations")
-    hi = _coerce(sched.get("max_num_generations", 16), int, "memory.max_num_generations")
     train = data.get("train") if isinstance(data.get("train"), dict) else {}
-    batch = _coerce(train.get("batch_size", TrainConfig.batch_size), int, "train.batch_size")
-    fits = [g for g in range(max(2, lo), hi + 1) if batch % g == 0]
+    raw = {
+        "memory.min_num_generations": sched.get("min_num_generations", 2),
+        "memory.max_num_generations": sched.get("max_num_generations", 16),
+        "train.batch_size": train.get("batch_size", TrainConfig.batch_size),
+    }
+    for key, value in raw.items():  # before the search below loops over them
+        raw[key] = _coerce(value, int, key)
+        check_range(key, raw[key])
+    lo, hi, batch = raw.values()
+    fits = [g for g in range(lo, min(hi, batch) + 1) if batch % g == 0]
     if not fits:
         raise ConfigError(
             f"gcpo.num_generations=auto: no G in [{lo}, {hi}] (memory.min/max_num_generations) "

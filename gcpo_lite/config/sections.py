@@ -258,7 +258,17 @@ class TrainConfig:
     logits_chunk_size: Optional[int] = field(
         default=None, metadata={"help": "tokens per lm_head chunk in the loss; None = the kernel's default"}
     )
-    save_steps: int = field(default=0, metadata={"help": "checkpoint every N steps (0 = only at the end)"})
+    save_steps: int = field(
+        default=0, metadata={"help": "checkpoint every N steps (0 = every save_minutes of wall time instead)"}
+    )
+    save_minutes: float = field(
+        default=10.0,
+        metadata={
+            "help": "with save_steps=0: checkpoint at the end of the first step after this many minutes of wall "
+            "time since the last checkpoint (or the start), so a crash or kill -9 loses at most about this much "
+            "work; save_steps > 0 replaces it; 0 = only at the end (and on Ctrl-C/SIGTERM)"
+        },
+    )
     save_total_limit: Optional[int] = field(
         default=3,
         metadata={"help": "checkpoints kept in RUN_DIR/checkpoints (oldest deleted first); None = all"},

@@ -89,11 +89,28 @@ def _no_such_path(name: str) -> DataError:
     )
 
 
+def _not_a_dataset(name: str, path: Path) -> DataError:
+    """An existing file or directory that is not a dataset gcpo-lite reads: what it is, and what it reads."""
+    files = "a .jsonl, .json, .csv or .parquet file (one row per example, with prompt and answer columns)"
+    if not path.is_dir():
+        kind = f"a {path.suffix} file" if path.suffix else "a file with no extension"
+        kind = kind if path.is_file() else "not a regular file (a device, pipe or socket)"
+        return DataError(
+            f"dataset {name!r} is {kind}; gcpo-lite reads {files} or a folder written by Dataset.save_to_disk: "
+            "convert it (or rename it, if it already is one of these)"
+        )
+    return DataError(
+        f"dataset {name!r} is a directory, but not a saved dataset (it has no dataset_info.json or "
+        "dataset_dict.json): gcpo-lite reads a folder only when Dataset.save_to_disk or DatasetDict.save_to_disk "
+        f"wrote it; pass {files} instead"
+    )
+
+
 def _load_error(name: str, split: str, e: Exception) -> DataError:
     """Network, unknown id, missing split: say which and how to fix."""
     presets = ", ".join(PRESETS)
     return DataError(
-        f"could not load dataset {name!r} split {split!r}: {type(e).__name__}: {e}. "
+        f"could not load dataset {name!r} split {split!r}: {type(e).__name__}: {' '.join(str(e).split())}. "
         f"Use a built-in task ({', '.join(TASKS)}), a preset ({presets}), a hub id "
         "(owner/name or owner/name:config) reachable from this machine (set HF_HUB_OFFLINE=1 "
         "to use only the local cache), or a local .jsonl/.json/.csv/.parquet file"
@@ -101,17 +118,21 @@ def _load_error(name: str, split: str, e: Exception) -> DataError:
 
 
 def load_rows(cfg: DataConfig, split: str):
-    """The `datasets.Dataset` for one split of cfg.dataset (preset, hub id, local dir or file)."""
+    """The rows of one split of cfg.dataset (preset, hub id, local dir or file): a `datasets.Dataset`, or
+    files.JsonRows for a JSON / JSONL file."""
     import datasets
 
     name = dataset_name(cfg)
     path = Path(name).expanduser()
     try:
-        if path.suffix.lower() in FILE_FORMATS:
-            return read_data_file(path, name)
         if _is_saved(path):
             return _load_saved(path, name, split)
-        if name.startswith(("/", ".", "~")) or name.count("/") > 1:  # a path, and nothing is there
+        if path.suffix.lower() in FILE_FORMATS:
+            return read_data_file(path, name)
+        path_like = name.startswith(("/", ".", "~")) or name.count("/") > 1  # never a hub id or a preset
+        if (path_like and path.exists()) or (path.is_file() and not find_preset(name)):
+            raise _not_a_dataset(name, path)  # (a bare name's folder goes to `datasets`, as before)
+        if path_like:  # and nothing is there
             raise _no_such_path(name)
         preset = find_preset(name)
         hub_id, config = _hub_id_and_config(name, preset)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from gcpo_lite.config import DataConfig
+from gcpo_lite.config.validation import shown
 from gcpo_lite.data.errors import DataError
 from gcpo_lite.data.presets import MATH_INSTRUCTION, Preset, gsm8k_answer, gsm8k_solution
 from gcpo_lite.data.tasks import Example
@@ -66,9 +67,40 @@ def _resolve_columns(columns: list[str], cfg: DataConfig, source: str, p: Option
     )
 
 
-def _answer_and_solution(row, cols: _Columns, p: Optional[Preset]) -> tuple[object, Optional[str]]:
-    """(the row's final answer, None or blank when it has none; its gold solution text or None)."""
+def _not_text(where: str, role: str, column: str, value) -> DataError:
+    """A row whose answer or solution is a dict or a list that no text stands for (it would train as its repr)."""
+    how = {
+        "answer": "give each row's final answer as text or a number (a list of them is read as the comma-"
+        "separated answer '1, 2'), or pass --answer-field COLUMN (data.answer_field=COLUMN)",
+        "solution": "pass --solution-field COLUMN (data.solution_field=COLUMN) naming a column of worked "
+        "solutions as text",
+    }[role]
+    return DataError(
+        f"{where}: the {role} column {column!r} holds a {type(value).__name__} ({shown(value, 40)}), not text; "
+        f"{how}"
+    )
+
+
+def _answer_text(answer, column: str, where: str) -> Optional[str]:
+    """The final answer as text (None when there is none). A list of numbers or strings is the comma-separated
+    answer "1, 2" (the verifier compares comma lists unordered); a dict, or a list of anything else, is refused."""
+    if isinstance(answer, (list, tuple)):
+        if not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in answer):
+            raise _not_text(where, "answer", column, answer)
+        return ", ".join(str(a).strip() for a in answer)
+    if isinstance(answer, dict):
+        raise _not_text(where, "answer", column, answer)
+    return None if answer is None else str(answer).strip()
+
+
+def _answer_and_solution(
+    row, cols: _Columns, p: Optional[Preset], where: str
+) -> tuple[Optional[str], Optional[str]]:
+    """(the row's final answer, None or blank when it has none; its gold solution text or None); `where`
+    names the row in errors."""
     solution = p.solution_fn(row) if cols.use_fn else (row[cols.solution] if cols.has_solution else None)
+    if isinstance(solution, (dict, list, tuple)):
+        raise _not_text(where, "solution", cols.solution or "solution", solution)
     solution = None if solution is None else str(solution)
     if cols.answer_from == "gsm8k":
         answer = gsm8k_answer(solution or "")
@@ -76,7 +108,7 @@ def _answer_and_solution(row, cols: _Columns, p: Optional[Preset]) -> tuple[obje
     elif cols.answer_from == "boxed":
         answer = last_boxed(solution or "")
     else:
-        answer = row[cols.answer]
+        answer = _answer_text(row[cols.answer], cols.answer, where)
     return answer, solution
 
 
@@ -99,15 +131,17 @@ def _prompt_text(row, cols: _Columns, cfg: DataConfig, p: Optional[Preset], sour
 def rows_to_examples(rows, cfg: DataConfig, source: str, preset: Optional[Preset] = None) -> list[Example]:
     """Map a `datasets.Dataset` (or list of dicts with `column_names`) to Examples.
 
-    Rows without an answer, or with a null or empty prompt, are skipped and counted."""
+    Rows without an answer, or with a null or empty prompt, are skipped and counted; a row whose answer or
+    solution is not text (a dict, a nested list) is a DataError naming it (row N, counting from 1)."""
     p = preset
     cols = _resolve_columns(list(rows.column_names), cfg, source, p)
-    examples, skipped, skipped_prompts = [], 0, 0
-    for row in rows:
+    examples, skipped, skipped_prompts, listed = [], 0, 0, 0
+    for n, row in enumerate(rows, 1):
         if p is not None and p.keep_row is not None and not p.keep_row(row):
             skipped += 1
             continue
-        answer, solution = _answer_and_solution(row, cols, p)
+        answer, solution = _answer_and_solution(row, cols, p, f"{source}: row {n}")
+        listed += cols.answer_from == "field" and isinstance(row[cols.answer], (list, tuple))
         if answer is None or str(answer).strip() == "":
             skipped += 1
             continue
@@ -123,6 +157,14 @@ def rows_to_examples(rows, cfg: DataConfig, source: str, preset: Optional[Preset
         log.warning("%s: skipped %d of %d rows with no checkable final answer", source, skipped, total)
     if skipped_prompts:
         log.warning("%s: skipped %d of %d rows with a null or empty prompt", source, skipped_prompts, total)
+    if listed:
+        log.warning(
+            "%s: %d rows hold a list in the answer column %r, each read as one comma-separated answer "
+            "('1, 2': every value, in any order)",
+            source,
+            listed,
+            cols.answer,
+        )
     return examples
 
 

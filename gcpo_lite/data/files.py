@@ -1,14 +1,17 @@
-"""Local dataset files (.jsonl / .json / .csv / .parquet): checked line by line, then read with `datasets`.
+"""Local dataset files (.jsonl / .json / .csv / .parquet): checked line by line, then read.
 
 `check_data_file` turns what `datasets` would report as a long traceback (an empty file, non-UTF-8 bytes, a
-line that is not a JSON object) into a DataError naming the file and the line.
+line that is not a JSON object) into a DataError naming the file and the line. JSON and JSONL files are read
+here with the json module, row by row, so no schema guessed from the first rows can refuse a valid file (a key
+first seen at row 100,000, or after a 20 MB first row): their columns are every key any row has. CSV and
+Parquet go through `datasets`.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
 from gcpo_lite.data.errors import DataError
 
@@ -28,37 +31,50 @@ def _utf8_error(path: Path, lineno: int, line: bytes, e: UnicodeDecodeError) -> 
     )
 
 
-def check_data_file(path: Path) -> None:
+class JsonRows(list):
+    """A JSON / JSONL file's rows as dicts, each with every column (None where its row lacks the key), and
+    `column_names`: every key any row has, in the order first seen. rows_to_examples reads it as a Dataset."""
+
+    def __init__(self, rows: list[dict]):
+        self.column_names = list(dict.fromkeys(key for row in rows for key in row))
+        super().__init__({key: row.get(key) for key in self.column_names} for row in rows)
+
+
+def check_data_file(path: Path) -> Optional[list[dict]]:
     """Empty files, non-UTF-8 bytes and invalid JSON lines fail here, naming the file and the line.
 
+    Returns the rows of a .json / .jsonl file (parsed anyway to check them), None for .csv / .parquet.
     A UTF-8 byte-order mark (Windows editors write one) is allowed, as `datasets` allows it."""
     suffix = path.suffix.lower()
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty: a dataset file needs at least one row")
     if suffix == ".parquet":
-        return  # binary: read_data_file wraps what pyarrow reports
+        return None  # binary: read_data_file wraps what pyarrow reports
+    rows: list[dict] = []
     with open(path, "rb") as f:
         whole = f.read() if suffix == ".json" else None
         lines = whole.splitlines(keepends=True) if whole is not None else f
-        filled = _count_rows(path, lines, check_objects=suffix == ".jsonl")
+        filled = _count_rows(path, lines, rows if suffix == ".jsonl" else None)
     if not filled:
         raise DataError(f"{path} has no rows (only blank lines)")
     if suffix == ".csv" and filled == 1:
         raise DataError(f"{path} has a header line but no data rows")
     if whole is not None:
-        _check_json_document(path, whole)
+        return _json_document_rows(path, whole)
+    return rows if suffix == ".jsonl" else None
 
 
-def _count_rows(path: Path, lines: Iterable[bytes], check_objects: bool) -> int:
-    """The number of non-blank lines, each checked to be UTF-8 (and a JSON object when check_objects)."""
+def _count_rows(path: Path, lines: Iterable[bytes], rows: Optional[list[dict]]) -> int:
+    """The number of non-blank lines, each checked to be UTF-8 (and, given `rows`, a JSON object appended
+    to it)."""
     filled = 0
     for lineno, raw in enumerate(lines, 1):
         line = _decode_line(path, lineno, raw)
         if not line.strip():
             continue
         filled += 1
-        if check_objects:
-            _check_jsonl_line(path, lineno, line)
+        if rows is not None:
+            rows.append(_jsonl_row(path, lineno, line))
     return filled
 
 
@@ -70,7 +86,7 @@ def _decode_line(path: Path, lineno: int, raw: bytes) -> str:
     return line.removeprefix("\ufeff") if lineno == 1 else line
 
 
-def _check_jsonl_line(path: Path, lineno: int, line: str) -> None:
+def _jsonl_row(path: Path, lineno: int, line: str) -> dict:
     try:
         row = json.loads(line)
     except ValueError as e:
@@ -83,10 +99,11 @@ def _check_jsonl_line(path: Path, lineno: int, line: str) -> None:
             f"{path}: line {lineno} is a JSON {_json_type(row)}, not an object "
             '{"prompt": ..., "answer": ...}'
         )
+    return row
 
 
-def _check_json_document(path: Path, whole: bytes) -> None:
-    """A .json dataset is an array of objects (or one object `datasets` reads as columns)."""
+def _json_document_rows(path: Path, whole: bytes) -> list[dict]:
+    """A .json dataset is an array of objects (or one object: one row)."""
     try:
         data = json.loads(whole)  # bytes: a byte-order mark is detected and skipped
     except ValueError as e:
@@ -100,25 +117,34 @@ def _check_json_document(path: Path, whole: bytes) -> None:
                 f"{path}: item {bad} of the top-level array is a JSON {_json_type(data[bad])}, not an "
                 'object; a .json dataset is an array of objects [{"prompt": ..., "answer": ...}, ...]'
             )
-    elif not isinstance(data, dict):
+        return data
+    if not isinstance(data, dict):
         raise DataError(
             f"{path} holds a JSON {_json_type(data)}; a .json dataset is an array of objects "
             '[{"prompt": ..., "answer": ...}, ...] (or use .jsonl: one object per line)'
         )
+    return [data]
 
 
 def read_data_file(path: Path, name: str):
-    """The `datasets.Dataset` of the local file `path` (cfg.dataset `name`), after check_data_file."""
-    import datasets
-
+    """The rows of the local file `path` (cfg.dataset `name`), after check_data_file: JsonRows for JSON and
+    JSONL, a `datasets.Dataset` for CSV and Parquet."""
+    if path.is_dir():
+        raise DataError(
+            f"dataset {name!r} is a directory, not a {path.suffix.lower()} file; pass the file itself"
+        )
     if not path.is_file():
         raise DataError(f"dataset file {name!r} not found")
-    check_data_file(path)
+    rows = check_data_file(path)
+    if rows is not None:
+        return JsonRows(rows)
+    import datasets
+
     try:
         return datasets.load_dataset(FILE_FORMATS[path.suffix.lower()], data_files=str(path), split="train")
     except Exception as e:  # a local file: load_rows' hub advice would not apply
         cause = e.__cause__ or e.__context__ or e  # DatasetGenerationError wraps the reader's error
-        why = str(cause)[:300].rstrip(". ")
+        why = " ".join(str(cause).split())[:300].rstrip(". ")  # one line: pyarrow's own spans several
         raise DataError(
             f"could not read dataset file {str(path)!r}: {type(cause).__name__}: {why}. "
             f"Check that it is valid {path.suffix.lower()[1:]} with one row per example"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from gcpo_lite.data.errors import DataError
 from gcpo_lite.data.tasks import Example
 
 
@@ -81,12 +82,22 @@ def eos_token_ids(tokenizer, model=None) -> set[int]:
     return ids
 
 
-def suppressed_ids(tokenizer, eos_ids: set[int], configured: Optional[list]) -> list[int]:
+def suppressed_ids(
+    tokenizer, eos_ids: set[int], configured: Optional[list], vocab_size: Optional[int] = None
+) -> list[int]:
     """Ids that are never sampled and are masked out of training log-probs.
 
     Default: the pad token when it is not also an EOS id. A token banned while sampling but
-    allowed in training would have negative advantages push probability onto it."""
+    allowed in training would have negative advantages push probability onto it. A configured id at or
+    above vocab_size (the model's output size; default len(tokenizer)) is a DataError: no logit has it."""
     if configured is not None:
+        size = len(tokenizer) if vocab_size is None else int(vocab_size)
+        beyond = [int(i) for i in configured if not 0 <= int(i) < size]
+        if beyond:
+            raise DataError(
+                f"gcpo.suppress_tokens has {beyond[0]}, but this model's vocabulary has {size} ids (0 to "
+                f"{size - 1}); remove it, or set gcpo.suppress_tokens=null to suppress only the pad token"
+            )
         return sorted(int(i) for i in configured)
     pad = tokenizer.pad_token_id
     return [int(pad)] if pad is not None and pad not in eos_ids else []

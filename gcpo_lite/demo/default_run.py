@@ -12,6 +12,8 @@ Measured choices (docs/BENCHMARKS.md):
 - LoRA r=64 (full rank on the 64-wide projections) with alpha/r = 2: alpha/r = 1 learned several times slower;
 - lr 3e-3: 6e-3 and LoRA+ style higher lr for lora_B stalled;
 - 4 minutes of training, so that a first run (model creation and pretraining included) ends within 5;
+- a checkpoint every minute (train.save_minutes; the default 10 would save only at the end): a kill -9 loses
+  at most a minute, for ~0.1 s of saving in all (docs/BENCHMARKS.md, "Checkpoint cost");
 - kernels: reference. With a 48-token vocab the fused kernels save nothing, and their first-use build
   (about a minute on 2 cores) would eat a fifth of the demo.
 """
@@ -28,6 +30,7 @@ EMBEDDED_DEFAULT: dict = {
         "batch_size": 1024,
         "learning_rate": 3e-3,
         "eval_steps": 25,
+        "save_minutes": 1.0,
         "kernels": "reference",
     },
 }

@@ -23,6 +23,7 @@ from typing import Optional
 from gcpo_lite.config import ConfigError
 from gcpo_lite.export.marker import MARKER
 from gcpo_lite.export.target import check_replaceable
+from gcpo_lite.run.disk import is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +76,6 @@ def _clean_up_failure(stage: Path, out_dir: Path) -> None:
         log.error("export failed while replacing %s; the previous export is in %s", out_dir, stage / "old")
     else:
         shutil.rmtree(stage, ignore_errors=True)  # only our own folder
-
-
-def is_disk_full(e: BaseException) -> bool:
-    """ENOSPC as Python raises it, as torch.save reports it ("unexpected pos") and as safetensors does."""
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(e)
-    torch_save = isinstance(e, RuntimeError) and ("unexpected pos" in text or "file write failed" in text)
-    return torch_save or any(s in text for s in ("No space left on device", "StorageFull", "os error 28"))
 
 
 def _file_being_written(e: BaseException, stage: Path) -> Path:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Optional
 
@@ -79,7 +80,9 @@ class Plan:
 
 
 def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """The divisors of n, ascending, found in pairs (d, n // d) up to sqrt(n): O(sqrt n), not O(n)."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return small + [n // d for d in reversed(small) if d * d != n]
 
 
 def chunk_candidates(arch: Architecture, shape: mm.RunShape) -> list[int]:

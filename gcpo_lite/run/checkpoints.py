@@ -1,4 +1,5 @@
-"""Checkpoints with exact resume: save every train.save_steps steps, at the end, and on Ctrl-C / SIGTERM.
+"""Checkpoints with exact resume: save every train.save_steps steps (else every train.save_minutes), at the end,
+and on Ctrl-C / SIGTERM.
 
     RUN_DIR/checkpoints/
       step-000010/
@@ -11,7 +12,8 @@
 
 A checkpoint is written into a temporary directory and renamed into place, then `latest` is replaced
 (temp file + os.replace), so a kill at any moment leaves `latest` naming a complete checkpoint. Only the
-last train.save_total_limit are kept.
+last train.save_total_limit are kept. A full disk during a save is a DiskFullError (one line: the file, the
+space left, and `--resume`); the temporary directory is removed and `latest` still names the previous one.
 
 Exactness: every source of randomness the loop uses (python's, torch's CPU and CUDA generators, the
 per-epoch data shuffles) is captured at a step boundary, so a resumed run consumes the same random
@@ -46,6 +48,7 @@ from gcpo_lite.run.checkpoint_checks import (
     load_state_file,
     state_problem,
 )
+from gcpo_lite.run.disk import DiskFullError, disk_full_error, is_disk_full, naming
 from gcpo_lite.run.distributed import rank_view
 
 log = logging.getLogger(__name__)
@@ -106,8 +109,8 @@ def find_checkpoint(run_dir: str | Path, step: Optional[int] = None, echo=None) 
         return _checkpoint_at(run_dir, steps, step)
     if not steps:
         raise ConfigError(
-            f"{run_dir} has no checkpoint (checkpoints/step-N/); a run writes them every "
-            "train.save_steps steps, at the end, and on Ctrl-C/SIGTERM"
+            f"{run_dir} has no checkpoint (checkpoints/step-N/); a run writes them every train.save_steps "
+            "steps (else every train.save_minutes), at the end, and on Ctrl-C/SIGTERM"
         )
     return _newest_intact(run_dir, steps, echo or log.warning)
 
@@ -166,11 +169,15 @@ def _newest_intact(run_dir: Path, steps: list[tuple[int, Path]], say) -> Path:
 
 def _write_text_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with naming(path), os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+            os.replace(tmp, path)
+    finally:  # a failed write (a full disk) leaves path as it was and no temporary behind
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -212,11 +219,16 @@ def save_checkpoint(trainer, state: dict, run_dir: Optional[Path] = None) -> Pat
     name = f"step-{state['step']:06d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
     try:
-        trainer.model.save_pretrained(str(tmp / "adapter"), safe_serialization=True)
+        with naming(tmp / "adapter" / "adapter_model.safetensors"):
+            trainer.model.save_pretrained(str(tmp / "adapter"), safe_serialization=True)
         _write_state_files(tmp, {"format": FORMAT, **state}, run_dir, trainer)
         final = _publish(tmp, root, name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # before measuring the space left: its bytes are free again
+        if isinstance(e, Exception) and is_disk_full(e):
+            where = Path(e.filename) if getattr(e, "filename", None) else root / name
+            where = root / name / where.relative_to(tmp) if where.is_relative_to(tmp) else where
+            raise full_disk(run_dir, where) from None
         raise
     _prune(run_dir, trainer.cfg.train.save_total_limit, keep=final)
     log.debug("checkpoint %s written", final)
@@ -226,10 +238,13 @@ def save_checkpoint(trainer, state: dict, run_dir: Optional[Path] = None) -> Pat
 def _write_state_files(tmp: Path, state: dict, run_dir: Path, trainer) -> None:
     """trainer_state.pt, plan.json, the metrics rows so far and state.json (for people), fsynced."""
     step = state["step"]
-    torch.save(state, tmp / "trainer_state.pt")
-    (tmp / "plan.json").write_text(json.dumps(state["plan"], indent=1))
+    with naming(tmp / "trainer_state.pt"):
+        torch.save(state, tmp / "trainer_state.pt")
+    with naming(tmp / "plan.json"):
+        (tmp / "plan.json").write_text(json.dumps(state["plan"], indent=1))
     rows = _rows_up_to(run_dir / "metrics.jsonl", step)
-    (tmp / "metrics.jsonl").write_text("".join(r + "\n" for r in rows))
+    with naming(tmp / "metrics.jsonl"):
+        (tmp / "metrics.jsonl").write_text("".join(r + "\n" for r in rows))
     about = {
         "step": step,
         "epoch": state["data"]["epoch"],
@@ -238,11 +253,25 @@ def _write_state_files(tmp: Path, state: dict, run_dir: Path, trainer) -> None:
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "base_model": trainer.resolved.display,
     }
-    (tmp / "state.json").write_text(json.dumps(about, indent=1))
+    with naming(tmp / "state.json"):
+        (tmp / "state.json").write_text(json.dumps(about, indent=1))
     for f in tmp.rglob("*"):
         if f.is_file():
-            with open(f, "rb+") as fh:
+            with naming(f), open(f, "rb+") as fh:
                 os.fsync(fh.fileno())
+
+
+def full_disk(run_dir: str | Path, file: str | Path) -> DiskFullError:
+    """The one line for a full disk while a run writes `file`: the space left, and how to go on (--resume
+    from the newest checkpoint, or, with none yet, start again with --overwrite)."""
+    last = latest_checkpoint(run_dir)
+    then = (
+        f"free some space, then continue from {last.name} with `gcpo-lite train --resume {run_dir}`"
+        if last is not None
+        else "free some space, then run the same command again with --overwrite added (no checkpoint to "
+        "--resume from yet)"
+    )
+    return disk_full_error(file, then)
 
 
 def _publish(tmp: Path, root: Path, name: str) -> Path:
@@ -296,6 +325,11 @@ def load_checkpoint(trainer, path: str | Path, *, restore_logs: bool = True) -> 
     if restore_logs:
         _restore_logs(path, Path(trainer.out_dir), int(state["step"]))
     return trainer.step
+
+
+def check_process_count(path: str | Path, world) -> None:
+    """Refuse a checkpoint of another number of processes before anything loads (rank_view's message)."""
+    rank_view(load_state_file(Path(path) / "trainer_state.pt"), world, f"checkpoint {path}")
 
 
 def _checked_state(path: Path, restore_logs: bool) -> dict:

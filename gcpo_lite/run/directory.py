@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Optional
 
 from gcpo_lite.config import ConfigError
 
@@ -123,9 +124,10 @@ def run_contents(run_dir: Path) -> list[str]:
     return sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_NAME)
 
 
-def prepare_new_run(run_dir: str | Path, *, overwrite: bool = False, echo=print) -> Path:
+def prepare_new_run(run_dir: str | Path, *, overwrite: bool = False, echo=print, inputs=None) -> Path:
     """Lock run_dir for a new (not resumed) run. A directory holding anything is refused unless overwrite,
-    which moves it to a dated sibling first. Returns run_dir, locked."""
+    which moves it to a dated sibling first, and never with one of `inputs` ({what: path}, e.g. the dataset
+    or the config file; values that are no local path are skipped) inside it. Returns run_dir, locked."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"--output-dir {run_dir} is a file; choose a directory path")
@@ -145,9 +147,28 @@ def prepare_new_run(run_dir: str | Path, *, overwrite: bool = False, echo=print)
             f"--overwrite cannot move {run_dir} aside: it is (or contains) the current directory; "
             "run from outside it, or choose another --output-dir"
         )
+    inside = _inputs_inside(real, inputs or {})
+    if inside:
+        _refuse_cleanly(run_dir, had_lock_file)
+        what, path = inside
+        raise RunDirError(
+            f"--overwrite would move {run_dir} aside, and your {what} {path} with it; move that out of "
+            f"{run_dir} first, or choose another --output-dir"
+        )
     aside = _move_aside(run_dir, real)
     echo(f"gcpo-lite: --overwrite: moved the previous contents of {run_dir} to {aside}")
     return run_dir
+
+
+def _inputs_inside(real: Path, inputs: dict) -> Optional[tuple[str, str]]:
+    """(what, path) of the first input that is a local path inside the directory `real`, or None."""
+    for what, path in inputs.items():
+        if not isinstance(path, (str, Path)) or not str(path) or not Path(path).exists():
+            continue
+        at = Path(path).resolve()
+        if at == real or real in at.parents:
+            return what, str(path)
+    return None
 
 
 def _in_use_error(run_dir: Path, found: list[str]) -> RunDirError:

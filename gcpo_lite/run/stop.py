@@ -1,5 +1,6 @@
-"""Stopping and saving during training: checkpoints every train.save_steps and at the end, and a clean stop
-on Ctrl-C / SIGTERM at a step boundary.
+"""Stopping and saving during training: checkpoints every train.save_steps (with save_steps 0: at the first step
+end once train.save_minutes have passed since the last one, by rank 0's clock under torchrun) and at the end,
+and a clean stop on Ctrl-C / SIGTERM at a step boundary.
 
 A signal that arrives before the step's first optimizer update abandons that step and saves the state it
 started from; one that arrives later lets the step finish, then saves. A second Ctrl-C quits at once,
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -43,6 +45,7 @@ class Checkpointer:
         self._in_step = False
         self._updated = False  # an optimizer step happened in this step: it can no longer be abandoned
         self._start_state: Optional[dict] = None
+        self._saved_at = time.monotonic()  # the clock of train.save_minutes: the start, then each save
         self._hook = trainer.optimizer.register_step_pre_hook(self._on_optimizer_step)
 
     def _on_optimizer_step(self, *_):
@@ -60,22 +63,32 @@ class Checkpointer:
 
     def end_step(self) -> bool:
         """After the step's metrics are logged: save when due; True when the loop must stop (under torchrun
-        when any rank must: they stop, and save, together)."""
+        when any rank must: they stop, and save, together). One collective agrees on both: whether any rank
+        must stop, and whether rank 0's clock says train.save_minutes have passed (the others add 0)."""
         self._in_step = False
         t = self.trainer
-        if t.world.any(self.stop_requested) and not self.stop_requested:  # another rank caught the signal
+        stop, late = t.world.all_max([float(self.stop_requested), float(self._late_here())])
+        if stop and not self.stop_requested:  # another rank caught the signal
             self.stop_requested, self.interrupted_by = True, "SIGTERM"
         every = t.cfg.train.save_steps
-        if self.stop_requested or (every and t.step % every == 0):
+        if self.stop_requested or (every and t.step % every == 0) or (not every and late):
             self.save()
         return self.stop_requested
+
+    def _late_here(self) -> bool:
+        """With save_steps 0: train.save_minutes (> 0) have passed since the last save, on rank 0 (the only
+        clock the ranks go by: theirs differ)."""
+        train = self.trainer.cfg.train
+        if train.save_steps or not train.save_minutes or not self.trainer.world.is_main:
+            return False
+        return time.monotonic() - self._saved_at >= 60 * train.save_minutes
 
     def save(self) -> Optional[Path]:
         """Write a checkpoint (under torchrun every rank calls this: their states are gathered and rank 0
         writes; the others return None)."""
         state = self.trainer.state_dict()  # under torchrun a collective: every rank calls it
         path = save_checkpoint(self.trainer, state) if self.trainer.world.is_main else None
-        self.last_saved_step = self.trainer.step
+        self.last_saved_step, self._saved_at = self.trainer.step, time.monotonic()
         return path
 
     def save_final(self) -> Optional[Path]:

@@ -21,6 +21,7 @@ RESUME_EXACT_KEYS = frozenset(
         "train.max_steps",
         "train.max_minutes",
         "train.save_steps",
+        "train.save_minutes",
         "train.save_total_limit",
         "train.report_to",
         "train.eval_steps",
@@ -44,16 +45,54 @@ def run_config(
 
 def resumed_config(run_dir: str | Path, overrides: list[str]) -> tuple[Config, list[str]]:
     """(the run's own config.yaml with overrides on top, the settings that changed and break exactness);
-    output_dir stays the run directory."""
+    output_dir stays the run directory: another one (--output-dir, train.output_dir=) is refused."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(
             f"--resume {run_dir}: no config.yaml there; pass the run directory of a gcpo-lite train run"
         )
-    data = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    data = _run_config_file(run_dir / "config.yaml")
+    _check_output_dir(run_dir, apply_overrides({}, overrides).get("train", {}).get("output_dir"))
     cfg = from_dict(apply_overrides(data, overrides + [f"train.output_dir={run_dir}"]))
     changed = changed_keys(from_dict(data), cfg)
     return cfg, [c for c in changed if c not in RESUME_EXACT_KEYS] and changed
+
+
+def _run_config_file(path: Path) -> dict:
+    """A run's config.yaml as a dict; a damaged one (not YAML, not UTF-8, empty) is a ConfigError naming it."""
+    how = (
+        "restore it from a backup or fix it by hand (the run's settings, written when it started), or start "
+        "a new run with --overwrite"
+    )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path} is damaged: not valid YAML ({problem}{where}); {how}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path} is damaged: not UTF-8 text ({e.reason} at byte {e.start}); {how}"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"{path} is damaged: nested too deeply to be a config; {how}") from None
+    except OSError as e:
+        raise ConfigError(f"{path} cannot be read ({e.strerror or e}); check its permissions") from None
+    if not isinstance(data, dict) or not data:  # a run's own is never empty: one cut short by a full disk
+        what = "is empty" if not data else f"holds {type(data).__name__}, not the run's settings"
+        raise ConfigError(f"{path} is damaged: it {what}; {how}")
+    return data
+
+
+def _check_output_dir(run_dir: Path, asked) -> None:
+    """--resume continues RUN_DIR in place: an --output-dir (train.output_dir=) elsewhere is refused."""
+    if asked is None or Path(str(asked)).resolve() == run_dir.resolve():
+        return
+    raise ConfigError(
+        f"--resume continues {run_dir} in place, so --output-dir {asked} would be ignored; drop --output-dir "
+        f"(to continue elsewhere, copy the run directory there and --resume the copy)"
+    )
 
 
 def changed_keys(old: Config, new: Config) -> list[str]:

@@ -43,6 +43,8 @@ from gcpo_lite.models.loading import compute_dtype, load_policy, pick_device
 from gcpo_lite.models.optimizers import build_optimizer, check_optimizer, lr_factor
 from gcpo_lite.rewards.reward_model import RewardModel, resolve_verifier
 from gcpo_lite.rollout.backends import make_backend
+from gcpo_lite.run.checkpoints import full_disk
+from gcpo_lite.run.disk import LogFile, is_disk_full, replaced_atomically
 from gcpo_lite.run.distributed import World, check_split
 from gcpo_lite.run.rng import rng_state, set_rng_state
 from gcpo_lite.train.metrics import MetricsLog
@@ -68,6 +70,7 @@ class Trainer(RolloutPhase, UpdatePhase):
         self.cfg, self.progress = cfg, progress and self.world.is_main
         self.echo = echo if self.world.is_main else (lambda _: None)  # log lines from rank 0 only
         t = cfg.train
+        check_split(cfg.prompts_per_step, cfg.gcpo.num_generations, self.world)  # before any per-rank size
         _seed_and_threads(t.seed, t.num_threads)
         self.device = self.world.device(pick_device(t.device))
         self.kernel_backend = kernels.set_backend(t.kernels)
@@ -276,12 +279,20 @@ class Trainer(RolloutPhase, UpdatePhase):
     # ------------------------------------------------------------ loop
     def train(self) -> dict:
         """Step until train.max_steps (or max_minutes, or a signal), then evaluate, save the adapter and a final
-        checkpoint. Returns the last metrics row."""
+        checkpoint. Returns the last metrics row. A full disk on the way is a DiskFullError (one line)."""
+        try:
+            return self._train()
+        except Exception as e:
+            if not is_disk_full(e):
+                raise
+            raise full_disk(self.out_dir, getattr(e, "filename", None) or self.out_dir) from None
+
+    def _train(self) -> dict:
         t = self.cfg.train
         ckpt, sinks, bar = self._start_run()
         start, last = time.time(), {}
         with ckpt.signals(), self._metrics_log() as log:
-            if t.eval_steps and self.step == 0:
+            if t.eval_steps and self.step == 0 and self.eval_examples:
                 last = log.write({"step": 0, "eval_accuracy": self.evaluate()})
             while self.step < t.max_steps and not self._out_of_time(start):
                 ckpt.begin_step()
@@ -300,8 +311,10 @@ class Trainer(RolloutPhase, UpdatePhase):
         reset_peak_memory(self.device)  # metrics' peak_memory_bytes: each step's own, not the model load's
         if self.world.is_main:  # under torchrun, rank 0 alone writes the run directory
             lock_run_dir(self.out_dir)  # re-entrant: the CLI already holds it; a second process fails here
-            save_config(self.cfg, self.out_dir / "config.yaml")
-            (self.out_dir / "plan.json").write_text(self.plan.to_json())
+            with replaced_atomically(self.out_dir / "config.yaml") as tmp:  # a full disk keeps the old one
+                save_config(self.cfg, tmp)
+            with replaced_atomically(self.out_dir / "plan.json") as tmp:
+                tmp.write_text(self.plan.to_json())
         ckpt = Checkpointer(self)  # saves every train.save_steps, at the end, and on SIGINT/SIGTERM
         sinks = Reporters(self.cfg, self.out_dir, resume_step=self.step, enabled=self.world.is_main)
         bar = ProgressBar(self.cfg.train.max_steps, initial=self.step) if self.progress else None
@@ -342,7 +355,8 @@ class Trainer(RolloutPhase, UpdatePhase):
             **self._reduced(step_extras(self), maxed=("peak_memory_bytes", "peak_reserved_bytes")),
             "oom_backoffs": int(self.world.all_sum([len(self.plan.backoffs)])[0]),
         }
-        if (t.eval_steps and self.step % t.eval_steps == 0) or self.step >= t.max_steps:
+        eval_step = (t.eval_steps and self.step % t.eval_steps == 0) or self.step >= t.max_steps
+        if eval_step and self.eval_examples:  # data.eval_size=0: nothing held out, nothing to report
             row["eval_accuracy"] = self.evaluate()
         return batch, row
 
@@ -360,7 +374,7 @@ class Trainer(RolloutPhase, UpdatePhase):
             sinks.close()
             self.interrupted = ckpt.interrupted_by
             return last
-        if "eval_accuracy" not in last:  # stopped by max_minutes between eval steps
+        if "eval_accuracy" not in last and self.eval_examples:  # stopped by max_minutes between eval steps
             last["eval_accuracy"] = self.evaluate()
             with self._metrics_log() as log:
                 log.write({"step": self.step, "eval_accuracy": last["eval_accuracy"]})
@@ -375,9 +389,9 @@ class Trainer(RolloutPhase, UpdatePhase):
         """The one writer of metrics.jsonl (and completions.jsonl), appending; under torchrun rank 0's (the
         rows hold the whole job's figures), the other ranks' go nowhere."""
         where = (self.out_dir / "metrics.jsonl", self.out_dir / "completions.jsonl")
-        with (
-            open(where[0] if self.world.is_main else os.devnull, "a") as mf,
-            open(where[1] if self.world.is_main else os.devnull, "a") as cf,
+        with (  # LogFile: a full disk names the file
+            LogFile(where[0] if self.world.is_main else os.devnull) as mf,
+            LogFile(where[1] if self.world.is_main else os.devnull) as cf,
         ):
             yield MetricsLog(self, mf, cf)
 

@@ -322,3 +322,63 @@ def test_config_file_nested_too_deeply(tmp_path, capsys):
     f = tmp_path / "deep.yaml"
     f.write_text("train: " + "[" * 20_000 + "]" * 20_000 + "\n")
     assert_clean(*run_cli(capsys, "train", "--config", str(f)), "nested too deeply")
+
+
+# ---------------------------------------------------------------- issue 28: runs, resume and --overwrite
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    import shutil
+
+    shutil.copytree(finished_run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        (b"model:\n  name: [unclosed\n", "not valid YAML"),
+        (b"train:\n  seed: \xff\xfe\x00\n", "not UTF-8"),
+        (b"", "is empty"),  # cut short by a full disk: never a run of the defaults
+        (b"- 1\n", "holds list"),
+    ],
+)
+def test_resume_with_a_damaged_config_yaml(run_copy, capsys, damage, needle):
+    (run_copy / "config.yaml").write_bytes(damage)
+    code, err = run_cli(capsys, "train", "--resume", str(run_copy), "--no-progress")
+    assert_clean(code, err, needle, str(run_copy / "config.yaml"))
+    assert (run_copy / "config.yaml").read_bytes() == damage  # left for the user to fix
+
+
+@pytest.mark.parametrize("how", ["--output-dir", "train.output_dir="])
+def test_resume_elsewhere_is_refused(run_copy, tmp_path, capsys, how):
+    other = tmp_path / "elsewhere"
+    where = ["--output-dir", str(other)] if how == "--output-dir" else [f"train.output_dir={other}"]
+    code, err = run_cli(capsys, "train", "--resume", str(run_copy), *where, "--no-progress")
+    assert_clean(code, err, "--resume continues", str(run_copy))
+    assert not other.exists()
+
+
+def test_resume_with_its_own_output_dir_is_fine(run_copy, capsys):
+    code, err = run_cli(
+        capsys, "train", "--resume", str(run_copy), "--output-dir", str(run_copy), "--no-progress"
+    )
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("what", ["dataset", "config"])
+def test_overwrite_that_would_move_the_inputs_aside_is_refused(tmp_path, capsys, embedded_model_dir, what):
+    d = tmp_path / "d"
+    d.mkdir()
+    data = d / "train.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"{i}+1", "answer": str(i + 1)}) + "\n" for i in range(40)))
+    config = d / "run.yaml"
+    config.write_text(f"model:\n  name: {embedded_model_dir}\ndata:\n  dataset: {data}\n")
+    given = ["--dataset", str(data), "--model", str(embedded_model_dir)]
+    given = given if what == "dataset" else ["--config", str(config)]
+    before = sorted(p.name for p in d.iterdir())
+    code, err = run_cli(capsys, "train", *given, "--output-dir", str(d), "--overwrite", "--no-progress")
+    assert_clean(code, err, "--overwrite would move", str(data if what == "dataset" else config))
+    assert sorted(p.name for p in d.iterdir()) == before  # nothing moved, no lock file left
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]  # no d.old-DATE

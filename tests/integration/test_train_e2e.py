@@ -189,3 +189,29 @@ def test_a_real_model_without_dataset_trains_on_gsm8k(tmp_path):
     assert embedded and cfg.data.dataset in (None, "addition")
     cfg, _ = config_from_args(parse(["train", "--model", "embedded-tiny-qwen2-addition"]))
     assert cfg.data.dataset is None  # the demo's base is embedded: the built-in task, not gsm8k
+
+
+def _strict_json(line: str) -> dict:
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("max_minutes", [None, 1e-9])  # the last step, and a stop by max_minutes
+def test_no_held_out_prompts_means_no_evaluation(embedded_model_dir, tmp_path, capsys, max_minutes):
+    """Issue 28: data.eval_size=0 wrote "eval_accuracy": NaN (not JSON) and printed "nan%"."""
+    from gcpo_lite.cli import main
+
+    run = tmp_path / "run"
+    argv = ["train", "--model", str(embedded_model_dir), "--dataset", "addition", "--output-dir", str(run),
+            "--no-progress", "--max-steps", "2", "data.eval_size=0", "train.eval_steps=1", "train.batch_size=8",
+            "gcpo.num_generations=4", "gcpo.max_completion_length=4", "train.kernels=reference",
+            f"train.max_minutes={max_minutes}"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    rows = [_strict_json(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert not any("eval_accuracy" in r for r in rows), rows
+    assert [r["step"] for r in rows] == ([1, 2] if max_minutes is None else [])  # 1e-9 minutes: no step
+    done = [line for line in out.splitlines() if line.startswith("done:")]
+    assert done and "no held-out" in done[0] and "nan" not in out.lower(), out

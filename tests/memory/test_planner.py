@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -285,3 +287,40 @@ def test_a_plan_request_needs_no_command_line():
     assert d["shape"]["optimizer"] == "adamw_8bit" and d["budget_bytes"] == 6 * GiB
     assert plan_device(PlanRequest(cfg, memory_budget="6GiB")) == "cuda"  # a budget: planning for a GPU
     assert plan_device(PlanRequest(from_dict({"train": {"device": "cpu"}}), memory_budget="6GiB")) == "cpu"
+
+
+@contextmanager
+def within(seconds: float):
+    """Fail (instead of hanging the suite) when the block runs longer than `seconds`."""
+
+    def too_slow(*_):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, too_slow)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_divisors_take_square_root_time():
+    """divisors() looped once per unit of n: train.batch_size=4000000000 planned for minutes (issue 28)."""
+    from gcpo_lite.memory.planner import divisors
+
+    for n in (1, 2, 12, 36, 97, 1024, 5040):
+        assert divisors(n) == [d for d in range(1, n + 1) if n % d == 0]
+    with within(2):
+        big = divisors(4_000_000_000)
+    assert big[:4] == [1, 2, 4, 5] and big[-1] == 4_000_000_000 and big == sorted(set(big))
+
+
+def test_plan_with_a_huge_batch_size_is_refused_at_once(capsys):
+    from gcpo_lite.cli import main
+
+    with within(20):
+        code = main(["plan", "--batch-size", "4000000000", "--memory-budget", "8GiB"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "train.batch_size=4000000000" in err, err

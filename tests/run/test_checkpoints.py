@@ -216,3 +216,40 @@ def test_resume_refuses_other_data(embedded_model_dir, tmp_path):
     tr = Trainer(from_dict(overrides(tmp_path)), progress=False)  # the full training set, not the 5 used
     with pytest.raises(ConfigError, match="training data differs"):
         ck.load_checkpoint(tr, ck.find_checkpoint(tmp_path))
+
+
+def test_checkpoints_by_the_clock_resume_exactly(reference, tmp_path):
+    """train.save_minutes (issue 28): saves at whatever steps the clock picks; the resume is as exact."""
+    make_trainer(tmp_path, max_steps=3, save_minutes=1e-9).train()  # every step end is past due
+    assert [s for s, _ in ck.list_checkpoints(tmp_path)] == [1, 2, 3]
+    assert resume(tmp_path, save_minutes=1e-9) == 3
+    assert rows(tmp_path) == reference
+
+
+def test_kill_9_with_the_default_cadence_resumes(embedded_model_dir, tmp_path):
+    """Issue 28: kill -9 (no handler runs) then --resume: the run goes on from its last timed checkpoint instead
+    of "has no checkpoint". The default cadence, scaled down to a fraction of a second."""
+    steps = 6
+    ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
+    Trainer(from_dict(overrides(ref_dir, max_steps=steps)), progress=False).train()
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(overrides(run_dir, max_steps=200, save_minutes=0.002)))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcpo_lite.cli", "train", "--no-progress", "--config", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and ck.latest_checkpoint(run_dir) is None:
+        assert proc.poll() is None
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait(timeout=30)
+    saved = ck.latest_checkpoint(run_dir)
+    assert saved is not None and int(saved.name.split("-")[1]) < steps
+    from gcpo_lite.cli import main
+
+    assert main(["train", "--resume", str(run_dir), "--no-progress", f"train.max_steps={steps}"]) == 0
+    assert rows(run_dir) == rows(ref_dir)

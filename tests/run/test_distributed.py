@@ -258,3 +258,42 @@ def test_checkpoint_of_another_world_size_is_refused():
         rank_view(state, World(), "ckpt")
     with pytest.raises(ConfigError, match=r"torchrun --nproc-per-node 2"):
         rank_view(state, World(rank=0, size=4, backend="gloo"), "ckpt")
+
+
+# ---------------------------------------------------------------- issue 28: the order of the checks
+
+
+def _three_processes(monkeypatch):
+    """`gcpo-lite train` as rank 0 of a 3-process torchrun job (a World only: no process group)."""
+    import gcpo_lite.run.distributed as distributed
+
+    world = World(rank=0, size=3, local_size=3, backend="gloo")
+    monkeypatch.setattr(distributed, "init_world", lambda device="auto": world)
+
+
+def test_a_batch_that_does_not_split_names_the_users_batch(embedded_model_dir, tmp_path, monkeypatch, capsys):
+    """batch 8 = 2 groups of 4 over 3 processes: the split is what is wrong, not a per-process batch of 2."""
+    from gcpo_lite.cli import main
+
+    _three_processes(monkeypatch)
+    argv = train_args(embedded_model_dir, tmp_path / "run", 2)
+    argv = [a for a in argv if not a.startswith("train.batch_size=")] + ["train.batch_size=8"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "train.batch_size=8 is 2 groups of G=4" in err and "3 processes" in err, err
+    assert "train.batch_size=2" not in err, err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_resume_with_another_process_count_says_so(finished_run, tmp_path, monkeypatch, capsys):
+    """A 1-process run (batch 8, G=4) resumed by 3 processes: the process count is what is wrong."""
+    import shutil
+
+    from gcpo_lite.cli import main
+
+    shutil.copytree(finished_run, tmp_path / "run")
+    _three_processes(monkeypatch)
+    assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "written by a run of 1 process(es) and this run has 3" in err, err
+    assert "gcpo-lite train --resume RUN_DIR (without torchrun)" in err, err
