@@ -1,8 +1,15 @@
 """Shared fixtures: every test uses a private model cache, so tests never touch ~/.cache."""
 
 import os
+import signal
 
 import pytest
+
+# A job started in the background by a non-interactive shell (`cmd &`, nohup) has SIGINT ignored, and its
+# children inherit that: the tests that press Ctrl-C on a child would then test nothing and fail. A Python
+# handler here is reset to the default in every child at exec, so children see SIGINT as a terminal gives it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -34,12 +34,14 @@ class DiskFullError(ConfigError):
 
 
 def is_disk_full(e: BaseException) -> bool:
+    """ENOSPC as Python raises it; any error whose text carries the OS's own disk-full words (safetensors'
+    SafetensorError, or the plain Exception some of its versions raise); torch.save's short-write RuntimeError."""
     if isinstance(e, OSError):
         return e.errno in _FULL_ERRNOS
     text = str(e)
-    if type(e).__name__ == "SafetensorError":
-        return any(t in text for t in _FULL_TEXT)
-    return isinstance(e, RuntimeError) and any(t in text for t in _TORCH_SHORT_WRITE + _FULL_TEXT)
+    if any(t in text for t in _FULL_TEXT):
+        return True
+    return isinstance(e, RuntimeError) and any(t in text for t in _TORCH_SHORT_WRITE)
 
 
 @contextlib.contextmanager
