@@ -1,11 +1,10 @@
 """Every numeric option is finite and in its range at load time (issue 28): NaN, +-inf, negative and huge values
 are refused with one line naming the key, before anything hangs, trains on NaN or dies in a traceback mid-run."""
 
-import signal
 import typing
-from contextlib import contextmanager
 
 import pytest
+from time_limit import within
 
 from gcpo_lite.config import Config, ConfigError, load_config
 from gcpo_lite.config.sections import SECTIONS
@@ -91,22 +90,6 @@ def test_the_reported_values_are_refused_in_one_line(override, needle):
     with pytest.raises(ConfigError) as e:
         load_config(None, [override])
     assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
-
-
-@contextmanager
-def within(seconds: float):
-    """Fail (instead of hanging the suite) when the block runs longer than `seconds`."""
-
-    def too_slow(*_):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, too_slow)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def test_auto_group_size_with_a_huge_range_is_refused_not_looped():

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from time_limit import within
 
 from gcpo_lite.commands import plan as plan_cmd
 from gcpo_lite.config import Config, ConfigError, from_dict
@@ -287,22 +286,6 @@ def test_a_plan_request_needs_no_command_line():
     assert d["shape"]["optimizer"] == "adamw_8bit" and d["budget_bytes"] == 6 * GiB
     assert plan_device(PlanRequest(cfg, memory_budget="6GiB")) == "cuda"  # a budget: planning for a GPU
     assert plan_device(PlanRequest(from_dict({"train": {"device": "cpu"}}), memory_budget="6GiB")) == "cpu"
-
-
-@contextmanager
-def within(seconds: float):
-    """Fail (instead of hanging the suite) when the block runs longer than `seconds`."""
-
-    def too_slow(*_):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, too_slow)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def test_divisors_take_square_root_time():
