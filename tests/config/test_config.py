@@ -168,3 +168,15 @@ def test_renamed_keys_still_load_with_one_notice_each(caplog):
         from_dict({"memory": {}, "scheduler": {}})
     with pytest.raises(ConfigError, match="both rollout.share_prefill and rollout.share_prompts"):
         from_dict({"rollout": {"share_prompts": True, "share_prefill": False}})
+
+
+def test_the_section_table_is_configs_own_fields():
+    """config/sections.py's SECTIONS (what loading and validation walk) lists Config's fields, in order, with
+    their classes: a section added to one and not the other would load, validate or document nothing."""
+    import dataclasses
+    import typing
+
+    from gcpo_lite.config.sections import SECTIONS
+
+    hints = typing.get_type_hints(Config)
+    assert [(f.name, hints[f.name]) for f in dataclasses.fields(Config)] == list(SECTIONS.items())
