@@ -255,7 +255,7 @@ def trl_reward():
     from gcpo_lite.data.tasks import Example
     from gcpo_lite.rewards.reward_model import RewardModel, resolve_verifier
 
-    scorer = RewardModel(resolve_verifier("auto", TASK))
+    scorer = RewardModel.from_verifier(resolve_verifier("auto", TASK))
 
     def addition_reward(prompts, completions, question, answer, **_):
         texts = [c[0]["content"] if isinstance(c, list) else c for c in completions]

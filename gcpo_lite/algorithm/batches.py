@@ -20,10 +20,11 @@ class Sampled:
     rewards: list  # (B,)
     correct: list  # (B,)
     truncated: list  # (B,)
+    per_function: list = field(default_factory=list)  # (B,) {reward function name: its score, NaN for None}
 
     @staticmethod
     def empty() -> "Sampled":
-        return Sampled([], [], [], [], [], [])
+        return Sampled([], [], [], [], [], [], [])
 
     def group(self, j: int, G: int) -> "Sampled":
         sl = slice(j * G, (j + 1) * G)
@@ -34,7 +35,7 @@ class Sampled:
             getattr(self, f).extend(getattr(other, f))
 
 
-SAMPLED_FIELDS = ("prompts", "completions", "mean_lp", "rewards", "correct", "truncated")
+SAMPLED_FIELDS = ("prompts", "completions", "mean_lp", "rewards", "correct", "truncated", "per_function")
 
 
 @dataclass

@@ -59,7 +59,7 @@ def gold_solution_text(
 
     prompt_opens_think: the chat template's generation prompt already ends in `<think>` (newer
     DeepSeek-R1-Distill templates do), so the completion starts inside the thinking block."""
-    answer = example.answer.strip()
+    answer = (example.answer or "").strip()
     reasoning, written = _split_think(example.solution or "")
     if last_boxed(written) is None:  # no final box: state the answer the way the policy is asked to
         written = (written.rstrip() + "\n\n" if written.strip() else "") + _final_statement(answer)

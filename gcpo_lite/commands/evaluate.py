@@ -74,17 +74,48 @@ def _add_sampling(p: argparse.ArgumentParser) -> None:
 
 
 def _add_scoring_and_runtime(p: argparse.ArgumentParser) -> None:
+    _add_rewards(p)
+    _add_runtime(p)
+
+
+def _add_rewards(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--verifier",
         default="auto",
-        choices=["auto", "math", "math_verify"],
+        choices=["auto", "math", "math_verify", "last_integer"],
         help="auto: the task's own verifier for built-in tasks, else math",
+    )
+    p.add_argument(
+        "--reward-fn",
+        action="append",
+        metavar="FN",
+        help="score with these reward functions, repeatable, as the run trained with (its reward.functions): "
+        "built-in names or FILE.py:NAME / package.module:NAME; accuracy then follows --correct-fn",
+    )
+    p.add_argument(
+        "--reward-weight",
+        action="append",
+        type=float,
+        metavar="W",
+        help="one per --reward-fn, in order (default 1.0 each): the reported reward_mean's weights",
+    )
+    p.add_argument(
+        "--correct-fn",
+        default="auto",
+        help="the function whose score makes a sample correct (reward.correct_fn; auto: the first built-in "
+        "verifier, else the first function)",
+    )
+    p.add_argument(
+        "--correct-threshold", type=float, default=1.0, help="correct when its score is >= this (default 1.0)"
     )
     p.add_argument(
         "--no-last-number-fallback",
         action="store_true",
         help="math verifier: an answer must be boxed / after #### / 'the answer is'",
     )
+
+
+def _add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-quantize", action="store_true", help="load the base in bf16/fp32 instead of 4-bit NF4"
     )
@@ -124,6 +155,10 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         verifier=args.verifier,
+        reward_functions=args.reward_fn,
+        reward_weights=args.reward_weight,
+        correct_fn=args.correct_fn,
+        correct_threshold=args.correct_threshold,
         last_number_fallback=not args.no_last_number_fallback,
         quantize=not args.no_quantize,
         device=args.device,

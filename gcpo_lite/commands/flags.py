@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 FLAG_KEYS = {  # argparse dest -> the config key it sets
     "model": "model.name",
@@ -27,11 +28,21 @@ SWITCH_KEYS = {  # store_true dest -> the override it adds
 }
 
 
+LIST_KEYS = {  # repeatable flag dest -> the list key its values make
+    "reward_fn": "reward.functions",
+}
+
+
 def flag_overrides(args: argparse.Namespace) -> list[str]:
     """`section.key=value` strings for the flags this command has and the user gave."""
     out = [
         f"{key}={getattr(args, dest)}"
         for dest, key in FLAG_KEYS.items()
         if getattr(args, dest, None) is not None
+    ]
+    out += [
+        f"{key}={json.dumps(getattr(args, dest))}"
+        for dest, key in LIST_KEYS.items()
+        if getattr(args, dest, None)
     ]
     return out + [o for dest, o in SWITCH_KEYS.items() if getattr(args, dest, False)]

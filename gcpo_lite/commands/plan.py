@@ -1,14 +1,16 @@
 """Plan a run's memory: what each component needs and the batch sizes that fit a budget.
 
-    gcpo-lite plan --model qwen2.5-1.5b --memory-budget 8GiB
+    gcpo-lite plan --model qwen2.5-1.5b --dataset math --memory-budget 8GiB
     gcpo-lite plan --model qwen2.5-1.5b --memory-budget 8GiB --num-generations auto --max-completion-length 1024
     gcpo-lite plan --config configs/x.yaml --json
 
 Offline and without loading the model (registry architectures are built in; other models are
 read from a local config.json). Without --memory-budget the budget is this machine's free GPU
 memory, or its available RAM with --device cpu. The compute dtype is the run's (model.compute_dtype, auto:
-bf16 where the GPU has it, else float32; a GPU known only by its budget is taken to have bf16). Exits 2 with
-what to change when nothing fits. The plan itself is built in memory/plan_request.py.
+bf16 where the GPU has it, else float32; a GPU known only by its budget is taken to have bf16). The completion
+length is the one `gcpo-lite train` would use with the same flags: yours, else the dataset preset's (gsm8k
+when a real model is given no dataset), else 256; the plan says which. Exits 2 with what to change when
+nothing fits. The plan itself is built in memory/plan_request.py.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import json
 import sys
 
 from gcpo_lite.commands.flags import flag_overrides
-from gcpo_lite.config import ConfigError, load_config
+from gcpo_lite.config import ConfigError
 from gcpo_lite.memory import model as mm
 from gcpo_lite.memory.plan_request import PlanRequest, plan_report
 from gcpo_lite.memory.planner import InfeasiblePlanError, format_bytes
+from gcpo_lite.train.run_config import configured, explicit_keys, length_origin
 
 COMPONENT_NOTES = {  # component -> (phase, what it is)
     "runtime": ("always", "CUDA context + cuBLAS, or the Python/torch process"),
@@ -57,6 +60,11 @@ def _add_target_arguments(p: argparse.ArgumentParser) -> None:
         "--model",
         help="registry name (qwen2.5-1.5b, ...), hub id in the local cache, or a "
         "directory / config.json (model.name)",
+    )
+    p.add_argument(
+        "--dataset",
+        help="what the run trains on (data.dataset): a preset (gsm8k, math, ...) brings its completion length "
+        "unless --max-completion-length is given",
     )
     p.add_argument(
         "--memory-budget",
@@ -136,8 +144,20 @@ def _group_overrides(args) -> list[str]:
 
 
 def build(args) -> dict:
-    """The plan as a dict (what --json prints); raises InfeasiblePlanError / ConfigError."""
-    cfg = load_config(args.config, _overrides(args) + _group_overrides(args))
+    """The plan as a dict (what --json prints, less completion_length); raises InfeasiblePlanError /
+    ConfigError."""
+    return _plan(args, _config(args)[0])
+
+
+def _config(args) -> tuple:
+    """(the Config `gcpo-lite train` would run with these flags, where its completion length came from:
+    train.run_config.LengthOrigin as a dict)."""
+    overrides = _overrides(args) + _group_overrides(args)
+    cfg = configured(args.config, overrides, say=lambda line: None)  # the plan shows it in its own words
+    return cfg, length_origin(cfg, explicit_keys(args.config, overrides))._asdict()
+
+
+def _plan(args, cfg) -> dict:
     request = PlanRequest(
         cfg,
         device=args.device,
@@ -150,8 +170,22 @@ def build(args) -> dict:
 
 def render(d: dict) -> str:
     """The plan as the table `gcpo-lite plan` prints."""
-    lines = _header_lines(d) + [""] + _component_lines(d) + [""] + _peak_lines(d) + [""] + _size_lines(d)
+    lines = _header_lines(d) + _length_lines(d) + [""] + _component_lines(d) + [""] + _peak_lines(d)
+    lines += [""] + _size_lines(d)
     return "\n".join(lines + [f"  warning: {w}" for w in d["warnings"]])
+
+
+def _length_lines(d: dict) -> list[str]:
+    """The completion length sized for, and where it came from (d["completion_length"], when run() added it)."""
+    origin = d.get("completion_length")
+    if not origin:
+        return []
+    where = {
+        "explicit": "as set (--config, --max-completion-length or gcpo.max_completion_length=)",
+        "preset": f"the {origin['preset']} preset's default: {origin['reason']}; --max-completion-length overrides",
+        "default": "the default (no dataset preset); --max-completion-length changes it",
+    }[origin["source"]]
+    return [f"  completions of up to {origin['tokens']} tokens (gcpo.max_completion_length): {where}"]
 
 
 def _header_lines(d: dict) -> list[str]:
@@ -208,12 +242,19 @@ def _size_lines(d: dict) -> list[str]:
 
 
 def run(args) -> int:
+    cfg, origin = _config(args)
     try:
-        d = build(args)
+        d = {**_plan(args, cfg), "completion_length": origin}
     except InfeasiblePlanError as e:
         if args.json:
-            print(json.dumps({"feasible": False, "error": str(e)}))
+            print(json.dumps({"feasible": False, "error": str(e), "completion_length": origin}))
         print(f"gcpo-lite plan: {e}", file=sys.stderr)
+        if origin["source"] == "preset":  # the user did not pick that length: say where it came from
+            print(
+                f"gcpo-lite plan: {origin['tokens']}-token completions are the {origin['preset']} preset's "
+                "default; --max-completion-length T (gcpo.max_completion_length=T) sets another",
+                file=sys.stderr,
+            )
         return 2
     print(json.dumps({"feasible": True, **d}) if args.json else render(d))
     return 0

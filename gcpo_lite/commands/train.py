@@ -12,7 +12,7 @@ import textwrap
 
 from gcpo_lite.commands.flags import flag_overrides
 from gcpo_lite.config import ConfigError, describe_options
-from gcpo_lite.train.run_config import REAL_MODEL_DATASET, resumed_config, run_config
+from gcpo_lite.train.run_config import resumed_config, run_config
 
 RUN_DIR_NOTE = """\
 the run directory: one run writes it at a time (an exclusive lock, RUN_DIR/.lock, released when the
@@ -55,6 +55,14 @@ def _add_what_to_train(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--solution-field", help="dataset column with the reference solution (data.solution_field)"
     )
+    p.add_argument(
+        "--reward-fn",
+        action="append",
+        metavar="FN",
+        help="a reward function, repeatable (reward.functions): a built-in (math, math_verify, last_integer, "
+        "format, auto) or your own in TRL's convention as FILE.py:NAME or package.module:NAME; weights go in "
+        "reward.weights=[1.0,0.2]",
+    )
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -91,12 +99,6 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _dataset_note(args: argparse.Namespace, cfg) -> str:
-    if getattr(args, "dataset", None) is None and cfg.data.dataset == REAL_MODEL_DATASET and cfg.model.name:
-        return " (no --dataset given: gsm8k, the default for real models; the built-in tasks are for the embedded one)"
-    return ""
-
-
 def config_from_args(args: argparse.Namespace):
     """(Config, used_embedded_default) from --config / flags / overrides (train.run_config does the work)."""
     overrides = flag_overrides(args) + list(args.overrides)
@@ -118,144 +120,22 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    """`gcpo-lite train`: the same session GCPOTrainer.train() runs (api/session.py), from flags."""
     if getattr(args, "resume", None) and getattr(args, "overwrite", False):
         raise ConfigError(
             "--resume continues a run and --overwrite starts a new one (moving the old aside); pass one"
         )
     cfg, embedded = config_from_args(args)
-    from gcpo_lite.run.distributed import init_world
+    from gcpo_lite.api.session import Session, run_session
 
-    world = init_world(cfg.train.device)  # under torchrun: join the job (a single process otherwise)
-    try:
-        code = _train(args, cfg, embedded, world)
-    except BaseException:
-        world.close()  # a rank that failed must not wait for the others: they learn of it as PeerFailed
-        raise
-    world.close(together=True)
-    return code
-
-
-def _prepare_run_dir(args: argparse.Namespace, cfg, say):
-    """Lock (and for a new run, prepare) the run directory; the checkpoint to resume from, or None."""
-    from gcpo_lite.run.directory import lock_run_dir, prepare_new_run, remove_stale_temporaries
-
-    resume_from = None
-    if getattr(args, "resume", None):  # locked before anything loads: a second run fails at once
-        lock_run_dir(cfg.train.output_dir)
-        from gcpo_lite.run.checkpoints import find_checkpoint
-
-        resume_from = find_checkpoint(args.resume, echo=lambda s: say(f"gcpo-lite: {s}"))
-    else:
-        inputs = {"config file": args.config, "dataset": cfg.data.dataset, "model": cfg.model.name}
-        prepare_new_run(cfg.train.output_dir, overwrite=getattr(args, "overwrite", False), inputs=inputs)
-    stale = remove_stale_temporaries(cfg.train.output_dir)
-    if stale:
-        say(f"gcpo-lite: removed {len(stale)} unfinished checkpoint folder(s) left by an interrupted run")
-    return resume_from
-
-
-def _train(args: argparse.Namespace, cfg, embedded: bool, world) -> int:
-    say = _speaker(world)
-    resume_from = _resume_point(args, cfg, world, say)
-    if resume_from is not None:  # another number of processes: said before the batch split is checked
-        from gcpo_lite.run.checkpoints import check_process_count
-
-        check_process_count(resume_from, world)
-    _announce(args, cfg, embedded, world, say)
-    trainer = _make_trainer(args, cfg, world)
-    cfg = trainer.cfg  # the effective config (a planner-chosen G, the allocator the run got)
-    say(
-        f"model {trainer.resolved.display} on {trainer.device} | kernels: {trainer.kernel_backend} | "
-        f"{cfg.prompts_per_step} prompts x {cfg.gcpo.num_generations} completions per step | "
-        f"gold injection: {cfg.gcpo.gold_injection}"
+    session = Session(
+        cfg,
+        resume=getattr(args, "resume", None),
+        overwrite=getattr(args, "overwrite", False),
+        progress=not args.no_progress,
+        embedded=embedded,
+        config_file=args.config,
+        dataset_named=getattr(args, "dataset", None) is not None,
+        say=lambda line: print(line, flush=True),
     )
-    if getattr(args, "resume", None):
-        from gcpo_lite.run.checkpoints import load_checkpoint, resume_note
-
-        say(resume_note(resume_from))
-        load_checkpoint(trainer, resume_from, restore_logs=world.is_main)
-    last = trainer.train()
-    if getattr(trainer, "interrupted", None):
-        return _stopped(trainer, cfg, world, say)
-    acc = last.get("eval_accuracy")
-    if not trainer.eval_examples:
-        say(
-            f"done: {trainer.step} steps; no held-out set (data.eval_size={cfg.data.eval_size}), so no held-out "
-            "accuracy"
-        )
-    else:
-        say(f"done: {trainer.step} steps" + (f", held-out accuracy {acc:.1%}" if acc is not None else ""))
-    say(f"run directory: {cfg.train.output_dir} (adapter/, config.yaml, metrics.jsonl, completions.jsonl)")
-    return 0
-
-
-def _speaker(world):
-    """say(line): under torchrun rank 0 speaks for the job; the other ranks log warnings and errors only."""
-    import logging
-
-    if not world.is_main:
-        logging.getLogger().setLevel(logging.WARNING)
-
-    def say(line: str) -> None:
-        if world.is_main:
-            print(line, flush=True)
-
-    return say
-
-
-def _resume_point(args: argparse.Namespace, cfg, world, say):
-    """The checkpoint to resume from, or None; rank 0 locks (and for a new run prepares) the run directory."""
-    if world.is_main:
-        return _prepare_run_dir(args, cfg, say)
-    from gcpo_lite.run.checkpoints import find_checkpoint
-
-    # rank 0 alone locks and prepares the run directory; the others read the same checkpoint
-    return find_checkpoint(args.resume) if getattr(args, "resume", None) else None
-
-
-def _announce(args: argparse.Namespace, cfg, embedded: bool, world, say) -> None:
-    """What is about to train, and how many processes share it."""
-    if world.distributed:
-        say(
-            f"gcpo-lite: {world.size} processes ({world.backend}), {cfg.train.batch_size // world.size} "
-            f"completions each per step"
-        )
-    if getattr(args, "resume", None):
-        say(f"gcpo-lite: resuming {cfg.train.output_dir}")
-    elif embedded:
-        say(
-            "gcpo-lite: no --config/--model/--dataset given: training the embedded default "
-            "(a tiny Qwen2 base with partial skill, 4-bit NF4 + LoRA, built-in task 'addition', G=4, offline)"
-        )
-    else:
-        say(
-            f"gcpo-lite: training {cfg.model.name or 'the embedded tiny model'} on "
-            f"{cfg.data.dataset or 'addition'}{_dataset_note(args, cfg)} -> {cfg.train.output_dir}"
-        )
-
-
-def _make_trainer(args: argparse.Namespace, cfg, world):
-    from gcpo_lite.train.trainer import Trainer
-
-    try:
-        return Trainer(cfg, progress=not args.no_progress, world=world)
-    except BaseException:
-        fresh = not getattr(args, "resume", None)
-        if fresh and world.is_main:  # a bad model, dataset or option: leave no empty run behind
-            from gcpo_lite.run.directory import abandon_if_empty
-
-            abandon_if_empty(cfg.train.output_dir)
-        raise
-
-
-def _stopped(trainer, cfg, world, say) -> int:
-    """After SIGINT/SIGTERM: how to continue the run; the exit code the signal calls for."""
-    again = "gcpo-lite train"
-    if world.distributed:  # the same launch, with the same number of processes
-        nodes = "" if world.size == world.local_size else " --nnodes ... (the same launch flags)"
-        again = f"torchrun{nodes} --nproc-per-node {world.local_size} -m gcpo_lite train"
-    say(
-        f"stopped by {trainer.interrupted} after step {trainer.step}; continue with: "
-        f"{again} --resume {cfg.train.output_dir}"
-    )
-    return 130 if trainer.interrupted == "SIGINT" else 143
+    return run_session(session).code

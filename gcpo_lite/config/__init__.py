@@ -14,7 +14,7 @@ from gcpo_lite.config.loading import (  # noqa: F401 (the package's interface)
 from gcpo_lite.config.schema import Config  # noqa: F401
 from gcpo_lite.config.sections import (  # noqa: F401
     DataConfig,
-    GCPOConfig,
+    GCPOSection,
     LoraConfig,
     MemoryConfig,
     ModelConfig,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from gcpo_lite.config.objective import resolved_epsilons
 from gcpo_lite.config.sections import (
     DataConfig,
-    GCPOConfig,
+    GCPOSection,
     LoraConfig,
     MemoryConfig,
     ModelConfig,
@@ -25,7 +25,7 @@ class Config:
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
-    gcpo: GCPOConfig = field(default_factory=GCPOConfig)
+    gcpo: GCPOSection = field(default_factory=GCPOSection)
     train: TrainConfig = field(default_factory=TrainConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)

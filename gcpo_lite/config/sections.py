@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from gcpo_lite.config.objective import IS_LEVELS, LOSS_TYPES  # noqa: F401 (the Literal types name them)
+from gcpo_lite.config.reward_section import RewardConfig
 
 
 @dataclass
@@ -91,32 +92,7 @@ class DataConfig:
 
 
 @dataclass
-class RewardConfig:
-    verifier: Literal["auto", "math", "math_verify"] = field(
-        default="auto", metadata={"help": "auto (the task's own) | math | math_verify"}
-    )
-    format_weight: float = field(
-        default=0.0,
-        metadata={
-            "help": "weight of the format reward (answer in \\boxed{} or the task's answer format); 0 = off"
-        },
-    )
-    last_number_fallback: bool = field(
-        default=True,
-        metadata={"help": 'math verifier: take the last number when no \\boxed{} / #### / "the answer is"'},
-    )
-    truncated: Literal["zero", "score", "mask"] = field(
-        default="zero",
-        metadata={
-            "help": "a sample that hit max_completion_length without its end token: zero (scores 0 and counts "
-            "as wrong) | score (its text is scored as usual) | mask (scored, but left out of the loss, like "
-            "DAPO's overlong filtering); counted as truncated_zeroed / truncated_masked"
-        },
-    )
-
-
-@dataclass
-class GCPOConfig:
+class GCPOSection:
     num_generations: int = field(
         default=8,
         metadata={
@@ -128,7 +104,10 @@ class GCPOConfig:
         default=1.0, metadata={"help": "sampling temperature; the training log-probs use the same one"}
     )
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
-    max_completion_length: int = field(default=256, metadata={"help": "tokens per completion, EOS included"})
+    max_completion_length: int = field(
+        default=256,
+        metadata={"help": "tokens per completion, EOS included; unset, a dataset preset brings its own"},
+    )
     gold_injection: Literal["all_wrong", "never", "always"] = field(
         default="all_wrong", metadata={"help": "all_wrong (GCPO) | never (plain GRPO) | always"}
     )
@@ -369,7 +348,7 @@ SECTIONS: dict[str, type] = {
     "lora": LoraConfig,
     "data": DataConfig,
     "reward": RewardConfig,
-    "gcpo": GCPOConfig,
+    "gcpo": GCPOSection,
     "train": TrainConfig,
     "memory": MemoryConfig,
     "rollout": RolloutConfig,

@@ -54,6 +54,8 @@ RANGES: dict[str, Range] = {
     "data.max_prompt_length": Range(1, TOKENS_MAX),
     "data.eval_size": Range(0, COUNT_MAX, hint="0 = no held-out eval"),
     "reward.format_weight": Range(0, 1000, hint="0 = off, e.g. 0.1"),
+    "reward.correct_threshold": Range(-(10**9), 10**9, hint="e.g. 1.0 for a 0/1 verifier"),
+    "reward.timeout_s": Range(0, 10**6, lo_open=True, hint="e.g. 300"),
     "gcpo.num_generations": Range(
         2,
         BATCH_MAX,
@@ -148,6 +150,7 @@ def validate(cfg) -> None:
             "or leave it out for the embedded tiny model"
         )
     _validate_lists(cfg)
+    _validate_reward(cfg.reward)
     _validate_gcpo(cfg)
     _validate_train(cfg)
     _validate_memory(cfg)
@@ -170,6 +173,32 @@ def _validate_lists(cfg) -> None:
         raise ConfigError(
             f"gcpo.suppress_tokens has {shown(bad_ids[0])}; it takes token ids (whole numbers from 0 to "
             f"{TOKEN_ID_LIMIT - 1}, below the model's vocabulary size), e.g. gcpo.suppress_tokens=[151643], or null"
+        )
+
+
+def _validate_reward(r) -> None:
+    """reward.functions names, one finite weight each; the older verifier/format_weight keys only without it."""
+    names = r.functions
+    if names is not None and (not names or not all(isinstance(n, str) and n.strip() for n in names)):
+        raise ConfigError(
+            f"reward.functions={shown(names)} must be a non-empty list of names, e.g. "
+            "reward.functions=[math,format] or [my_rewards.py:format_reward]; null = reward.verifier"
+        )
+    if names is not None and (r.verifier != "auto" or r.format_weight):
+        raise ConfigError(
+            "reward.verifier and reward.format_weight apply only when reward.functions is null; list the "
+            f"verifier and `format` in reward.functions instead (weights in reward.weights), e.g. "
+            f"reward.functions=[{r.verifier},format] reward.weights=[1.0,{r.format_weight or 0.1}]"
+        )
+    if r.weights is None:
+        return
+    count = len(names) if names is not None else 1 + bool(r.format_weight)
+    bad = [w for w in r.weights if isinstance(w, bool) or not isinstance(w, (int, float)) or not abs(w) < 1e9]
+    if bad or len(r.weights) != count:
+        what = f"has {shown(bad[0])}" if bad else f"has {len(r.weights)} values for {count} reward functions"
+        raise ConfigError(
+            f"reward.weights={shown(r.weights)} {what}; give one finite number per reward function, e.g. "
+            f"reward.weights=[{', '.join(['1.0'] * count)}], or null for 1.0 each"
         )
 
 

@@ -7,8 +7,12 @@ Everything else goes through the `datasets` library:
     appends MATH_INSTRUCTION ("... put your final answer within \\boxed{}") to each question
     (presets.py);
   - a hub id (`owner/name`, optionally `owner/name:config`) or a local dataset directory;
-  - a local .jsonl / .json / .csv / .parquet file (files.py).
+  - a local .jsonl / .json / .csv / .parquet file (files.py);
+  - rows handed over in memory (`train_rows` / `eval_rows`: a `datasets.Dataset` or a list of dicts,
+    in_memory.py), which replace cfg.dataset and its held-out split.
 `--prompt-field / --answer-field / --solution-field` (data.*_field) override any mapping (examples.py).
+A prompt column may hold text or chat messages (chat.py); every other column rides along in
+Example.columns. `needs_answer=False` (a run whose rewards need no final answer) keeps rows without one.
 `filter_by_prompt_length(examples, tokenizer, max_tokens)` drops over-long prompts and says how many.
 """
 
@@ -23,7 +27,9 @@ from gcpo_lite.config import DataConfig
 from gcpo_lite.data.errors import DataError
 from gcpo_lite.data.examples import filter_by_prompt_length, rows_to_examples
 from gcpo_lite.data.files import FILE_FORMATS, read_data_file
+from gcpo_lite.data.in_memory import as_rows
 from gcpo_lite.data.presets import PRESETS, Preset, find_preset
+from gcpo_lite.data.prompts import check_chat_template
 from gcpo_lite.data.tasks import DEFAULT_TASK, TASKS, Example
 from gcpo_lite.run.hub import HubError, ensure_fetchable
 
@@ -147,7 +153,7 @@ def load_rows(cfg: DataConfig, split: str):
         raise _load_error(name, split, e) from None
 
 
-def load_split(cfg: DataConfig, split: str, seed: int = 0) -> list[Example]:
+def load_split(cfg: DataConfig, split: str, seed: int = 0, *, needs_answer: bool = True) -> list[Example]:
     """All examples of one split (no shuffling, no carving): what `gcpo-lite eval` scores.
 
     Built-in tasks generate their splits from `seed`: pass the training run's train.seed."""
@@ -155,11 +161,11 @@ def load_split(cfg: DataConfig, split: str, seed: int = 0) -> list[Example]:
     if name in TASKS:
         train, test = TASKS[name].make_splits(seed)
         return train if split == cfg.train_split else test
-    return rows_to_examples(load_rows(cfg, split), cfg, name, find_preset(name))
+    return rows_to_examples(load_rows(cfg, split), cfg, name, find_preset(name), needs_answer=needs_answer)
 
 
 def _held_out_split(
-    cfg: DataConfig, name: str, preset: Optional[Preset], train: list[Example]
+    cfg: DataConfig, name: str, preset: Optional[Preset], train: list[Example], needs_answer: bool
 ) -> Optional[list[Example]]:
     """The eval examples from their own split; None when they must be carved off train."""
     is_file = _single_split(name)
@@ -172,19 +178,49 @@ def _held_out_split(
         and _split_name(preset, cfg.eval_split) != _split_name(preset, cfg.train_split)
     ):
         try:
-            return rows_to_examples(load_rows(cfg, cfg.eval_split), cfg, name, preset)
+            rows = load_rows(cfg, cfg.eval_split)
+            return rows_to_examples(rows, cfg, name, preset, needs_answer=needs_answer)
         except DataError as e:
             log.info("no %r split (%s); carving %d eval rows off train", cfg.eval_split, e, cfg.eval_size)
     return None
 
 
+def _in_memory_examples(rows, cfg: DataConfig, source: str, needs_answer: bool) -> list[Example]:
+    """The examples of a train_dataset / eval_dataset handed over in memory (no preset)."""
+    rows = as_rows(rows, source)
+    if len(rows) == 0:
+        if source == "train_dataset":
+            raise DataError("train_dataset has no rows; pass at least one row with a prompt")
+        return []
+    return rows_to_examples(rows, cfg, source, None, needs_answer=needs_answer)
+
+
+def _loaded(
+    cfg: DataConfig, seed: int, needs_answer: bool, train_rows, with_held_out: bool
+) -> tuple[list[Example], Optional[list[Example]]]:
+    """(train, the held-out split's examples, or None when eval rows must be carved off train or come from
+    eval_rows), before the prompt-length filter."""
+    if train_rows is not None:
+        if cfg.dataset:
+            log.info("train_dataset given: data.dataset=%r is not read", cfg.dataset)
+        return _in_memory_examples(train_rows, cfg, "train_dataset", needs_answer), None
+    name = dataset_name(cfg)
+    if name in TASKS:
+        return TASKS[name].make_splits(seed)
+    preset = find_preset(name)
+    train = rows_to_examples(load_rows(cfg, cfg.train_split), cfg, name, preset, needs_answer=needs_answer)
+    return train, _held_out_split(cfg, name, preset, train, needs_answer) if with_held_out else None
+
+
 def _train_and_held_out(
-    cfg: DataConfig, seed: int, name: str, preset: Optional[Preset]
+    cfg: DataConfig, seed: int, needs_answer: bool, train_rows, eval_rows
 ) -> tuple[list[Example], list[Example]]:
-    """(train, eval) of a dataset loaded through `datasets`, before the prompt-length filter."""
-    train = rows_to_examples(load_rows(cfg, cfg.train_split), cfg, name, preset)
-    held_out = _held_out_split(cfg, name, preset, train)
-    if held_out is None:
+    """(train, eval) before the prompt-length filter: eval_rows, else the held-out split, else eval_size rows
+    carved off the (seeded-shuffled) train examples."""
+    train, held_out = _loaded(cfg, seed, needs_answer, train_rows, with_held_out=eval_rows is None)
+    if eval_rows is not None:
+        held_out = _in_memory_examples(eval_rows, cfg, "eval_dataset", needs_answer)
+    elif held_out is None:
         train = list(train)
         random.Random(seed).shuffle(train)
         held_out, train = train[: cfg.eval_size], train[cfg.eval_size :]
@@ -206,21 +242,30 @@ def _drop_long_prompts(
     return train, held_out
 
 
-def load_examples(cfg: DataConfig, seed: int, tokenizer=None) -> tuple[list[Example], list[Example]]:
+def load_examples(
+    cfg: DataConfig,
+    seed: int,
+    tokenizer=None,
+    *,
+    needs_answer: bool = True,
+    train_rows=None,
+    eval_rows=None,
+) -> tuple[list[Example], list[Example]]:
     """(train, eval): eval is the held-out split, or eval_size rows carved off train when there is none.
 
-    With a tokenizer, prompts longer than cfg.max_prompt_length tokens are dropped from both
-    (the count is logged; call filter_by_prompt_length yourself to get it)."""
-    name = dataset_name(cfg)
-    preset = find_preset(name)
-    if name in TASKS:
-        train, held_out = TASKS[name].make_splits(seed)
-    else:
-        train, held_out = _train_and_held_out(cfg, seed, name, preset)
+    train_rows / eval_rows (a `datasets.Dataset` or a list of dicts) replace cfg.dataset / its held-out split
+    (named "train_dataset" / "eval_dataset" in errors; no preset applies); with train_rows and no eval_rows,
+    eval_size rows are carved off train. needs_answer=False (no reward needs a final answer) keeps rows without
+    one (answer None) and lets the answer column be missing. With a tokenizer, prompts longer than
+    cfg.max_prompt_length tokens are dropped from both (the count is logged; call filter_by_prompt_length
+    yourself to get it), and chat-form prompts need its chat template."""
+    name = "train_dataset" if train_rows is not None else dataset_name(cfg)
+    train, held_out = _train_and_held_out(cfg, seed, needs_answer, train_rows, eval_rows)
     if cfg.system_prompt:
         for ex in train + held_out:
             ex.system = cfg.system_prompt
     if tokenizer is not None:
+        check_chat_template(tokenizer, train + held_out)
         train, held_out = _drop_long_prompts(train, held_out, tokenizer, cfg.max_prompt_length)
     if cfg.shuffle:
         random.Random(seed).shuffle(train)

@@ -2,6 +2,10 @@
 
 A preset name (gsm8k, math, math500, aime24, aime25, openr1), one of its ALIASES or its own hub id finds it
 (`find_preset`); every preset question gets MATH_INSTRUCTION appended ("... within \\boxed{}").
+
+Each preset also carries the completion length its solutions need (`completion_length_default`): a run on a
+preset that does not set gcpo.max_completion_length gets it instead of the generic 256, which truncates (and
+with reward.truncated=zero scores 0) nearly every step-by-step answer (train/run_config.py applies it).
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 
 def gsm8k_answer(solution: str) -> Optional[str]:
@@ -58,7 +62,13 @@ class Preset:
     keep_row: Optional[Callable[[dict], bool]] = None  # rows it rejects are skipped (and counted)
     instruction: Optional[str] = None  # appended to every question (None: MATH_INSTRUCTION)
     note: str = ""
+    max_completion_length: int = 256  # tokens a run on it gets unless gcpo.max_completion_length is set
+    length_note: str = ""  # why that length, in one line
 
+
+# the longest budget that still fits the 4096 positions of Qwen2.5-Math (the usual small math base) after a
+# data.max_prompt_length=512 prompt, and a 1.5B run in 8 GB (`gcpo-lite plan`: 88%)
+_FITS_4096 = "3072 + a 512-token prompt fit Qwen2.5-Math's 4096 positions"
 
 PRESETS: dict[str, Preset] = {
     "gsm8k": Preset(
@@ -70,6 +80,8 @@ PRESETS: dict[str, Preset] = {
         (("train", "train"), ("test", "test")),
         answer_from="gsm8k",
         note="grade-school word problems; 7473 train / 1319 test",
+        max_completion_length=512,
+        length_note="step-by-step grade-school solutions, ~150-400 tokens from 1.5B-7B models",
     ),
     "math": Preset(
         "DigitalLearningGmbH/MATH-lighteval",
@@ -80,6 +92,8 @@ PRESETS: dict[str, Preset] = {
         (("train", "train"), ("test", "test")),
         answer_from="boxed",
         note="Hendrycks MATH, answers in \\boxed{}; 7500 train / 5000 test",
+        max_completion_length=1024,
+        length_note="competition solutions, ~300-700 tokens; level 5 often past 800",
     ),
     "math500": Preset(
         "HuggingFaceH4/MATH-500",
@@ -90,6 +104,8 @@ PRESETS: dict[str, Preset] = {
         (("train", "test"), ("test", "test")),
         eval_only=True,
         note="500-problem MATH test subset (eval only)",
+        max_completion_length=1024,
+        length_note="MATH test problems: MATH's lengths",
     ),
     "aime24": Preset(
         "HuggingFaceH4/aime_2024",
@@ -100,6 +116,8 @@ PRESETS: dict[str, Preset] = {
         (("train", "train"), ("test", "train")),
         eval_only=True,
         note="AIME 2024 I+II, 30 problems",
+        max_completion_length=3072,
+        length_note="olympiad attempts run 1-3k tokens; " + _FITS_4096,
     ),
     "aime25": Preset(
         "math-ai/aime25",
@@ -110,6 +128,8 @@ PRESETS: dict[str, Preset] = {
         (("train", "test"), ("test", "test")),
         eval_only=True,
         note="AIME 2025 I+II, 30 problems, no solutions",
+        max_completion_length=3072,
+        length_note="olympiad attempts run 1-3k tokens; " + _FITS_4096,
     ),
     "openr1": Preset(
         "open-r1/OpenR1-Math-220k",
@@ -121,6 +141,9 @@ PRESETS: dict[str, Preset] = {
         solution_fn=_openr1_solution,
         keep_row=_openr1_has_answer,
         note="94k NuminaMath problems; gold = a verified DeepSeek-R1 trace (<think>...</think>)",
+        max_completion_length=3072,
+        length_note="R1-style reasoning runs to thousands of tokens (longer gold traces are skipped); "
+        + _FITS_4096,
     ),
 }
 ALIASES = {
@@ -136,17 +159,51 @@ ALIASES = {
 _BY_HUB_ID = {p.hub_id.lower(): name for name, p in PRESETS.items()}
 
 
+def _is_local(name: str) -> bool:
+    try:
+        return Path(name).expanduser().exists()
+    except (OSError, ValueError):  # a name no file can have (too long, a NUL): not a local one
+        return False
+
+
+def preset_name(name: str) -> Optional[str]:
+    """The PRESETS key for a preset name, alias or the preset's own hub id; None for anything else, and for
+    a local file or directory of that name (`./math` is read from disk, not the hub)."""
+    if _is_local(name):
+        return None
+    key = name.lower()
+    key = ALIASES.get(key, key)
+    return key if key in PRESETS else _BY_HUB_ID.get(key)
+
+
 def find_preset(name: str) -> Optional[Preset]:
     """The preset for a preset name, alias or the preset's own hub id (openai/gsm8k gets gsm8k's mapping).
 
     A local file or directory of that name wins: `./math` is read from disk, not the hub."""
-    if Path(name).expanduser().exists():
+    key = preset_name(name)
+    return PRESETS[key] if key else None
+
+
+class PresetLength(NamedTuple):
+    preset: str  # the PRESETS key (gsm8k for openai/gsm8k)
+    tokens: int  # gcpo.max_completion_length a run on it gets by default
+    reason: str  # one line: why
+
+
+def preset_length(dataset: Optional[str]) -> Optional[PresetLength]:
+    """The completion length a dataset's preset asks for, with its reason; None for no dataset, a built-in
+    task, a local file or a hub id without a preset (those keep gcpo.max_completion_length's own default)."""
+    key = preset_name(dataset) if dataset else None
+    if key is None:
         return None
-    key = name.lower()
-    key = ALIASES.get(key, key)
-    if key in PRESETS:
-        return PRESETS[key]
-    return PRESETS[_BY_HUB_ID[key]] if key in _BY_HUB_ID else None
+    p = PRESETS[key]
+    return PresetLength(key, p.max_completion_length, p.length_note)
+
+
+def completion_length_default(dataset: Optional[str]) -> Optional[int]:
+    """gcpo.max_completion_length for a run on `dataset` that does not set it: its preset's, else None."""
+    found = preset_length(dataset)
+    return found.tokens if found else None
 
 
 def with_hub_id(name: str, hub_id: str) -> Preset:

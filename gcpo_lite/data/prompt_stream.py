@@ -1,4 +1,7 @@
-"""The training order: the prompts served in a seeded order that reshuffles each epoch, and resumes exactly."""
+"""The training order: the prompts served in a seeded order that reshuffles each epoch, and resumes exactly.
+
+The fingerprint a checkpoint keeps is of each prompt and answer (a chat-form prompt's messages too, as sorted
+JSON); a plain-text prompt's part is what it always was, so older checkpoints still resume."""
 
 from __future__ import annotations
 
@@ -6,8 +9,17 @@ import functools
 import hashlib
 import random
 
+from gcpo_lite.data.chat import messages_key
 from gcpo_lite.data.errors import DataError
 from gcpo_lite.data.tasks import Example
+
+
+def _fingerprint_text(ex: Example) -> str:
+    """An example's part of the fingerprint: the original formula for a plain-text prompt (old checkpoints
+    resume), the messages added for a chat-form one (two chats that share the last user message differ)."""
+    if ex.messages is None:
+        return f"{ex.prompt}\x00{ex.answer}\x01"
+    return f"{ex.prompt}\x00{ex.answer}\x02{messages_key(ex.messages)}\x01"
 
 
 class PromptStream:
@@ -40,11 +52,12 @@ class PromptStream:
     def _fingerprint(self) -> str:
         h = hashlib.sha256()
         for ex in self.examples:
-            h.update(f"{ex.prompt}\x00{ex.answer}\x01".encode())
+            h.update(_fingerprint_text(ex).encode())
         return h.hexdigest()[:16]
 
     def fingerprint(self) -> str:
-        """Of the prompts and answers in their epoch-0 order (fixed for the stream's life)."""
+        """Of the prompts (a chat prompt's messages too) and answers in their epoch-0 order (fixed for the
+        stream's life)."""
         return self._fingerprint
 
     def state_dict(self) -> dict:

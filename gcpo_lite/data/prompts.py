@@ -1,5 +1,9 @@
 """Prompt and gold-completion token ids, through the tokenizer's chat template.
 
+The template renders chat.template_messages(example): a chat-form prompt's own messages, or [system?, user]
+for a plain-text one. A plain-text prompt and a tokenizer with no chat template is the bare text; a chat-form
+prompt needs a template (a DataError says so).
+
 A gold completion is the reference solution written the way the policy would answer: the
 chat template's assistant turn, cut after its first EOS token, exactly like a sampled
 completion that stopped.
@@ -9,19 +13,42 @@ from __future__ import annotations
 
 from typing import Optional
 
+from gcpo_lite.config.validation import shown
+from gcpo_lite.data.chat import template_messages
 from gcpo_lite.data.errors import DataError
 from gcpo_lite.data.tasks import Example
 
 
-def _messages(example: Example) -> list[dict]:
-    msgs = [{"role": "system", "content": example.system}] if example.system else []
-    return msgs + [{"role": "user", "content": example.prompt}]
+def _no_template(example: Example) -> DataError:
+    return DataError(
+        f"the prompt {shown(example.prompt, 60)} is in chat form (a list of messages), but the tokenizer has no "
+        "chat template to render it: set one (tokenizer.chat_template = ..., or a model whose tokenizer has "
+        "one), or give the prompts as plain text"
+    )
+
+
+def uses_template(tokenizer, example: Example) -> bool:
+    """Whether `example`'s prompt goes through the tokenizer's chat template; a chat-form prompt and a tokenizer
+    without one is a DataError."""
+    if getattr(tokenizer, "chat_template", None):
+        return True
+    if example.messages is not None:
+        raise _no_template(example)
+    return False
+
+
+def check_chat_template(tokenizer, examples: list[Example]) -> None:
+    """A DataError, before any training, when a chat-form prompt meets a tokenizer with no chat template."""
+    chat = next((ex for ex in examples if ex.messages is not None), None)
+    if chat is not None:
+        uses_template(tokenizer, chat)
 
 
 def prompt_ids(tokenizer, example: Example) -> list[int]:
     """Token ids of the prompt, ending where the assistant's answer starts."""
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(_messages(example), add_generation_prompt=True, tokenize=False)
+    if uses_template(tokenizer, example):
+        msgs = template_messages(example)
+        text = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
         return tokenizer(text, add_special_tokens=False).input_ids
     return tokenizer(example.prompt, add_special_tokens=True).input_ids
 
@@ -30,8 +57,8 @@ def completion_ids_for_text(tokenizer, example: Example, text: str, eos_ids: set
     """Ids of `text` as the assistant's completion of `example`'s prompt, ending in the token the chat template
     really closes the turn with (<|im_end|> for Qwen, <|eot_id|> for Llama-3), never an arbitrary EOS id."""
     end = turn_end_id(tokenizer, eos_ids)
-    if getattr(tokenizer, "chat_template", None):
-        msgs = _messages(example)
+    if uses_template(tokenizer, example):
+        msgs = template_messages(example)
         prompt = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
         full = tokenizer.apply_chat_template(msgs + [{"role": "assistant", "content": text}], tokenize=False)
         # Use the template's rendering only when it keeps the text whole: some templates (R1-distill)

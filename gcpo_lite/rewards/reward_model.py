@@ -1,139 +1,210 @@
-"""Rewards: the task verifier's 0/1 score plus an optional weighted format reward.
+"""A run's rewards: its reward functions, their weights, and the rule that says which samples are correct.
 
-A reward function that raises is logged and scores 0: one bad completion never ends a run.
-Verifiers are looked up by name in VERIFIERS (`auto` = the built-in task's own verifier, or
-the math verifier for other datasets). `math` is this package's verifier (math_answer.py
-extracts, math_equivalence.py decides, sympy in time-limited workers); `math_verify` wraps the
-optional math-verify package, run in the same time-limited workers.
+reward = sum of weight x score over the functions, a None score adding nothing (TRL's weighted sum: a sample
+every function declines scores 0, with a warning). Each function's own scores are kept for its metrics
+(reward/<name>/mean and /std, over the samples it scored).
+
+"Correct" (accuracy; GCPO's all-wrong groups, which get the gold; the check that a gold is worth injecting)
+is one function's score >= reward.correct_threshold: reward.correct_fn names it, and `auto` picks the first
+built-in verifier listed, else the first function. A None score is not correct.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import re
-from typing import Callable
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
-from gcpo_lite.config import ConfigError
-from gcpo_lite.data.tasks import TASKS, Example, verify_last_integer
-from gcpo_lite.verify.answer import extract_answer
-from gcpo_lite.verify.equivalence import DEFAULT_TIMEOUT_S, math_equal
+from gcpo_lite.config import ConfigError, RewardConfig
+from gcpo_lite.data.tasks import Example
+from gcpo_lite.rewards.calling import RewardBatch, RewardFunctionError, call
+from gcpo_lite.rewards.functions import RewardFunction, make_function
+from gcpo_lite.rewards.verifiers import (  # noqa: F401 (the verifiers' public names, re-exported)
+    VERIFIERS,
+    extract_answer,
+    format_reward,
+    math_equal,
+    resolve_verifier,
+    verify_math,
+    verify_math_verify,
+)
 
 log = logging.getLogger(__name__)
 
-Verifier = Callable[[str, Example], float]  # completion text, example -> score in [0, 1]
-
-_BOXED_OR_FINAL = re.compile(r"\\boxed\{|####|answer is", re.I)
+__all__ = ["RewardModel", "RewardFunction", "RewardFunctionError", "Scores", "build_reward_model"]
 
 
-def format_reward(completion: str, example: Example) -> float:
-    """1.0 when the completion states its final answer in a recognised form (\\boxed{}, ####, "the answer is")
-    or, for short-answer tasks, is just the answer (digits, optional sign)."""
-    text = completion.strip()
-    return 1.0 if _BOXED_OR_FINAL.search(text) or re.fullmatch(r"-?\d+", text) else 0.0
+@dataclass
+class Scores:
+    rewards: list  # (B,) weighted sums
+    correct: list  # (B,) the correctness rule's verdicts
+    per_function: dict  # name -> (B,) that function's scores, NaN where it returned None
 
 
-__all__ = [
-    "extract_answer",
-    "math_equal",
-    "format_reward",
-    "verify_math",
-    "verify_math_verify",
-    "VERIFIERS",
-    "resolve_verifier",
-    "RewardModel",
-]
+@dataclass
+class CorrectRule:
+    function: RewardFunction
+    threshold: float
+    listed: bool  # one of the reward functions (else scored for correctness alone)
+    why: str
 
-
-def gold_answer(example: Example) -> str:
-    """The answer to compare against; a full solution given as the answer is reduced to its final answer."""
-    answer = example.answer or ""
-    if "\\boxed" in answer or "####" in answer:
-        return extract_answer(answer, last_number_fallback=False) or answer
-    return answer
-
-
-def verify_math(completion: str, example: Example, last_number_fallback: bool = True) -> float:
-    """1.0 when the completion's final answer equals the example's answer (see math_equivalence)."""
-    predicted = extract_answer(completion, last_number_fallback=last_number_fallback)
-    return 1.0 if predicted is not None and math_equal(predicted, gold_answer(example)) else 0.0
-
-
-def math_verify_available() -> bool:
-    try:
-        import math_verify  # noqa: F401
-
-        return True
-    except ImportError:
-        return False
-
-
-def verify_math_verify(completion: str, example: Example) -> float:
-    """The math-verify package's verdict (parse + verify), run in a time-limited worker process."""
-    if not math_verify_available():
-        raise ImportError(
-            "reward.verifier=math_verify needs the math-verify package: pip install math-verify "
-            "(or use reward.verifier=math, this package's own sympy verifier)"
-        )
-    from gcpo_lite.verify.workers import math_verify_with_timeout
-
-    return 1.0 if math_verify_with_timeout(completion, gold_answer(example), DEFAULT_TIMEOUT_S) else 0.0
-
-
-VERIFIERS: dict[str, Verifier] = {
-    "last_integer": verify_last_integer,
-    "math": verify_math,
-    "math_verify": verify_math_verify,
-}
-
-
-def resolve_verifier(name: str, dataset: str, last_number_fallback: bool = True) -> Verifier:
-    """The verifier for `reward.verifier` = name on `dataset` (pass reward.last_number_fallback along)."""
-    if name == "auto":
-        if dataset in TASKS:
-            return TASKS[dataset].verify
-        name = "math"
-    if name not in VERIFIERS:
-        raise ConfigError(f"unknown verifier {name!r}; available: auto, {', '.join(sorted(VERIFIERS))}")
-    if name == "math_verify" and not math_verify_available():
-        raise ConfigError(
-            "reward.verifier=math_verify needs the math-verify package, which is not installed: "
-            "pip install math-verify (or set reward.verifier=math)"
-        )
-    if name == "math" and not last_number_fallback:
-        return functools.partial(verify_math, last_number_fallback=False)
-    return VERIFIERS[name]
+    def describe(self) -> str:
+        return f"correct = {self.function.name} >= {self.threshold:g} ({self.why})"
 
 
 class RewardModel:
-    """Scores completions: verifier score + format_weight * format score; failures score 0 and are counted."""
+    """Scores completions with the run's reward functions; counts the samples scored 0 by reward.on_error=zero."""
 
-    def __init__(self, verifier: Verifier, format_weight: float = 0.0):
-        self.verifier = verifier
-        self.format_weight = format_weight
-        self.errors = 0  # reward-function exceptions so far
+    def __init__(
+        self, functions: list, rule: CorrectRule, on_error: str = "raise", timeout_s: Optional[float] = None
+    ):
+        self.functions, self.rule = functions, rule
+        self.on_error, self.timeout_s = on_error, timeout_s
+        self.errors = 0  # samples scored 0 for an exception, a NaN or a timeout so far
 
-    def _safe(self, fn: Verifier, completion: str, example: Example) -> float:
-        try:
-            return float(fn(completion, example))
-        except Exception as e:  # a broken reward function scores 0; the run goes on
-            self.errors += 1
-            if self.errors <= 5:
-                log.warning(
-                    "reward function %s raised %s: %s (scored 0)",
-                    getattr(fn, "__name__", fn),
-                    type(e).__name__,
-                    e,
-                )
-            return 0.0
+    @classmethod
+    def from_verifier(cls, verifier, format_weight: float = 0.0, on_error: str = "zero") -> "RewardModel":
+        """A (text, Example) verifier (+ the format reward at format_weight), as before reward functions."""
+        from gcpo_lite.rewards.functions import _builtin, function_name
 
-    def correct(self, completion: str, example: Example) -> bool:
-        return self._safe(self.verifier, completion, example) >= 1.0
+        name = function_name(verifier).replace("verify_", "")
+        main = RewardFunction(name, _builtin(verifier), builtin=True, verifier=True)
+        fmt = RewardFunction("format", _builtin(format_reward), format_weight, builtin=True)
+        functions = [main] + ([fmt] if format_weight else [])
+        return cls(functions, CorrectRule(main, 1.0, True, "the verifier"), on_error)
 
-    def score(self, completion: str, example: Example) -> tuple[float, bool]:
+    @property
+    def needs_answer(self) -> bool:
+        """A built-in verifier is used: every row needs a final answer to compare against."""
+        return any(f.verifier for f in (*self.functions, self.rule.function))
+
+    def describe(self) -> str:
+        terms = " + ".join(f"{f.weight:g} x {f.name}" for f in self.functions)
+        return f"reward = {terms} | {self.rule.describe()} | on error: {self.on_error}"
+
+    def score_batch(
+        self, texts: Sequence[str], ids: Sequence, examples: Sequence[Example], state=None
+    ) -> Scores:
+        """Scores of completion i (text, token ids) of examples[i]."""
+        batch = make_batch(texts, ids, examples, state)
+        per_function = {}
+        for f in self.functions:
+            per_function[f.name] = self._values(f, batch)
+        rewards = [_weighted(self.functions, per_function, i) for i in range(len(texts))]
+        if any(r is None for r in rewards):
+            log.warning(
+                "every reward function returned None for %d samples: they score 0", rewards.count(None)
+            )
+            rewards = [0.0 if r is None else r for r in rewards]
+        rule = (
+            per_function[self.rule.function.name]
+            if self.rule.listed
+            else self._values(self.rule.function, batch)
+        )
+        correct = [not math.isnan(v) and v >= self.rule.threshold for v in rule]
+        return Scores(rewards, correct, per_function)
+
+    def _values(self, f: RewardFunction, batch: RewardBatch) -> list:
+        values, errors = call(f, batch, self.on_error, self.timeout_s)
+        self.errors += errors
+        if errors and self.errors == errors:
+            log.warning(
+                "reward function %s failed on %d samples: scored 0 (reward.on_error=zero)", f.name, errors
+            )
+        return [math.nan if v is None else v for v in values]
+
+    def correct_batch(self, texts: Sequence[str], ids: Sequence, examples: Sequence[Example]) -> list:
+        """The correctness rule alone (eval's accuracy): one bool per completion."""
+        values = self._values(self.rule.function, make_batch(texts, ids, examples))
+        return [not math.isnan(v) and v >= self.rule.threshold for v in values]
+
+    def score(self, text: str, example: Example, ids: Optional[list] = None) -> tuple[float, bool]:
         """(reward, correct) for one completion."""
-        ok = self.correct(completion, example)
-        reward = float(ok)
-        if self.format_weight:
-            reward += self.format_weight * self._safe(format_reward, completion, example)
-        return reward, ok
+        s = self.score_batch([text], [ids or []], [example])
+        return s.rewards[0], s.correct[0]
+
+    def correct(self, text: str, example: Example) -> bool:
+        return self.correct_batch([text], [[]], [example])[0]
+
+
+def _weighted(functions: list, per_function: dict, i: int) -> Optional[float]:
+    terms = [f.weight * per_function[f.name][i] for f in functions if not math.isnan(per_function[f.name][i])]
+    return sum(terms) if terms else None
+
+
+def make_batch(texts: Sequence[str], ids: Sequence, examples: Sequence[Example], state=None) -> RewardBatch:
+    """TRL's arguments for completions texts[i] of examples[i]: chat-form prompts and completions as messages
+    when the example's prompt is; every column of the rows (None where a row lacks it); final_answer."""
+    chat = any(getattr(ex, "messages", None) for ex in examples)
+    prompts = [getattr(ex, "messages", None) or ex.prompt for ex in examples]
+    completions = [[{"role": "assistant", "content": t}] for t in texts] if chat else list(texts)
+    rows = [_columns(ex) for ex in examples]
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    columns = {k: [row.get(k) for row in rows] for k in names}
+    columns["final_answer"] = [ex.answer for ex in examples]
+    shared = {"trainer_state": state} if state is not None else {}
+    return RewardBatch(prompts, completions, [list(i) for i in ids], columns, shared, list(texts))
+
+
+def _columns(ex: Example) -> dict:
+    columns = getattr(ex, "columns", None)
+    if columns:
+        return columns
+    return {"answer": ex.answer, "solution": ex.solution}
+
+
+def build_reward_model(r: RewardConfig, dataset: str, functions: Optional[list] = None) -> RewardModel:
+    """The run's RewardModel from its reward section; `functions` (callables or names, from the Python API)
+    replace reward.functions."""
+    if functions is None and r.functions is None:  # the verifier (+ format): reward.verifier / format_weight
+        entries, weights = _default_entries(r), [1.0] + ([r.format_weight] if r.format_weight else [])
+    else:
+        entries = functions if functions is not None else r.functions
+        weights = [1.0] * len(entries)
+    made = [make_function(e, dataset, r.last_number_fallback) for e in entries]
+    weights = r.weights if r.weights is not None else weights
+    if len(weights) != len(made):
+        raise ConfigError(
+            f"reward.weights has {len(weights)} values for {len(made)} reward functions; give one per function"
+        )
+    for f, w in zip(made, weights):
+        f.weight = float(w)
+    _unique_names(made)
+    rule = correct_rule(r, made, dataset)
+    return RewardModel(made, rule, r.on_error, r.timeout_s)
+
+
+def _default_entries(r: RewardConfig) -> list:
+    return [r.verifier] + (["format"] if r.format_weight else [])
+
+
+def _unique_names(functions: list) -> None:
+    """Two functions of one name get _2, _3 ... so each has its own metrics."""
+    seen: dict = {}
+    for f in functions:
+        seen[f.name] = seen.get(f.name, 0) + 1
+        if seen[f.name] > 1:
+            f.name = f"{f.name}_{seen[f.name]}"
+
+
+def correct_rule(r: RewardConfig, functions: list, dataset: str) -> CorrectRule:
+    """reward.correct_fn as a CorrectRule: a listed function by name, `auto`, or a spec scored on the side."""
+    name = r.correct_fn.strip()
+    if name == "auto":
+        chosen = next((f for f in functions if f.verifier), functions[0])
+        why = (
+            "the built-in verifier" if chosen.verifier else "the first reward function; set reward.correct_fn"
+        )
+        return CorrectRule(chosen, r.correct_threshold, True, f"reward.correct_fn=auto: {why}")
+    listed = [f for f in functions if name in (f.name, f.spec)]
+    if listed:
+        return CorrectRule(listed[0], r.correct_threshold, True, "reward.correct_fn")
+    try:
+        extra = make_function(name, dataset, r.last_number_fallback)
+    except ConfigError as e:
+        names = ", ".join(f.name for f in functions)
+        raise ConfigError(
+            f"reward.correct_fn={name!r} is none of the reward functions ({names}): {e}"
+        ) from None
+    return CorrectRule(extra, r.correct_threshold, False, "reward.correct_fn, scored for correctness only")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import tempfile
 import time
 from contextlib import contextmanager
@@ -22,16 +21,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from gcpo_lite.config import ConfigError, DataConfig, ModelConfig, RolloutConfig
+from gcpo_lite.config import ConfigError, DataConfig, RewardConfig, RolloutConfig
 from gcpo_lite.data.datasets import dataset_name, is_builtin, load_split
 from gcpo_lite.data.tasks import Example
-from gcpo_lite.rewards.reward_model import RewardModel, resolve_verifier
+from gcpo_lite.rewards.reward_model import RewardModel, build_reward_model
+from gcpo_lite.train.eval_model import (  # noqa: F401 (re-exported: the eval command's names)
+    adapter_base,
+    check_adapter,
+    eval_device,
+    load_eval_model,
+)
 from gcpo_lite.verify.answer import extract_answer
 
 DEFAULT_BUILTIN_TOKENS = 5  # the embedded addition task answers in <= 4 tokens + EOS (EMBEDDED_DEFAULT)
 DEFAULT_MATH_TOKENS = 1024  # enough for a worked MATH solution; R1-distill models want more
 PASS_AT = (1, 2, 4, 8, 16, 32, 64)  # the pass@j reported besides pass@k, for every j <= k
-PEFT_LOAD_ERRORS = (ValueError, TypeError, KeyError, AttributeError, RuntimeError)
 
 
 @dataclass
@@ -53,12 +57,29 @@ class EvalSettings:
     batch_size: int = 64
     verifier: str = "auto"
     last_number_fallback: bool = True
+    reward_functions: Optional[list] = None  # names / specs as reward.functions (None: the verifier alone)
+    reward_weights: Optional[list] = None
+    correct_fn: str = "auto"  # as reward.correct_fn: what accuracy counts
+    correct_threshold: float = 1.0
     quantize: bool = True
     device: str = "auto"
     cpu_allocator: str = "caching"
     seed: int = 0
     output_dir: str = "runs/eval"
     rollout: RolloutConfig = field(default_factory=RolloutConfig)  # the backend that generates
+
+    def reward_config(self) -> RewardConfig:
+        """The reward section these settings stand for; a function that raises scores 0 and is counted."""
+        custom = self.reward_functions is not None
+        return RewardConfig(
+            functions=self.reward_functions,
+            weights=self.reward_weights,
+            correct_fn=self.correct_fn,
+            correct_threshold=self.correct_threshold,
+            on_error="zero",
+            verifier="auto" if custom else self.verifier,
+            last_number_fallback=self.last_number_fallback,
+        )
 
     def data_config(self) -> DataConfig:
         return DataConfig(
@@ -100,58 +121,6 @@ def check_settings(s: EvalSettings) -> float:
     return temperature
 
 
-def _bad_adapter(adapter: str, problem: str, fix: str = "pass") -> ConfigError:
-    where = "the adapter directory training wrote (RUN_DIR/adapter, RUN_DIR/checkpoints/step-N/adapter)"
-    return ConfigError(f"--adapter {adapter!r}{problem}; {fix} {where}")
-
-
-def check_adapter(adapter: Optional[str]) -> None:
-    """Before any model loads: a ConfigError naming the file when `adapter` has no adapter_config.json or one
-    that is not a JSON object, or no weights, or weights that are truncated or damaged."""
-    if not adapter:
-        return
-    from safetensors import SafetensorError, safe_open
-
-    from gcpo_lite.run.checkpoint_checks import describe
-
-    config, weights = Path(adapter) / "adapter_config.json", Path(adapter) / "adapter_model.safetensors"
-    if not config.is_file():
-        raise _bad_adapter(adapter, " has no adapter_config.json")
-    try:
-        value = json.loads(config.read_text())
-    except (OSError, ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
-        raise _bad_adapter(adapter, f": adapter_config.json is not readable JSON ({describe(e)})") from None
-    if not isinstance(value, dict):
-        raise _bad_adapter(adapter, f": adapter_config.json is a JSON {type(value).__name__}, not an object")
-    if not weights.is_file():
-        if (Path(adapter) / "adapter_model.bin").is_file():
-            return  # the older format: peft reads it
-        raise _bad_adapter(adapter, " has no adapter_model.safetensors")
-    try:
-        with safe_open(str(weights), "pt"):  # reads the header; checks that it covers the whole file
-            pass
-    except (SafetensorError, OSError) as e:
-        why = describe(e)
-        raise _bad_adapter(adapter, f": adapter_model.safetensors is damaged or truncated ({why})") from None
-
-
-def eval_device(name: str):
-    """--device as a torch.device; a ConfigError unless auto, cpu, cuda or a cuda:N this machine has."""
-    import torch
-
-    from gcpo_lite.models.loading import pick_device
-
-    if not re.fullmatch(r"auto|cpu|cuda(?::\d+)?", name):
-        raise ConfigError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N")
-    count = torch.cuda.device_count() if name.startswith("cuda") and torch.cuda.is_available() else 0
-    if name.startswith("cuda") and int(name.partition(":")[2] or 0) >= count:
-        raise ConfigError(
-            f"--device {name} but this torch sees {count or 'no'} CUDA device{'s' if count != 1 else ''}; "
-            + (f"use cuda:0 to cuda:{count - 1}" if count else "use --device cpu (or auto)")
-        )
-    return pick_device(name)
-
-
 @contextmanager
 def writing(path: Path):
     """An OSError writing `path` (a read-only filesystem, no permission, a full disk) as one ConfigError."""
@@ -162,53 +131,6 @@ def writing(path: Path):
         raise ConfigError(f"cannot write {path} ({why}); {fix}") from None
 
 
-def adapter_base(adapter: Optional[str]) -> Optional[str]:
-    """The base an adapter was trained on (its adapter_config.json), when that is still on this machine or a
-    hub id; None without an adapter. Lets `eval --adapter RUN/adapter` score the adapter on its own base."""
-    if not adapter:
-        return None
-    try:
-        base = json.loads((Path(adapter) / "adapter_config.json").read_text()).get("base_model_name_or_path")
-    except (OSError, ValueError):
-        return None
-    if not base or not isinstance(base, str) or base.startswith(("/", ".", "~")) and not Path(base).exists():
-        return None  # a path from another machine: the default model, as before
-    return base
-
-
-def load_eval_model(name: Optional[str], adapter: Optional[str], quantize: bool, device):
-    """(model in eval mode, tokenizer, ResolvedModel): the base `name` (None: the adapter's own base, else the
-    embedded model), with the LoRA adapter directory on top when given."""
-    from gcpo_lite.demo.embedded_model import prepare_model
-    from gcpo_lite.models.loading import load_base_model, load_tokenizer
-    from gcpo_lite.run.checkpoint_checks import describe
-
-    model_cfg = ModelConfig(
-        name=name or adapter_base(adapter), quantize=quantize, gradient_checkpointing=False
-    )
-    resolved = prepare_model(model_cfg.name)
-    tokenizer = load_tokenizer(resolved.source, model_cfg)
-    model = load_base_model(resolved.source, model_cfg, device)
-    try:
-        model = _with_adapter(model, adapter) if adapter else model
-    except (
-        PEFT_LOAD_ERRORS
-    ) as e:  # check_adapter read the files: a config peft rejects, another base's shapes
-        if isinstance(e, RuntimeError) and "size mismatch" not in str(e):
-            raise  # not the adapter's files (out of memory, a CUDA error)
-        why = "its tensor shapes are another base's" if isinstance(e, RuntimeError) else describe(e)
-        fix = "pass --model with the base it was trained on, or"
-        raise _bad_adapter(adapter, f": peft cannot load it onto {resolved.display} ({why})", fix) from None
-    model.eval()
-    return model, tokenizer, resolved
-
-
-def _with_adapter(model, adapter: str):
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(model, adapter)
-
-
 def install_cpu_allocator() -> Optional[str]:
     """The trainer's caching CPU allocator (memory/cpu_allocator.py) with its smallest cap: eval has no memory
     plan, and its generation batches repeat the same sizes, which is what the cache reuses. Returns why it is
@@ -217,6 +139,27 @@ def install_cpu_allocator() -> Optional[str]:
 
     ok, why = cpu_allocator.install(cpu_allocator.MIN_CAP_BYTES)
     return None if ok else why
+
+
+class RewardTotals:
+    """The mean reward and each function's mean over the samples it scored, for summary.json."""
+
+    def __init__(self):
+        self.rewards: list = []
+        self.per_function: dict = {}
+
+    def add(self, reward: float, per_function: dict) -> None:
+        self.rewards.append(reward)
+        for k, v in per_function.items():
+            self.per_function.setdefault(k, [])
+            if v is not None:
+                self.per_function[k].append(v)
+
+    def summary(self) -> dict:
+        out = {"reward_mean": sum(self.rewards) / max(1, len(self.rewards))}
+        for k, values in self.per_function.items():
+            out[f"reward/{k}/mean"] = sum(values) / len(values) if values else None
+        return out
 
 
 @dataclass
@@ -250,8 +193,8 @@ class Evaluation:
     def num_sequences(self) -> int:
         return len(self.examples) * self.settings.num_samples
 
-    def generate(self, prompts: list[list[int]]) -> list[str]:
-        """One decoded completion per prompt, from the rollout backend."""
+    def generate(self, prompts: list[list[int]]) -> tuple[list[str], list[list[int]]]:
+        """(decoded completion, its token ids) per prompt, from the rollout backend."""
         out = self.backend.generate(
             self.model,
             prompts,
@@ -262,9 +205,22 @@ class Evaluation:
             pad_id=self.pad_id,
             suppress_ids=self.suppress_ids,
         )
-        return self.tokenizer.batch_decode(out.completions, skip_special_tokens=True)
+        return self.tokenizer.batch_decode(out.completions, skip_special_tokens=True), out.completions
 
-    def record(self, i: int, j: int, text: str) -> dict:
+    def scored_lines(self, chunk: list, scores: list) -> list[str]:
+        """samples.jsonl's lines for one batch: chunk[k] = (prompt i, sample j) scored by scores[k]."""
+        return [json.dumps(self.record(i, j, *sc)) + "\n" for (i, j), sc in zip(chunk, scores)]
+
+    def score(self, chunk: list, texts: list, ids: list) -> list[tuple]:
+        """(text, reward, correct, {function: score or None}) per sample of the batch."""
+        s = self.rewards.score_batch(texts, ids, [self.examples[i] for i, _ in chunk])
+        per = [
+            {k: (None if math.isnan(v[n]) else v[n]) for k, v in s.per_function.items()}
+            for n in range(len(texts))
+        ]
+        return list(zip(texts, s.rewards, s.correct, per))
+
+    def record(self, i: int, j: int, text: str, reward: float, correct: bool, per_function: dict) -> dict:
         """samples.jsonl's line for sample j of prompt i."""
         ex = self.examples[i]
         return {
@@ -274,7 +230,9 @@ class Evaluation:
             "gold": ex.answer,
             "completion": text,
             "extracted": extract_answer(text, last_number_fallback=self.settings.last_number_fallback),
-            "correct": self.rewards.correct(text, ex),  # as training decides it
+            "correct": correct,  # as training decides it (reward.correct_fn)
+            "reward": reward,
+            "rewards": per_function,
         }
 
     def run(self, on_batch: Optional[Callable[[int, float], None]] = None) -> dict:
@@ -285,7 +243,7 @@ class Evaluation:
         s, out_dir = self.settings, Path(self.settings.output_dir)
         jobs = [(i, j) for i in range(len(self.examples)) for j in range(s.num_samples)]  # prompt i, sample j
         correct = [[False] * s.num_samples for _ in self.examples]
-        extracted = 0
+        extracted, totals = 0, RewardTotals()
         # backends sample from torch's global stream (no generator in their contract): seeded here, the
         # samples depend on the seed alone, not on what loading the model drew
         torch.manual_seed(s.seed)
@@ -294,18 +252,19 @@ class Evaluation:
             fh = open(samples, "w")
         with fh:
             for b in range(0, len(jobs), s.batch_size):
-                chunk, lines = jobs[b : b + s.batch_size], []
-                for (i, j), text in zip(chunk, self.generate([self.prompts[i] for i, _ in chunk])):
-                    row = self.record(i, j, text)
-                    correct[i][j] = row["correct"]
-                    extracted += row["extracted"] is not None
-                    lines.append(json.dumps(row) + "\n")
+                chunk = jobs[b : b + s.batch_size]
+                scored = self.score(chunk, *self.generate([self.prompts[i] for i, _ in chunk]))
+                lines = self.scored_lines(chunk, scored)
+                for (i, j), (text, reward, ok, per) in zip(chunk, scored):
+                    correct[i][j] = ok
+                    extracted += extract_answer(text, last_number_fallback=s.last_number_fallback) is not None
+                    totals.add(reward, per)
                 with writing(samples):  # flushed: closing the file has nothing left to fail on
                     fh.write("".join(lines))
                     fh.flush()
                 if on_batch is not None:
                     on_batch(len(chunk), sum(map(sum, correct)) / (b + len(chunk)))
-        summary = self.summary(correct, extracted, time.time() - start)
+        summary = {**self.summary(correct, extracted, time.time() - start), **totals.summary()}
         with writing(out_dir / "summary.json"):
             (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
@@ -325,6 +284,7 @@ class Evaluation:
             "top_p": s.top_p,
             "max_new_tokens": self.max_new_tokens,
             "verifier": s.verifier,
+            "rewards": self.rewards.describe(),
             "last_number_fallback": s.last_number_fallback,
             "accuracy": sum(n_correct) / (n * k),  # mean@k: the mean over all samples
             "pass_at_k": sum(c > 0 for c in n_correct) / n,  # some sample of the k is correct
@@ -340,14 +300,14 @@ class Evaluation:
         }
 
 
-def load_examples(s: EvalSettings) -> tuple[str, list[Example]]:
+def load_examples(s: EvalSettings, needs_answer: bool = True) -> tuple[str, list[Example]]:
     """(dataset name, the examples to score: the split, cut to settings.limit)."""
     data_cfg = s.data_config()
     name = dataset_name(data_cfg)
     splits = (data_cfg.train_split, "test")  # what a built-in task's load_split tells apart
     if is_builtin(data_cfg) and s.split not in splits:
         raise ConfigError(f"built-in task {name!r} has no split {s.split!r}; its splits: {', '.join(splits)}")
-    examples = load_split(data_cfg, s.split, seed=s.seed)
+    examples = load_split(data_cfg, s.split, seed=s.seed, needs_answer=needs_answer)
     if s.limit is not None:
         examples = examples[: s.limit]
     if not examples:
@@ -374,11 +334,11 @@ def prepare_evaluation(s: EvalSettings) -> Evaluation:
 
     temperature = check_settings(s)
     device = eval_device(s.device)
-    name, examples = load_examples(s)
+    rewards = build_reward_model(s.reward_config(), dataset_name(s.data_config()))
+    name, examples = load_examples(s, needs_answer=rewards.needs_answer)
     with writing(Path(s.output_dir)):  # made, and a file can be made in it, before the model loads
         Path(s.output_dir).mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=s.output_dir).close()
-    rewards = RewardModel(resolve_verifier(s.verifier, name, last_number_fallback=s.last_number_fallback))
     note = install_cpu_allocator() if device.type == "cpu" and s.cpu_allocator == "caching" else None
     torch.manual_seed(s.seed)
     model, tokenizer, resolved = load_eval_model(s.model, s.adapter, s.quantize, device)

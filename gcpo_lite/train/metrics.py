@@ -4,12 +4,36 @@ completions.jsonl."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Optional
 
 import torch
 
 from gcpo_lite.algorithm.advantages import group_stats
 from gcpo_lite.algorithm.batches import StepBatch
+from gcpo_lite.train.truncation_warning import TruncationWarning
+
+FUNCTION_KEY = "reward/"  # a record's per-function scores: "reward/<name>" -> (B,) scores, NaN where None
+
+
+def function_scores(per_row: list) -> dict:
+    """The record's per-function keys from Sampled.per_function (one {name: score} per row)."""
+    names = list(dict.fromkeys(k for row in per_row for k in row))
+    return {f"{FUNCTION_KEY}{k}": [row.get(k, math.nan) for row in per_row] for k in names}
+
+
+def _function_metrics(rec: dict) -> dict:
+    """reward/<name>/mean and /std over the samples each function scored (TRL's names); absent on a step where
+    it scored none."""
+    out = {}
+    for key in (k for k in rec if k.startswith(FUNCTION_KEY)):
+        values = [v for v in rec[key] if not math.isnan(v)]
+        if not values:  # the function declined every sample of the step: no figure (not a NaN in the log)
+            continue
+        mean = sum(values) / len(values)
+        var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+        out[f"{key}/mean"], out[f"{key}/std"] = mean, math.sqrt(var)
+    return out
 
 
 def rollout_metrics(rec: dict, G: int) -> dict:
@@ -43,6 +67,7 @@ def rollout_metrics(rec: dict, G: int) -> dict:
         metrics[f"gold_{status}"] = gold_status.get(status, 0)
     other = ("truncated_zeroed", "truncated_masked", "rollouts", "generated_tokens", "dynamic_rounds")
     metrics.update({k: rec[k] for k in (*other, "dynamic_dropped_groups") if k in rec})
+    metrics.update(_function_metrics(rec))
     return metrics
 
 
@@ -61,6 +86,8 @@ class MetricsLog:
             sinks.log(row)
         if bar is not None:
             bar.update(row)
+        self.truncation = getattr(self, "truncation", None) or TruncationWarning(self.trainer)
+        self.truncation.feed(row)  # one line when most samples keep hitting the length limit
         return row
 
     def write_samples(self, batch: StepBatch) -> None:

@@ -16,7 +16,7 @@ from gcpo_lite.data.prompts import completion_ids_for_text, prompt_ids
 from gcpo_lite.data.tasks import Example
 from gcpo_lite.models import dequantized_base
 from gcpo_lite.run.distributed import merge_records
-from gcpo_lite.train.metrics import rollout_metrics
+from gcpo_lite.train.metrics import function_scores, rollout_metrics
 
 
 class RolloutPhase:
@@ -32,18 +32,18 @@ class RolloutPhase:
         """ex's gold completion, checked once with the run's own reward function and cached."""
         key = id(ex)
         if key not in self._gold_cache:
-            # Built-in tasks write solutions as the policy answers; dataset solutions get a final \boxed{}
-            # and, for R1-distill models, thinking tags (gold.py).
+            # Built-in tasks write solutions as the policy answers; dataset solutions checked by a math verifier
+            # get a final \boxed{} and, for R1-distill models, thinking tags (gold.py); others stay verbatim.
             text = (
                 ex.solution
-                if (self._builtin_task or not ex.solution)
+                if (self._builtin_task or not ex.solution or not self._math_gold)
                 else gold_solution_text(ex, self.resolved.family, prompt_opens_think=self._opens_think)
             )
             self._gold_cache[key] = make_gold(
                 text,
                 tokenize=lambda x: completion_ids_for_text(self.tokenizer, ex, x, self.eos_ids),
                 score=lambda ids: self.rewards.score(
-                    self.tokenizer.decode(ids, skip_special_tokens=True), ex
+                    self.tokenizer.decode(ids, skip_special_tokens=True), ex, list(ids)
                 ),
                 max_len=self.cfg.gcpo.max_completion_length,
                 overflow=self.cfg.gcpo.gold_overflow,
@@ -83,14 +83,11 @@ class RolloutPhase:
         advantages. Rows are grouped contiguously: B = len(examples) x G."""
         g = self.cfg.gcpo
         G = g.num_generations
-        if g.dynamic_sampling:  # DAPO: only groups whose rewards differ, refilled from new prompts
-            examples, s, dyn = self._dynamic_sample(examples)
-        else:
-            s = self._sample_groups(examples)
-            dyn = {"rollouts": len(s.prompts)}
+        examples, s, dyn = self._sampled(examples)
         prompts, completions, rewards = s.prompts, list(s.completions), list(s.rewards)
-        golds = LazyGolds(examples, self._gold)
-        slots, gold_status = inject(rewards, s.correct, s.mean_lp, golds, G, g.gold_injection)
+        slots, gold_status = inject(
+            rewards, s.correct, s.mean_lp, LazyGolds(examples, self._gold), G, g.gold_injection
+        )
         is_gold = [False] * len(prompts)
         for row, gold in slots.items():
             completions[row], rewards[row], is_gold[row] = list(gold.ids), gold.reward, True
@@ -111,6 +108,7 @@ class RolloutPhase:
             "gold_status": dict(gold_status),
             "entropy_sum": sum(self._entropy_sums),
             "reward_errors": self.rewards.errors,
+            **function_scores(s.per_function),
             "truncated_zeroed": sum(s.truncated) if self.cfg.reward.truncated == "zero" else 0,
             "truncated_masked": sum(masked),
             **dyn,
@@ -119,13 +117,21 @@ class RolloutPhase:
         is_gold_t, masked_t = torch.tensor(is_gold), torch.tensor(masked)
         return StepBatch(examples, prompts, completions, reward_t, adv, is_gold_t, metrics, masked_t)
 
+    def _sampled(self, examples: list[Example]) -> tuple[list[Example], Sampled, dict]:
+        """(the examples, their scored samples, sampling figures): G samples each, or with gcpo.dynamic_sampling
+        (DAPO) only groups whose rewards differ, refilled from new prompts."""
+        if self.cfg.gcpo.dynamic_sampling:
+            return self._dynamic_sample(examples)
+        s = self._sample_groups(examples)
+        return examples, s, {"rollouts": len(s.prompts)}
+
     def _sample_groups(self, examples: list[Example]) -> Sampled:
         """G scored samples of each example, grouped contiguously (the policy's own: no gold yet)."""
         g = self.cfg.gcpo
         prompts = [self._prompt(ex) for ex in examples for _ in range(g.num_generations)]
         completions, mean_lp = self.generate(prompts, g.temperature, g.max_completion_length)
-        rewards, correct, truncated = self._score(completions, examples)
-        return Sampled(prompts, completions, mean_lp, rewards, correct, truncated)
+        rewards, correct, truncated, per_function = self._score(completions, examples)
+        return Sampled(prompts, completions, mean_lp, rewards, correct, truncated, per_function)
 
     def _dynamic_sample(self, examples: list[Example]):
         """(examples, samples, metrics) for gcpo.dynamic_sampling (algorithm/dynamic_sampling.py)."""
@@ -139,17 +145,28 @@ class RolloutPhase:
         )
 
     def _score(self, completions: list[list[int]], examples: list[Example]):
-        """(rewards, correct, truncated) per row; reward.truncated=zero scores a truncated sample 0 and wrong
-        (also for gold injection)."""
+        """(rewards, correct, truncated, each function's scores) per row; reward.truncated=zero scores a truncated
+        sample 0 and wrong (also for gold injection)."""
         G = self.cfg.gcpo.num_generations
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
-        scored = [self.rewards.score(text, examples[i // G]) for i, text in enumerate(texts)]
-        rewards, correct = [r for r, _ in scored], [c for _, c in scored]
+        rows = [examples[i // G] for i in range(len(texts))]
+        scores = self.rewards.score_batch(texts, completions, rows, state=self.reward_state())
+        rewards, correct = scores.rewards, scores.correct
+        per_function = [{k: v[i] for k, v in scores.per_function.items()} for i in range(len(texts))]
         truncated = [self._is_truncated(c) for c in completions]  # hit the length limit without an end token
         if self.cfg.reward.truncated == "zero":
             rewards = [0.0 if t else r for r, t in zip(rewards, truncated)]
             correct = [c and not t for c, t in zip(correct, truncated)]
-        return rewards, correct, truncated
+        return rewards, correct, truncated, per_function
+
+    def reward_state(self):
+        """What reward functions get as trainer_state (TRL passes its TrainerState): the step about to be taken,
+        the last one, and the epoch over the prompts."""
+        from types import SimpleNamespace
+
+        return SimpleNamespace(
+            global_step=self.step, max_steps=self.cfg.train.max_steps, epoch=self.prompts.epoch
+        )
 
     def _is_truncated(self, completion: list[int]) -> bool:
         """True for a sample that stopped at max_completion_length rather than on an end token."""

@@ -15,7 +15,6 @@ Departures from plain GRPO (each a config option, see gcpo_lite/config/sections.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import random
@@ -29,7 +28,7 @@ import torch
 from gcpo_lite import kernels
 from gcpo_lite.algorithm.batches import StepBatch
 from gcpo_lite.algorithm.gold import Gold, prompt_opens_think
-from gcpo_lite.config import Config, ConfigError, save_config
+from gcpo_lite.config import Config, save_config
 from gcpo_lite.data.datasets import dataset_name, is_builtin, load_examples
 from gcpo_lite.data.prompt_stream import PromptStream
 from gcpo_lite.data.prompts import eos_token_ids, prompt_ids, suppressed_ids
@@ -41,12 +40,13 @@ from gcpo_lite.memory.planner import make_plan
 from gcpo_lite.models import dequantized_base
 from gcpo_lite.models.loading import compute_dtype, load_policy, pick_device
 from gcpo_lite.models.optimizers import build_optimizer, check_optimizer, lr_factor
-from gcpo_lite.rewards.reward_model import RewardModel, resolve_verifier
+from gcpo_lite.rewards.reward_model import build_reward_model
 from gcpo_lite.rollout.backends import make_backend
 from gcpo_lite.run.checkpoints import full_disk
 from gcpo_lite.run.disk import LogFile, is_disk_full, replaced_atomically
 from gcpo_lite.run.distributed import World, check_split
-from gcpo_lite.run.rng import rng_state, set_rng_state
+from gcpo_lite.train.checkpoint_state import CheckpointState
+from gcpo_lite.train.inputs import RunInputs
 from gcpo_lite.train.metrics import MetricsLog
 from gcpo_lite.train.rollout_phase import RolloutPhase
 from gcpo_lite.train.update_phase import UpdatePhase
@@ -62,9 +62,15 @@ def _seed_and_threads(seed: int, num_threads) -> None:
         torch.set_num_threads(num_threads)
 
 
-class Trainer(RolloutPhase, UpdatePhase):
+class Trainer(RolloutPhase, UpdatePhase, CheckpointState):
     def __init__(
-        self, cfg: Config, *, echo: Callable = print, progress: bool = True, world: Optional[World] = None
+        self,
+        cfg: Config,
+        *,
+        echo: Callable = print,
+        progress: bool = True,
+        world: Optional[World] = None,
+        inputs: Optional[RunInputs] = None,
     ):
         self.world = world or World()  # under torchrun: this process's rank (distributed.py)
         self.cfg, self.progress = cfg, progress and self.world.is_main
@@ -75,15 +81,12 @@ class Trainer(RolloutPhase, UpdatePhase):
         self.device = self.world.device(pick_device(t.device))
         self.kernel_backend = kernels.set_backend(t.kernels)
         check_optimizer(t.optimizer, self.device.type)  # before the model loads: a clear error, fast
-        self.resolved = prepare_model(cfg.model.name)  # the embedded model's files are made on first use
-        self.model, self.tokenizer = load_policy(cfg, self.resolved, self.device)
-        train_examples, self.eval_examples = load_examples(cfg.data, t.seed, tokenizer=self.tokenizer)
-        shard = train_examples[self.world.rank :: self.world.size]  # torchrun: each rank its own prompts
-        self.prompts = PromptStream(shard, t.seed, cfg.data.shuffle)  # order, cursor, epoch
-        self.rewards = self._reward_model(cfg)
-        self._builtin_task = is_builtin(cfg.data)
+        inputs = inputs or RunInputs()  # what the Python API hands over in objects instead of names
+        self.rewards = build_reward_model(cfg.reward, dataset_name(cfg.data), inputs.reward_funcs)
+        self.model, self.tokenizer, self.resolved = self._policy(cfg, inputs)
+        train_examples = self._load_data(cfg, inputs)
+        self._gold_style(cfg, inputs)
         self._share_prompts = cfg.train.share_prompts  # off for the run if the model cannot (prompt_sharing)
-        self._opens_think = prompt_opens_think(self.tokenizer)
         self.eos_ids = eos_token_ids(self.tokenizer, self.model)
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.suppress = suppressed_ids(self.tokenizer, self.eos_ids, cfg.gcpo.suppress_tokens)
@@ -96,19 +99,46 @@ class Trainer(RolloutPhase, UpdatePhase):
         self.backoff = OOMBackoff(self.plan, **oom)  # OOM: dequantized layers go first, then halve the size
         self.optimizer, self.lr_schedule = self._optimizer()
         self.rollout_backend = make_backend(cfg.rollout)  # prompts -> completions + sampling log-probs
-        self.out_dir = Path(t.output_dir)
-        self.step = 0
+        self.out_dir, self.step = Path(t.output_dir), 0
         self._prompt_cache: dict[int, list[int]] = {}
         self._gold_cache: dict[int, Gold] = {}
-        self._entropy_sums: list[float] = []  # per sequence of the last generate call
         self._join_world()
 
     # ------------------------------------------------------------ helpers
-    @staticmethod
-    def _reward_model(cfg: Config) -> RewardModel:
-        r = cfg.reward
-        verifier = resolve_verifier(r.verifier, dataset_name(cfg.data), r.last_number_fallback)
-        return RewardModel(verifier, r.format_weight)
+    def _load_data(self, cfg: Config, inputs: RunInputs) -> list[Example]:
+        """The training examples (all ranks'); sets eval_examples, has_gold and this rank's prompt stream."""
+        train_examples, self.eval_examples = load_examples(
+            cfg.data,
+            cfg.train.seed,
+            tokenizer=self.tokenizer,
+            needs_answer=self.rewards.needs_answer,
+            train_rows=inputs.train_dataset,
+            eval_rows=inputs.eval_dataset,
+        )
+        self.has_gold = any(ex.solution for ex in train_examples)  # none: the run trains as plain GRPO
+        shard = train_examples[self.world.rank :: self.world.size]  # torchrun: each rank its own prompts
+        self.prompts = PromptStream(shard, cfg.train.seed, cfg.data.shuffle)  # order, cursor, epoch
+        return train_examples
+
+    def _gold_style(self, cfg: Config, inputs: RunInputs) -> None:
+        """How gold text is written: a built-in task's solutions as they are; a dataset's checked by a math
+        verifier get a final \\boxed{} and, for thinking models, think tags (gold.py); any other verbatim."""
+        self._builtin_task = is_builtin(cfg.data) and inputs.train_dataset is None
+        rule = self.rewards.rule.function
+        self._math_gold = rule.verifier and rule.name in ("math", "math_verify")
+        self._opens_think = prompt_opens_think(self.tokenizer)
+        self._entropy_sums: list[float] = []  # per sequence of the last generate call
+
+    def _policy(self, cfg: Config, inputs: RunInputs):
+        """(peft model, tokenizer, ResolvedModel): the caller's loaded model, or the one model.name names (the
+        embedded model's files are made on first use)."""
+        if inputs.model is not None:
+            from gcpo_lite.models.adopted import adopt_policy
+
+            return adopt_policy(cfg, inputs.model, inputs.tokenizer, self.device)
+        resolved = prepare_model(cfg.model.name)
+        model, tokenizer = load_policy(cfg, resolved, self.device)
+        return model, inputs.tokenizer or tokenizer, resolved
 
     def _plan_share(self, cfg: Config, examples: list[Example]) -> Config:
         """self.plan for this process's share of the step (all of it for a single process), sized for the
@@ -183,80 +213,6 @@ class Trainer(RolloutPhase, UpdatePhase):
         schedule = partial(lr_factor, warmup_steps=t.warmup_steps, max_steps=t.max_steps, kind=t.lr_scheduler)
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
-    # ------------------------------------------------------------ state
-    def state_dict(self) -> dict:
-        """Everything a checkpoint needs besides the adapter weights: plain containers and tensors (the plan as
-        plan.json holds it). Under torchrun (a collective: every rank calls it) also every rank's own data
-        position, random streams, reward error count and plan, in `ranks` (distributed.rank_view picks a
-        rank's on resume)."""
-        own = {
-            "data": self.prompts.state_dict(),
-            "reward_errors": self.rewards.errors,
-            "rng": rng_state(),
-            "plan": json.loads(self.plan.to_json()),
-        }
-        state = {
-            "step": self.step,
-            "optimizer": self.optimizer.state_dict(),  # the same on every rank (same gradients, same steps)
-            "optimizer_kind": self.cfg.train.optimizer,
-            "lr_schedule": self.lr_schedule.state_dict(),
-            **own,
-        }
-        if self.world.distributed:
-            state["world_size"] = self.world.size
-            state["ranks"] = self.world.gather(own)
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore state_dict()'s contents, and the adapter weights when `state` holds them ("adapter", as a
-        checkpoint's safetensors file gives them). The data position first (a checkpoint of other data is
-        refused before anything changes), the random streams last (nothing may draw after them)."""
-        kind = state.get("optimizer_kind", "adamw")  # checkpoints before train.optimizer existed: AdamW
-        if kind != self.cfg.train.optimizer:
-            raise ConfigError(
-                f"this checkpoint's optimizer state is {kind}'s and this run builds {self.cfg.train.optimizer}; "
-                f"resume with train.optimizer={kind}"
-            )
-        self.prompts.load_state_dict(state["data"])
-        if state.get("plan") is not None:
-            self._restore_plan(state["plan"])
-        if state.get("adapter") is not None:
-            self._load_adapter_weights(state["adapter"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.lr_schedule.load_state_dict(state["lr_schedule"])
-        self.rewards.errors = int(state.get("reward_errors", 0))
-        self.step = int(state["step"])
-        set_rng_state(state["rng"])
-
-    def _restore_plan(self, saved: dict) -> None:
-        """The saved plan's sizes (the same generation / micro-batch splits: they decide how the RNG is
-        consumed); its dequantized layers may be fewer, when the run gave some back on an OOM."""
-        sizes = {k: v for k, v in saved.items() if k.endswith("_size") and getattr(self.plan, k, v) != v}
-        for k, v in saved.items():
-            if hasattr(self.plan, k):
-                setattr(self.plan, k, v)
-        if sizes:
-            log.info("resume keeps the checkpoint's plan %s (this machine's fresh plan would differ)", sizes)
-        keep = self.plan.dequantized_layers
-        if dequantized_base.attached_layers(self.model) > keep:
-            dequantized_base.detach(self.model, keep=keep)
-
-    def _load_adapter_weights(self, weights: dict) -> None:
-        from peft import set_peft_model_state_dict
-
-        try:
-            result = set_peft_model_state_dict(self.model, weights)
-        except RuntimeError as e:  # shapes differ: another LoRA rank or base model
-            raise ConfigError(
-                f"the checkpoint's adapter does not fit this model ({str(e).splitlines()[-1].strip()[:160]}); "
-                "resume with the run's own config (model.*, lora.* unchanged)"
-            ) from None
-        unexpected = getattr(result, "unexpected_keys", [])
-        if unexpected:
-            raise ConfigError(
-                f"the checkpoint's adapter does not fit this model (unexpected keys {unexpected[:3]}...)"
-            )
-
     # ------------------------------------------------------------ eval
     def evaluate(self, examples: Optional[list[Example]] = None) -> float:
         """Held-out accuracy at train.eval_temperature (greedy by default), one completion per prompt; under
@@ -273,7 +229,7 @@ class Trainer(RolloutPhase, UpdatePhase):
             )
             self._between_phases()
             texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
-            correct = sum(self.rewards.correct(t, ex) for t, ex in zip(texts, mine))
+            correct = sum(self.rewards.correct_batch(texts, completions, mine))
         return self.world.all_sum([correct])[0] / len(examples)
 
     # ------------------------------------------------------------ loop

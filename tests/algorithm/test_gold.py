@@ -53,7 +53,7 @@ def _check(ex, family="qwen2", max_len=10_000, overflow="skip"):
     from gcpo_lite.rewards.reward_model import RewardModel, resolve_verifier
 
     words: list[str] = []
-    rewards = RewardModel(resolve_verifier("math", "gsm8k", False), 0.0)
+    rewards = RewardModel.from_verifier(resolve_verifier("math", "gsm8k", False), 0.0)
 
     def tokenize(text):
         words[:] = text.split(" ")
@@ -165,7 +165,7 @@ def test_gold_text_survives_the_chat_template():
     from gcpo_lite.data.prompts import completion_ids_for_text, eos_token_ids
     from gcpo_lite.rewards.reward_model import RewardModel, resolve_verifier
 
-    verify = RewardModel(resolve_verifier("math", "gsm8k", False)).correct
+    verify = RewardModel.from_verifier(resolve_verifier("math", "gsm8k", False)).correct
     tok = _byte_level_chat_tokenizer()
     eos = eos_token_ids(tok)
     for ex in (MATH, GSM, R1, BARE):

@@ -223,11 +223,11 @@ def test_a_verifier_that_raises_scores_wrong_and_is_counted(
     """As in training (RewardModel), a verifier exception scores that sample 0 and is counted; eval goes on."""
     from gcpo_lite.rewards import reward_model
 
-    calls = []
+    first = []
 
-    def verifier(text, example):  # raises on the first sample scored, the first prompt's (greedy, k=1)
-        calls.append(text)
-        if len(calls) == 1:
+    def verifier(text, example):  # raises on every sample of the first prompt scored (greedy, k=1)
+        first.append(first[0] if first else example.answer)
+        if example.answer == first[0]:
             raise RuntimeError("verifier bug")
         return 1.0
 

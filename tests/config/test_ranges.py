@@ -28,7 +28,9 @@ HUGE = {int: str(2**70), float: "1e30"}
 # (key, hostile kind) -> why that value is legitimately accepted. None is: every count and weight has a floor
 # of 0 or more, a cap far above any real run, and a seed is a whole number in [0, 2**32) (the range every RNG,
 # numpy's included, accepts; seed + rank and seed + epoch stay within torch's).
-ALLOWED: dict[tuple[str, str], str] = {}
+ALLOWED: dict[tuple[str, str], str] = {
+    ("reward.correct_threshold", "negative"): "reward scores may be negative (a penalty), and the threshold with them",
+}
 
 
 def test_the_walk_sees_every_numeric_field():

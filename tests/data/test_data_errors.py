@@ -125,10 +125,13 @@ def test_malformed_files_say_what_is_wrong_with_the_file(tmp_path, name, text, n
     assert "hub id" not in str(err.value)  # a local file gets no advice about the hub
 
 
-def test_a_chat_list_prompt_is_refused_not_trained_as_its_repr(tmp_path):
+def test_a_dict_prompt_is_refused_not_trained_as_its_repr(tmp_path):
+    """A list of chat messages is a chat-form prompt (tests/data/test_chat_and_columns.py); a dict is neither."""
     path = tmp_path / "chat.jsonl"
-    path.write_text(json.dumps({"prompt": [{"role": "user", "content": "1+1?"}], "answer": "2"}) + "\n")
-    with pytest.raises(DataError, match="prompt column 'prompt' holds a list, not text.*--prompt-field"):
+    path.write_text(json.dumps({"prompt": {"role": "user", "content": "1+1?"}, "answer": "2"}) + "\n")
+    with pytest.raises(
+        DataError, match="row 1: the prompt column 'prompt' holds a dict, not text.*--prompt-field"
+    ):
         load(path)
 
 

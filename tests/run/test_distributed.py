@@ -106,7 +106,9 @@ def test_two_process_update_matches_one_process(embedded_model_dir, tmp_path, lo
         scale = g.norm().clamp(min=1e-30)
         assert (r0["grads"][name] - g).norm() / scale <= 1e-6, name
         w = one["weights"][name]
-        assert (r0["weights"][name] - w).norm() / w.norm().clamp(min=1e-30) <= 1e-6, name
+        # AdamW's first step is lr * g / (|g| + eps): an element whose gradient is near eps (5e-8 against 1e-8,
+        # measured) turns the gradients' 1e-6 summation-order difference into ~2e-6 of the weights' norm
+        assert (r0["weights"][name] - w).norm() / w.norm().clamp(min=1e-30) <= 1e-5, name
     assert any(g.abs().sum() > 0 for g in one["grads"].values())  # the batch carries a gradient
     for key in ("trained_rows", "skipped_groups"):
         assert r0["metrics"][key] == r1["metrics"][key] == one["metrics"][key]

@@ -4,6 +4,7 @@ for at most dynamic_sampling_max_rounds extra rounds; every generated rollout is
 import pytest
 
 from gcpo_lite.data.tasks import Example
+from gcpo_lite.rewards.reward_model import RewardModel
 
 G = 4
 EX = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]
@@ -28,7 +29,7 @@ def script(tr, monkeypatch, rounds):
         return ids, [-1.0] * len(ids)
 
     monkeypatch.setattr(tr, "generate", generate)
-    monkeypatch.setattr(tr.rewards, "verifier", lambda text, ex: float(text == "1"))
+    monkeypatch.setattr(tr, "rewards", RewardModel.from_verifier(lambda text, ex: float(text == "1")))
     monkeypatch.setattr(tr.cfg.gcpo, "gold_injection", "never")
     return calls
 

@@ -4,6 +4,7 @@ import pytest
 
 from gcpo_lite.config import from_dict
 from gcpo_lite.data.tasks import Example
+from gcpo_lite.rewards.reward_model import RewardModel
 from gcpo_lite.train.trainer import Trainer
 
 G = 4
@@ -131,7 +132,7 @@ def test_reward_function_that_raises_scores_zero(trainer, monkeypatch):
             raise RuntimeError("verifier crashed")
         return 1.0 if text == example.answer else 0.0
 
-    monkeypatch.setattr(trainer.rewards, "verifier", broken)
+    monkeypatch.setattr(trainer, "rewards", RewardModel.from_verifier(broken))
     ex = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]
     batch = run(trainer, monkeypatch, ex, ["99", "42", "99", "1", "20", "99", "99", "99"])
     assert batch.rewards.tolist() == [0, 1, 0, 0, 1, 0, 0, 0]

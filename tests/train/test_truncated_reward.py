@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from gcpo_lite.data.tasks import Example
+from gcpo_lite.rewards.reward_model import RewardModel
 
 G = 4
 EX = [Example("12+30=", "42", "42"), Example("10+10=", "20", "20")]
@@ -24,7 +25,9 @@ def rollout(tr, monkeypatch, mode, samples):
         ids.append(t + [eos] if ends else (t * 6)[:6])
     monkeypatch.setattr(tr, "generate", lambda prompts, temperature, max_new_tokens: (ids, [-1.0] * len(ids)))
     # a verifier that reads only the start, so a truncated sample can still hold a right answer
-    monkeypatch.setattr(tr.rewards, "verifier", lambda text, ex: float(text.startswith(ex.answer)))
+    monkeypatch.setattr(
+        tr, "rewards", RewardModel.from_verifier(lambda text, ex: float(text.startswith(ex.answer)))
+    )
     monkeypatch.setattr(tr.cfg.reward, "truncated", mode)
     return tr.rollout(EX)
 

@@ -75,6 +75,7 @@ def test_verifier_registry(monkeypatch):
     from gcpo_lite.config import ConfigError
     from gcpo_lite.data.tasks import Example
     from gcpo_lite.rewards import reward_model as rewards
+    from gcpo_lite.rewards import verifiers
 
     ex = Example(prompt="q", answer="\\frac{1}{2}")
     assert set(rewards.VERIFIERS) >= {"math", "math_verify"}
@@ -84,10 +85,10 @@ def test_verifier_registry(monkeypatch):
     assert rewards.resolve_verifier("math", "x")("it is 0.5", ex) == 1.0
     with pytest.raises(ConfigError, match="unknown verifier"):
         rewards.resolve_verifier("nope", "x")
-    monkeypatch.setattr(rewards, "math_verify_available", lambda: False)
+    monkeypatch.setattr(verifiers, "math_verify_available", lambda: False)
     with pytest.raises(ConfigError, match="pip install math-verify"):
         rewards.resolve_verifier("math_verify", "x")
-    model = rewards.RewardModel(rewards.verify_math)
+    model = rewards.RewardModel.from_verifier(rewards.verify_math)
     assert model.score("\\boxed{\\frac{2}{4}}", ex) == (1.0, True)
 
 

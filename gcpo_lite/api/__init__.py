@@ -1,0 +1,1 @@
+"""The Python API: GCPOTrainer and GCPOConfig, named as TRL names GRPOTrainer and GRPOConfig."""
