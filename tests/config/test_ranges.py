@@ -29,7 +29,7 @@ HUGE = {int: str(2**70), float: "1e30"}
 # of 0 or more, a cap far above any real run, and a seed is a whole number in [0, 2**32) (the range every RNG,
 # numpy's included, accepts; seed + rank and seed + epoch stay within torch's).
 ALLOWED: dict[tuple[str, str], str] = {
-    ("reward.correct_threshold", "negative"): "reward scores may be negative (a penalty), and the threshold with them",
+    ("reward.correct_threshold", "negative"): "rewards may be negative (a penalty), and so may the threshold",
 }
 
 
