@@ -118,7 +118,12 @@ class GCPOTrainer:
             embedded=self.embedded and not resume,
             say=self.say,
         )
-        outcome: Outcome = run_session(session)
+        from gcpo_lite.run.directory import unlock_run_dir
+
+        try:
+            outcome: Outcome = run_session(session)
+        finally:  # the CLI's lock lasts its process; a notebook's run is free again once train() returns
+            unlock_run_dir(cfg.train.output_dir)
         self.trainer = outcome.trainer
         interrupted = getattr(outcome.trainer, "interrupted", None)
         return TrainOutput(outcome.trainer.step, outcome.last, cfg.train.output_dir, interrupted)

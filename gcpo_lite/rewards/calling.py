@@ -89,17 +89,23 @@ def _per_sample(rf: RewardFunction, batch: RewardBatch, error: Exception, on_err
         try:
             value = _invoke(rf, batch.row(i), timeout_s)
             out, bad = _checked(rf, batch.row(i), value, on_error)
+        except RewardFunctionError:  # a contract error found on its own, or on_error=raise: as it is
+            raise
         except RewardTimeout:
             out, bad = _failed(rf, batch, f"did not return within {timeout_s:g}s", i, on_error, single=True)
         except Exception as e:
-            out, bad = _failed(rf, batch, f"raised {type(e).__name__}: {e}", i, on_error, single=True)
+            out, bad = _failed(rf, batch, f"raised {_error(e)}", i, on_error, single=True)
         values += out
         errors += bad
     if not errors:  # every sample scores alone: the batch itself is what it cannot take
-        return _failed(
-            rf, batch, f"raised {type(error).__name__}: {error} on the whole batch", None, on_error
-        )
+        return _failed(rf, batch, f"raised {_error(error)} on the whole batch", None, on_error)
     return values, errors
+
+
+def _error(e: Exception) -> str:
+    """`ZeroDivisionError: division by zero` on one line; the bare name when the exception says nothing."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
 
 
 def _failed(rf, batch, what: str, i: Optional[int], on_error: str, single: bool = False) -> tuple[list, int]:
@@ -115,12 +121,13 @@ def _failed(rf, batch, what: str, i: Optional[int], on_error: str, single: bool 
 
 def _checked(rf, batch: RewardBatch, values, on_error: str) -> tuple[list, int]:
     """values as floats and Nones; RewardFunctionError for a wrong count or a non-number, NaN per on_error."""
+    kind = type(values).__name__
     try:
         values = list(values)
     except TypeError:
         values = None
     if values is None or len(values) != len(batch):
-        got = f"{len(values)} values" if values is not None else f"a {type(values).__name__}"
+        got = f"{len(values)} values" if values is not None else f"a {kind}"
         raise RewardFunctionError(
             f"reward function {rf.name!r} returned {got} for {len(batch)} completions; it must return a list "
             "with one float (or None: does not apply) per completion, in order"

@@ -54,17 +54,18 @@ def completion_text(completion) -> str:
     return str(completion)
 
 
-def _builtin(score: Verifier) -> Callable:
-    """A (text, Example) scorer as a reward function reading final_answer; None where a row has no answer."""
+def _builtin(score: Verifier, needs_answer: bool = True) -> Callable:
+    """A (text, Example) scorer as a reward function reading final_answer; where a row has no answer, None
+    (a verifier has nothing to compare against) or, when the scorer needs none (`format`), its score."""
 
     def reward(prompts=None, completions=(), completion_ids=None, final_answer=None, **kwargs) -> list:
         answers = final_answer if final_answer is not None else [None] * len(completions)
-        return [
-            None
-            if answer is None
-            else float(score(completion_text(c), Example(prompt="", answer=str(answer))))
-            for c, answer in zip(completions, answers)
-        ]
+        out = []
+        for c, answer in zip(completions, answers):
+            skip = answer is None and needs_answer
+            example = Example(prompt="", answer=None if answer is None else str(answer))
+            out.append(None if skip else float(score(completion_text(c), example)))
+        return out
 
     return reward
 
@@ -72,7 +73,7 @@ def _builtin(score: Verifier) -> Callable:
 def builtin_function(name: str, dataset: str, last_number_fallback: bool = True) -> RewardFunction:
     """The built-in reward function `name` (BUILTIN) for `dataset`."""
     if name == "format":
-        return RewardFunction("format", _builtin(format_reward), builtin=True)
+        return RewardFunction("format", _builtin(format_reward, needs_answer=False), builtin=True)
     verify = resolve_verifier(name, dataset, last_number_fallback)
     shown = name if name != "auto" else function_name(verify).replace("verify_", "")
     return RewardFunction(shown, _builtin(verify), builtin=True, verifier=True)
@@ -106,6 +107,10 @@ def _load_file(path: str, spec: str):
     if name in sys.modules:
         return sys.modules[name]
     module_spec = importlib.util.spec_from_file_location(name, file)
+    if module_spec is None:
+        raise ConfigError(
+            f"reward function {spec!r}: {file} is not a Python file; name a .py file: FILE.py:NAME"
+        )
     module = importlib.util.module_from_spec(module_spec)
     sys.path.insert(0, str(file.resolve().parent))  # its own helper modules next to it import too
     try:
@@ -142,6 +147,7 @@ def make_function(entry, dataset: str, last_number_fallback: bool = True) -> Rew
         return RewardFunction(function_name(entry), entry)
     if not isinstance(entry, str):
         raise ConfigError(f"reward function {entry!r} is a {type(entry).__name__}; pass a callable or a name")
+    entry = entry.strip()
     if entry.startswith("python:"):
         raise ConfigError(
             f"reward function {entry[7:]!r} was passed from Python (defined in a script or notebook), so it cannot "
@@ -149,9 +155,9 @@ def make_function(entry, dataset: str, last_number_fallback: bool = True) -> Rew
             "(GCPOTrainer(..., reward_funcs=[...]).train(resume_from_checkpoint=True)), or move it to a file "
             "and name it FILE.py:NAME"
         )
-    if entry.strip() in BUILTIN:
-        return builtin_function(entry.strip(), dataset, last_number_fallback)
-    return RewardFunction(entry.rpartition(":")[2], load_spec(entry.strip()), spec=entry.strip())
+    if entry in BUILTIN:
+        return builtin_function(entry, dataset, last_number_fallback)
+    return RewardFunction(entry.rpartition(":")[2], load_spec(entry), spec=entry)
 
 
 def spec_of(entry) -> Optional[str]:

@@ -70,7 +70,9 @@ class RewardModel:
 
         name = function_name(verifier).replace("verify_", "")
         main = RewardFunction(name, _builtin(verifier), builtin=True, verifier=True)
-        fmt = RewardFunction("format", _builtin(format_reward), format_weight, builtin=True)
+        fmt = RewardFunction(
+            "format", _builtin(format_reward, needs_answer=False), format_weight, builtin=True
+        )
         functions = [main] + ([fmt] if format_weight else [])
         return cls(functions, CorrectRule(main, 1.0, True, "the verifier"), on_error)
 
@@ -114,14 +116,18 @@ class RewardModel:
             )
         return [math.nan if v is None else v for v in values]
 
-    def correct_batch(self, texts: Sequence[str], ids: Sequence, examples: Sequence[Example]) -> list:
-        """The correctness rule alone (eval's accuracy): one bool per completion."""
-        values = self._values(self.rule.function, make_batch(texts, ids, examples))
+    def correct_batch(
+        self, texts: Sequence[str], ids: Sequence, examples: Sequence[Example], state=None
+    ) -> list:
+        """The correctness rule alone (held-out accuracy): one bool per completion."""
+        values = self._values(self.rule.function, make_batch(texts, ids, examples, state))
         return [not math.isnan(v) and v >= self.rule.threshold for v in values]
 
-    def score(self, text: str, example: Example, ids: Optional[list] = None) -> tuple[float, bool]:
+    def score(
+        self, text: str, example: Example, ids: Optional[list] = None, state=None
+    ) -> tuple[float, bool]:
         """(reward, correct) for one completion."""
-        s = self.score_batch([text], [ids or []], [example])
+        s = self.score_batch([text], [ids or []], [example], state)
         return s.rewards[0], s.correct[0]
 
     def correct(self, text: str, example: Example) -> bool:
@@ -143,7 +149,7 @@ def make_batch(texts: Sequence[str], ids: Sequence, examples: Sequence[Example],
     names = list(dict.fromkeys(k for row in rows for k in row))
     columns = {k: [row.get(k) for row in rows] for k in names}
     columns["final_answer"] = [ex.answer for ex in examples]
-    shared = {"trainer_state": state} if state is not None else {}
+    shared = {"trainer_state": state}  # as TRL always passes it; None outside training (gcpo-lite eval)
     return RewardBatch(prompts, completions, [list(i) for i in ids], columns, shared, list(texts))
 
 

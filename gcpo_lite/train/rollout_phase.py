@@ -43,7 +43,7 @@ class RolloutPhase:
                 text,
                 tokenize=lambda x: completion_ids_for_text(self.tokenizer, ex, x, self.eos_ids),
                 score=lambda ids: self.rewards.score(
-                    self.tokenizer.decode(ids, skip_special_tokens=True), ex, list(ids)
+                    self.tokenizer.decode(ids, skip_special_tokens=True), ex, list(ids), self.reward_state()
                 ),
                 max_len=self.cfg.gcpo.max_completion_length,
                 overflow=self.cfg.gcpo.gold_overflow,

@@ -229,7 +229,7 @@ class Trainer(RolloutPhase, UpdatePhase, CheckpointState):
             )
             self._between_phases()
             texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
-            correct = sum(self.rewards.correct_batch(texts, completions, mine))
+            correct = sum(self.rewards.correct_batch(texts, completions, mine, self.reward_state()))
         return self.world.all_sum([correct])[0] / len(examples)
 
     # ------------------------------------------------------------ loop
