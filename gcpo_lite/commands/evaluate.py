@@ -186,7 +186,7 @@ def _headline(ev) -> str:
     return (
         f"gcpo-lite eval: {ev.resolved.display}{' + ' + s.adapter if s.adapter else ''} on {ev.dataset} "
         f"[{s.split}] | {len(ev.examples)} prompts x {s.num_samples} samples | temperature {ev.temperature} | "
-        f"max {ev.max_new_tokens} new tokens | device {ev.device}"
+        f"max {ev.max_new_tokens} new tokens | device {ev.device}\nrewards: {ev.rewards.describe()}"
     )
 
 
@@ -195,7 +195,7 @@ def _result_line(summary: dict, output_dir: str) -> str:
     errors = summary["reward_errors"]
     return (
         f"accuracy (mean@{k}) {summary['accuracy']:.1%} | pass@{k} {summary['pass_at_k']:.1%} | "
-        f"answers extracted {summary['answer_extracted']:.0%} | "
+        f"answers extracted {summary['answer_extracted']:.0%} | reward {summary['reward_mean']:.3g} | "
         + (f"{errors} reward error{'s' if errors != 1 else ''} (scored wrong) | " if errors else "")
         + f"{summary['seconds']:.1f}s -> {Path(output_dir) / 'summary.json'}"
     )
