@@ -1,6 +1,7 @@
 """Gold formatting: a final \\boxed{} when missing, thinking tags for R1-distill, verification and failure counts."""
 
 import pytest
+from chat_tokenizers import byte_level_chat_tokenizer
 
 from gcpo_lite.algorithm.gold import (
     Gold,
@@ -140,24 +141,7 @@ def test_prompt_opens_think():
 
 def _byte_level_chat_tokenizer():
     """A small byte-level BPE (every byte representable, unlike the embedded model's 48-token vocab) with ChatML."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from gcpo_lite.demo.embedded_model import CHAT_TEMPLATE
-
-    raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    raw.train_from_iterator([MATH.solution, GSM.solution, R1.solution] * 20, trainer=trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
+    return byte_level_chat_tokenizer([MATH.solution, GSM.solution, R1.solution], vocab_size=400)
 
 
 def test_gold_text_survives_the_chat_template():

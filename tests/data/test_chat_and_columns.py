@@ -7,6 +7,7 @@ import json
 import logging
 
 import pytest
+from chat_tokenizers import byte_level_chat_tokenizer
 
 from gcpo_lite.config import DataConfig
 from gcpo_lite.data.chat import template_messages
@@ -25,24 +26,7 @@ datasets = pytest.importorskip("datasets")
 @pytest.fixture(scope="module")
 def chat_tok():
     """A small byte-level BPE (any text encodes) with the embedded model's ChatML template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from gcpo_lite.demo.embedded_model import CHAT_TEMPLATE
-
-    raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    raw.train_from_iterator(["system user assistant What is 1+1? You are terse."] * 20, trainer=trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
+    return byte_level_chat_tokenizer(["system user assistant What is 1+1? You are terse."])
 
 
 def chat(question, system=None):
