@@ -11,6 +11,8 @@ G = 4 and 256 prompts a step for every method:
   GRPO     gcpo.gold_injection=never
   DAPO-DS  gcpo.gold_injection=never gcpo.dynamic_sampling=true: groups with all-equal rewards are dropped and
            refilled from new prompts (at most 3 extra rounds); its extra rollouts are counted
+  GCPO-DS  gcpo.gold_injection=all_wrong gcpo.dynamic_sampling=true: gold rescues the all-wrong groups it can;
+           only groups still without contrast (all correct, or all wrong without a usable gold) are refilled
 The hard subset: held-out problems whose answer has three digits (a carry into the hundreds), where the base
 fails most groups (the fraction of all-wrong groups of 4 at temperature 1 is measured and printed).
 Each method runs --seeds seeds (train.seed = 0..n-1) for --steps steps, one run after another in this process.
@@ -40,6 +42,7 @@ METHODS = {
     "GCPO": ["gcpo.gold_injection=all_wrong"],
     "GRPO": ["gcpo.gold_injection=never"],
     "DAPO-DS": ["gcpo.gold_injection=never", "gcpo.dynamic_sampling=true"],
+    "GCPO-DS": ["gcpo.gold_injection=all_wrong", "gcpo.dynamic_sampling=true"],
 }
 
 

@@ -21,10 +21,11 @@ class Sampled:
     correct: list  # (B,)
     truncated: list  # (B,)
     per_function: list = field(default_factory=list)  # (B,) {reward function name: its score, NaN for None}
+    entropy: list = field(default_factory=list)  # (B,) the sampler's entropy summed over each sequence
 
     @staticmethod
     def empty() -> "Sampled":
-        return Sampled([], [], [], [], [], [], [])
+        return Sampled([], [], [], [], [], [], [], [])
 
     def group(self, j: int, G: int) -> "Sampled":
         sl = slice(j * G, (j + 1) * G)
@@ -35,7 +36,16 @@ class Sampled:
             getattr(self, f).extend(getattr(other, f))
 
 
-SAMPLED_FIELDS = ("prompts", "completions", "mean_lp", "rewards", "correct", "truncated", "per_function")
+SAMPLED_FIELDS = (
+    "prompts",
+    "completions",
+    "mean_lp",
+    "rewards",
+    "correct",
+    "truncated",
+    "per_function",
+    "entropy",
+)
 
 
 @dataclass

@@ -38,11 +38,13 @@ class UpdateRows:
         # The step's normalizer is the whole batch's, as in TRL: every completion token for token_mean, else
         # every row, skipped zero-advantage groups included. Dividing by the kept rows only would scale the
         # gradient by 1 / (1 - skipped fraction), which changes from step to step as accuracy climbs.
-        # Rows masked out of the loss (reward.truncated=mask) are out of the normalizer too, as in DAPO.
+        # Rows masked out of the loss (reward.truncated=mask) follow TRL's mask_truncated_completions: their
+        # tokens leave token_mean's count (their completion mask is zero), but they stay in the row count of
+        # seq_mean_token_mean and dr_grpo (TRL's mean over rows, and B x max_completion_length, keep them).
         # Under torchrun, "the whole batch" is every rank's: a rank with fewer tokens contributes less.
         masked = batch.masked.tolist() if batch.masked is not None else [False] * len(batch.completions)
         counted = [c for c, m in zip(batch.completions, masked) if not m]
-        local = sum(map(len, counted)) if self.by_tokens else len(counted)
+        local = sum(map(len, counted)) if self.by_tokens else len(batch.completions)
         total, self.trained_tokens, self.trained_rows = world.all_sum([local, sum(self.lengths), len(rows)])
         self.normalizer = float(max(1, total))
 

@@ -144,9 +144,11 @@ class GCPOSection:
     dynamic_sampling: bool = field(
         default=False,
         metadata={
-            "help": "DAPO's dynamic sampling: drop groups whose rewards are all equal and refill the step with "
-            "groups of new prompts (oversampled by the last round's keep rate), for at most "
-            "dynamic_sampling_max_rounds extra generation rounds; every generated rollout is counted (rollouts)"
+            "help": "DAPO's dynamic sampling: drop groups without contrast and refill the step with groups of new "
+            "prompts (oversampled by the last round's keep rate), for at most dynamic_sampling_max_rounds extra "
+            "generation rounds. An all-wrong group whose gold passed its check is kept and gets it "
+            "(gcpo.gold_injection=never: pure DAPO). The step's metrics describe every sample generated "
+            "(rollouts), the kept groups' under kept_*"
         },
     )
     dynamic_sampling_max_rounds: int = field(
@@ -336,9 +338,10 @@ class RolloutConfig:
     merge_lora: bool = field(
         default=True,
         metadata={
-            "help": "while sampling, each LoRA projection over a dequantized base layer (memory."
+            "help": "while sampling, each LoRA projection over an fp32 dequantized base layer (memory."
             "dequantized_base) runs one matmul on W + scaling * B @ A (a second copy of those layers, held only "
-            "during the rollout and counted in the plan); log-probs equal the unmerged path's to fp32 rounding"
+            "during the rollout and counted in the plan); log-probs equal the unmerged path's to fp32 rounding. "
+            "A bf16/fp16 base samples unmerged: a merged bf16 weight would drop LoRA deltas under half an ulp"
         },
     )
 

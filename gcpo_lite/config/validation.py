@@ -45,6 +45,10 @@ SEED_MAX = 2**32 - 1
 # above every vocabulary; the trainer checks the real size once the tokenizer is loaded (data/prompts.py)
 TOKEN_ID_LIMIT = 2**24
 CHOOSES = "null lets gcpo-lite choose"
+# output heads and embeddings under their usual names (models/loading.py also checks the loaded model's own)
+NOT_LORA_TARGETS = frozenset(
+    {"lm_head", "embed_tokens", "embed_out", "wte", "wpe", "word_embeddings", "output"}
+)
 
 # section.key -> its range; tests/config/test_ranges.py walks every numeric field and fails on one missing here
 RANGES: dict[str, Range] = {
@@ -163,6 +167,13 @@ def _validate_lists(cfg) -> None:
         raise ConfigError(
             f"lora.target_modules={shown(targets)} must be a non-empty list of module names, "
             "e.g. lora.target_modules=[q_proj,k_proj,v_proj,o_proj]"
+        )
+    head = [m for m in targets if m.strip() in NOT_LORA_TARGETS]
+    if head:
+        raise ConfigError(
+            f"lora.target_modules has {head[0]!r}, the output head or an embedding: the loss reads the head's base "
+            "weight through the fused kernels, so a LoRA there would never train (and sampling would see it); "
+            "remove it, e.g. lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]"
         )
     bad_ids = [
         i

@@ -201,7 +201,8 @@ def gcpo_loss_from_hidden(
     )  # (N,)
     logps = lp.new_zeros(ids.shape).masked_scatter(sel, lp)  # (B, T), 0 past each row's end
     old = logps.detach() if old_per_token_logps is None else old_per_token_logps
-    return gcpo_loss(logps, old, advantages, completion_mask, **loss_kwargs)
+    loss, metrics = gcpo_loss(logps, old, advantages, completion_mask, **loss_kwargs)
+    return loss, {**metrics, "per_token_logps": logps.detach()}  # (B, T): what a later iteration calls old
 
 
 def status() -> dict:

@@ -67,6 +67,8 @@ def shape_from_config(
         device="cuda" if device.startswith("cuda") else "cpu",
         logprob_backend=backend or logprob_backend(cfg, device),
         cpu_allocator=cfg.memory.cpu_allocator,
-        merged_lora_sampling=cfg.rollout.merge_lora,  # counted only for layers the plan dequantizes
+        # counted only for layers the plan dequantizes, and only in fp32: a bf16/fp16 base samples unmerged
+        merged_lora_sampling=cfg.rollout.merge_lora
+        and (compute_dtype or resolved_compute_dtype(cfg, device)) in ("float32", "fp32"),
         share_prompts=cfg.train.share_prompts,
     )

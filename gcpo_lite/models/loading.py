@@ -269,6 +269,12 @@ def add_lora(model, lora: LoraConfig, gradient_checkpointing: bool):
             f"lora.target_modules {missing} are not modules of this model; its projections are "
             f"{sorted(m for m in present if m.endswith('proj'))}"
         )
+    ends = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if m in _head_and_embeddings(model)}
+    if ends & set(lora.target_modules):
+        raise ConfigError(
+            f"lora.target_modules has {sorted(ends & set(lora.target_modules))[0]!r}, this model's output head or "
+            "embedding: the loss reads the head's base weight, so a LoRA there would never train; remove it"
+        )
     if gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 name
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -284,6 +290,11 @@ def add_lora(model, lora: LoraConfig, gradient_checkpointing: bool):
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, peft_cfg)
+
+
+def _head_and_embeddings(model) -> list:
+    found = [model.get_output_embeddings(), model.get_input_embeddings()]
+    return [m for m in found if m is not None]
 
 
 def load_policy(cfg: Config, resolved: ResolvedModel, device: torch.device):

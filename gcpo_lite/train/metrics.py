@@ -36,38 +36,50 @@ def _function_metrics(rec: dict) -> dict:
     return out
 
 
-def rollout_metrics(rec: dict, G: int) -> dict:
-    """The step's rollout figures from its record (the whole job's under torchrun). Unsuffixed keys
-    describe the policy's own samples (gold rows excluded); `*_with_gold` keys the batch the update
-    trains on."""
-    reward_t = torch.tensor(rec["rewards"], dtype=torch.float32)
-    sampled_reward_t, correct = torch.tensor(rec["sampled_rewards"]), torch.tensor(rec["correct"])
-    stats = group_stats(correct, torch.tensor(rec["advantages"]), G)
-    lengths, is_gold, gold_status = rec["lengths"], rec["is_gold"], rec["gold_status"]
-    std = lambda t: t.std().item() if len(t) > 1 else 0.0  # noqa: E731
-    metrics = {
-        "reward_mean": sampled_reward_t.mean().item(),
-        "reward_std": std(sampled_reward_t),
-        "reward_mean_with_gold": reward_t.mean().item(),
-        "reward_std_with_gold": std(reward_t),
-        "accuracy": correct.float().mean().item(),
-        "gold_injected_frac": sum(is_gold) / (len(is_gold) // G),
-        "all_correct_frac": stats.all_correct_frac,
-        "all_wrong_frac": stats.all_wrong_frac,
-        "zero_advantage_groups": stats.zero_advantage_groups,
+def sample_metrics(rec: dict, G: int) -> dict:
+    """Figures of the policy's own samples (G a group, contiguous) from a record's per-row lists: sampled_rewards,
+    correct, lengths, truncated, entropy (each sequence's summed entropy) and reward/<name> scores."""
+    rewards, correct = torch.tensor(rec["sampled_rewards"], dtype=torch.float32), torch.tensor(rec["correct"])
+    groups = correct.view(-1, G) if len(correct) else correct.view(0, G)
+    lengths = rec["lengths"]
+    return {
+        "reward_mean": rewards.mean().item() if len(rewards) else 0.0,
+        "reward_std": rewards.std().item() if len(rewards) > 1 else 0.0,
+        "accuracy": correct.float().mean().item() if len(correct) else 0.0,
+        "all_correct_frac": groups.all(dim=1).float().mean().item() if len(groups) else 0.0,
+        "all_wrong_frac": (~groups).all(dim=1).float().mean().item() if len(groups) else 0.0,
         "completion_length_mean": sum(lengths) / max(1, len(lengths)),
         "completion_length_max": max(lengths, default=0),
         "sampled_tokens": sum(lengths),
-        # mean per sampled token (nats), at the sampling temperature
-        "entropy": rec["entropy_sum"] / max(1, sum(lengths)),
-        "truncated_frac": sum(rec["truncated"]) / len(lengths),
+        "entropy": sum(rec["entropy"]) / max(1, sum(lengths)),  # per sampled token (nats), at the temperature
+        "truncated_frac": sum(rec["truncated"]) / max(1, len(lengths)),
+        **_function_metrics(rec),
+    }
+
+
+def rollout_metrics(rec: dict, G: int, generated: Optional[dict] = None) -> dict:
+    """The step's rollout figures from its record (the whole job's under torchrun). Unsuffixed keys
+    describe the policy's own samples (gold rows excluded): with dynamic sampling every sample it generated
+    (`generated`, dropped groups included), the kept groups' own under kept_*; `*_with_gold` keys describe the
+    batch the update trains on."""
+    reward_t = torch.tensor(rec["rewards"], dtype=torch.float32)
+    stats = group_stats(torch.tensor(rec["correct"]), torch.tensor(rec["advantages"]), G)
+    is_gold, gold_status = rec["is_gold"], rec["gold_status"]
+    metrics = {
+        **sample_metrics(rec, G),
+        "reward_mean_with_gold": reward_t.mean().item(),
+        "reward_std_with_gold": reward_t.std().item() if len(reward_t) > 1 else 0.0,
+        "gold_injected_frac": sum(is_gold) / max(1, len(is_gold) // G),  # of the groups that train
+        "zero_advantage_groups": stats.zero_advantage_groups,
         "reward_errors": rec["reward_errors"],
     }
+    if generated is not None:
+        every = sample_metrics(generated, G)
+        metrics.update({f"kept_{k}": metrics[k] for k in every}, **every)
     for status in ("truncated", "skipped_overflow", "failed_verification", "suppressed_token", "missing"):
         metrics[f"gold_{status}"] = gold_status.get(status, 0)
     other = ("truncated_zeroed", "truncated_masked", "rollouts", "generated_tokens", "dynamic_rounds")
     metrics.update({k: rec[k] for k in (*other, "dynamic_dropped_groups") if k in rec})
-    metrics.update(_function_metrics(rec))
     return metrics
 
 

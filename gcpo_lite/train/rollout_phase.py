@@ -11,7 +11,15 @@ import torch
 from gcpo_lite.algorithm.advantages import group_advantages
 from gcpo_lite.algorithm.batches import Sampled, StepBatch
 from gcpo_lite.algorithm.dynamic_sampling import dynamic_sample
-from gcpo_lite.algorithm.gold import Gold, LazyGolds, gold_solution_text, inject, make_gold
+from gcpo_lite.algorithm.gold import (
+    Gold,
+    LazyGolds,
+    choose_gold_slot,
+    gold_solution_text,
+    inject,
+    make_gold,
+    should_inject,
+)
 from gcpo_lite.data.prompts import completion_ids_for_text, prompt_ids
 from gcpo_lite.data.tasks import Example
 from gcpo_lite.models import dequantized_base
@@ -81,9 +89,9 @@ class RolloutPhase:
     def rollout(self, examples: list[Example]) -> StepBatch:
         """Sample G completions per prompt, score them, inject gold where a group has no success, compute
         advantages. Rows are grouped contiguously: B = len(examples) x G."""
-        g = self.cfg.gcpo
-        G = g.num_generations
+        g, G = self.cfg.gcpo, self.cfg.gcpo.num_generations
         examples, s, dyn = self._sampled(examples)
+        generated = dyn.pop("generated", None)  # dynamic sampling: every round's samples, dropped groups too
         prompts, completions, rewards = s.prompts, list(s.completions), list(s.rewards)
         slots, gold_status = inject(
             rewards, s.correct, s.mean_lp, LazyGolds(examples, self._gold), G, g.gold_injection
@@ -106,14 +114,16 @@ class RolloutPhase:
             "truncated": list(s.truncated),
             "is_gold": is_gold,
             "gold_status": dict(gold_status),
-            "entropy_sum": sum(self._entropy_sums),
+            "entropy": list(s.entropy),
             "reward_errors": self.rewards.errors,
             **function_scores(s.per_function),
             "truncated_zeroed": sum(s.truncated) if self.cfg.reward.truncated == "zero" else 0,
             "truncated_masked": sum(masked),
             **dyn,
         }  # per row, in group order; under torchrun merged into the whole job's before the metrics
-        metrics = rollout_metrics(merge_records(self.world, record, maxed=("dynamic_rounds",)), G)
+        metrics = rollout_metrics(
+            merge_records(self.world, record, maxed=("dynamic_rounds",)), G, self._generated_record(generated)
+        )
         is_gold_t, masked_t = torch.tensor(is_gold), torch.tensor(masked)
         return StepBatch(examples, prompts, completions, reward_t, adv, is_gold_t, metrics, masked_t)
 
@@ -129,9 +139,40 @@ class RolloutPhase:
         """G scored samples of each example, grouped contiguously (the policy's own: no gold yet)."""
         g = self.cfg.gcpo
         prompts = [self._prompt(ex) for ex in examples for _ in range(g.num_generations)]
+        self._entropy_sums = []  # generate() fills it (a stand-in generate in tests may not)
         completions, mean_lp = self.generate(prompts, g.temperature, g.max_completion_length)
+        entropy = list(self._entropy_sums) or [0.0] * len(completions)  # this call's, per sequence
         rewards, correct, truncated, per_function = self._score(completions, examples)
-        return Sampled(prompts, completions, mean_lp, rewards, correct, truncated, per_function)
+        return Sampled(prompts, completions, mean_lp, rewards, correct, truncated, per_function, entropy)
+
+    def _generated_record(self, s: Optional[Sampled]) -> Optional[dict]:
+        """The whole job's record of every sample generated in the step (None without dynamic sampling)."""
+        if s is None:
+            return None
+        record = {
+            "sampled_rewards": list(s.rewards),
+            "correct": list(s.correct),
+            "lengths": [len(c) for c in s.completions],
+            "truncated": list(s.truncated),
+            "entropy": list(s.entropy),
+            **function_scores(s.per_function),
+        }
+        return merge_records(self.world, record)
+
+    def _has_contrast(self, ex: Example, group: Sampled) -> bool:
+        """Dynamic sampling's test: the group's rewards differ, or will once gold.inject has put the example's
+        gold in (an all-wrong group with a gold that passed its check)."""
+        g = self.cfg.gcpo
+        if max(group.rewards) != min(group.rewards):
+            return True
+        if not should_inject(g.gold_injection, group.correct):
+            return False
+        gold = self._gold(ex)
+        if gold.ids is None:
+            return False
+        after = list(group.rewards)
+        after[choose_gold_slot(group.rewards, group.mean_lp)] = gold.reward
+        return max(after) != min(after)
 
     def _dynamic_sample(self, examples: list[Example]):
         """(examples, samples, metrics) for gcpo.dynamic_sampling (algorithm/dynamic_sampling.py)."""
@@ -142,6 +183,7 @@ class RolloutPhase:
             self.next_examples,
             g.num_generations,
             g.dynamic_sampling_max_rounds,
+            has_contrast=self._has_contrast,
         )
 
     def _score(self, completions: list[list[int]], examples: list[Example]):

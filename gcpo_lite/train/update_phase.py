@@ -21,6 +21,15 @@ from gcpo_lite.policy.prompt_sharing import NotRouted, SharedPrompts, distinct_c
 log = logging.getLogger("gcpo_lite.train.trainer")  # one logger for the trainer's parts: users filter on it
 
 
+class OldLogps:
+    """The old policy's per-row log-probs for gcpo.num_iterations > 1, written by the first iteration's forward
+    (rows in the update's order; an OOM retry of a micro-batch writes its rows again)."""
+
+    def __init__(self, rows: int):
+        self.values: list = [None] * rows  # [(len_i,)]
+        self.ready = False  # True once an iteration's update was applied: later ones read values
+
+
 class UpdatePhase:
     """Trainer's update methods; they read the trainer's model, optimizer, config, plan and OOM backoff."""
 
@@ -38,34 +47,52 @@ class UpdatePhase:
         rows, skipped = self._rows_to_train(batch)
         work = UpdateRows(batch, rows, g.loss_type, self.world)  # the step's normalizer, every rank's rows
         skipped = int(self.world.all_sum([skipped])[0])
-        out = dict(skipped_groups=skipped, loss=0.0, clip_ratio=0.0, kl=0.0, grad_norm=0.0)
+        out = dict(skipped_groups=skipped, loss=0.0, clip_ratio=0.0, kl=0.0, grad_norm=0.0, grad_norm_max=0.0)
         out["trained_rows"] = int(work.trained_rows)
         if not work.trained_rows:  # every group skipped: no update, but the LR schedule still steps
             self.lr_schedule.step()
             return out
         # Old-policy and reference log-probs are kept per row (no grad): the OOM backoff may re-slice the rows.
-        old = self._per_row_logps(work) if g.num_iterations > 1 else None
+        # The old policy's are the first iteration's own forward (OldLogps), so that iteration is exactly on-policy
+        # (ratio 1) in any dtype; a separate no-grad pass would differ by its other batch shapes (bf16 rounding).
+        old = OldLogps(len(rows)) if g.num_iterations > 1 else None
         ref = self._per_row_logps(work, reference=True) if g.beta > 0 else None
         self.model.train()
+        sums, norms = self._iterations(work, old, ref, out)
+        self.lr_schedule.step()  # once per step: train.max_steps counts steps, whatever num_iterations is
+        done = max(1, len(norms))  # the iterations whose update was applied; skipped ones are not averaged in
+        loss, clip, kl = self.world.all_sum((sums / done).tolist())  # shares of the global step
+        out.update(loss=loss, clip_ratio=clip, kl=kl)
+        if (
+            norms and self.cfg.train.max_grad_norm > 0
+        ):  # before clipping: the mean and the largest of the step
+            out.update(grad_norm=sum(norms) / len(norms), grad_norm_max=max(norms))
+        return out
+
+    def _iterations(self, work: UpdateRows, old, ref, out: dict) -> tuple[torch.Tensor, list]:
+        """gcpo.num_iterations optimizer updates on the rows: (loss, clip_ratio, kl summed over the applied
+        ones, their gradient norms before clipping); a non-finite gradient skips its update (counted in out)."""
         params = [q for q in self.model.parameters() if q.requires_grad]
-        sums = torch.zeros(3, dtype=torch.float64)  # loss, clip_ratio, kl over all iterations
-        for _ in range(g.num_iterations):
+        sums, norms = torch.zeros(3, dtype=torch.float64), []
+        for _ in range(self.cfg.gcpo.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
-            step = partial(self._micro_step, work, old, ref)
-            for part in self.backoff.accumulate(len(rows), step, params):  # none when this rank has no rows
-                sums += torch.tensor(part, dtype=torch.float64)
+            step, parts = partial(self._micro_step, work, old, ref), torch.zeros(3, dtype=torch.float64)
+            for part in self.backoff.accumulate(len(work.rows), step, params):  # none: this rank has no rows
+                parts += torch.tensor(part, dtype=torch.float64)
             self.world.sum_gradients(params)  # torchrun: the global batch's gradient on every rank
             if not self._grads_finite(params):  # a NaN/inf never reaches the adapter weights
                 out["nonfinite_skipped"] = out.get("nonfinite_skipped", 0) + 1
                 self.optimizer.zero_grad(set_to_none=True)
                 continue
+            sums += parts
+            if old is not None:
+                old.ready = True  # the weights move now: later iterations compare against these log-probs
             if self.cfg.train.max_grad_norm > 0:
-                out["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.train.max_grad_norm))
+                norms.append(float(torch.nn.utils.clip_grad_norm_(params, self.cfg.train.max_grad_norm)))
+            else:
+                norms.append(0.0)
             self.optimizer.step()
-        self.lr_schedule.step()  # once per step: train.max_steps counts steps, whatever num_iterations is
-        loss, clip, kl = self.world.all_sum((sums / g.num_iterations).tolist())  # shares of the global step
-        out.update(loss=loss, clip_ratio=clip, kl=kl)
-        return out
+        return sums, norms
 
     def _grads_finite(self, params) -> bool:
         """False (with one warning line) when any LoRA gradient is NaN or infinite: the update is skipped."""
@@ -136,7 +163,8 @@ class UpdatePhase:
         rows = work.padded(s, e, self.pad_id, self.device)
         width = rows.completion_ids.shape[1]
         eps_low, eps_high = self.cfg.resolved_epsilons()
-        old_lp = None if old is None else stack_rows(old, s, e, width, self.device)  # None: on-policy
+        capture = old is not None and not old.ready  # the first iteration: on-policy, and it records old
+        old_lp = None if old is None or capture else stack_rows(old.values, s, e, width, self.device)
         advantages = work.batch.advantages[work.rows[s:e]].to(self.device)
         loss_kw = dict(
             ref_per_token_logps=None if ref is None else stack_rows(ref, s, e, width, self.device),
@@ -152,11 +180,14 @@ class UpdatePhase:
         lp_kw = dict(self._logprob_kwargs(), prompts=prompts)
         if self.cfg.train.fused_loss:  # hidden states -> loss in one op (kernels.gcpo_loss_from_hidden)
             loss, m = completion_loss(self.model, rows, old_lp, advantages, **lp_kw, **loss_kw)
+            lp = m["per_token_logps"]
         else:  # the composition: per-token log-probs, then the loss
             lp = completion_logprobs(self.model, rows, **lp_kw)  # (b, T)
             loss, m = gcpo_loss(
                 lp, lp.detach() if old_lp is None else old_lp, advantages, rows.completion_mask, **loss_kw
             )
+        if capture:
+            old.values[s:e] = [lp[j, :n].detach() for j, n in enumerate(work.lengths[s:e])]
         loss.backward()
         share = work.share(s, e)  # this micro-batch's weight in the step's clip / KL means
         return loss.item(), m["clip_ratio"].item() * share, m["kl"].item() * share

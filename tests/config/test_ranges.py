@@ -130,3 +130,10 @@ def test_auto_group_size_with_a_huge_range_is_refused_not_looped():
 )
 def test_values_inside_the_ranges_still_load(override):
     load_config(None, [override])
+
+
+@pytest.mark.parametrize("target", ["lm_head", "embed_tokens"])
+def test_output_head_and_embedding_targets_are_refused(target):
+    """Issue 24.3: the loss reads the head's base weight, so a LoRA on it would never train."""
+    with pytest.raises(ConfigError, match=f"lora.target_modules has '{target}'.*never train"):
+        load_config(None, [f"lora.target_modules=[q_proj,{target}]"])

@@ -190,3 +190,32 @@ def test_plan_counts_the_merged_copy_while_sampling():
     assert merged.components["weights_merged"] == copy
     assert merged.phase_totals["generation"] == plain.phase_totals["generation"] + copy
     assert merged.phase_totals["training"] == plain.phase_totals["training"]
+
+
+def test_a_bf16_base_samples_unmerged(policy):
+    """Issue 24.4: W + s.B@A stored in bf16 rounds deltas under half an ulp of W back to W, so merged_lora
+    merges only fp32 bases; the plan counts no merged copy in bf16."""
+    layers = len(dequantized_base.decoder_layers(policy))
+    dequantized_base.attach(policy, layers, torch.float32)
+    for layer in dequantized_base.decoder_layers(policy):  # as a bf16-compute model holds them
+        for m in dequantized_base._linear4bit_modules(layer):
+            setattr(m, dequantized_base.ATTR, getattr(m, dequantized_base.ATTR).to(torch.bfloat16))
+    try:
+        with dequantized_base.merged_lora(policy) as held:
+            wrappers = [w for layer in dequantized_base.decoder_layers(policy) for w in
+                        dequantized_base._lora_wrappers(layer)]  # fmt: skip
+            assert held == 0 and not any(dequantized_base.MERGED in w.__dict__ for w in wrappers)
+    finally:
+        dequantized_base.detach(policy)
+    w = torch.randn(64, 64, dtype=torch.bfloat16)
+    delta = w.float() * 4e-4  # a realistic |dW|/|W|: in bf16 most of it is lost
+    assert (w.float().add(delta).to(torch.bfloat16) == w).float().mean() > 0.5
+
+
+def test_the_plan_counts_no_merged_copy_in_bf16():
+    from gcpo_lite.config import from_dict
+    from gcpo_lite.memory.run_shape import shape_from_config
+
+    cfg = from_dict({"rollout": {"merge_lora": True}})
+    assert shape_from_config(cfg, "cpu", "float32").merged_lora_sampling
+    assert not shape_from_config(cfg, "cuda", "bfloat16").merged_lora_sampling

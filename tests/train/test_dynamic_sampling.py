@@ -56,10 +56,69 @@ def test_rounds_are_bounded_and_nothing_kept_falls_back(trainer, monkeypatch):
     assert b.metrics["rollouts"] == sum(calls) == 8 + 32 + 32  # keep rate floor 0.1 -> 4x oversampling cap
     assert b.examples == EX
     assert len(b.prompts) == 8  # the first round's groups: all zero-advantage, skipped by the update
+    assert b.metrics["dynamic_dropped_groups"] == 2 + 8 + 8 - 2  # the fallback's two groups train after all
 
 
 def test_tokens_per_second_counts_dropped_rollouts(trainer, monkeypatch):
     mixed, solved = ["1", "0", "0", "1"], ["1"] * 4
     script(trainer, monkeypatch, [[solved, mixed], [mixed, mixed]])
     b = trainer.rollout(EX)
-    assert b.metrics["generated_tokens"] == 16 * 2 > b.metrics["sampled_tokens"] == 8 * 2
+    # the unsuffixed figures describe every generated sample, dropped groups included; kept_* the kept ones
+    assert (
+        b.metrics["generated_tokens"]
+        == b.metrics["sampled_tokens"]
+        == 16 * 2
+        > b.metrics["kept_sampled_tokens"]
+    )
+
+
+def test_gold_rescues_all_wrong_groups_and_only_the_rest_are_refilled(trainer, monkeypatch):
+    """GCPO + dynamic sampling (issue 24.1): the all-wrong group whose gold passes its check is kept (gold goes
+    in), the all-correct one is dropped and refilled; the metrics describe all 16 samples generated."""
+    mixed, solved, failed = ["1", "0", "0", "1"], ["1"] * 4, ["0"] * 4
+    calls = script(trainer, monkeypatch, [[failed, solved], [mixed, mixed]])
+    monkeypatch.setattr(trainer.cfg.gcpo, "gold_injection", "all_wrong")
+    monkeypatch.setattr(
+        trainer, "rewards", RewardModel.from_verifier(lambda t, ex: float(t in ("1", ex.answer)))
+    )
+    b = trainer.rollout(EX)
+    assert calls == [8, 8] and b.examples[0] is EX[0]  # the failed group stays, with its gold
+    m = b.metrics
+    assert b.is_gold.tolist().count(True) == 1 and m["gold_injected_frac"] == 0.5
+    assert m["dynamic_dropped_groups"] == 1  # the solved group only
+    assert m["accuracy"] == (0 + 4 + 2 + 2) / 16 and m["kept_accuracy"] == (0 + 2) / 8
+    assert m["all_wrong_frac"] == m["all_correct_frac"] == 1 / 4 and m["kept_all_wrong_frac"] == 1 / 2
+
+
+def test_pure_dapo_drops_all_wrong_groups_too(trainer, monkeypatch):
+    mixed, failed = ["1", "0", "0", "1"], ["0"] * 4
+    calls = script(trainer, monkeypatch, [[failed, mixed], [mixed, mixed]])  # gold_injection=never
+    b = trainer.rollout(EX)
+    assert calls == [8, 8] and b.examples[0] is EX[1] and not b.is_gold.any()
+    assert b.metrics["dynamic_dropped_groups"] == 1 and b.metrics["all_wrong_frac"] == 1 / 4
+
+
+def test_an_all_wrong_group_without_a_usable_gold_is_refilled(trainer, monkeypatch):
+    mixed, failed = ["1", "0", "0", "1"], ["0"] * 4
+    calls = script(trainer, monkeypatch, [[failed, mixed], [mixed, mixed]])
+    monkeypatch.setattr(trainer.cfg.gcpo, "gold_injection", "all_wrong")  # gold "42" fails text == "1"
+    b = trainer.rollout([Example("12+30=", "42", "42"), EX[1]])
+    assert calls == [8, 8] and b.examples[0] is EX[1] and not b.is_gold.any()
+
+
+def test_entropy_covers_every_round(trainer, monkeypatch):
+    """Issue 24.2: each round's per-sequence entropy is kept; the mean is over every generated token."""
+    mixed, solved = ["1", "0", "0", "1"], ["1"] * 4
+    script(trainer, monkeypatch, [[solved, mixed], [mixed, mixed]])
+    scripted = trainer.generate
+    sums = iter([[2.0] * 8, [4.0] * 8])  # 1 and 2 nats per token over 2-token completions
+
+    def generate(prompts, temperature, max_new_tokens):
+        out = scripted(prompts, temperature, max_new_tokens)
+        trainer._entropy_sums = next(sums)
+        return out
+
+    monkeypatch.setattr(trainer, "generate", generate)
+    b = trainer.rollout(EX)
+    assert b.metrics["entropy"] == pytest.approx((8 * 2.0 + 8 * 4.0) / 32)
+    assert b.metrics["kept_entropy"] == pytest.approx((4 * 2.0 + 4 * 4.0) / 16)  # round 1's mixed, round 2's
