@@ -77,6 +77,7 @@ class GCPOTrainer:
         or dataset is named anywhere, else over gcpo-lite's defaults; model= and reward_funcs= on top."""
         name = _model_name(model)
         specs = None if self.inputs.reward_funcs is None else [_spec(f) for f in self.inputs.reward_funcs]
+        base = None
         if isinstance(self.args, Config):
             cfg, explicit = self.args, {"gcpo.max_completion_length"}  # a Config is taken as it is
             if specs is not None:
@@ -93,8 +94,7 @@ class GCPOTrainer:
         embedded = cfg.model.name in (None, EMBEDDED_NAME, EMBEDDED_BASE_NAME)
         if cfg.data.dataset is None and self.inputs.train_dataset is None and not embedded:
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dataset=REAL_MODEL_DATASET))
-        plain = embedded and cfg.data.dataset is None and self.inputs.train_dataset is None
-        return apply_preset_lengths(cfg, explicit, self.say), plain and not isinstance(self.args, Config)
+        return apply_preset_lengths(cfg, explicit, self.say), base is not None and name is None
 
     def train(
         self, resume_from_checkpoint: Union[None, bool, str] = None, overwrite: bool = False
