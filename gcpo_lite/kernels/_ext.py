@@ -18,6 +18,7 @@ Environment:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -182,6 +183,15 @@ def _jit_build(verbose: bool) -> None:
             flush=True,
         )
     t0 = time.time()
+    with build_lock(build_dir):
+        _load_ops(load, srcs, cxx, nvcc, ld, build_dir, verbose)
+    stamp.write_text(digest)
+    if not cached:
+        print(f"gcpo-lite: native kernels ready ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+    _state["cuda"] = with_cuda
+
+
+def _load_ops(load, srcs, cxx, nvcc, ld, build_dir: Path, verbose: bool) -> None:
     load(
         name="gcpo_lite_ops",
         sources=srcs,
@@ -193,10 +203,35 @@ def _jit_build(verbose: bool) -> None:
         is_python_module=False,
         verbose=verbose,
     )
-    stamp.write_text(digest)
-    if not cached:
-        print(f"gcpo-lite: native kernels ready ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
-    _state["cuda"] = with_cuda
+
+
+@contextlib.contextmanager
+def build_lock(build_dir: Path):
+    """Hold gcpo-lite's own lock on build_dir while torch builds there. torch's build lock is a plain file
+    (build_dir/lock) that a process killed mid-build leaves behind, and every later build then waits on it
+    forever. Ours is an flock, released by the OS however the holder ends: while we hold it no other gcpo-lite
+    process is building here, so a torch lock file present is stale and is removed."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: torch's own lock only
+        yield
+        return
+    with open(build_dir / "gcpo-lite-build.lock", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            print(
+                "gcpo-lite: another process is building the native kernels; waiting for it", file=sys.stderr
+            )
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        stale = build_dir / "lock"
+        if stale.exists():
+            stale.unlink(missing_ok=True)
+            print(f"gcpo-lite: removed {stale}, left by a build that was killed", file=sys.stderr, flush=True)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def load(verbose: bool = False) -> bool:
