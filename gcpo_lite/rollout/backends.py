@@ -8,7 +8,10 @@ A backend's contract (what the trainer relies on):
   - one completion per prompt, in order; a completion ends with an EOS id unless it hit max_new_tokens;
   - suppress_ids are never sampled (the training log-probs ban them too);
   - mean_logprobs are per completion, at the sampling temperature, over the distribution it sampled from
-    (before top-p), so they agree with the trainer's old log-probs.
+    (before top-p), so they agree with the trainer's old log-probs;
+  - token_logprobs (per token, the same distribution) and finish_reasons ("stop" / "length") when it has them;
+  - entropy_sums per completion, or None when the backend cannot give them: the step's `entropy` is then left
+    out of the metrics rather than reported as 0.
 """
 
 from __future__ import annotations

@@ -18,11 +18,18 @@ from gcpo_lite.data.collate import left_pad
 
 @dataclass
 class SampleOutput:
+    """What a rollout backend returns, one entry per prompt, in order (rollout/backends.py's contract)."""
+
     completions: list[list[int]]  # per sequence: sampled ids, ending in an EOS id unless truncated
     mean_logprobs: list[float]  # per sequence: mean log pi(token) at the sampling temperature
-    entropy_sums: list[float] = field(
-        default_factory=list
-    )  # per sequence: summed entropy (nats) of the sampling distributions of its tokens
+    # per sequence: summed entropy (nats) of the sampling distributions of its tokens; None: the backend cannot
+    # give it (the step's `entropy` is then left out, not reported as 0)
+    entropy_sums: Optional[list[float]] = field(default_factory=list)
+    # per sequence, per token: log pi(token) at the sampling temperature (before top-p, as mean_logprobs)
+    token_logprobs: Optional[list[list[float]]] = None
+    finish_reasons: Optional[list[str]] = (
+        None  # per sequence: "stop" (an EOS id) or "length" (max_new_tokens)
+    )
 
 
 def _top_p_filter(logits: Tensor, top_p: float) -> Tensor:
@@ -69,6 +76,7 @@ class _Tallies:
     """Per original row: what SampleOutput reports, filled one decode step at a time."""
 
     out: Tensor  # (B, T) sampled ids, pad_id after the row ended
+    logp: Tensor  # (B, T) log pi(token) of each sampled token, 0 after the row ended
     logp_sum: Tensor  # (B,) summed log pi(token)
     ent_sum: Tensor  # (B,) summed entropy of the sampling distributions
     length: Tensor  # (B,) tokens sampled, its EOS included
@@ -77,6 +85,7 @@ class _Tallies:
     def empty(cls, B: int, max_new_tokens: int, pad_id: int, device: torch.device) -> "_Tallies":
         return cls(
             out=torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device),
+            logp=torch.zeros(B, max_new_tokens, device=device),
             logp_sum=torch.zeros(B, device=device),
             ent_sum=torch.zeros(B, device=device),
             length=torch.zeros(B, dtype=torch.long, device=device),
@@ -85,18 +94,24 @@ class _Tallies:
     def record(self, rows: Tensor, t: int, nxt: Tensor, logprobs: Tensor, live: Tensor) -> None:
         """Token t of the decode-batch rows: nxt (b,) ids, logprobs (b, V), live (b,) not ended before t."""
         self.out[rows, t] = nxt
-        self.logp_sum[rows] += torch.where(live, logprobs.gather(-1, nxt.unsqueeze(-1)).squeeze(-1), 0.0)
+        token = torch.where(live, logprobs.gather(-1, nxt.unsqueeze(-1)).squeeze(-1), 0.0)  # (b,)
+        self.logp[rows, t] = token
+        self.logp_sum[rows] += token
         entropy = torch.special.entr(logprobs.exp()).sum(-1)  # (b,) nats; entr(0) = 0
         self.ent_sum[rows] += torch.where(live, entropy, 0.0)
         self.length[rows] += live.long()
 
-    def output(self) -> SampleOutput:
+    def output(self, eos: Tensor) -> SampleOutput:
         lengths = self.length.tolist()
-        out_rows = self.out.tolist()
+        out_rows, logp_rows = self.out.tolist(), self.logp.tolist()
+        completions = [r[:n] for r, n in zip(out_rows, lengths)]
+        ends = set(eos.tolist())
         return SampleOutput(
-            completions=[r[:n] for r, n in zip(out_rows, lengths)],
+            completions=completions,
             mean_logprobs=(self.logp_sum / self.length.clamp(min=1)).tolist(),
             entropy_sums=self.ent_sum.tolist(),
+            token_logprobs=[r[:n] for r, n in zip(logp_rows, lengths)],
+            finish_reasons=["stop" if c and c[-1] in ends else "length" for c in completions],
         )
 
 
@@ -169,7 +184,7 @@ def sample_completions(
         _decode(model, batch, logits, tallies, rules, max_new_tokens, drop_finished)
     finally:
         model.train(was_training)
-    return tallies.output()
+    return tallies.output(rules.eos)
 
 
 def _prefill(

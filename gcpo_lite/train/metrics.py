@@ -41,8 +41,8 @@ def sample_metrics(rec: dict, G: int) -> dict:
     correct, lengths, truncated, entropy (each sequence's summed entropy) and reward/<name> scores."""
     rewards, correct = torch.tensor(rec["sampled_rewards"], dtype=torch.float32), torch.tensor(rec["correct"])
     groups = correct.view(-1, G) if len(correct) else correct.view(0, G)
-    lengths = rec["lengths"]
-    return {
+    lengths, entropy = rec["lengths"], sum(rec["entropy"])  # NaN: the rollout backend gives no entropy
+    out = {
         "reward_mean": rewards.mean().item() if len(rewards) else 0.0,
         "reward_std": rewards.std().item() if len(rewards) > 1 else 0.0,
         "accuracy": correct.float().mean().item() if len(correct) else 0.0,
@@ -51,10 +51,13 @@ def sample_metrics(rec: dict, G: int) -> dict:
         "completion_length_mean": sum(lengths) / max(1, len(lengths)),
         "completion_length_max": max(lengths, default=0),
         "sampled_tokens": sum(lengths),
-        "entropy": sum(rec["entropy"]) / max(1, sum(lengths)),  # per sampled token (nats), at the temperature
+        "entropy": entropy / max(1, sum(lengths)),  # per sampled token (nats), at the sampling temperature
         "truncated_frac": sum(rec["truncated"]) / max(1, len(lengths)),
         **_function_metrics(rec),
     }
+    if math.isnan(entropy):  # unavailable, not 0
+        del out["entropy"]
+    return out
 
 
 def rollout_metrics(rec: dict, G: int, generated: Optional[dict] = None) -> dict:

@@ -4,6 +4,7 @@ where a group has no success, and compute the advantages. Rows are grouped conti
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Optional
 
 import torch
@@ -83,7 +84,10 @@ class RolloutPhase:
             outs = self.backoff.map("generation", len(prompts), chunk)
         completions = [c for o in outs for c in o.completions]
         mean_lp = [x for o in outs for x in o.mean_logprobs]
-        self._entropy_sums = [x for o in outs for x in o.entropy_sums]
+        # None when a backend cannot give entropy (SampleOutput): the step reports none rather than 0
+        self._entropy_sums = (
+            None if any(o.entropy_sums is None for o in outs) else [x for o in outs for x in o.entropy_sums]
+        )
         return completions, mean_lp
 
     def rollout(self, examples: list[Example]) -> StepBatch:
@@ -141,7 +145,10 @@ class RolloutPhase:
         prompts = [self._prompt(ex) for ex in examples for _ in range(g.num_generations)]
         self._entropy_sums = []  # generate() fills it (a stand-in generate in tests may not)
         completions, mean_lp = self.generate(prompts, g.temperature, g.max_completion_length)
-        entropy = list(self._entropy_sums) or [0.0] * len(completions)  # this call's, per sequence
+        entropy = self._entropy_sums  # this call's, per sequence (None: the backend has none)
+        entropy = (
+            [math.nan] * len(completions) if entropy is None else (list(entropy) or [0.0] * len(completions))
+        )
         rewards, correct, truncated, per_function = self._score(completions, examples)
         return Sampled(prompts, completions, mean_lp, rewards, correct, truncated, per_function, entropy)
 

@@ -94,3 +94,20 @@ def test_sampled_rows_score_the_same_under_either_path(embedded_policy):
 def test_unique_prompts_keeps_first_seen_order():
     distinct, owner = _unique_prompts([[1, 2], [1, 2], [3], [1, 2], [3], [4]])
     assert distinct == [[1, 2], [3], [4]] and owner == [0, 0, 1, 0, 1, 2]
+
+
+def test_per_token_logprobs_and_finish_reasons(embedded_policy):
+    """The backend contract's per-token sampling log-probs (their mean is mean_logprobs) and finish reasons."""
+    model, tok = embedded_policy
+    g = torch.Generator().manual_seed(2)
+    prompts = [torch.randint(1, model.config.vocab_size, (n,), generator=g).tolist() for n in (3, 5, 4, 6)]
+    eos = {tok.eos_token_id}
+    torch.manual_seed(0)
+    out = sample_completions(
+        model, prompts, max_new_tokens=6, temperature=1.0, top_p=1.0, eos_ids=eos, pad_id=0
+    )
+    assert [len(t) for t in out.token_logprobs] == [len(c) for c in out.completions]
+    for lps, mean in zip(out.token_logprobs, out.mean_logprobs):
+        assert all(lp <= 0 for lp in lps) and sum(lps) / max(1, len(lps)) == pytest.approx(mean, abs=1e-5)
+    for c, reason in zip(out.completions, out.finish_reasons):
+        assert reason == ("stop" if c[-1] in eos else "length") and (reason == "stop" or len(c) == 6)

@@ -88,3 +88,20 @@ def test_later_iterations_compare_against_the_first_iterations_own_log_probs(tra
     assert first and all(old is None for old, _, _ in first)  # iteration 1: on-policy
     for (_, lp, mask), (old, _, _) in zip(first, second):
         assert torch.equal(old * mask, lp * mask)  # iteration 2's old: iteration 1's numbers, bit for bit
+
+
+def test_a_backend_without_entropy_reports_none_not_zero(small_trainer):
+    """A rollout backend that cannot give entropy (SampleOutput.entropy_sums=None): the step has no `entropy`."""
+    from gcpo_lite.rollout.sampler import SampleOutput
+
+    tr = small_trainer()
+
+    class NoEntropy:
+        def generate(self, model, prompts, **kw):
+            return SampleOutput(
+                [[5, tr.tokenizer.eos_token_id] for _ in prompts], [-1.0] * len(prompts), None
+            )
+
+    tr.rollout_backend = NoEntropy()
+    b = tr.rollout([Example("12+30=", "42", "42"), Example("10+10=", "20", "20")])
+    assert "entropy" not in b.metrics and b.metrics["sampled_tokens"] == 16
