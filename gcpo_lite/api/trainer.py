@@ -134,16 +134,11 @@ class GCPOTrainer:
         trainer = self._trainer()
         examples = None
         if eval_dataset is not None:
-            from gcpo_lite.data.datasets import load_examples
+            from gcpo_lite.data.datasets import eval_examples_from_rows
 
-            cfg = dataclasses.replace(trainer.cfg.data, eval_size=len(eval_dataset), shuffle=False)
-            _, examples = load_examples(
-                cfg,
-                0,
-                trainer.tokenizer,
-                eval_rows=eval_dataset,
-                train_rows=eval_dataset,
-                needs_answer=trainer.rewards.needs_answer,
+            needs_answer = trainer.rewards.needs_answer
+            examples = eval_examples_from_rows(
+                eval_dataset, trainer.cfg.data, trainer.tokenizer, needs_answer
             )
         return {"eval_accuracy": trainer.evaluate(examples)}
 

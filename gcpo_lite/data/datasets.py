@@ -195,6 +195,16 @@ def _in_memory_examples(rows, cfg: DataConfig, source: str, needs_answer: bool) 
     return rows_to_examples(rows, cfg, source, None, needs_answer=needs_answer)
 
 
+def eval_examples_from_rows(rows, cfg: DataConfig, tokenizer, needs_answer: bool = True) -> list[Example]:
+    """Held-out examples from rows handed over in memory (GCPOTrainer.evaluate(eval_dataset=...)), read as
+    load_examples reads eval_rows: the system prompt set, the chat template checked, over-long prompts dropped."""
+    examples = _in_memory_examples(rows, cfg, "eval_dataset", needs_answer)
+    for ex in examples if cfg.system_prompt else ():
+        ex.system = cfg.system_prompt
+    check_chat_template(tokenizer, examples)
+    return filter_by_prompt_length(examples, tokenizer, cfg.max_prompt_length)[0]
+
+
 def _loaded(
     cfg: DataConfig, seed: int, needs_answer: bool, train_rows, with_held_out: bool
 ) -> tuple[list[Example], Optional[list[Example]]]:

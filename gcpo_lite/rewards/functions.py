@@ -70,13 +70,23 @@ def _builtin(score: Verifier, needs_answer: bool = True) -> Callable:
     return reward
 
 
+def verifier_function(verify: Verifier, name: Optional[str] = None) -> RewardFunction:
+    """A (text, Example) verifier as a reward function, named `name` or after it (verify_math -> math)."""
+    shown = name or function_name(verify).replace("verify_", "")
+    return RewardFunction(shown, _builtin(verify), builtin=True, verifier=True)
+
+
+def format_function(weight: float = 1.0) -> RewardFunction:
+    """The built-in `format` reward (it needs no answer)."""
+    return RewardFunction("format", _builtin(format_reward, needs_answer=False), weight, builtin=True)
+
+
 def builtin_function(name: str, dataset: str, last_number_fallback: bool = True) -> RewardFunction:
     """The built-in reward function `name` (BUILTIN) for `dataset`."""
     if name == "format":
-        return RewardFunction("format", _builtin(format_reward, needs_answer=False), builtin=True)
+        return format_function()
     verify = resolve_verifier(name, dataset, last_number_fallback)
-    shown = name if name != "auto" else function_name(verify).replace("verify_", "")
-    return RewardFunction(shown, _builtin(verify), builtin=True, verifier=True)
+    return verifier_function(verify, None if name == "auto" else name)
 
 
 def load_spec(spec: str) -> Callable:

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 from gcpo_lite.config import ConfigError, RewardConfig
 from gcpo_lite.data.tasks import Example
 from gcpo_lite.rewards.calling import RewardBatch, RewardFunctionError, call
-from gcpo_lite.rewards.functions import RewardFunction, make_function
+from gcpo_lite.rewards.functions import RewardFunction, format_function, make_function, verifier_function
 from gcpo_lite.rewards.verifiers import (  # noqa: F401 (the verifiers' public names, re-exported)
     VERIFIERS,
     extract_answer,
@@ -66,14 +66,8 @@ class RewardModel:
     @classmethod
     def from_verifier(cls, verifier, format_weight: float = 0.0, on_error: str = "zero") -> "RewardModel":
         """A (text, Example) verifier (+ the format reward at format_weight), as before reward functions."""
-        from gcpo_lite.rewards.functions import _builtin, function_name
-
-        name = function_name(verifier).replace("verify_", "")
-        main = RewardFunction(name, _builtin(verifier), builtin=True, verifier=True)
-        fmt = RewardFunction(
-            "format", _builtin(format_reward, needs_answer=False), format_weight, builtin=True
-        )
-        functions = [main] + ([fmt] if format_weight else [])
+        main = verifier_function(verifier)
+        functions = [main] + ([format_function(format_weight)] if format_weight else [])
         return cls(functions, CorrectRule(main, 1.0, True, "the verifier"), on_error)
 
     @property

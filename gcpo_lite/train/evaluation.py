@@ -207,10 +207,6 @@ class Evaluation:
         )
         return self.tokenizer.batch_decode(out.completions, skip_special_tokens=True), out.completions
 
-    def scored_lines(self, chunk: list, scores: list) -> list[str]:
-        """samples.jsonl's lines for one batch: chunk[k] = (prompt i, sample j) scored by scores[k]."""
-        return [json.dumps(self.record(i, j, *sc)) + "\n" for (i, j), sc in zip(chunk, scores)]
-
     def score(self, chunk: list, texts: list, ids: list) -> list[tuple]:
         """(text, reward, correct, {function: score or None}) per sample of the batch."""
         s = self.rewards.score_batch(texts, ids, [self.examples[i] for i, _ in chunk])
@@ -254,11 +250,12 @@ class Evaluation:
             for b in range(0, len(jobs), s.batch_size):
                 chunk = jobs[b : b + s.batch_size]
                 scored = self.score(chunk, *self.generate([self.prompts[i] for i, _ in chunk]))
-                lines = self.scored_lines(chunk, scored)
-                for (i, j), (text, reward, ok, per) in zip(chunk, scored):
-                    correct[i][j] = ok
-                    extracted += extract_answer(text, last_number_fallback=s.last_number_fallback) is not None
-                    totals.add(reward, per)
+                rows = [self.record(i, j, *sc) for (i, j), sc in zip(chunk, scored)]
+                lines = [json.dumps(row) + "\n" for row in rows]
+                for row in rows:
+                    correct[row["index"]][row["sample"]] = row["correct"]
+                    extracted += row["extracted"] is not None
+                    totals.add(row["reward"], row["rewards"])
                 with writing(samples):  # flushed: closing the file has nothing left to fail on
                     fh.write("".join(lines))
                     fh.flush()

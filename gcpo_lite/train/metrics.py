@@ -36,6 +36,18 @@ def _function_metrics(rec: dict) -> dict:
     return out
 
 
+def sample_record(s) -> dict:
+    """The per-row lists sample_metrics reads, from a Sampled (the policy's own samples, before gold)."""
+    return {
+        "sampled_rewards": list(s.rewards),
+        "correct": list(s.correct),
+        "lengths": [len(c) for c in s.completions],
+        "truncated": list(s.truncated),
+        "entropy": list(s.entropy),
+        **function_scores(s.per_function),
+    }
+
+
 def sample_metrics(rec: dict, G: int) -> dict:
     """Figures of the policy's own samples (G a group, contiguous) from a record's per-row lists: sampled_rewards,
     correct, lengths, truncated, entropy (each sequence's summed entropy) and reward/<name> scores."""

@@ -25,7 +25,7 @@ from gcpo_lite.data.prompts import completion_ids_for_text, prompt_ids
 from gcpo_lite.data.tasks import Example
 from gcpo_lite.models import dequantized_base
 from gcpo_lite.run.distributed import merge_records
-from gcpo_lite.train.metrics import function_scores, rollout_metrics
+from gcpo_lite.train.metrics import rollout_metrics, sample_record
 
 
 class RolloutPhase:
@@ -110,17 +110,12 @@ class RolloutPhase:
             t and not gold and self.cfg.reward.truncated == "mask" for t, gold in zip(s.truncated, is_gold)
         ]
         record = {
+            **sample_record(s),
             "rewards": rewards,
-            "sampled_rewards": list(s.rewards),
-            "correct": list(s.correct),
             "advantages": adv.tolist(),
-            "lengths": [len(c) for c in s.completions],
-            "truncated": list(s.truncated),
             "is_gold": is_gold,
             "gold_status": dict(gold_status),
-            "entropy": list(s.entropy),
             "reward_errors": self.rewards.errors,
-            **function_scores(s.per_function),
             "truncated_zeroed": sum(s.truncated) if self.cfg.reward.truncated == "zero" else 0,
             "truncated_masked": sum(masked),
             **dyn,
@@ -143,28 +138,15 @@ class RolloutPhase:
         """G scored samples of each example, grouped contiguously (the policy's own: no gold yet)."""
         g = self.cfg.gcpo
         prompts = [self._prompt(ex) for ex in examples for _ in range(g.num_generations)]
-        self._entropy_sums = []  # generate() fills it (a stand-in generate in tests may not)
+        self._entropy_sums = None  # generate() sets this call's, per sequence; None: none given
         completions, mean_lp = self.generate(prompts, g.temperature, g.max_completion_length)
-        entropy = self._entropy_sums  # this call's, per sequence (None: the backend has none)
-        entropy = (
-            [math.nan] * len(completions) if entropy is None else (list(entropy) or [0.0] * len(completions))
-        )
+        entropy = [math.nan] * len(completions) if self._entropy_sums is None else list(self._entropy_sums)
         rewards, correct, truncated, per_function = self._score(completions, examples)
         return Sampled(prompts, completions, mean_lp, rewards, correct, truncated, per_function, entropy)
 
     def _generated_record(self, s: Optional[Sampled]) -> Optional[dict]:
         """The whole job's record of every sample generated in the step (None without dynamic sampling)."""
-        if s is None:
-            return None
-        record = {
-            "sampled_rewards": list(s.rewards),
-            "correct": list(s.correct),
-            "lengths": [len(c) for c in s.completions],
-            "truncated": list(s.truncated),
-            "entropy": list(s.entropy),
-            **function_scores(s.per_function),
-        }
-        return merge_records(self.world, record)
+        return None if s is None else merge_records(self.world, sample_record(s))
 
     def _has_contrast(self, ex: Example, group: Sampled) -> bool:
         """Dynamic sampling's test: the group's rewards differ, or will once gold.inject has put the example's

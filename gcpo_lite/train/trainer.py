@@ -127,7 +127,9 @@ class Trainer(RolloutPhase, UpdatePhase, CheckpointState):
         rule = self.rewards.rule.function
         self._math_gold = rule.verifier and rule.name in ("math", "math_verify")
         self._opens_think = prompt_opens_think(self.tokenizer)
-        self._entropy_sums: list[float] = []  # per sequence of the last generate call
+        self._entropy_sums: Optional[list] = (
+            None  # per sequence of the last generate call (None: unavailable)
+        )
 
     def _policy(self, cfg: Config, inputs: RunInputs):
         """(peft model, tokenizer, ResolvedModel): the caller's loaded model, or the one model.name names (the
